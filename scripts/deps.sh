@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine: the compiler tool
+# chain is assumed; PyTorch and NumPy for the reference tests (run with
+# /usr/bin/python3), OpenBLAS so that the PyTorch peer in bench/ runs at its best.
+set -euo pipefail
+need=()
+/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null || need+=(python3-torch python3-numpy)
+dpkg -s libopenblas0 >/dev/null 2>&1 || need+=(libopenblas0)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+/usr/bin/python3 -c 'import torch; print("torch", torch.__version__)'

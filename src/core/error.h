@@ -1,0 +1,21 @@
+/* error.h: status and message helpers shared by every part of the library
+ * (internal). For: filling a moe_error with a formatted message and returning
+ * the status in one statement. Not for: printing; the library never prints. */
+#ifndef MOE_CORE_ERROR_H
+#define MOE_CORE_ERROR_H
+
+#include "moe.h"
+
+/* Formats the message into e->msg (when e is not NULL) and returns s, so that
+ * a failure reads: return moe_err(err, MOE_ERR_ARG, "top_k = %d > E = %d", k, E); */
+moe_status moe_err(moe_error *e, moe_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Clears a message. */
+static inline void moe_err_clear(moe_error *e) { if (e) e->msg[0] = '\0'; }
+
+/* Programmer errors only (a broken invariant, never bad input): file:line, abort. */
+#define MOE_ASSERT(c) do { if (!(c)) moe_assert_fail(#c, __FILE__, __LINE__); } while (0)
+void moe_assert_fail(const char *cond, const char *file, int line);
+
+#endif
