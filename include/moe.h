@@ -87,8 +87,8 @@ typedef enum moe_select {
 typedef enum moe_drop_policy {
     MOE_DROP_POSITION = 0, /* first choices of all tokens before second
                               choices, each in token order (GShard) */
-    MOE_DROP_SCORE,        /* highest gate weight first, ties to the lower
-                              token index (batch-prioritized routing) */
+    MOE_DROP_SCORE,        /* highest router score p[t,e] first, ties to the
+                              lower token index (batch-prioritized routing) */
     MOE_DROP_COUNT
 } moe_drop_policy;
 

@@ -1,0 +1,185 @@
+/* experts.c: dispatch, the expert networks and combine of the MoE layer,
+ * forward and backward, on the expert-major rows that plan.c laid out.
+ *
+ * Forward, for expert e with rows R_e = [offset[e], offset[e+1]):
+ *   Xg[R_e]  = x[token of each row]                      (gather)
+ *   SwiGLU:  Hg = Xg Wg_e^T, Hu = Xg Wu_e^T,  A = silu(Hg) * Hu
+ *   GELU:    Hu = Xg Wu_e^T,                  A = gelu(Hu)
+ *   O[R_e]   = A Wd_e^T                                   [n_e, d]
+ *   y[t]     = sum over kept slots j of w_j O[row(t,j)]   (combine)
+ * Every GEMM of every expert runs in one grouped call, so threads share the
+ * tiles of all experts. Tokens are never run one at a time through an expert.
+ *
+ * Backward, with dy[T, d]:
+ *   dw_j     = <dy_t, O[row]>          (to the router)
+ *   dO[row]  = w_j dy_t
+ *   dWd_e   += dO^T A,   dA = dO Wd_e
+ *   dHg, dHu = act'(dA)  (act.h)
+ *   dWg_e   += dHg^T Xg, dWu_e += dHu^T Xg,  dXg = dHg Wg_e + dHu Wu_e
+ *   dx[t]    = sum over kept slots of dXg[row]             (scatter)
+ * Not here: routing or capacity (router.c, plan.c).
+ */
+#include "layer/layer.h"
+#include "kernels/act.h"
+#include "kernels/gemm.h"
+
+#include <string.h>
+
+/* A problem C = alpha op(A) op(B) + beta C with the given operands. */
+static gemm_problem prob(int M, int N, int K, int ta, const float *A, int lda,
+                         int tb, const float *B, int ldb, float *C, int ldc,
+                         float beta) {
+    gemm_problem p = { .M = M, .N = N, .K = K, .transA = ta, .transB = tb,
+                       .A = A, .lda = lda, .B = B, .ldb = ldb, .C = C, .ldc = ldc,
+                       .alpha = 1.0f, .beta = beta };
+    return p;
+}
+
+void experts_forward(moe_layer *L, float *y, const float *x, int T) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts, d = c->d_model, F = c->d_ff, S = L->S, H = L->hid;
+    const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
+    const moe_plan *pl = &L->plan;
+    const int R = pl->n_rows, nt = layer_threads(L);
+    gemm_problem *pr = (gemm_problem *)L->problems;
+
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int r = 0; r < R; r++)
+        memcpy(L->xg + (size_t)r * d, x + (size_t)(pl->row_slot[r] / S) * d,
+               sizeof(float) * (size_t)d);
+
+    /* input projections: h[:, 0:F] = gate part (SwiGLU), h[:, F:2F] = up part */
+    int n = 0;
+    for (int e = 0; e < E; e++) {
+        int m = pl->kept[e], r0 = pl->offset[e];
+        if (m == 0) continue;
+        const float *xe = L->xg + (size_t)r0 * d;
+        float *he = L->h + (size_t)r0 * H;
+        if (swiglu)
+            pr[n++] = prob(m, F, d, 0, xe, d, 1, L->w.gate + (size_t)e * F * d, d, he, H, 0.0f);
+        pr[n++] = prob(m, F, d, 0, xe, d, 1, L->w.up + (size_t)e * F * d, d,
+                       he + (swiglu ? F : 0), H, 0.0f);
+    }
+    gemm_grouped(nt, pr, n);
+
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int r = 0; r < R; r++) {
+        const float *hr = L->h + (size_t)r * H;
+        float *ar = L->a + (size_t)r * F;
+        if (swiglu) act_swiglu_forward(ar, hr, hr + F, (size_t)F);
+        else act_gelu_forward(ar, hr, (size_t)F);
+    }
+
+    n = 0;
+    for (int e = 0; e < E; e++) {
+        int m = pl->kept[e], r0 = pl->offset[e];
+        if (m == 0) continue;
+        pr[n++] = prob(m, d, F, 0, L->a + (size_t)r0 * F, F, 1,
+                       L->w.down + (size_t)e * d * F, F, L->o + (size_t)r0 * d, d, 0.0f);
+    }
+    gemm_grouped(nt, pr, n);
+
+    /* combine: each token sums its own rows, so no two threads write one row */
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *yt = y + (size_t)t * d;
+        memset(yt, 0, sizeof(float) * (size_t)d);
+        for (int j = 0; j < S; j++) {
+            int r = pl->slot_row[t * S + j];
+            if (r < 0) continue;
+            float w = L->slot_weight[t * S + j];
+            const float *orow = L->o + (size_t)r * d;
+            for (int i = 0; i < d; i++) yt[i] += w * orow[i];
+        }
+    }
+}
+
+void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts, d = c->d_model, F = c->d_ff, S = L->S, H = L->hid;
+    const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
+    const moe_plan *pl = &L->plan;
+    const int R = pl->n_rows, nt = layer_threads(L);
+    gemm_problem *pr = (gemm_problem *)L->problems;
+
+    /* dw per slot and the weighted output gradient per row */
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < T; t++) {
+        const float *g = dy + (size_t)t * d;
+        for (int j = 0; j < S; j++) {
+            int i = t * S + j, r = pl->slot_row[i];
+            if (r < 0) { L->d_w[i] = 0.0f; continue; }
+            const float *orow = L->o + (size_t)r * d;
+            float *dor = L->d_o + (size_t)r * d;
+            float w = L->slot_weight[i], dot = 0.0f;
+            for (int k = 0; k < d; k++) { dot += g[k] * orow[k]; dor[k] = w * g[k]; }
+            L->d_w[i] = dot;
+        }
+    }
+
+    int n = 0;
+    for (int e = 0; e < E; e++) {
+        int m = pl->kept[e], r0 = pl->offset[e];
+        if (m == 0) continue;
+        const float *doe = L->d_o + (size_t)r0 * d;
+        /* dWd_e[d, F] += dO^T A */
+        pr[n++] = prob(d, F, m, 1, doe, d, 0, L->a + (size_t)r0 * F, F,
+                       L->g.down + (size_t)e * d * F, F, 1.0f);
+        /* dA[m, F] = dO Wd_e */
+        pr[n++] = prob(m, F, d, 0, doe, d, 0, L->w.down + (size_t)e * d * F, F,
+                       L->d_a + (size_t)r0 * F, F, 0.0f);
+    }
+    gemm_grouped(nt, pr, n);
+
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int r = 0; r < R; r++) {
+        const float *hr = L->h + (size_t)r * H;
+        const float *dar = L->d_a + (size_t)r * F;
+        float *dhr = L->d_h + (size_t)r * H;
+        if (swiglu) act_swiglu_backward(dhr, dhr + F, dar, hr, hr + F, (size_t)F);
+        else act_gelu_backward(dhr, dar, hr, (size_t)F);
+    }
+
+    /* weight gradients and the first half of dXg in one call, then the second
+       half (it adds into the same dXg, so it cannot share the call) */
+    n = 0;
+    for (int e = 0; e < E; e++) {
+        int m = pl->kept[e], r0 = pl->offset[e];
+        if (m == 0) continue;
+        const float *xe = L->xg + (size_t)r0 * d;
+        const float *dhe = L->d_h + (size_t)r0 * H;
+        float *dxe = L->d_xg + (size_t)r0 * d;
+        if (swiglu) {
+            pr[n++] = prob(F, d, m, 1, dhe, H, 0, xe, d, L->g.gate + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = prob(F, d, m, 1, dhe + F, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = prob(m, d, F, 0, dhe, H, 0, L->w.gate + (size_t)e * F * d, d, dxe, d, 0.0f);
+        } else {
+            pr[n++] = prob(F, d, m, 1, dhe, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = prob(m, d, F, 0, dhe, H, 0, L->w.up + (size_t)e * F * d, d, dxe, d, 0.0f);
+        }
+    }
+    gemm_grouped(nt, pr, n);
+    if (swiglu) {
+        n = 0;
+        for (int e = 0; e < E; e++) {
+            int m = pl->kept[e], r0 = pl->offset[e];
+            if (m == 0) continue;
+            pr[n++] = prob(m, d, F, 0, L->d_h + (size_t)r0 * H + F, H, 0,
+                           L->w.up + (size_t)e * F * d, d, L->d_xg + (size_t)r0 * d, d, 1.0f);
+        }
+        gemm_grouped(nt, pr, n);
+    }
+
+    /* scatter: each token sums its own rows (deterministic, no atomics) */
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *dxt = dx + (size_t)t * d;
+        memset(dxt, 0, sizeof(float) * (size_t)d);
+        for (int j = 0; j < S; j++) {
+            int r = pl->slot_row[t * S + j];
+            if (r < 0) continue;
+            const float *src = L->d_xg + (size_t)r * d;
+            for (int i = 0; i < d; i++) dxt[i] += src[i];
+        }
+    }
+}
