@@ -190,6 +190,24 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy);
 /* Routing statistics of the last forward. */
 const moe_route_stats *moe_layer_stats(const moe_layer *L);
 
+/* Where the time of the last forward and backward went, in seconds, stage by
+ * stage (wall clock, measured around each stage). */
+typedef struct moe_layer_profile {
+    double fwd_route;   /* router GEMM, gate, selection, losses, statistics */
+    double fwd_plan;    /* histogram, capacity, row layout */
+    double fwd_gather;  /* copy of each kept assignment's token into its row */
+    double fwd_gemm;    /* the expert GEMMs */
+    double fwd_act;     /* SwiGLU / GELU */
+    double fwd_combine; /* weighted scatter-add into y */
+    double bwd_slots;   /* dw per slot and the weighted dy rows */
+    double bwd_gemm;    /* the expert GEMMs of backward */
+    double bwd_act;     /* activation derivatives */
+    double bwd_scatter; /* sum of each token's rows into dx */
+    double bwd_route;   /* router backward: dlogits, dWr, dx */
+} moe_layer_profile;
+
+const moe_layer_profile *moe_layer_get_profile(const moe_layer *L);
+
 /* The routing decisions of the last forward, each [T, k] (any may be NULL):
  * expert index of slot j of token t (best first), its gate weight after
  * renormalisation and scale, and 1 if that assignment was kept, 0 if dropped. */

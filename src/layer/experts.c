@@ -23,6 +23,7 @@
 #include "kernels/act.h"
 #include "kernels/gemm.h"
 
+#include <omp.h>
 #include <string.h>
 
 /* A problem C = alpha op(A) op(B) + beta C with the given operands. */
@@ -42,12 +43,17 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     const moe_plan *pl = &L->plan;
     const int R = pl->n_rows, nt = layer_threads(L);
     gemm_problem *pr = (gemm_problem *)L->problems;
+    moe_layer_profile *pf = &L->prof;
+    double t0 = omp_get_wtime(), t1;
 
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int r = 0; r < R; r++)
         memcpy(L->xg + (size_t)r * d, x + (size_t)(pl->row_slot[r] / S) * d,
                sizeof(float) * (size_t)d);
 
+    t1 = omp_get_wtime();
+    pf->fwd_gather = t1 - t0;
+    t0 = t1;
     /* input projections: h[:, 0:F] = gate part (SwiGLU), h[:, F:2F] = up part */
     int n = 0;
     for (int e = 0; e < E; e++) {
@@ -61,6 +67,9 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
                        he + (swiglu ? F : 0), H, 0.0f);
     }
     gemm_grouped(nt, pr, n);
+    t1 = omp_get_wtime();
+    pf->fwd_gemm = t1 - t0;
+    t0 = t1;
 
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int r = 0; r < R; r++) {
@@ -70,6 +79,9 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
         else act_gelu_forward(ar, hr, (size_t)F);
     }
 
+    t1 = omp_get_wtime();
+    pf->fwd_act = t1 - t0;
+    t0 = t1;
     n = 0;
     for (int e = 0; e < E; e++) {
         int m = pl->kept[e], r0 = pl->offset[e];
@@ -78,6 +90,9 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
                        L->w.down + (size_t)e * d * F, F, L->o + (size_t)r0 * d, d, 0.0f);
     }
     gemm_grouped(nt, pr, n);
+    t1 = omp_get_wtime();
+    pf->fwd_gemm += t1 - t0;
+    t0 = t1;
 
     /* combine: each token sums its own rows, so no two threads write one row */
     #pragma omp parallel for num_threads(nt) schedule(static)
@@ -92,6 +107,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
             for (int i = 0; i < d; i++) yt[i] += w * orow[i];
         }
     }
+    pf->fwd_combine = omp_get_wtime() - t0;
 }
 
 void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
@@ -101,6 +117,8 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
     const moe_plan *pl = &L->plan;
     const int R = pl->n_rows, nt = layer_threads(L);
     gemm_problem *pr = (gemm_problem *)L->problems;
+    moe_layer_profile *pf = &L->prof;
+    double t0 = omp_get_wtime(), t1;
 
     /* dw per slot and the weighted output gradient per row */
     #pragma omp parallel for num_threads(nt) schedule(static)
@@ -116,6 +134,9 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
             L->d_w[i] = dot;
         }
     }
+    t1 = omp_get_wtime();
+    pf->bwd_slots = t1 - t0;
+    t0 = t1;
 
     int n = 0;
     for (int e = 0; e < E; e++) {
@@ -130,6 +151,9 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
                        L->d_a + (size_t)r0 * F, F, 0.0f);
     }
     gemm_grouped(nt, pr, n);
+    t1 = omp_get_wtime();
+    pf->bwd_gemm = t1 - t0;
+    t0 = t1;
 
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int r = 0; r < R; r++) {
@@ -140,6 +164,9 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
         else act_gelu_backward(dhr, dar, hr, (size_t)F);
     }
 
+    t1 = omp_get_wtime();
+    pf->bwd_act = t1 - t0;
+    t0 = t1;
     /* weight gradients and the first half of dXg in one call, then the second
        half (it adds into the same dXg, so it cannot share the call) */
     n = 0;
@@ -170,6 +197,9 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
         gemm_grouped(nt, pr, n);
     }
 
+    t1 = omp_get_wtime();
+    pf->bwd_gemm += t1 - t0;
+    t0 = t1;
     /* scatter: each token sums its own rows (deterministic, no atomics) */
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
@@ -182,4 +212,5 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
             for (int i = 0; i < d; i++) dxt[i] += src[i];
         }
     }
+    pf->bwd_scatter = omp_get_wtime() - t0;
 }

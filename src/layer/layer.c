@@ -181,6 +181,7 @@ size_t moe_layer_param_count(const moe_layer *L) { return L->n_params; }
 void moe_layer_zero_grads(moe_layer *L) { memset(L->grad_buf, 0, sizeof(float) * L->n_params); }
 void moe_layer_set_threads(moe_layer *L, int n_threads) { L->cfg.n_threads = n_threads; }
 const moe_route_stats *moe_layer_stats(const moe_layer *L) { return &L->stats; }
+const moe_layer_profile *moe_layer_get_profile(const moe_layer *L) { return &L->prof; }
 
 void moe_layer_init_params(moe_layer *L, uint64_t seed) {
     moe_rng r;
@@ -209,8 +210,12 @@ moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int 
             return moe_err(&L->err, MOE_ERR_NONFINITE, "moe_layer_forward: x[%zu, %zu] = %g is not finite",
                            i / (size_t)L->cfg.d_model, i % (size_t)L->cfg.d_model, (double)x[i]);
     L->T = T;
+    double t0 = omp_get_wtime();
     router_forward(L, x, T);
+    double t1 = omp_get_wtime();
     plan_build(L, T);
+    L->prof.fwd_route = t1 - t0;
+    L->prof.fwd_plan = omp_get_wtime() - t1;
     experts_forward(L, y, x, T);
     memcpy(L->x_saved, x, sizeof(float) * n);
     L->have_forward = 1;
@@ -223,7 +228,9 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
         return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
     if (!dx || !dy) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
     experts_backward(L, dx, dy, L->T);
+    double t0 = omp_get_wtime();
     router_backward(L, dx, L->x_saved, L->T);
+    L->prof.bwd_route = omp_get_wtime() - t0;
     return MOE_OK;
 }
 

@@ -71,6 +71,7 @@ struct moe_layer {
     float *d_logits;         /* [Tmax, E] */
 
     moe_route_stats stats;
+    moe_layer_profile prof;  /* stage timings of the last forward/backward */
 };
 
 /* Stages (router.c, plan.c, experts.c). T is the token count of this pass. */

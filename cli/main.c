@@ -1,0 +1,94 @@
+/* main.c: the `moe` command: picks the subcommand, the thread count
+ * (--threads N, else the MOE_THREADS environment variable, else the OpenMP
+ * default) and maps failures to exit codes (0 ok, 1 failure, 2 usage). */
+#include "cli.h"
+#include "moe.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "moe %s: sparse Mixture-of-Experts models in C\n"
+        "usage: moe [--threads N] COMMAND [options]\n"
+        "commands:\n"
+        "  demo                 route a batch through a MoE layer and show the expert loads\n"
+        "  bench layer [opts]   MoE layer forward / forward+backward GFLOP/s vs a dense GEMM\n"
+        "  bench gemm  [opts]   dense fp32 GEMM GFLOP/s\n"
+        "  version              print the version\n"
+        "threads: --threads N, or MOE_THREADS=N, else all cores\n", MOE_VERSION);
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_int_opt(const char *name, int argc, char **argv, int *i, int *out, int *bad) {
+    if (strcmp(argv[*i], name)) return 0;
+    char *end = NULL;
+    if (*i + 1 >= argc) { fprintf(stderr, "moe: %s needs a value\n", name); *bad = 1; return 1; }
+    long v = strtol(argv[*i + 1], &end, 10);
+    if (!*argv[*i + 1] || *end || v < -2147483647L || v > 2147483647L) {
+        fprintf(stderr, "moe: %s: '%s' is not an integer\n", name, argv[*i + 1]);
+        *bad = 1;
+    } else *out = (int)v;
+    (*i)++;
+    return 1;
+}
+
+int cli_float_opt(const char *name, int argc, char **argv, int *i, float *out, int *bad) {
+    if (strcmp(argv[*i], name)) return 0;
+    char *end = NULL;
+    if (*i + 1 >= argc) { fprintf(stderr, "moe: %s needs a value\n", name); *bad = 1; return 1; }
+    double v = strtod(argv[*i + 1], &end);
+    if (!*argv[*i + 1] || *end) {
+        fprintf(stderr, "moe: %s: '%s' is not a number\n", name, argv[*i + 1]);
+        *bad = 1;
+    } else *out = (float)v;
+    (*i)++;
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    int n_threads = 0, bad = 0;
+    const char *env = getenv("MOE_THREADS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end || v < 1 || v > 4096) { fprintf(stderr, "moe: MOE_THREADS='%s' is not a thread count\n", env); return 2; }
+        n_threads = (int)v;
+    }
+    /* global options, then the command and its arguments (with --threads
+       also accepted after the command) */
+    int argc2 = 0;
+    char **argv2 = calloc((size_t)argc + 1, sizeof(char *));
+    if (!argv2) return 1;
+    for (int i = 1; i < argc; i++) {
+        if (cli_int_opt("--threads", argc, argv, &i, &n_threads, &bad)) {
+            if (!bad && n_threads < 1) { fprintf(stderr, "moe: --threads must be >= 1\n"); bad = 1; }
+            continue;
+        }
+        argv2[argc2++] = argv[i];
+    }
+    int rc;
+    if (bad) rc = 2;
+    else if (argc2 == 0 || !strcmp(argv2[0], "help") || !strcmp(argv2[0], "--help") || !strcmp(argv2[0], "-h")) {
+        usage(argc2 == 0 ? stderr : stdout);
+        rc = argc2 == 0 ? 2 : 0;
+    } else if (!strcmp(argv2[0], "version") || !strcmp(argv2[0], "--version")) {
+        printf("moe %s (gemm kernel: %s)\n", MOE_VERSION, moe_sgemm_kernel_name());
+        rc = 0;
+    } else if (!strcmp(argv2[0], "demo")) rc = cmd_demo(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "bench")) rc = cmd_bench(argc2 - 1, argv2 + 1, n_threads);
+    else {
+        fprintf(stderr, "moe: unknown command '%s'\n", argv2[0]);
+        usage(stderr);
+        rc = 2;
+    }
+    free(argv2);
+    return rc;
+}
