@@ -74,12 +74,18 @@ typedef enum moe_expert_type {
 /* The gate turns router logits into scores. */
 typedef enum moe_gate {
     MOE_GATE_SOFTMAX = 0, /* p = softmax(logits) over all E experts */
+    MOE_GATE_SIGMOID,     /* q = sigmoid(logits), each expert alone (DeepSeek-V3) */
+    MOE_GATE_RELU,        /* w = relu(logits) (ReMoE); with MOE_SELECT_ALL */
     MOE_GATE_COUNT
 } moe_gate;
 
 /* The selection picks the experts of each token from the scores. */
 typedef enum moe_select {
-    MOE_SELECT_TOPK = 0, /* the k highest scores; ties go to the lower index */
+    MOE_SELECT_TOPK = 0,      /* the k highest scores; ties go to the lower index */
+    MOE_SELECT_TOPP,          /* smallest set reaching top_p, at most top_k */
+    MOE_SELECT_EXPERT_CHOICE, /* each expert takes its best ceil(c T / E) tokens */
+    MOE_SELECT_HASH,          /* fixed hash of the token id; no router */
+    MOE_SELECT_ALL,           /* every expert with a non-zero gate (ReLU) */
     MOE_SELECT_COUNT
 } moe_select;
 
@@ -116,6 +122,38 @@ typedef struct moe_layer_config {
     int max_tokens;            /* T that forward may be given, at most;
                                   every buffer is sized for it at create */
     int n_threads;             /* <= 0: the OpenMP default */
+
+    /* The routing family (docs/ROUTING.md). Zero turns each option off. */
+    uint64_t seed;             /* RNG of noise, jitter, GShard's random policy */
+    int max_top_k;             /* largest k moe_layer_set_top_k may set
+                                  (0: top_k); sizes the buffers */
+    float jitter;              /* Switch: router input x * U(1-j, 1+j), training */
+    int noisy_gate;            /* Shazeer: logits += N(0,1) softplus(x Wn^T) in
+                                  training; adds the parameter `noise` [E, d] */
+    float importance_loss_coef; /* Shazeer: coef * CV(sum_t w[t, :])^2 */
+    float load_loss_coef;      /* Shazeer: coef * CV(smooth load)^2 (noisy gate) */
+    int gshard_random_second;  /* GShard: slot 1 kept with prob min(1, 2 w_1)
+                                  while training (top_k = 2) */
+    int balance_top1_only;     /* balance loss counts first choices only (GShard) */
+    float top_p;               /* MOE_SELECT_TOPP threshold, in (0, 1] */
+    float entropy_loss_coef;   /* coef * mean_t H(p_t) (top-p's regulariser) */
+    float ec_capacity;         /* expert choice: c, tokens per expert ceil(c T / E) */
+    int ec_inference;          /* expert choice when not training: 0 token-choice
+                                  top-k with the same router, 1 expert choice */
+    int n_groups;              /* group-limited routing: E / n_groups per group */
+    int topk_groups;           /* groups kept per token */
+    float bias_update_rate;    /* aux-loss-free balancing: gamma > 0 enables the
+                                  selection bias (moe_layer_update_balance) */
+    float seq_aux_loss_coef;   /* DeepSeek-V3 sequence-wise balance loss */
+    int seq_len;               /* tokens per sequence for it (T a multiple) */
+    int shared_d_ff;           /* hidden width of the shared expert(s); 0 none */
+    int shared_gate;           /* Qwen-MoE: shared output * sigmoid(x . w_sg) */
+    float relu_l1_coef;        /* ReMoE: initial L1 coefficient lambda */
+    float relu_target_sparsity; /* ReMoE: target fraction of zero gates */
+    int global_stats;          /* balance f_i from counts accumulated over
+                                  forwards until moe_layer_reset_stats */
+    int dead_window;           /* forwards without tokens that make an expert
+                                  dead in the statistics (0: 100) */
 } moe_layer_config;
 
 /* Fills *c with the defaults above for the given sizes (max_tokens = 4096). */
@@ -133,6 +171,11 @@ typedef struct moe_layer_weights {
     float *gate;   /* [E, d_ff, d]  SwiGLU gate projection; NULL for GELU */
     float *up;     /* [E, d_ff, d]  up projection                  */
     float *down;   /* [E, d, d_ff]  down projection                */
+    float *noise;  /* [E, d]        noisy gate: std = softplus(x noise^T); or NULL */
+    float *shared_gate;   /* [Fs, d] shared expert (SwiGLU), or NULL */
+    float *shared_up;     /* [Fs, d] shared expert, or NULL */
+    float *shared_down;   /* [d, Fs] shared expert, or NULL */
+    float *shared_router; /* [d]     shared expert gate sigmoid(x . w), or NULL */
 } moe_layer_weights;
 
 /* What the router did in the last forward pass. Array pointers stay valid
@@ -150,6 +193,23 @@ typedef struct moe_route_stats {
     int64_t dropped;           /* assignments over capacity */
     const int *tokens_per_expert; /* [E] assignments the router chose */
     const int *kept_per_expert;   /* [E] assignments kept after capacity */
+    /* balance and sparsity */
+    float max_violation;       /* max_i routed_i / mean_i routed_i - 1 */
+    float load_cv;             /* coefficient of variation of routed_i */
+    int dead_experts;          /* experts without tokens for dead_window forwards */
+    float dropped_fraction;    /* dropped / assignments */
+    float active_mean;         /* mean experts per token (kept assignments / T) */
+    const int *active_hist;    /* [slots + 1] tokens with 0, 1, ... kept experts */
+    int active_hist_len;       /* slots + 1 */
+    /* the other router losses (each already times its coefficient) */
+    float importance_loss;     /* noisy top-k: importance CV^2 */
+    float load_loss;           /* noisy top-k: smooth load CV^2 */
+    float entropy_loss;        /* top-p: entropy regulariser */
+    float seq_aux_loss;        /* DeepSeek-V3 sequence-wise balance */
+    float l1_loss;             /* ReLU routing: lambda * mean_t sum_e w */
+    float l1_coef;             /* ReLU routing: the current lambda */
+    float sparsity;            /* ReLU routing: fraction of zero gates */
+    float router_loss;         /* the sum of every loss above and aux, z */
 } moe_route_stats;
 
 typedef struct moe_layer moe_layer;
@@ -190,6 +250,35 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy);
 /* Routing statistics of the last forward. */
 const moe_route_stats *moe_layer_stats(const moe_layer *L);
 
+/* Token ids for MOE_SELECT_HASH: ids[T] of the next forward (copied). */
+moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T);
+
+/* Run-time overrides (generation): k <= max_top_k (or top_k), and the top-p
+ * threshold in (0, 1]. */
+moe_status moe_layer_set_top_k(moe_layer *L, int k);
+moe_status moe_layer_set_top_p(moe_layer *L, float p);
+
+/* Call after each optimizer step: moves the aux-loss-free selection bias,
+ * b_i += gamma sign(mean load - load_i), and the ReLU router's L1
+ * coefficient, lambda *= 1.2^sign(target - sparsity), from the loads of the
+ * last forward (or of the accumulated batch with global_stats). */
+void moe_layer_update_balance(moe_layer *L);
+
+/* The selection bias [E] of aux-loss-free balancing (read or restore it). */
+float *moe_layer_balance_bias(moe_layer *L);
+
+/* Starts a new global batch for global_stats (clears accumulated counts). */
+void moe_layer_reset_stats(moe_layer *L);
+
+/* The random draws of the last training forward, for reproducing it
+ * elsewhere (any may be NULL when unused). */
+typedef struct moe_layer_draws {
+    const float *jitter; /* [T, d] the factors u of x * u */
+    const float *noise;  /* [T, E] the N(0,1) draws of the noisy gate */
+    const float *second; /* [T] the U(0,1) draws of GShard's random policy */
+} moe_layer_draws;
+moe_layer_draws moe_layer_get_draws(const moe_layer *L);
+
 /* Where the time of the last forward and backward went, in seconds, stage by
  * stage (wall clock, measured around each stage). */
 typedef struct moe_layer_profile {
@@ -208,9 +297,14 @@ typedef struct moe_layer_profile {
 
 const moe_layer_profile *moe_layer_get_profile(const moe_layer *L);
 
-/* The routing decisions of the last forward, each [T, k] (any may be NULL):
- * expert index of slot j of token t (best first), its gate weight after
- * renormalisation and scale, and 1 if that assignment was kept, 0 if dropped. */
+/* Slots per token of this layer's routing decisions: top_k (or max_top_k)
+ * for token choice, E for expert choice and ReLU routing. */
+int moe_layer_slots(const moe_layer *L);
+
+/* The routing decisions of the last forward, each [T, slots] (any may be
+ * NULL): expert index of slot j of token t (best first; -1 for an empty slot;
+ * slot e is expert e for expert choice and ReLU), its gate weight after
+ * renormalisation and scale, and 1 if that assignment was kept, 0 if not. */
 void moe_layer_routing(const moe_layer *L, int *experts, float *weights,
                        int *kept);
 

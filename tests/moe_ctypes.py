@@ -12,12 +12,18 @@ int64_t fields are c_int64), so ctypes lays them out and pads them like C.
     dx = L.backward(dy)
     g = L.grads()                        # dict of numpy copies
 
+The routing-family parameters (noise, shared_*) appear in params() / grads()
+only when the layer has them (non-NULL pointers), so code written for the basic
+layer sees the same four keys as before. The routing-family functions
+(moe_layer_set_top_k, moe_layer_get_draws, ...) are bound when the library
+has them; `has(lib, name)` tells.
+
 numpy is imported only by the helpers that need it.
 """
 import ctypes
 import os
-from ctypes import (POINTER, Structure, c_char, c_char_p, c_float, c_int,
-                    c_int64, c_size_t, c_uint64, c_void_p)
+from ctypes import (POINTER, Structure, c_char, c_char_p, c_double, c_float,
+                    c_int, c_int32, c_int64, c_size_t, c_uint64, c_void_p)
 
 # ----------------------------------------------------------------- enums
 MOE_OK = 0
@@ -32,7 +38,13 @@ MOE_ERR_UNSUPPORTED = 7
 MOE_EXPERT_SWIGLU = 0
 MOE_EXPERT_GELU = 1
 MOE_GATE_SOFTMAX = 0
+MOE_GATE_SIGMOID = 1
+MOE_GATE_RELU = 2
 MOE_SELECT_TOPK = 0
+MOE_SELECT_TOPP = 1
+MOE_SELECT_EXPERT_CHOICE = 2
+MOE_SELECT_HASH = 3
+MOE_SELECT_ALL = 4
 MOE_DROP_POSITION = 0
 MOE_DROP_SCORE = 1
 MOE_DROPLESS = -1.0
@@ -60,6 +72,31 @@ class LayerConfig(Structure):
         ("z_loss_coef", c_float),
         ("max_tokens", c_int),
         ("n_threads", c_int),
+        # the routing family (docs/ROUTING.md); ctypes pads before the
+        # uint64_t like C does (seed at offset 64, sizeof 160 on x86-64)
+        ("seed", c_uint64),
+        ("max_top_k", c_int),
+        ("jitter", c_float),
+        ("noisy_gate", c_int),
+        ("importance_loss_coef", c_float),
+        ("load_loss_coef", c_float),
+        ("gshard_random_second", c_int),
+        ("balance_top1_only", c_int),
+        ("top_p", c_float),
+        ("entropy_loss_coef", c_float),
+        ("ec_capacity", c_float),
+        ("ec_inference", c_int),
+        ("n_groups", c_int),
+        ("topk_groups", c_int),
+        ("bias_update_rate", c_float),
+        ("seq_aux_loss_coef", c_float),
+        ("seq_len", c_int),
+        ("shared_d_ff", c_int),
+        ("shared_gate", c_int),
+        ("relu_l1_coef", c_float),
+        ("relu_target_sparsity", c_float),
+        ("global_stats", c_int),
+        ("dead_window", c_int),
     ]
 
 
@@ -69,7 +106,18 @@ class LayerWeights(Structure):
         ("gate", POINTER(c_float)),
         ("up", POINTER(c_float)),
         ("down", POINTER(c_float)),
+        ("noise", POINTER(c_float)),
+        ("shared_gate", POINTER(c_float)),
+        ("shared_up", POINTER(c_float)),
+        ("shared_down", POINTER(c_float)),
+        ("shared_router", POINTER(c_float)),
     ]
+
+
+# The parameters of the basic layer: always keys of params() / grads().
+BASE_PARAMS = ("router", "gate", "up", "down")
+# The routing family's optional parameters: keys only when non-NULL.
+EXTRA_PARAMS = ("noise", "shared_gate", "shared_up", "shared_down", "shared_router")
 
 
 class RouteStats(Structure):
@@ -85,11 +133,47 @@ class RouteStats(Structure):
         ("dropped", c_int64),
         ("tokens_per_expert", POINTER(c_int)),
         ("kept_per_expert", POINTER(c_int)),
+        # balance and sparsity
+        ("max_violation", c_float),
+        ("load_cv", c_float),
+        ("dead_experts", c_int),
+        ("dropped_fraction", c_float),
+        ("active_mean", c_float),
+        ("active_hist", POINTER(c_int)),
+        ("active_hist_len", c_int),
+        # the other router losses (each already times its coefficient)
+        ("importance_loss", c_float),
+        ("load_loss", c_float),
+        ("entropy_loss", c_float),
+        ("seq_aux_loss", c_float),
+        ("l1_loss", c_float),
+        ("l1_coef", c_float),
+        ("sparsity", c_float),
+        ("router_loss", c_float),
     ]
+
+
+# The fields of RouteStats that are arrays (copied by Layer.stats).
+STATS_ARRAYS = ("tokens_per_expert", "kept_per_expert", "active_hist")
+
+
+class LayerDraws(Structure):
+    _fields_ = [
+        ("jitter", POINTER(c_float)),   # [T, d]
+        ("noise", POINTER(c_float)),    # [T, E]
+        ("second", POINTER(c_float)),   # [T]
+    ]
+
+
+class LayerProfile(Structure):
+    _fields_ = [(n, c_double) for n in (
+        "fwd_route", "fwd_plan", "fwd_gather", "fwd_gemm", "fwd_act", "fwd_combine",
+        "bwd_slots", "bwd_gemm", "bwd_act", "bwd_scatter", "bwd_route")]
 
 
 FP = POINTER(c_float)
 IP = POINTER(c_int)
+I32P = POINTER(c_int32)
 
 
 class MoeCallError(RuntimeError):
@@ -141,7 +225,31 @@ def load(path=None):
     proto("moe_layer_backward", c_int, c_void_p, FP, FP)
     proto("moe_layer_stats", POINTER(RouteStats), c_void_p)
     proto("moe_layer_routing", None, c_void_p, IP, FP, IP)
+    # The routing family: optional so that an older library still loads.
+    proto("moe_layer_set_token_ids", c_int, c_void_p, I32P, c_int, optional=True)
+    proto("moe_layer_set_top_k", c_int, c_void_p, c_int, optional=True)
+    proto("moe_layer_set_top_p", c_int, c_void_p, c_float, optional=True)
+    proto("moe_layer_update_balance", None, c_void_p, optional=True)
+    proto("moe_layer_balance_bias", FP, c_void_p, optional=True)
+    proto("moe_layer_reset_stats", None, c_void_p, optional=True)
+    proto("moe_layer_get_draws", LayerDraws, c_void_p, optional=True)
+    proto("moe_layer_get_profile", POINTER(LayerProfile), c_void_p, optional=True)
+    proto("moe_layer_slots", c_int, c_void_p, optional=True)
     return lib
+
+
+def has(lib, name):
+    """True when the loaded library exports `name`."""
+    try:
+        getattr(lib, name)
+        return True
+    except AttributeError:
+        return False
+
+
+def routing_family(lib):
+    """True when the library has the routing-family API (the new structures)."""
+    return has(lib, "moe_layer_slots")
 
 
 def config_default(lib, d, d_ff, E, k, **fields):
@@ -181,6 +289,7 @@ class Layer(object):
         self.d_ff = cfg.d_ff
         self.E = cfg.n_experts
         self.k = cfg.top_k
+        self.Fs = cfg.shared_d_ff
         self.T = 0
 
     def free(self):
@@ -199,15 +308,25 @@ class Layer(object):
         return m.decode(errors="replace") if m is not None else None
 
     def shapes(self):
-        E, d, f = self.E, self.d, self.d_ff
-        return {"router": (E, d), "gate": (E, f, d), "up": (E, f, d), "down": (E, d, f)}
+        E, d, f, fs = self.E, self.d, self.d_ff, self.Fs
+        return {"router": (E, d), "gate": (E, f, d), "up": (E, f, d), "down": (E, d, f),
+                "noise": (E, d), "shared_gate": (fs, d), "shared_up": (fs, d),
+                "shared_down": (d, fs), "shared_router": (d,)}
 
     def _views(self, w):
+        """BASE_PARAMS always (None for NULL); EXTRA_PARAMS only when non-NULL
+        (and never with an older library: it fills only the first four)."""
         import numpy as np
         out = {}
+        extra = routing_family(self.lib)
         for name, shape in self.shapes().items():
+            if name not in BASE_PARAMS and not extra:
+                continue
             p = getattr(w, name)
-            out[name] = None if not p else np.ctypeslib.as_array(p, shape=shape)
+            if name in BASE_PARAMS:
+                out[name] = None if not p else np.ctypeslib.as_array(p, shape=shape)
+            elif p:
+                out[name] = np.ctypeslib.as_array(p, shape=shape)
         return out
 
     def params(self):
@@ -273,16 +392,68 @@ class Layer(object):
         import numpy as np
         s = self.lib.moe_layer_stats(self.h).contents
         out = {name: getattr(s, name) for name, _ in RouteStats._fields_
-               if name not in ("tokens_per_expert", "kept_per_expert")}
+               if name not in STATS_ARRAYS}
         for name in ("tokens_per_expert", "kept_per_expert"):
             p = getattr(s, name)
             out[name] = None if not p else np.ctypeslib.as_array(p, shape=(self.E,)).copy()
+        # active_hist exists only in a library with the routing family (in an
+        # older one these bytes lie past the end of its structure)
+        p = s.active_hist if routing_family(self.lib) else None
+        n = s.active_hist_len
+        out["active_hist"] = (None if not p or n <= 0 else
+                              np.ctypeslib.as_array(p, shape=(n,)).copy())
+        return out
+
+    def slots(self):
+        """moe_layer_slots (top_k in a library without it)."""
+        if has(self.lib, "moe_layer_slots"):
+            return int(self.lib.moe_layer_slots(self.h))
+        return self.k
+
+    def set_token_ids(self, ids):
+        import numpy as np
+        ids = np.ascontiguousarray(ids, dtype=np.int32)
+        st = self.lib.moe_layer_set_token_ids(self.h, ids.ctypes.data_as(I32P), ids.shape[0])
+        if st != MOE_OK:
+            raise MoeCallError(st, self.errmsg())
+
+    def set_top_k(self, k):
+        """Returns the status (no exception: failures are tested)."""
+        return self.lib.moe_layer_set_top_k(self.h, k)
+
+    def set_top_p(self, p):
+        return self.lib.moe_layer_set_top_p(self.h, p)
+
+    def update_balance(self):
+        self.lib.moe_layer_update_balance(self.h)
+
+    def reset_stats(self):
+        self.lib.moe_layer_reset_stats(self.h)
+
+    def balance_bias(self):
+        """A live numpy view of the selection bias [E] (None for NULL)."""
+        import numpy as np
+        p = self.lib.moe_layer_balance_bias(self.h)
+        return None if not p else np.ctypeslib.as_array(p, shape=(self.E,))
+
+    def draws(self, T=None):
+        """Copies of the draws of the last training forward over T tokens:
+        dict jitter [T, d], noise [T, E], second [T] (None when NULL)."""
+        import numpy as np
+        T = self.T if T is None else T
+        dr = self.lib.moe_layer_get_draws(self.h)
+        shapes = {"jitter": (T, self.d), "noise": (T, self.E), "second": (T,)}
+        out = {}
+        for name, shape in shapes.items():
+            p = getattr(dr, name)
+            out[name] = None if not p else np.ctypeslib.as_array(p, shape=shape).copy()
         return out
 
     def routing(self):
-        """(experts int32 [T,k], weights float32 [T,k], kept int32 [T,k])."""
+        """(experts int32 [T,S], weights float32 [T,S], kept int32 [T,S]) with
+        S = moe_layer_slots (top_k in a library without it)."""
         import numpy as np
-        T, k = self.T, self.k
+        T, k = self.T, self.slots()
         ex = np.full((T, k), -7, dtype=np.int32)
         w = np.full((T, k), np.nan, dtype=np.float32)
         kept = np.full((T, k), -7, dtype=np.int32)

@@ -31,9 +31,79 @@ void moe_layer_config_default(moe_layer_config *c, int d_model, int d_ff,
     c->z_loss_coef = 0.0f;
     c->max_tokens = 4096;
     c->n_threads = 0;
+    c->top_p = 1.0f;
+    c->ec_capacity = 1.0f;
+}
+
+#define NONNEG(field) \
+    if (!isfinite(c->field) || c->field < 0.0f) \
+        return moe_err(err, MOE_ERR_ARG, "layer config: " #field " = %g, expected finite and >= 0", (double)c->field)
+
+/* The routing family's options and which combinations make sense. */
+static moe_status check_routing(const moe_layer_config *c, moe_error *err) {
+    const int E = c->n_experts;
+    NONNEG(jitter);
+    NONNEG(importance_loss_coef);
+    NONNEG(load_loss_coef);
+    NONNEG(entropy_loss_coef);
+    NONNEG(ec_capacity);
+    NONNEG(bias_update_rate);
+    NONNEG(seq_aux_loss_coef);
+    NONNEG(relu_l1_coef);
+    NONNEG(relu_target_sparsity);
+    if (c->jitter >= 1.0f) return moe_err(err, MOE_ERR_ARG, "layer config: jitter = %g, expected < 1", (double)c->jitter);
+    if (c->max_top_k < 0 || c->max_top_k > E || (c->max_top_k && c->max_top_k < c->top_k))
+        return moe_err(err, MOE_ERR_ARG, "layer config: max_top_k = %d, expected 0 or top_k = %d <= max_top_k <= E = %d",
+                       c->max_top_k, c->top_k, E);
+    if ((c->gate == MOE_GATE_RELU) != (c->select == MOE_SELECT_ALL))
+        return moe_err(err, MOE_ERR_ARG, "layer config: the ReLU gate goes with MOE_SELECT_ALL and only with it");
+    if (c->relu_target_sparsity >= 1.0f)
+        return moe_err(err, MOE_ERR_ARG, "layer config: relu_target_sparsity = %g, expected in [0, 1)", (double)c->relu_target_sparsity);
+    if (c->select == MOE_SELECT_TOPP && !(c->top_p > 0.0f && c->top_p <= 1.0f))
+        return moe_err(err, MOE_ERR_ARG, "layer config: top_p = %g, expected 0 < top_p <= 1", (double)c->top_p);
+    if (c->select == MOE_SELECT_EXPERT_CHOICE) {
+        if (!(c->ec_capacity > 0.0f))
+            return moe_err(err, MOE_ERR_ARG, "layer config: expert choice needs ec_capacity > 0 (got %g)", (double)c->ec_capacity);
+        if (c->capacity_factor != MOE_DROPLESS)
+            return moe_err(err, MOE_ERR_ARG, "layer config: expert choice sets its own capacity (ec_capacity); capacity_factor must be MOE_DROPLESS");
+        if (c->gate != MOE_GATE_SOFTMAX)
+            return moe_err(err, MOE_ERR_ARG, "layer config: expert choice uses the softmax gate");
+    }
+    if (c->select == MOE_SELECT_HASH &&
+        (c->aux_loss_coef > 0 || c->z_loss_coef > 0 || c->entropy_loss_coef > 0 || c->importance_loss_coef > 0 ||
+         c->load_loss_coef > 0 || c->seq_aux_loss_coef > 0 || c->noisy_gate || c->jitter > 0 || c->bias_update_rate > 0))
+        return moe_err(err, MOE_ERR_ARG, "layer config: hash routing has no router: router losses, noise, jitter and bias must be 0");
+    if (c->noisy_gate && c->gate != MOE_GATE_SOFTMAX)
+        return moe_err(err, MOE_ERR_ARG, "layer config: the noisy gate is a softmax gate");
+    if (c->load_loss_coef > 0 && (!c->noisy_gate || c->top_k >= E))
+        return moe_err(err, MOE_ERR_ARG, "layer config: load_loss_coef needs noisy_gate = 1 and top_k < E (k = %d, E = %d)", c->top_k, E);
+    if (c->gshard_random_second && (c->top_k != 2 || c->select != MOE_SELECT_TOPK))
+        return moe_err(err, MOE_ERR_ARG, "layer config: gshard_random_second needs top-k selection with top_k = 2 (got %d)", c->top_k);
+    if (c->n_groups) {
+        if (c->n_groups < 0 || E % c->n_groups)
+            return moe_err(err, MOE_ERR_ARG, "layer config: n_groups = %d does not divide n_experts = %d", c->n_groups, E);
+        if (c->topk_groups < 1 || c->topk_groups > c->n_groups)
+            return moe_err(err, MOE_ERR_ARG, "layer config: topk_groups = %d, expected 1..n_groups = %d", c->topk_groups, c->n_groups);
+        int maxk = c->max_top_k ? c->max_top_k : c->top_k;
+        if (maxk > c->topk_groups * (E / c->n_groups))
+            return moe_err(err, MOE_ERR_ARG, "layer config: top_k = %d exceeds the %d experts of %d kept groups",
+                           maxk, c->topk_groups * (E / c->n_groups), c->topk_groups);
+        if (c->select != MOE_SELECT_TOPK)
+            return moe_err(err, MOE_ERR_ARG, "layer config: group-limited routing applies to top-k selection");
+    }
+    if (c->bias_update_rate > 0 && c->select != MOE_SELECT_TOPK)
+        return moe_err(err, MOE_ERR_ARG, "layer config: the balance bias applies to top-k selection");
+    if (c->seq_len < 0 || (c->seq_aux_loss_coef > 0 && c->seq_len < 1))
+        return moe_err(err, MOE_ERR_ARG, "layer config: seq_aux_loss_coef needs seq_len >= 1 (got %d)", c->seq_len);
+    if (c->shared_d_ff < 0) return moe_err(err, MOE_ERR_ARG, "layer config: shared_d_ff = %d, expected >= 0", c->shared_d_ff);
+    if (c->shared_gate && !c->shared_d_ff)
+        return moe_err(err, MOE_ERR_ARG, "layer config: shared_gate needs a shared expert (shared_d_ff > 0)");
+    if (c->dead_window < 0) return moe_err(err, MOE_ERR_ARG, "layer config: dead_window = %d, expected >= 0", c->dead_window);
+    return MOE_OK;
 }
 
 moe_status moe_layer_config_check(const moe_layer_config *c, moe_error *err) {
+    moe_status st;
     moe_err_clear(err);
     if (!c) return moe_err(err, MOE_ERR_ARG, "layer config: NULL");
     if (c->d_model < 1) return moe_err(err, MOE_ERR_ARG, "layer config: d_model = %d, expected >= 1", c->d_model);
@@ -60,6 +130,8 @@ moe_status moe_layer_config_check(const moe_layer_config *c, moe_error *err) {
     if (!isfinite(c->z_loss_coef) || c->z_loss_coef < 0.0f)
         return moe_err(err, MOE_ERR_ARG, "layer config: z_loss_coef = %g, expected finite and >= 0", (double)c->z_loss_coef);
     if (c->max_tokens < 1) return moe_err(err, MOE_ERR_ARG, "layer config: max_tokens = %d, expected >= 1", c->max_tokens);
+    st = check_routing(c, err);
+    if (st != MOE_OK) return st;
     /* every row index is an int: T * k rows must fit, and so must row * width */
     int64_t rows = (int64_t)c->max_tokens * c->top_k;
     int64_t widest = (int64_t)2 * c->d_ff > c->d_model ? (int64_t)2 * c->d_ff : c->d_model;
@@ -88,21 +160,39 @@ void moe_layer_free(moe_layer *L) {
         L->slot_weight, L->slot_score, L->P, L->f, L->plan.routed, L->plan.kept,
         L->plan.offset, L->plan.row_slot, L->plan.slot_row, L->plan.order,
         L->plan.fill, L->problems, L->xg, L->h, L->a, L->o, L->d_o, L->d_a,
-        L->d_h, L->d_xg, L->d_w, L->d_logits, L->x_saved,
+        L->d_h, L->d_xg, L->d_w, L->d_logits, L->x_saved, L->bias, L->acc_routed,
+        L->acc_first, L->dead_run, L->active_hist, L->token_ids, L->H, L->second_u,
+        L->gs_expert, L->pn, L->selsc, L->Zsum, L->imp_g, L->load_g, L->seq_f, L->xr,
+        L->jit, L->d_xr, L->zn, L->sigma, L->nz, L->d_zn, L->load_dz, L->sh_h, L->sh_a,
+        L->sh_o, L->sh_g, L->d_sh_o, L->d_sh_a, L->d_sh_h, L->sh_dl,
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(L);
 }
 
-static void set_pointers(moe_layer_weights *w, float *base, const moe_layer_config *c) {
-    size_t E = (size_t)c->n_experts, d = (size_t)c->d_model, F = (size_t)c->d_ff;
-    w->router = base;
-    base += E * d;
-    if (c->expert == MOE_EXPERT_SWIGLU) { w->gate = base; base += E * F * d; }
-    else w->gate = NULL;
-    w->up = base;
-    base += E * F * d;
-    w->down = base;
+/* Parameter layout: router, gate, up, down, noise, shared gate/up/down, shared router. */
+static size_t set_pointers(moe_layer_weights *w, float *base, const moe_layer_config *c) {
+    size_t E = (size_t)c->n_experts, d = (size_t)c->d_model, F = (size_t)c->d_ff, Fs = (size_t)c->shared_d_ff;
+    int swiglu = c->expert == MOE_EXPERT_SWIGLU;
+    float *p = base;
+#define TAKE(field, n, cond) do { if (cond) { w->field = base ? p : NULL; p += (n); } else w->field = NULL; } while (0)
+    TAKE(router, E * d, 1);
+    TAKE(gate, E * F * d, swiglu);
+    TAKE(up, E * F * d, 1);
+    TAKE(down, E * d * F, 1);
+    TAKE(noise, E * d, c->noisy_gate);
+    TAKE(shared_gate, Fs * d, Fs && swiglu);
+    TAKE(shared_up, Fs * d, Fs);
+    TAKE(shared_down, d * Fs, Fs);
+    TAKE(shared_router, d, c->shared_gate);
+#undef TAKE
+    return (size_t)(p - base);
+}
+
+/* Slots per token: E for expert choice and ReLU routing, else the largest k. */
+static int slots_for(const moe_layer_config *c) {
+    if (c->select == MOE_SELECT_EXPERT_CHOICE || c->select == MOE_SELECT_ALL) return c->n_experts;
+    return c->max_top_k > c->top_k ? c->max_top_k : c->top_k;
 }
 
 moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_error *err) {
@@ -115,10 +205,19 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     L->cfg = *cfg;
     const size_t E = (size_t)cfg->n_experts, d = (size_t)cfg->d_model, F = (size_t)cfg->d_ff;
     const size_t Tm = (size_t)cfg->max_tokens;
-    L->S = cfg->top_k;
+    L->S = slots_for(cfg);
+    L->k = cfg->top_k;
+    L->top_p = cfg->top_p;
+    L->l1_coef = cfg->relu_l1_coef;
+    moe_rng_seed(&L->rng, cfg->seed);
     L->hid = cfg->expert == MOE_EXPERT_SWIGLU ? 2 * cfg->d_ff : cfg->d_ff;
+    L->Fs = cfg->shared_d_ff;
+    L->Hs = cfg->expert == MOE_EXPERT_SWIGLU ? 2 * L->Fs : L->Fs;
     const size_t S = (size_t)L->S, H = (size_t)L->hid, R = Tm * S;
-    L->n_params = E * d + (cfg->expert == MOE_EXPERT_SWIGLU ? 3 : 2) * E * F * d;
+    const size_t Fs = (size_t)L->Fs, Hs = (size_t)L->Hs;
+    moe_layer_weights none;
+    L->n_params = set_pointers(&none, NULL, cfg);
+    const size_t n_seq = cfg->seq_len > 0 ? Tm / (size_t)cfg->seq_len + 1 : 1;
 
     int ok = 1;
 #define ALLOC(ptr, count) do { (ptr) = alloc64(sizeof(*(ptr)) * (count)); ok &= (ptr) != NULL; } while (0)
@@ -152,6 +251,30 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     ALLOC(L->d_w, R);
     ALLOC(L->d_logits, Tm * E);
     ALLOC(L->x_saved, Tm * d);
+    ALLOC(L->bias, E);
+    ALLOC(L->acc_routed, E);
+    ALLOC(L->acc_first, E);
+    ALLOC(L->dead_run, E);
+    ALLOC(L->active_hist, S + 1);
+    ALLOC(L->token_ids, Tm);
+    ALLOC(L->H, Tm * E);
+    ALLOC(L->second_u, Tm);
+    ALLOC(L->gs_expert, Tm);
+    ALLOC(L->pn, Tm * E);
+    ALLOC(L->selsc, Tm * E);
+    ALLOC(L->Zsum, Tm);
+    ALLOC(L->imp_g, E);
+    ALLOC(L->load_g, E);
+    ALLOC(L->seq_f, n_seq * E);
+    if (cfg->jitter > 0.0f) { ALLOC(L->xr, Tm * d); ALLOC(L->jit, Tm * d); ALLOC(L->d_xr, Tm * d); }
+    if (cfg->noisy_gate) {
+        ALLOC(L->zn, Tm * E); ALLOC(L->sigma, Tm * E); ALLOC(L->nz, Tm * E);
+        ALLOC(L->d_zn, Tm * E); ALLOC(L->load_dz, Tm * E);
+    }
+    if (Fs) {
+        ALLOC(L->sh_h, Tm * Hs); ALLOC(L->sh_a, Tm * Fs); ALLOC(L->sh_o, Tm * d); ALLOC(L->sh_g, Tm);
+        ALLOC(L->d_sh_o, Tm * d); ALLOC(L->d_sh_a, Tm * Fs); ALLOC(L->d_sh_h, Tm * Hs); ALLOC(L->sh_dl, Tm);
+    }
 #undef ALLOC
     if (!ok) {
         moe_layer_free(L);
@@ -166,8 +289,15 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     L->stats.capacity = -1;
     L->stats.tokens_per_expert = L->plan.routed;
     L->stats.kept_per_expert = L->plan.kept;
+    L->stats.active_hist = L->active_hist;
+    L->stats.active_hist_len = L->S + 1;
     memset(L->plan.routed, 0, sizeof(int) * E);
     memset(L->plan.kept, 0, sizeof(int) * E);
+    memset(L->bias, 0, sizeof(float) * E);
+    memset(L->acc_routed, 0, sizeof(int64_t) * E);
+    memset(L->acc_first, 0, sizeof(int64_t) * E);
+    memset(L->dead_run, 0, sizeof(int) * E);
+    memset(L->active_hist, 0, sizeof(int) * (S + 1));
     *out = L;
     moe_err_clear(err);
     return MOE_OK;
@@ -194,10 +324,17 @@ void moe_layer_init_params(moe_layer *L, uint64_t seed) {
         for (size_t i = 0; i < E * F * d; i++) L->w.gate[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
     for (size_t i = 0; i < E * F * d; i++) L->w.up[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
     for (size_t i = 0; i < E * d * F; i++) L->w.down[i] = b * (2.0f * moe_rng_f32(&r) - 1.0f);
+    /* the noisy gate starts at zero weights (sigma = softplus(0)), as in Shazeer et al. */
+    if (L->w.noise) for (size_t i = 0; i < E * d; i++) L->w.noise[i] = 0.0f;
+    size_t Fs = (size_t)L->Fs;
+    float bs = Fs ? 1.0f / sqrtf((float)Fs) : 0.0f;
+    if (L->w.shared_gate) for (size_t i = 0; i < Fs * d; i++) L->w.shared_gate[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
+    if (L->w.shared_up) for (size_t i = 0; i < Fs * d; i++) L->w.shared_up[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
+    if (L->w.shared_down) for (size_t i = 0; i < Fs * d; i++) L->w.shared_down[i] = bs * (2.0f * moe_rng_f32(&r) - 1.0f);
+    if (L->w.shared_router) for (size_t i = 0; i < d; i++) L->w.shared_router[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
 }
 
 moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int train) {
-    (void)train; /* no gate of this layer behaves differently in training yet */
     moe_err_clear(&L->err);
     L->have_forward = 0;
     if (!y || !x) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_forward: y or x is NULL");
@@ -209,14 +346,27 @@ moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int 
         if (!isfinite(x[i]))
             return moe_err(&L->err, MOE_ERR_NONFINITE, "moe_layer_forward: x[%zu, %zu] = %g is not finite",
                            i / (size_t)L->cfg.d_model, i % (size_t)L->cfg.d_model, (double)x[i]);
+    const moe_layer_config *c = &L->cfg;
+    if (c->select == MOE_SELECT_HASH && !L->have_ids)
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_forward: hash routing needs token ids "
+                       "(moe_layer_set_token_ids before each forward)");
+    if (c->select == MOE_SELECT_HASH && L->T_ids != T)
+        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: %d token ids were set for %d tokens", L->T_ids, T);
+    if (c->seq_aux_loss_coef > 0.0f && T % c->seq_len)
+        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d is not a multiple of seq_len = %d", T, c->seq_len);
+    L->train = train ? 1 : 0;
+    L->ec_now = c->select == MOE_SELECT_EXPERT_CHOICE && (train || c->ec_inference);
     L->T = T;
     double t0 = omp_get_wtime();
     router_forward(L, x, T);
     double t1 = omp_get_wtime();
     plan_build(L, T);
+    router_stats_after_plan(L, T);
     L->prof.fwd_route = t1 - t0;
     L->prof.fwd_plan = omp_get_wtime() - t1;
     experts_forward(L, y, x, T);
+    if (L->Fs) shared_forward(L, y, x, T);
+    L->have_ids = 0;
     memcpy(L->x_saved, x, sizeof(float) * n);
     L->have_forward = 1;
     return MOE_OK;
@@ -228,10 +378,90 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
         return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
     if (!dx || !dy) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
     experts_backward(L, dx, dy, L->T);
+    if (L->Fs) shared_backward(L, dx, dy, L->x_saved, L->T);
     double t0 = omp_get_wtime();
     router_backward(L, dx, L->x_saved, L->T);
     L->prof.bwd_route = omp_get_wtime() - t0;
     return MOE_OK;
+}
+
+int moe_layer_slots(const moe_layer *L) { return L->S; }
+
+moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T) {
+    moe_err_clear(&L->err);
+    if (!ids || T < 1 || T > L->cfg.max_tokens)
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_token_ids: %d ids, expected 1..max_tokens = %d",
+                       T, L->cfg.max_tokens);
+    memcpy(L->token_ids, ids, sizeof(int32_t) * (size_t)T);
+    L->T_ids = T;
+    L->have_ids = 1;
+    return MOE_OK;
+}
+
+moe_status moe_layer_set_top_k(moe_layer *L, int k) {
+    moe_err_clear(&L->err);
+    const moe_layer_config *c = &L->cfg;
+    int maxk = c->max_top_k ? c->max_top_k : c->top_k;
+    if (c->select == MOE_SELECT_EXPERT_CHOICE || c->select == MOE_SELECT_ALL) maxk = c->n_experts;
+    if (k < 1 || k > maxk)
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d, expected 1..%d (max_top_k)", k, maxk);
+    if (c->n_groups && k > c->topk_groups * (c->n_experts / c->n_groups))
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d exceeds the experts of the kept groups", k);
+    if (c->gshard_random_second && k != 2)
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: GShard's random policy needs k = 2");
+    if (c->load_loss_coef > 0 && k >= c->n_experts)
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: the load loss needs k < E");
+    L->k = k;
+    return MOE_OK;
+}
+
+moe_status moe_layer_set_top_p(moe_layer *L, float p) {
+    moe_err_clear(&L->err);
+    if (!(p > 0.0f && p <= 1.0f))
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_p: p = %g, expected 0 < p <= 1", (double)p);
+    L->top_p = p;
+    return MOE_OK;
+}
+
+void moe_layer_update_balance(moe_layer *L) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts;
+    if (c->bias_update_rate > 0.0f) {
+        double mean = 0;
+        for (int e = 0; e < E; e++)
+            mean += c->global_stats ? (double)L->acc_routed[e] : (double)L->plan.routed[e];
+        mean /= E;
+        for (int e = 0; e < E; e++) {
+            double load = c->global_stats ? (double)L->acc_routed[e] : (double)L->plan.routed[e];
+            float sg = mean > load ? 1.0f : (mean < load ? -1.0f : 0.0f);
+            L->bias[e] += c->bias_update_rate * sg;
+        }
+    }
+    if (c->gate == MOE_GATE_RELU) {
+        float sp = L->stats.sparsity, tgt = c->relu_target_sparsity;
+        if (tgt > sp) L->l1_coef *= 1.2f;
+        else if (tgt < sp) L->l1_coef /= 1.2f;
+        L->stats.l1_coef = L->l1_coef;
+    }
+}
+
+float *moe_layer_balance_bias(moe_layer *L) { return L->bias; }
+
+void moe_layer_reset_stats(moe_layer *L) {
+    size_t E = (size_t)L->cfg.n_experts;
+    memset(L->acc_routed, 0, sizeof(int64_t) * E);
+    memset(L->acc_first, 0, sizeof(int64_t) * E);
+    L->acc_assign = 0;
+    L->acc_tokens = 0;
+}
+
+moe_layer_draws moe_layer_get_draws(const moe_layer *L) {
+    moe_layer_draws dr = { NULL, NULL, NULL };
+    if (!L->train) return dr;
+    if (L->cfg.jitter > 0.0f) dr.jitter = L->jit;
+    if (L->cfg.noisy_gate) dr.noise = L->nz;
+    if (L->cfg.gshard_random_second) dr.second = L->second_u;
+    return dr;
 }
 
 void moe_layer_routing(const moe_layer *L, int *experts, float *weights, int *kept) {

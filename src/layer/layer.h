@@ -16,6 +16,7 @@
 
 #include "moe.h"
 #include "core/error.h"
+#include "core/rng.h"
 
 typedef struct moe_plan {
     int capacity;      /* per-expert capacity; -1 when dropless */
@@ -40,12 +41,41 @@ struct moe_layer {
     size_t n_params;
     moe_layer_weights w, g;
 
+    /* routing options in force (set_top_k / set_top_p change them) */
+    int k;                   /* experts per token now */
+    float top_p;             /* top-p threshold now */
+    int train;               /* the last forward's train flag */
+    int ec_now;              /* the last forward used expert choice */
+    moe_rng rng;             /* noise, jitter, GShard draws */
+    float *bias;             /* [E] aux-loss-free selection bias */
+    float l1_coef;           /* ReLU routing: current lambda */
+    int64_t *acc_routed;     /* [E] routed counts since reset (global_stats) */
+    int64_t acc_assign;      /* assignments since reset */
+    int64_t *acc_first;      /* [E] first choices since reset */
+    int64_t acc_tokens;      /* tokens since reset */
+    int *dead_run;           /* [E] consecutive forwards without tokens */
+    int *active_hist;        /* [S + 1] */
+    int32_t *token_ids;      /* [Tmax] for hash routing */
+    int have_ids;            /* token ids were set for the next forward */
+    int T_ids;               /* how many */
+
     /* router state of the last forward */
     int T;                   /* tokens of the last forward; 0 before any */
     int have_forward;        /* backward is allowed */
     float *x_saved;          /* [Tmax, d] copy of the last forward's input */
-    float *logits;           /* [Tmax, E] */
-    float *probs;            /* [Tmax, E] gate scores */
+    float *xr;               /* [Tmax, d] jittered router input (jitter only) */
+    float *jit;              /* [Tmax, d] jitter factors u */
+    float *logits;           /* [Tmax, E] clean logits z = xr Wr^T */
+    float *H;                /* [Tmax, E] gate input: z + n sigma (noisy) or = logits */
+    float *zn;               /* [Tmax, E] noise logits xr Wn^T (noisy only) */
+    float *sigma;            /* [Tmax, E] softplus(zn) */
+    float *nz;               /* [Tmax, E] N(0,1) draws */
+    float *second_u;         /* [Tmax] GShard draws */
+    int *gs_expert;          /* [Tmax] expert of slot 1 removed by GShard's policy */
+    float *probs;            /* [Tmax, E] gate scores: p, q or r */
+    float *pn;               /* [Tmax, E] normalized scores (= probs for softmax) */
+    float *selsc;            /* [Tmax, E] selection scores scratch */
+    float *Zsum;             /* [Tmax] denominator of the renormalisation */
     float *lse;              /* [Tmax] logsumexp of each row of logits */
     int *slot_expert;        /* [Tmax, S] -1 = empty */
     float *slot_weight;      /* [Tmax, S] final gate weight */
@@ -68,14 +98,34 @@ struct moe_layer {
     float *d_h;              /* [Rmax, hid] */
     float *d_xg;             /* [Rmax, d] */
     float *d_w;              /* [Tmax, S] dL/d(slot weight) */
-    float *d_logits;         /* [Tmax, E] */
+    float *d_logits;         /* [Tmax, E] dL/dz (clean logits) */
+    float *d_zn;             /* [Tmax, E] dL/dzn (noisy only) */
+    float *d_xr;             /* [Tmax, d] router input gradient (jitter only) */
+    float *load_dz;          /* [Tmax, E] load-loss gradient on the clean logits */
+    float *imp_g;            /* [E] dL/dImportance_e */
+    float *load_g;           /* [E] dL/dload_e */
+    float *seq_f;            /* [n_seq, E] per-sequence f_i of the sequence loss */
+
+    /* shared expert (shared_d_ff > 0), all T rows */
+    int Fs, Hs;              /* its hidden width and h row width */
+    float *sh_h, *sh_a, *sh_o, *sh_g;     /* [Tmax, Hs], [Tmax, Fs], [Tmax, d], [Tmax] */
+    float *d_sh_o, *d_sh_a, *d_sh_h, *sh_dl; /* backward scratch */
 
     moe_route_stats stats;
     moe_layer_profile prof;  /* stage timings of the last forward/backward */
 };
 
-/* Stages (router.c, plan.c, experts.c). T is the token count of this pass. */
+/* Stages (router.c, select.c, router_loss.c, plan.c, experts.c, shared.c).
+ * T is the token count of this pass. */
 void router_forward(moe_layer *L, const float *x, int T);
+void select_tokens(moe_layer *L, int T);      /* token choice: slots per token */
+void select_expert_choice(moe_layer *L, int T);
+void router_losses(moe_layer *L, int T);      /* losses and balance statistics */
+void router_losses_backward(moe_layer *L, int T); /* adds loss gradients to d_w */
+void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn);
+void router_stats_after_plan(moe_layer *L, int T);
+void shared_forward(moe_layer *L, float *y, const float *x, int T);
+void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T);
 void router_backward(moe_layer *L, float *dx, const float *x, int T);
 void plan_build(moe_layer *L, int T);
 void experts_forward(moe_layer *L, float *y, const float *x, int T);

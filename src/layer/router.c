@@ -1,20 +1,21 @@
-/* router.c: the router of the MoE layer: gate, selection, gate weights,
- * auxiliary losses and statistics, forward and backward (fp32 always).
+/* router.c: the router of the MoE layer, forward and backward (fp32 always):
+ * router input (Switch jitter), logits, the noisy gate, the gate (softmax,
+ * sigmoid, ReLU), then the selection (select.c) and the losses and
+ * statistics (router_loss.c). docs/ROUTING.md has every method's formula.
  *
- * Gate (softmax):     p[t,:] = softmax(logits[t,:]),  logits = x Wr^T
- * Selection (top-k):  the k largest p[t,e], best first, ties to lower e
- * Weights:            w_j = s * p_j / (renormalize ? sum_j' p_j' : 1)
- * Balance loss:       alpha * E * sum_i f_i P_i, f_i = routed_i / assignments
- *                     (constant), P_i = mean_t p[t,i]
- * z-loss:             beta * mean_t lse_t^2, lse_t = logsumexp(logits[t,:])
+ *   xr = x * u (jitter, training)      z = xr Wr^T
+ *   noisy: sigma = softplus(xr Wn^T),  H = z + n sigma (training), else H = z
+ *   softmax p = softmax(H) | sigmoid q = sigmoid(H) | relu r = relu(H)
+ *   pn = normalized scores: p, q / sum q, r / sum r
  *
- * Backward (dw[t,j] = dL/dw_j from the experts):
- *   renormalised: dp_j = s (dw_j / Z - sum_i dw_i p_i / Z^2), Z = sum_j p_j
- *   plain:        dp_j = s dw_j
- *   balance:      dp[t,i] += alpha E f_i / T
- *   softmax:      dlogits = p * (dp - <p, dp>)
- *   z-loss:       dlogits += beta (2 lse_t / T) p          (dlse/dlogits = p)
- *   then dWr += dlogits^T x and dx += dlogits Wr.
+ * Backward (dw[t,j] = dL/dw_j, plus the loss terms):
+ *   weights -> d(scores) (router_token_grad), pn -> scores:
+ *     dq_e += (dpn_e - <dpn, pn>) / sum q
+ *   gate:   softmax dH = p (dp - <p, dp>); sigmoid dH = dq q (1 - q);
+ *           relu dH = dr [H > 0];  z-loss dH += zc 2 lse / T softmax(H)
+ *   noisy:  dz = dH (+ load-loss terms), dsigma = dH n (+ ...),
+ *           dzn = dsigma sigmoid(zn)
+ *   dWr += dz^T xr, dWn += dzn^T xr, dxr = dz Wr + dzn Wn, dx += dxr * u.
  * Not here: capacity and dropping (plan.c), the experts (experts.c).
  */
 #include "layer/layer.h"
@@ -23,135 +24,176 @@
 #include <math.h>
 #include <string.h>
 
-/* Top-k of one row of scores: idx[0..k) best first; ties to the lower index. */
-static void topk_row(int *idx, const float *p, int E, int k) {
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            int taken = 0;
-            for (int i = 0; i < j; i++) taken |= (idx[i] == e);
-            if (taken) continue;
-            if (best < 0 || p[e] > p[best]) best = e;
-        }
-        idx[j] = best;
-    }
-}
+static float softplusf(float a) { return a > 20.0f ? a : log1pf(expf(a)); }
 
 void router_forward(moe_layer *L, const float *x, int T) {
     const moe_layer_config *c = &L->cfg;
-    const int E = c->n_experts, d = c->d_model, k = c->top_k, S = L->S;
-    gemm_problem pr = {
-        .M = T, .N = E, .K = d, .transA = 0, .transB = 1,
-        .A = x, .lda = d, .B = L->w.router, .ldb = d,
-        .C = L->logits, .ldc = E, .alpha = 1.0f, .beta = 0.0f,
+    const int E = c->n_experts, d = c->d_model, nt = layer_threads(L);
+    const int train = L->train;
+    if (c->select == MOE_SELECT_HASH) {
+        select_tokens(L, T);
+        router_losses(L, T);
+        return;
+    }
+
+    /* router input */
+    const float *xr = x;
+    if (c->jitter > 0.0f && train) {
+        for (size_t i = 0; i < (size_t)T * d; i++)
+            L->jit[i] = 1.0f + c->jitter * (2.0f * moe_rng_f32(&L->rng) - 1.0f);
+        for (size_t i = 0; i < (size_t)T * d; i++) L->xr[i] = x[i] * L->jit[i];
+        xr = L->xr;
+    }
+    gemm_problem pr[2] = {
+        { .M = T, .N = E, .K = d, .transA = 0, .transB = 1, .A = xr, .lda = d,
+          .B = L->w.router, .ldb = d, .C = c->noisy_gate ? L->logits : L->H, .ldc = E,
+          .alpha = 1.0f, .beta = 0.0f },
+        { .M = T, .N = E, .K = d, .transA = 0, .transB = 1, .A = xr, .lda = d,
+          .B = L->w.noise, .ldb = d, .C = L->zn, .ldc = E, .alpha = 1.0f, .beta = 0.0f },
     };
-    gemm_grouped(layer_threads(L), &pr, 1);
+    gemm_grouped(nt, pr, c->noisy_gate ? 2 : 1);
+    if (c->noisy_gate) {
+        size_t n = (size_t)T * E;
+        for (size_t i = 0; i < n; i++) L->sigma[i] = softplusf(L->zn[i]);
+        if (train) {
+            for (size_t i = 0; i < n; i++) L->nz[i] = moe_rng_normal(&L->rng);
+            for (size_t i = 0; i < n; i++) L->H[i] = L->logits[i] + L->nz[i] * L->sigma[i];
+        } else {
+            memcpy(L->H, L->logits, sizeof(float) * n);
+        }
+    }
 
-    /* Per token: softmax, logsumexp, top-k, weights. The entropy of token t
-       goes to ent[t] (d_w is unused until backward) and is summed serially
-       below, so totals do not depend on how threads split the tokens. */
-    float *ent = L->d_w;
-    #pragma omp parallel for num_threads(layer_threads(L)) schedule(static)
+    /* gate, per token */
+    #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
-        const float *z = L->logits + (size_t)t * E;
-        float *p = L->probs + (size_t)t * E;
-        float m = z[0];
-        for (int e = 1; e < E; e++) m = z[e] > m ? z[e] : m;
+        const float *h = L->H + (size_t)t * E;
+        float *p = L->probs + (size_t)t * E, *pn = L->pn + (size_t)t * E;
+        float m = h[0];
+        for (int e = 1; e < E; e++) m = h[e] > m ? h[e] : m;
         double sum = 0.0;
-        for (int e = 0; e < E; e++) { p[e] = expf(z[e] - m); sum += p[e]; }
-        float inv = (float)(1.0 / sum);
-        double h = 0.0;
-        for (int e = 0; e < E; e++) {
-            p[e] *= inv;
-            if (p[e] > 0.0f) h -= (double)p[e] * log((double)p[e]);
-        }
+        for (int e = 0; e < E; e++) sum += exp((double)h[e] - m);
         L->lse[t] = m + (float)log(sum);
-        ent[t] = (float)h;
-
-        int *idx = L->slot_expert + (size_t)t * S;
-        float *w = L->slot_weight + (size_t)t * S;
-        float *sc = L->slot_score + (size_t)t * S;
-        topk_row(idx, p, E, k);
-        float Z = 0.0f;
-        for (int j = 0; j < k; j++) Z += p[idx[j]];
-        float norm = c->renormalize ? c->weight_scale / Z : c->weight_scale;
-        for (int j = 0; j < k; j++) {
-            sc[j] = p[idx[j]];
-            w[j] = p[idx[j]] * norm;
+        if (c->gate == MOE_GATE_SOFTMAX) {
+            float inv = (float)(1.0 / sum);
+            for (int e = 0; e < E; e++) p[e] = expf(h[e] - m) * inv;
+        } else {
+            float Q = 0.0f;
+            for (int e = 0; e < E; e++) {
+                p[e] = c->gate == MOE_GATE_SIGMOID ? 1.0f / (1.0f + expf(-h[e])) : (h[e] > 0.0f ? h[e] : 0.0f);
+                Q += p[e];
+            }
+            float inv = Q > 0.0f ? 1.0f / Q : 0.0f;
+            for (int e = 0; e < E; e++) pn[e] = p[e] * inv;
         }
     }
+    if (L->ec_now) select_expert_choice(L, T);
+    else select_tokens(L, T);
+    router_losses(L, T);
+}
 
-    /* batch statistics, summed in a fixed order */
-    int *routed = L->plan.routed;
-    memset(routed, 0, sizeof(int) * (size_t)E);
-    int64_t n_assign = 0;
-    for (size_t i = 0; i < (size_t)T * S; i++) {
-        int e = L->slot_expert[i];
-        if (e >= 0) { routed[e]++; n_assign++; }
+/* d(weights) and d(pn) of token t -> d(gate scores), into dprob[E].
+ * dpn[E] holds the loss gradients with respect to the normalized scores. */
+void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts, S = L->S;
+    const float *p = L->probs + (size_t)t * E;
+    const int *idx = L->slot_expert + (size_t)t * S;
+    const float *dw = L->d_w + (size_t)t * S;
+    const float s = c->weight_scale;
+    if (L->ec_now || c->gate == MOE_GATE_RELU) {
+        /* w = s * score of the slot's expert */
+        for (int j = 0; j < S; j++)
+            if (idx[j] >= 0) dprob[idx[j]] += s * dw[j];
+    } else if (c->renormalize) {
+        float Z = L->Zsum[t], dot = 0.0f;
+        for (int j = 0; j < S; j++)
+            if (idx[j] >= 0) dot += dw[j] * p[idx[j]];
+        for (int j = 0; j < S; j++)
+            if (idx[j] >= 0) dprob[idx[j]] += s * dw[j] / Z;
+        /* every expert in Z, including a slot GShard's policy removed */
+        for (int j = 0; j < S; j++)
+            if (idx[j] >= 0) dprob[idx[j]] -= s * dot / (Z * Z);
+        if (L->gs_expert[t] >= 0) dprob[L->gs_expert[t]] -= s * dot / (Z * Z);
+    } else {
+        for (int j = 0; j < S; j++)
+            if (idx[j] >= 0) dprob[idx[j]] += s * dw[j];
     }
-    double ent_sum = 0.0, lse_sq = 0.0;
-    for (int t = 0; t < T; t++) {
-        ent_sum += ent[t];
-        lse_sq += (double)L->lse[t] * L->lse[t];
+    /* normalized scores -> scores */
+    if (c->gate == MOE_GATE_SOFTMAX) {
+        for (int e = 0; e < E; e++) dprob[e] += dpn[e];
+    } else {
+        const float *pn = L->pn + (size_t)t * E;
+        float Q = 0.0f, dot = 0.0f;
+        for (int e = 0; e < E; e++) { Q += p[e]; dot += dpn[e] * pn[e]; }
+        if (Q > 0.0f)
+            for (int e = 0; e < E; e++) dprob[e] += (dpn[e] - dot) / Q;
     }
-    double balance = 0.0;
-    for (int e = 0; e < E; e++) {
-        double P = 0.0;
-        for (int t = 0; t < T; t++) P += L->probs[(size_t)t * E + e];
-        L->P[e] = (float)(P / T);
-        L->f[e] = n_assign ? (float)((double)routed[e] / (double)n_assign) : 0.0f;
-        balance += (double)L->f[e] * L->P[e];
-    }
-    balance *= E;
-    moe_route_stats *st = &L->stats;
-    st->n_tokens = T;
-    st->balance = (float)balance;
-    st->aux_loss = (float)(c->aux_loss_coef * balance);
-    st->lse_sq = (float)(lse_sq / T);
-    st->z_loss = (float)(c->z_loss_coef * lse_sq / T);
-    st->entropy = (float)(ent_sum / T);
-    st->assignments = n_assign;
 }
 
 void router_backward(moe_layer *L, float *dx, const float *x, int T) {
     const moe_layer_config *c = &L->cfg;
-    const int E = c->n_experts, d = c->d_model, S = L->S;
-    const float aux = c->aux_loss_coef, zc = c->z_loss_coef;
-    #pragma omp parallel for num_threads(layer_threads(L)) schedule(static)
+    const int E = c->n_experts, d = c->d_model, nt = layer_threads(L);
+    if (c->select == MOE_SELECT_HASH) return; /* no router */
+    const float zc = c->z_loss_coef;
+
+    /* loss terms: importance into d_w; per-token dpn, L1 and load terms are
+       added inside the token loop of router_losses_backward via d_logits */
+    router_losses_backward(L, T);   /* fills d_logits with dpn, d_zn with load terms */
+
+    #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
-        const float *p = L->probs + (size_t)t * E;
-        const int *idx = L->slot_expert + (size_t)t * S;
-        const float *dw = L->d_w + (size_t)t * S;
-        float *dz = L->d_logits + (size_t)t * E;   /* holds dp, then dlogits */
-        for (int e = 0; e < E; e++) dz[e] = aux * E * L->f[e] / T;
-        if (c->renormalize) {
-            float Z = 0.0f, dot = 0.0f;
-            for (int j = 0; j < S; j++) {
-                if (idx[j] < 0) continue;
-                Z += p[idx[j]];
-                dot += dw[j] * p[idx[j]];
-            }
-            for (int j = 0; j < S; j++)
-                if (idx[j] >= 0)
-                    dz[idx[j]] += c->weight_scale * (dw[j] / Z - dot / (Z * Z));
+        const float *p = L->probs + (size_t)t * E, *h = L->H + (size_t)t * E;
+        float *dz = L->d_logits + (size_t)t * E; /* in: dpn[t]; out: dH */
+        float dprob[E], dpn[E];
+        memcpy(dpn, dz, sizeof(float) * (size_t)E);
+        memset(dprob, 0, sizeof(float) * (size_t)E);
+        if (c->gate == MOE_GATE_RELU)
+            for (int e = 0; e < E; e++) dprob[e] += L->l1_coef / T;
+        router_token_grad(L, t, dprob, dpn);
+        if (c->gate == MOE_GATE_SOFTMAX) {
+            float pd = 0.0f;
+            for (int e = 0; e < E; e++) pd += p[e] * dprob[e];
+            for (int e = 0; e < E; e++) dz[e] = p[e] * (dprob[e] - pd);
+        } else if (c->gate == MOE_GATE_SIGMOID) {
+            for (int e = 0; e < E; e++) dz[e] = dprob[e] * p[e] * (1.0f - p[e]);
         } else {
-            for (int j = 0; j < S; j++)
-                if (idx[j] >= 0) dz[idx[j]] += c->weight_scale * dw[j];
+            for (int e = 0; e < E; e++) dz[e] = h[e] > 0.0f ? dprob[e] : 0.0f;
         }
-        float pd = 0.0f;
-        for (int e = 0; e < E; e++) pd += p[e] * dz[e];
-        float zg = zc * 2.0f * L->lse[t] / T;
-        for (int e = 0; e < E; e++) dz[e] = p[e] * (dz[e] - pd) + zg * p[e];
+        if (zc != 0.0f) {
+            float g = zc * 2.0f * L->lse[t] / T;
+            for (int e = 0; e < E; e++) dz[e] += g * expf(h[e] - L->lse[t]);
+        }
     }
-    gemm_problem pr[2] = {
-        { /* dWr[E, d] += dlogits^T x */
-          .M = E, .N = d, .K = T, .transA = 1, .transB = 0,
-          .A = L->d_logits, .lda = E, .B = x, .ldb = d,
-          .C = L->g.router, .ldc = d, .alpha = 1.0f, .beta = 1.0f },
-        { /* dx[T, d] += dlogits Wr */
-          .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
-          .A = L->d_logits, .lda = E, .B = L->w.router, .ldb = d,
-          .C = dx, .ldc = d, .alpha = 1.0f, .beta = 1.0f },
-    };
-    gemm_grouped(layer_threads(L), pr, 2);
+    if (c->noisy_gate) {
+        /* dH -> dz (same) and dsigma = dH n (training only) -> dzn */
+        size_t n = (size_t)T * E;
+        for (size_t i = 0; i < n; i++) {
+            float ds = L->d_zn[i] + (L->train ? L->d_logits[i] * L->nz[i] : 0.0f);
+            L->d_zn[i] = ds / (1.0f + expf(-L->zn[i]));
+        }
+        /* the load loss's terms on the clean logits */
+        if (c->load_loss_coef > 0.0f && L->train)
+            for (size_t i = 0; i < n; i++) L->d_logits[i] += L->load_dz[i];
+    }
+
+    const float *xr = (c->jitter > 0.0f && L->train) ? L->xr : x;
+    float *dxr = (c->jitter > 0.0f && L->train) ? L->d_xr : dx;
+    float beta_x = dxr == dx ? 1.0f : 0.0f;
+    gemm_problem pr[4];
+    int np = 0;
+    pr[np++] = (gemm_problem){ .M = E, .N = d, .K = T, .transA = 1, .transB = 0,
+        .A = L->d_logits, .lda = E, .B = xr, .ldb = d, .C = L->g.router, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
+    if (c->noisy_gate)
+        pr[np++] = (gemm_problem){ .M = E, .N = d, .K = T, .transA = 1, .transB = 0,
+            .A = L->d_zn, .lda = E, .B = xr, .ldb = d, .C = L->g.noise, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
+    pr[np++] = (gemm_problem){ .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
+        .A = L->d_logits, .lda = E, .B = L->w.router, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = beta_x };
+    gemm_grouped(nt, pr, np);
+    if (c->noisy_gate) {
+        gemm_problem q = { .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
+            .A = L->d_zn, .lda = E, .B = L->w.noise, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
+        gemm_grouped(nt, &q, 1);
+    }
+    if (dxr != dx)
+        for (size_t i = 0; i < (size_t)T * d; i++) dx[i] += dxr[i] * L->jit[i];
 }
