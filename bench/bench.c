@@ -62,7 +62,9 @@ static int bench_gemm(int argc, char **argv, int nt) {
 static int bench_layer(int argc, char **argv, int nt) {
     int T = 4096, d = 512, F = 1408, E = 8, k = 2, iters = 5, bad = 0, gelu = 0;
     float cf = MOE_DROPLESS;
+    const char *router = "softmax";
     for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--router") && i + 1 < argc) { router = argv[++i]; continue; }
         if (cli_int_opt("--tokens", argc, argv, &i, &T, &bad) || cli_int_opt("--d", argc, argv, &i, &d, &bad) ||
             cli_int_opt("--dff", argc, argv, &i, &F, &bad) || cli_int_opt("--experts", argc, argv, &i, &E, &bad) ||
             cli_int_opt("--k", argc, argv, &i, &k, &bad) || cli_int_opt("--iters", argc, argv, &i, &iters, &bad) ||
@@ -82,7 +84,12 @@ static int bench_layer(int argc, char **argv, int nt) {
     c.z_loss_coef = 0.001f;
     moe_layer *L;
     moe_error err;
+    if (moe_layer_config_router(&c, router, &err) != MOE_OK) { fprintf(stderr, "moe bench layer: %s\n", err.msg); return 2; }
+    if (c.select == MOE_SELECT_HASH) c.z_loss_coef = 0.0f;
     if (moe_layer_create(&L, &c, &err) != MOE_OK) { fprintf(stderr, "moe bench layer: %s\n", err.msg); return 1; }
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
+    if (!ids) return 1;
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)((t * 7919u) % 32000u);
     moe_layer_init_params(L, 1);
     size_t n = (size_t)T * d;
     float *x = rand_buf(n, 3), *y = malloc(sizeof(float) * n), *dy = rand_buf(n, 4), *dx = malloc(sizeof(float) * n);
@@ -91,14 +98,19 @@ static int bench_layer(int argc, char **argv, int nt) {
     if (!x || !y || !dy || !dx || !tf || !tb || !pf) { fprintf(stderr, "moe bench layer: out of memory\n"); return 1; }
 
     /* warm up, then time forward alone and forward+backward */
-    moe_layer_forward(L, y, x, T, 1);
-    moe_layer_backward(L, dx, dy);
+    if (c.select == MOE_SELECT_HASH) moe_layer_set_token_ids(L, ids, T);
+    if (moe_layer_forward(L, y, x, T, 1) != MOE_OK || moe_layer_backward(L, dx, dy) != MOE_OK) {
+        fprintf(stderr, "moe bench layer: %s\n", moe_layer_errmsg(L));
+        return 1;
+    }
     for (int i = 0; i < iters; i++) {
+        if (c.select == MOE_SELECT_HASH) moe_layer_set_token_ids(L, ids, T);
         double t0 = cli_now();
         moe_layer_forward(L, y, x, T, 1);
         double t1 = cli_now();
         moe_layer_backward(L, dx, dy);
         double t2 = cli_now();
+        moe_layer_update_balance(L);
         tf[i] = t1 - t0;
         tb[i] = t2 - t0;
         pf[i] = *moe_layer_get_profile(L);
@@ -107,7 +119,8 @@ static int bench_layer(int argc, char **argv, int nt) {
     double rows = (double)(st->assignments - st->dropped);
     int nproj = gelu ? 2 : 3;
     double f_exp = 2.0 * rows * nproj * (double)d * F;   /* expert GEMMs, forward */
-    double f_route = 2.0 * T * (double)d * E;
+    f_exp += 2.0 * T * nproj * (double)d * c.shared_d_ff;  /* shared expert */
+    double f_route = 2.0 * T * (double)d * E * (c.noisy_gate ? 2 : 1) * (c.select != MOE_SELECT_HASH);
     double f_fwd = f_exp + f_route, f_all = 3.0 * f_exp + 3.0 * f_route;
     int best_f = 0, best_b = 0;
     for (int i = 1; i < iters; i++) { if (tf[i] < tf[best_f]) best_f = i; if (tb[i] < tb[best_b]) best_b = i; }
@@ -117,16 +130,18 @@ static int bench_layer(int argc, char **argv, int nt) {
     med_f = tf[iters / 2];
     med_b = tb[iters / 2];
 
-    /* dense GEMM of the same FLOPs as the expert forward: [T*k, d] x [d, nproj*F] */
-    double tg = time_gemm(nt, (int)rows, nproj * F, d, iters);
+    /* dense GEMM of the same FLOPs as the expert forward: [rows, d] x [d, nproj*F]
+       (+ the shared expert's T rows) */
+    int grow = (int)(rows + (double)T * c.shared_d_ff / F);
+    double tg = time_gemm(nt, grow, nproj * F, d, iters);
     double g_rate = f_exp / tg * 1e-9;
 
-    printf("moe bench layer: T=%d d=%d d_ff=%d E=%d k=%d %s capacity=%s threads=%d gemm=%s iters=%d\n",
-           T, d, F, E, k, gelu ? "gelu" : "swiglu", cf == MOE_DROPLESS ? "dropless" : "cf", nt,
-           moe_sgemm_kernel_name(), iters);
-    printf("  rows (kept assignments) %.0f, dropped %lld, aux %.4f, z %.4f\n", rows, (long long)st->dropped,
-           st->aux_loss, st->z_loss);
-    printf("  dense gemm  %5d x %5d x %5d     %8.2f ms  %7.1f GFLOP/s\n", (int)rows, nproj * F, d, 1e3 * tg, g_rate);
+    printf("moe bench layer: router=%s T=%d d=%d d_ff=%d E=%d k=%d %s capacity=%s threads=%d gemm=%s iters=%d\n",
+           router, T, d, F, E, c.top_k, gelu ? "gelu" : "swiglu",
+           c.capacity_factor == MOE_DROPLESS ? "dropless" : "cf", nt, moe_sgemm_kernel_name(), iters);
+    printf("  rows (kept assignments) %.0f, dropped %lld, active experts/token %.2f, max-violation %.2f, "
+           "router loss %.4f\n", rows, (long long)st->dropped, st->active_mean, st->max_violation, st->router_loss);
+    printf("  dense gemm  %5d x %5d x %5d     %8.2f ms  %7.1f GFLOP/s\n", grow, nproj * F, d, 1e3 * tg, g_rate);
     printf("  forward                          %8.2f ms  %7.1f GFLOP/s  (median %.2f ms)  = %.2f x dense\n",
            1e3 * tf[0], f_fwd / tf[0] * 1e-9, 1e3 * med_f, f_fwd / tf[0] * 1e-9 / g_rate);
     printf("  forward+backward                 %8.2f ms  %7.1f GFLOP/s  (median %.2f ms)  = %.2f x dense\n",
@@ -140,7 +155,7 @@ static int bench_layer(int argc, char **argv, int nt) {
     printf("  backward stages (ms): slots %.2f  gemm %.2f  act %.2f  scatter %.2f  route %.2f  (gemm %.0f%%)\n",
            1e3 * p->bwd_slots, 1e3 * p->bwd_gemm, 1e3 * p->bwd_act, 1e3 * p->bwd_scatter, 1e3 * p->bwd_route,
            100 * p->bwd_gemm / bw);
-    free(x); free(y); free(dy); free(dx); free(tf); free(tb); free(pf);
+    free(x); free(y); free(dy); free(dx); free(tf); free(tb); free(pf); free(ids);
     moe_layer_free(L);
     return 0;
 }

@@ -160,6 +160,12 @@ typedef struct moe_layer_config {
 void moe_layer_config_default(moe_layer_config *c, int d_model, int d_ff,
                               int n_experts, int top_k);
 
+/* Sets the routing fields of *c for a method of docs/ROUTING.md by name:
+ * softmax, switch, noisy, gshard, expert-choice, sigmoid, group, shared,
+ * top-p, hash, relu. moe_router_names() lists them (NULL-terminated). */
+moe_status moe_layer_config_router(moe_layer_config *c, const char *name, moe_error *err);
+const char *const *moe_router_names(void);
+
 /* Checks a configuration without building anything. */
 moe_status moe_layer_config_check(const moe_layer_config *c, moe_error *err);
 
@@ -263,6 +269,11 @@ moe_status moe_layer_set_top_p(moe_layer *L, float p);
  * coefficient, lambda *= 1.2^sign(target - sparsity), from the loads of the
  * last forward (or of the accumulated batch with global_stats). */
 void moe_layer_update_balance(moe_layer *L);
+
+/* The state of the layer's random generator (noise, jitter, GShard's policy):
+ * save it and set it back to repeat a training forward exactly. */
+uint64_t moe_layer_rng_state(const moe_layer *L);
+void moe_layer_set_rng_state(moe_layer *L, uint64_t state);
 
 /* The selection bias [E] of aux-loss-free balancing (read or restore it). */
 float *moe_layer_balance_bias(moe_layer *L);

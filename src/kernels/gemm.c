@@ -87,13 +87,13 @@ static void pack_generic(float *restrict dst, const float *restrict src,
 /* ---------------------------------------------------- kernel selection */
 
 #ifndef GEMM_KC
-#define GEMM_KC 256
+#define GEMM_KC 384
 #endif
 #ifndef GEMM_MC_ROWS
-#define GEMM_MC_ROWS 2048 /* rounded down to a multiple of mr */
+#define GEMM_MC_ROWS 4096 /* rounded down to a multiple of mr */
 #endif
 #ifndef GEMM_NC
-#define GEMM_NC 1024
+#define GEMM_NC 768
 #endif
 
 static const kernel_desc kernels[GEMM_KERNEL_COUNT] = {

@@ -37,11 +37,54 @@
 #define PREFETCH_B(k) \
     "prefetcht0 " #k "*128+1024(%[b])\n\t" \
     "prefetcht0 " #k "*128+1088(%[b])\n\t"
+/* Rows 0..6 only, for tiles of m <= 7 rows (half the work). */
+#define STEP7(k) \
+    "vmovaps " #k "*128(%[b]), %%zmm28\n\t" \
+    "vmovaps " #k "*128+64(%[b]), %%zmm29\n\t" \
+    ROW(k, 0, 30, 0, 1) ROW(k, 4, 31, 2, 3) ROW(k, 8, 30, 4, 5) \
+    ROW(k, 12, 31, 6, 7) ROW(k, 16, 30, 8, 9) ROW(k, 20, 31, 10, 11) \
+    ROW(k, 24, 30, 12, 13)
 #define ZERO(r) "vpxord %%zmm" #r ", %%zmm" #r ", %%zmm" #r "\n\t"
 #define SAVE(r) "vmovaps %%zmm" #r ", " #r "*64(%[acc])\n\t"
 #define ALL28(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) \
     X(11) X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) \
     X(23) X(24) X(25) X(26) X(27)
+#define ALL14(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) \
+    X(11) X(12) X(13)
+/* The k loop over 4 steps at a time, then one at a time; S is STEP or STEP7,
+ * ALL is ALL28 or ALL14 (the accumulators that S uses). */
+#define K_LOOP(S, ALL) \
+        ALL(ZERO) \
+        "test %[n4], %[n4]\n\t" \
+        "jz 2f\n\t" \
+        "1:\n\t" \
+        PREFETCH_B(0) S(0) \
+        PREFETCH_B(1) S(1) \
+        PREFETCH_B(2) S(2) \
+        PREFETCH_B(3) S(3) \
+        "add $224, %[a]\n\t" \
+        "add $512, %[b]\n\t" \
+        "dec %[n4]\n\t" \
+        "jnz 1b\n\t" \
+        "2:\n\t" \
+        "test %[n1], %[n1]\n\t" \
+        "jz 4f\n\t" \
+        "3:\n\t" \
+        S(0) \
+        "add $56, %[a]\n\t" \
+        "add $128, %[b]\n\t" \
+        "dec %[n1]\n\t" \
+        "jnz 3b\n\t" \
+        "4:\n\t" \
+        ALL(SAVE)
+#define K_LOOP_OPERANDS \
+        : [a] "+r"(a), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1) \
+        : [acc] "r"(acc) \
+        : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", \
+          "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", \
+          "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", \
+          "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", \
+          "xmm28", "xmm29", "xmm30", "xmm31"
 
 /* Row i of the tile: C[i, 0..n) = alpha * acc + beta * C (masked columns). */
 #define STORE_ROW(i) do { \
@@ -71,37 +114,10 @@ void gemm_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C,
         _mm_prefetch((const char *)(C + (ptrdiff_t)i * ldc + 16), _MM_HINT_T0);
     }
 
-    __asm__ volatile(
-        ALL28(ZERO)
-        "test %[n4], %[n4]\n\t"
-        "jz 2f\n\t"
-        "1:\n\t"
-        PREFETCH_B(0) STEP(0)
-        PREFETCH_B(1) STEP(1)
-        PREFETCH_B(2) STEP(2)
-        PREFETCH_B(3) STEP(3)
-        "add $224, %[a]\n\t"
-        "add $512, %[b]\n\t"
-        "dec %[n4]\n\t"
-        "jnz 1b\n\t"
-        "2:\n\t"
-        "test %[n1], %[n1]\n\t"
-        "jz 4f\n\t"
-        "3:\n\t"
-        STEP(0)
-        "add $56, %[a]\n\t"
-        "add $128, %[b]\n\t"
-        "dec %[n1]\n\t"
-        "jnz 3b\n\t"
-        "4:\n\t"
-        ALL28(SAVE)
-        : [a] "+r"(a), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1)
-        : [acc] "r"(acc)
-        : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
-          "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13",
-          "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20",
-          "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27",
-          "xmm28", "xmm29", "xmm30", "xmm31");
+    if (m > 7)
+        __asm__ volatile(K_LOOP(STEP, ALL28) K_LOOP_OPERANDS);
+    else
+        __asm__ volatile(K_LOOP(STEP7, ALL14) K_LOOP_OPERANDS);
 
     const __mmask16 k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
     const __mmask16 k1 = n >= 32 ? (__mmask16)0xFFFF
@@ -126,30 +142,34 @@ void gemm_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C,
     u##g##1 = _mm512_shuffle_ps(t##p##a, t##q##a, 0xEE); \
     u##g##2 = _mm512_shuffle_ps(t##p##b, t##q##b, 0x44); \
     u##g##3 = _mm512_shuffle_ps(t##p##b, t##q##b, 0xEE);
-/* the four 128-bit lanes of column c gathered from u[0..3][c] */
+/* the four 128-bit lanes of column c gathered from u[0..3][c]; output
+ * column j (= value k + j of the 16 vectors) is o<j> for j < 4, then
+ * o<c>4, o<c>8, o<c>12 for j = 4 + c, 8 + c, 12 + c */
 #define LANES(c) do { \
         const __m512 v0 = _mm512_shuffle_f32x4(u0##c, u1##c, 0x88); \
         const __m512 v1 = _mm512_shuffle_f32x4(u0##c, u1##c, 0xDD); \
         const __m512 v2 = _mm512_shuffle_f32x4(u2##c, u3##c, 0x88); \
         const __m512 v3 = _mm512_shuffle_f32x4(u2##c, u3##c, 0xDD); \
-        o[c] = _mm512_shuffle_f32x4(v0, v2, 0x88); \
-        o[4 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88); \
-        o[8 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD); \
-        o[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD); \
+        o##c = _mm512_shuffle_f32x4(v0, v2, 0x88); \
+        o##c##4 = _mm512_shuffle_f32x4(v1, v3, 0x88); \
+        o##c##8 = _mm512_shuffle_f32x4(v0, v2, 0xDD); \
+        o##c##12 = _mm512_shuffle_f32x4(v1, v3, 0xDD); \
     } while (0)
 
-/* Loads 16 rows of 16 floats (row i at src + i * ld; rows >= nv and lanes
- * outside kmask read as zero, without touching memory) and transposes them
- * into o[16]. */
-static inline void load_transpose16(__m512 o[16], const float *src,
-                                    ptrdiff_t ld, int nv, __mmask16 kmask) {
+/* A 16 x kn block (kn <= 16) of a transpose: reads 16 vectors of kn floats
+ * (vector i at src + i * ld; vectors >= nv read as zero without touching
+ * memory) and writes value j of all 16 to d + j * R (lanes in smask). */
+static inline __attribute__((always_inline)) void
+transpose_block(float *d, ptrdiff_t R, __mmask16 smask, const float *src,
+                ptrdiff_t ld, int nv, int kn) {
+    const __mmask16 kmask = kn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kn) - 1u);
 #define LD(i) (_mm512_maskz_loadu_ps((i) < nv ? kmask : (__mmask16)0, \
                                      src + ((i) < nv ? (i) : 0) * ld))
+#define ST(j, v) do { if ((j) < kn) _mm512_mask_storeu_ps(d + (j) * R, smask, (v)); } while (0)
     __m512 r0a = LD(0), r0b = LD(1), r1a = LD(2), r1b = LD(3);
     __m512 r2a = LD(4), r2b = LD(5), r3a = LD(6), r3b = LD(7);
     __m512 r4a = LD(8), r4b = LD(9), r5a = LD(10), r5b = LD(11);
     __m512 r6a = LD(12), r6b = LD(13), r7a = LD(14), r7b = LD(15);
-#undef LD
     __m512 t0a, t0b, t1a, t1b, t2a, t2b, t3a, t3b;
     __m512 t4a, t4b, t5a, t5b, t6a, t6b, t7a, t7b;
     UNPACK2(0) UNPACK2(1) UNPACK2(2) UNPACK2(3)
@@ -157,7 +177,16 @@ static inline void load_transpose16(__m512 o[16], const float *src,
     __m512 u00, u01, u02, u03, u10, u11, u12, u13;
     __m512 u20, u21, u22, u23, u30, u31, u32, u33;
     SHUF4(0, 0, 1) SHUF4(1, 2, 3) SHUF4(2, 4, 5) SHUF4(3, 6, 7)
+    __m512 o0, o1, o2, o3, o04, o14, o24, o34;
+    __m512 o08, o18, o28, o38, o012, o112, o212, o312;
     LANES(0); LANES(1); LANES(2); LANES(3);
+    /* in address order: o0..o3 are j = 0..3, oc4 j = 4 + c, ... */
+    ST(0, o0); ST(1, o1); ST(2, o2); ST(3, o3);
+    ST(4, o04); ST(5, o14); ST(6, o24); ST(7, o34);
+    ST(8, o08); ST(9, o18); ST(10, o28); ST(11, o38);
+    ST(12, o012); ST(13, o112); ST(14, o212); ST(15, o312);
+#undef LD
+#undef ST
 }
 
 static inline __mmask16 first_lanes(int n) { /* lanes 0 .. n-1, n in 0..16+ */
@@ -186,32 +215,18 @@ void gemm_pack_avx512(float *dst, const float *src, ptrdiff_t ld, int kcontig,
         const int nv = w - r0; /* vectors of this block that exist */
         const float *s = src + (ptrdiff_t)r0 * ld;
         int k = 0;
-        for (; k + 16 <= kc; k += 16) {
-            __m512 o[16];
-            load_transpose16(o, s + k, ld, nv, (__mmask16)0xFFFF);
-            float *d = dst + (size_t)k * R + r0;
-            _mm512_mask_storeu_ps(d + 0 * R, smask, o[0]);
-            _mm512_mask_storeu_ps(d + 1 * R, smask, o[1]);
-            _mm512_mask_storeu_ps(d + 2 * R, smask, o[2]);
-            _mm512_mask_storeu_ps(d + 3 * R, smask, o[3]);
-            _mm512_mask_storeu_ps(d + 4 * R, smask, o[4]);
-            _mm512_mask_storeu_ps(d + 5 * R, smask, o[5]);
-            _mm512_mask_storeu_ps(d + 6 * R, smask, o[6]);
-            _mm512_mask_storeu_ps(d + 7 * R, smask, o[7]);
-            _mm512_mask_storeu_ps(d + 8 * R, smask, o[8]);
-            _mm512_mask_storeu_ps(d + 9 * R, smask, o[9]);
-            _mm512_mask_storeu_ps(d + 10 * R, smask, o[10]);
-            _mm512_mask_storeu_ps(d + 11 * R, smask, o[11]);
-            _mm512_mask_storeu_ps(d + 12 * R, smask, o[12]);
-            _mm512_mask_storeu_ps(d + 13 * R, smask, o[13]);
-            _mm512_mask_storeu_ps(d + 14 * R, smask, o[14]);
-            _mm512_mask_storeu_ps(d + 15 * R, smask, o[15]);
+        /* constant nv in the common cases, so that the loads are unconditional */
+        if (nv >= 16) {
+            for (; k + 16 <= kc; k += 16)
+                transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, 16, 16);
+        } else if (nv == 14) {
+            for (; k + 16 <= kc; k += 16)
+                transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, 14, 16);
+        } else {
+            for (; k + 16 <= kc; k += 16)
+                transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, nv, 16);
         }
-        if (k < kc) { /* the last kc % 16 values of k */
-            __m512 o[16];
-            load_transpose16(o, s + k, ld, nv, first_lanes(kc - k));
-            for (int i = 0; i < kc - k; i++)
-                _mm512_mask_storeu_ps(dst + (size_t)(k + i) * R + r0, smask, o[i]);
-        }
+        if (k < kc) /* the last kc % 16 values of k */
+            transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, nv, kc - k);
     }
 }

@@ -446,6 +446,8 @@ void moe_layer_update_balance(moe_layer *L) {
 }
 
 float *moe_layer_balance_bias(moe_layer *L) { return L->bias; }
+uint64_t moe_layer_rng_state(const moe_layer *L) { return L->rng.s; }
+void moe_layer_set_rng_state(moe_layer *L, uint64_t state) { L->rng.s = state; }
 
 void moe_layer_reset_stats(moe_layer *L) {
     size_t E = (size_t)L->cfg.n_experts;
