@@ -348,10 +348,16 @@ void gemm_grouped_with(int kernel, int n_threads, const gemm_problem *p,
         int q = 0;        /* problem of the current task ... */
         int64_t base = 0; /* ... the index of its first task ... */
         tile_grid g = grid_of(kd, &p[0], split); /* ... and its grid */
-        /* Each thread sees its task indices in increasing order, so the
-         * problem cursor only moves forward. */
+        /* A thread's task indices usually increase, so the problem cursor
+         * moves forward; a dynamic schedule may also hand them out of order
+         * (OpenMP 5 makes it nonmonotonic), then it restarts. */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < total; t++) {
+            if (t < base) {
+                q = 0;
+                base = 0;
+                g = grid_of(kd, &p[0], split);
+            }
             while (t >= base + (int64_t)g.tm * g.tn) {
                 base += (int64_t)g.tm * g.tn;
                 q++;

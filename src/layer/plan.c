@@ -2,7 +2,8 @@
  * the capacity rule, which assignments are kept, and where each kept
  * assignment lives in the expert-major row buffers.
  *
- * capacity = ceil(cf * assignments / E) (assignments = T * k for top-k);
+ * capacity = ceil(cf * T * k / E), k the current top_k (nominal, even where
+ * top-p, GShard's random policy or ReLU routing leave slots empty);
  * cf = MOE_DROPLESS keeps everything. Over capacity, an expert keeps
  *   by position: slot j = 0 of every token first, then j = 1, ..., each in
  *                token order (GShard's priority of first choices);
@@ -45,7 +46,9 @@ void plan_build(moe_layer *L, int T) {
        (1 kept, -1 dropped or empty) */
     int cap = -1;
     if (c->capacity_factor != MOE_DROPLESS) {
-        double a = (double)L->stats.assignments;
+        /* the nominal T * k, whatever empty slots top-p, GShard's random
+           policy or ReLU routing left */
+        double a = (double)T * L->k;
         cap = (int)ceil((double)c->capacity_factor * a / E);
     }
     pl->capacity = cap;
