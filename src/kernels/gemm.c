@@ -3,29 +3,34 @@
  *
  * For: C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, row-major, for one
  * problem or a group of independent problems (one per expert) in one
- * parallel region; the scalar reference gemm_ref; choosing the micro-kernel
- * at run time.
- * Not for: the SIMD micro-kernels themselves (gemm_avx512.c, gemm_avx2.c),
+ * parallel region; the reference gemm_ref; the portable scalar micro-kernel
+ * and packing; choosing the micro-kernel at run time.
+ * Not for: the SIMD micro-kernels and packing (gemm_avx512.c, gemm_avx2.c),
  * quantized products.
  *
- * Design (Goto/BLIS):
- * - The output of every problem is cut into tiles of at most MC x NC. A task
- *   is one tile; the tasks of ALL problems form one list that the OpenMP
- *   threads take from dynamically, so many small experts and a few big ones
- *   keep every core busy alike.
- * - One task loops over K in blocks of KC, in order. For each block it packs
- *   op(A)[tile rows, K block] into slivers [KC][MR] and op(B)[K block, tile
- *   columns] into slivers [KC][NR] (the packing absorbs the transposes, so
- *   the micro-kernel has one code path), then runs the MR x NR micro-kernel
- *   over the tile: an A sliver stays in L1 while the B block (KC x NC) is
- *   streamed from L2. The first K block applies beta, later ones add.
- * - Determinism: each output element is owned by one task and so by one
- *   thread, and its value depends only on the kernel and KC (both fixed per
- *   kernel), never on the thread count or on which thread ran the task.
- * - Memory: one aligned packing buffer per thread per call, sized for the
- *   largest tile in the call. If it cannot be allocated that thread computes
- *   its tiles unpacked (slow, same sums in k order, different rounding).
- * - No global mutable state.
+ * Design (Goto/BLIS, adapted to many independent problems):
+ * - Tasks. The C of every problem is cut into tiles of at most MC x NC
+ *   (4088 x 576 for avx512) of near-equal sizes; the tiles of ALL problems
+ *   form one task list that the OpenMP threads take from dynamically, so one
+ *   big problem, a few big experts or many small ones keep every core busy
+ *   alike. When there are too few tasks to fill the threads evenly, the tiles
+ *   are split further (choose_split).
+ * - One task loops over K in blocks of about KC (512), in order. Per block it
+ *   packs op(B)[K block, tile columns] into slivers [kc][NR] (the B block,
+ *   ~1.2 MB, stays in L2), then packs op(A)[rows, K block] 8 slivers [kc][MR]
+ *   at a time and runs the MR x NR micro-kernel: one A sliver (~28 KB) stays
+ *   in L1 while the B block streams past it. The packing absorbs transA and
+ *   transB, so the micro-kernel has one code path. The first K block applies
+ *   beta (beta == 0: C is not read), later blocks add.
+ * - Determinism. Each output element belongs to one tile, so one thread; its
+ *   value is the same chain of micro-kernel calls (K blocks in order, k in
+ *   order inside a block) whatever the tile grid, because tiles are
+ *   multiples of MR x NR and the K blocks depend on K alone. So results are
+ *   bitwise identical for any thread count (for one kernel).
+ * - Memory. One 64-byte-aligned packing buffer per thread per call, sized for
+ *   the largest tile of the call (about 1.4 MB for avx512). If it cannot be
+ *   allocated, that thread computes its tiles unpacked (slow; same k order but
+ *   other rounding). No global mutable state.
  */
 #include "kernels/gemm_internal.h"
 
@@ -36,32 +41,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* C[m, n] = alpha * Ap^T Bp + beta * C for one register tile (see
- * gemm_internal.h for the contract). */
-typedef void (*gemm_ukernel_fn)(int kc, const float *Ap, const float *Bp,
-                                float *C, int ldc, int m, int n, float alpha,
-                                float beta);
+static int imin(int a, int b) { return a < b ? a : b; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-/* dst[kc][R] from w <= R vectors (see gemm_pack_avx512 in gemm_internal.h). */
-typedef void (*gemm_pack_fn)(float *dst, const float *src, ptrdiff_t ld,
-                             int kcontig, int w, int kc, int R);
-
-/* A micro-kernel and the blocking that goes with it. */
-typedef struct kernel_desc {
-    const char *name;   /* "scalar", "avx2", "avx512" */
-    gemm_ukernel_fn fn; /* the micro-kernel */
-    gemm_pack_fn pack;  /* packs one A or B sliver */
-    int mr, nr;         /* register tile [mr, nr] */
-    int kc;             /* K block; fixed, since it sets the rounding */
-    int mc, nc;         /* task tile [mc, nc]; multiples of mr and nr */
-} kernel_desc;
-
-/* ------------------------------------------------------ scalar kernel */
+/* ------------------------------------------------- portable micro-kernel */
 
 #define SC_MR 4
 #define SC_NR 16
 
-/* C[m, n] = alpha * Ap[kc][4]^T Bp[kc][16] + beta * C, portable C. */
+/* C[m, n] = alpha * Ap[kc][4]^T Bp[kc][16] + beta * C in plain C (see the
+ * contract in gemm_internal.h; rounding as the compiler contracts it). */
 static void ukernel_scalar(int kc, const float *Ap, const float *Bp, float *C,
                            int ldc, int m, int n, float alpha, float beta) {
     float acc[SC_MR][SC_NR] = {{0}};
@@ -81,32 +70,64 @@ static void ukernel_scalar(int kc, const float *Ap, const float *Bp, float *C,
     }
 }
 
+/* Portable packing; same contract as gemm_pack_avx512 (gemm_internal.h):
+ * slivers dst[ceil(w / R)][kc][R] from w vectors, zero past w. */
 static void pack_generic(float *restrict dst, const float *restrict src,
-                         ptrdiff_t ld, int kcontig, int w, int kc, int R);
+                         ptrdiff_t ld, int kcontig, int w, int kc, int R) {
+    const int wpad = ceil_div(w, R) * R;
+    for (int r = 0; r < wpad; r++) {
+        float *restrict d = dst + (size_t)(r / R) * kc * R + r % R;
+        if (r >= w) {
+            for (int k = 0; k < kc; k++) d[(size_t)k * R] = 0.0f;
+        } else if (kcontig) { /* vector r, element k at src[r * ld + k] */
+            const float *restrict s = src + r * ld;
+            for (int k = 0; k < kc; k++) d[(size_t)k * R] = s[k];
+        } else { /* element k of vector r at src[k * ld + r] */
+            for (int k = 0; k < kc; k++) d[(size_t)k * R] = src[k * ld + r];
+        }
+    }
+}
 
 /* ---------------------------------------------------- kernel selection */
 
-#ifndef GEMM_KC
-#define GEMM_KC 384
-#endif
-#ifndef GEMM_MC_ROWS
-#define GEMM_MC_ROWS 4096 /* rounded down to a multiple of mr */
-#endif
-#ifndef GEMM_NC
-#define GEMM_NC 768
-#endif
+/* The register tile: C[m, n] = alpha * Ap^T Bp + beta * C (gemm_internal.h). */
+typedef void (*gemm_ukernel_fn)(int kc, const float *Ap, const float *Bp,
+                                float *C, int ldc, int m, int n, float alpha,
+                                float beta);
+
+/* Packing of slivers (see gemm_pack_avx512 in gemm_internal.h). */
+typedef void (*gemm_pack_fn)(float *dst, const float *src, ptrdiff_t ld,
+                             int kcontig, int w, int kc, int R);
+
+/* A micro-kernel and the blocking that goes with it. */
+typedef struct kernel_desc {
+    const char *name;   /* "scalar", "avx2", "avx512" */
+    gemm_ukernel_fn fn; /* the micro-kernel */
+    gemm_pack_fn pack;  /* packs A and B slivers */
+    int mr, nr;         /* register tile [mr, nr] */
+    int kc;             /* largest K block; fixed, since it sets the rounding */
+    int mc, nc;         /* largest task tile [mc, nc]; multiples of mr, nr */
+} kernel_desc;
+
+/* Blocking (tuned on a Sapphire Rapids core: 48 KB L1d, 2 MB L2). KC sets
+ * the rounding, so it is a constant of the build. */
+#define GEMM_KC 512     /* A sliver 14 x 512 floats = 28 KB, in L1 */
+#define GEMM_MC 4096    /* rows per task tile, rounded down to mr */
+#define GEMM_NC 576     /* B block 512 x 576 floats = 1.2 MB, in L2 */
+#define GEMM_A_PANEL 8  /* A slivers packed at a time */
+#define ROUND_DOWN(x, m) ((x) / (m) * (m))
 
 static const kernel_desc kernels[GEMM_KERNEL_COUNT] = {
-    [GEMM_KERNEL_SCALAR] = {"scalar", ukernel_scalar, pack_generic, SC_MR, SC_NR, 256,
-                            (256 / SC_MR) * SC_MR, (256 / SC_NR) * SC_NR},
-    [GEMM_KERNEL_AVX2] = {"avx2", gemm_ukernel_avx2, pack_generic, GEMM_AVX2_MR, GEMM_AVX2_NR,
-                          GEMM_KC, (GEMM_MC_ROWS / GEMM_AVX2_MR) * GEMM_AVX2_MR,
-                          (GEMM_NC / GEMM_AVX2_NR) * GEMM_AVX2_NR},
+    [GEMM_KERNEL_SCALAR] = {"scalar", ukernel_scalar, pack_generic, SC_MR,
+                            SC_NR, 256, 256, 256},
+    [GEMM_KERNEL_AVX2] = {"avx2", gemm_ukernel_avx2, pack_generic,
+                          GEMM_AVX2_MR, GEMM_AVX2_NR, GEMM_KC,
+                          ROUND_DOWN(GEMM_MC, GEMM_AVX2_MR),
+                          ROUND_DOWN(GEMM_NC, GEMM_AVX2_NR)},
     [GEMM_KERNEL_AVX512] = {"avx512", gemm_ukernel_avx512, gemm_pack_avx512,
-                            GEMM_AVX512_MR,
-                            GEMM_AVX512_NR, GEMM_KC,
-                            (GEMM_MC_ROWS / GEMM_AVX512_MR) * GEMM_AVX512_MR,
-                            (GEMM_NC / GEMM_AVX512_NR) * GEMM_AVX512_NR},
+                            GEMM_AVX512_MR, GEMM_AVX512_NR, GEMM_KC,
+                            ROUND_DOWN(GEMM_MC, GEMM_AVX512_MR),
+                            ROUND_DOWN(GEMM_NC, GEMM_AVX512_NR)},
 };
 
 int gemm_kernel_supported(int kernel) {
@@ -115,7 +136,11 @@ int gemm_kernel_supported(int kernel) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     case GEMM_KERNEL_AVX2:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case GEMM_KERNEL_AVX512: return __builtin_cpu_supports("avx512f");
+    case GEMM_KERNEL_AVX512: /* the file is built with F, BW, DQ, VL */
+        return __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl");
 #endif
     default: return 0;
     }
@@ -134,60 +159,30 @@ const char *gemm_kernel_name(int kernel) {
 
 /* ------------------------------------------------------------- packing */
 
-static int imin(int a, int b) { return a < b ? a : b; }
-
-/* Portable sliver packing; same contract as gemm_pack_avx512
- * (gemm_internal.h): dst[kc][R] from w <= R vectors, zero past w. */
-static void pack_generic(float *restrict dst, const float *restrict src,
-                         ptrdiff_t ld, int kcontig, int w, int kc, int R) {
-    if (kcontig) { /* vector r, element k at src[r * ld + k] */
-        for (int r = 0; r < w; r++) {
-            const float *restrict s = src + r * ld;
-            for (int k = 0; k < kc; k++) dst[(size_t)k * R + r] = s[k];
-        }
-        for (int r = w; r < R; r++)
-            for (int k = 0; k < kc; k++) dst[(size_t)k * R + r] = 0.0f;
-    } else { /* element k of vector r at src[k * ld + r] */
-        for (int k = 0; k < kc; k++) {
-            const float *restrict s = src + k * ld;
-            float *restrict d = dst + (size_t)k * R;
-            for (int r = 0; r < w; r++) d[r] = s[r];
-            for (int r = w; r < R; r++) d[r] = 0.0f;
-        }
-    }
-}
-
-/* dst: slivers [ceil(mc/mr)][kc][mr] = op(A)[i0 .. i0+mc, p0 .. p0+kc]. */
+/* dst: slivers [ceil(mc/mr)][kc][mr] = op(A)[i0 .. i0+mc, p0 .. p0+kc].
+ * transA = 0: A [M, K], op(A)[i, k] = A[i * lda + k] (a transpose);
+ * transA = 1: A [K, M], op(A)[i, k] = A[k * lda + i] (a copy). */
 static void pack_a(const kernel_desc *kd, float *dst, const gemm_problem *p,
                    int i0, int mc, int p0, int kc) {
     const ptrdiff_t lda = p->lda;
-    for (int s = 0; s < mc; s += kd->mr) {
-        /* transA = 0: A [M, K], op(A)[i, k] = A[i * lda + k]
-         * transA = 1: A [K, M], op(A)[i, k] = A[k * lda + i] */
-        const float *src = p->transA ? p->A + p0 * lda + (i0 + s)
-                                     : p->A + (i0 + s) * lda + p0;
-        kd->pack(dst + (size_t)s * kc, src, lda, !p->transA,
-                 imin(kd->mr, mc - s), kc, kd->mr);
-    }
+    const float *src = p->transA ? p->A + p0 * lda + i0 : p->A + i0 * lda + p0;
+    kd->pack(dst, src, lda, !p->transA, mc, kc, kd->mr);
 }
 
-/* dst: slivers [ceil(nc/nr)][kc][nr] = op(B)[p0 .. p0+kc, j0 .. j0+nc]. */
+/* dst: slivers [ceil(nc/nr)][kc][nr] = op(B)[p0 .. p0+kc, j0 .. j0+nc].
+ * transB = 0: B [K, N], op(B)[k, j] = B[k * ldb + j] (a copy);
+ * transB = 1: B [N, K], op(B)[k, j] = B[j * ldb + k] (a transpose). */
 static void pack_b(const kernel_desc *kd, float *dst, const gemm_problem *p,
                    int j0, int nc, int p0, int kc) {
     const ptrdiff_t ldb = p->ldb;
-    for (int s = 0; s < nc; s += kd->nr) {
-        /* transB = 0: B [K, N], op(B)[k, j] = B[k * ldb + j]
-         * transB = 1: B [N, K], op(B)[k, j] = B[j * ldb + k] */
-        const float *src = p->transB ? p->B + (j0 + s) * ldb + p0
-                                     : p->B + p0 * ldb + (j0 + s);
-        kd->pack(dst + (size_t)s * kc, src, ldb, p->transB,
-                 imin(kd->nr, nc - s), kc, kd->nr);
-    }
+    const float *src = p->transB ? p->B + j0 * ldb + p0 : p->B + p0 * ldb + j0;
+    kd->pack(dst, src, ldb, p->transB, nc, kc, kd->nr);
 }
 
 /* ---------------------------------------------------------------- tiles */
 
-/* C[i0.., j0..][mt, nt] = beta * C (K == 0 or alpha == 0: A, B not read). */
+/* C[i0.., j0..][mt, nt] = beta * C (K <= 0 or alpha == 0: A, B not read;
+ * beta == 0 writes zeros without reading C). */
 static void scale_tile(const gemm_problem *p, int i0, int mt, int j0, int nt) {
     for (int i = 0; i < mt; i++) {
         float *c = p->C + (ptrdiff_t)(i0 + i) * p->ldc + j0;
@@ -219,8 +214,8 @@ static void tile_unpacked(const gemm_problem *p, int i0, int mt, int j0,
 }
 
 /* The K block for a problem: K cut into ceil(K / kd->kc) near-equal blocks
- * (a multiple of 4, at most kd->kc), so that K = 512 with kc = 384 is not
- * 384 + 128. Depends on K alone, so the rounding does too. */
+ * (a multiple of 4, at most kd->kc), so that K = 600 is 300 + 300, not
+ * 512 + 88. Depends on K alone, so the rounding does too. */
 static int block_k(const kernel_desc *kd, int K) {
     const int nb = (K + kd->kc - 1) / kd->kc;
     const int kb = ((K + nb - 1) / nb + 3) / 4 * 4;
@@ -228,13 +223,13 @@ static int block_k(const kernel_desc *kd, int K) {
 }
 
 /* One task: tile C[i0 .. i0+mt, j0 .. j0+nt] of problem p with kernel kd.
- * buf (64-byte aligned) holds kc * (mr + round_up(nt, nr)) + 16 floats, or
- * is NULL. Per K block: the B block [kc, nt] is packed once and stays in L2;
- * each A sliver [mr, kc] is packed just before its row of micro-tiles and
- * stays in L1 while the B block streams past it. */
+ * buf (64-byte aligned) holds kc * (GEMM_A_PANEL * mr + round_up(nt, nr))
+ * + 16 floats, or is NULL. Per K block: the B block [kc, nt] is packed once
+ * and stays in L2; A is packed GEMM_A_PANEL slivers [mr, kc] at a time just
+ * before use, and each sliver stays in L1 while the B block streams past. */
 static void run_tile(const kernel_desc *kd, const gemm_problem *p, int i0,
                      int mt, int j0, int nt, float *buf) {
-    if (p->K == 0 || p->alpha == 0.0f) {
+    if (p->K <= 0 || p->alpha == 0.0f) {
         scale_tile(p, i0, mt, j0, nt);
         return;
     }
@@ -250,18 +245,20 @@ static void run_tile(const kernel_desc *kd, const gemm_problem *p, int i0,
         float *bpack = buf; /* [nt_pad / nr][kc][nr] */
         float *apack = buf + ((size_t)(nt + nr - 1) / nr * nr * kc + 15) / 16 * 16;
         pack_b(kd, bpack, p, j0, nt, p0, kc);
-        for (int ir = 0; ir < mt; ir += mr) {
-            const int m = imin(mr, mt - ir);
-            pack_a(kd, apack, p, i0 + ir, m, p0, kc); /* [kc][mr] */
-            float *c = p->C + (ptrdiff_t)(i0 + ir) * p->ldc + j0;
-            for (int jr = 0; jr < nt; jr += nr)
-                kd->fn(kc, apack, bpack + (size_t)jr * kc, c + jr, p->ldc, m,
-                       imin(nr, nt - jr), p->alpha, beta);
+        for (int ip = 0; ip < mt; ip += GEMM_A_PANEL * mr) {
+            const int mp = imin(GEMM_A_PANEL * mr, mt - ip);
+            pack_a(kd, apack, p, i0 + ip, mp, p0, kc); /* [mp_pad / mr][kc][mr] */
+            for (int ir = 0; ir < mp; ir += mr) {
+                const float *a = apack + (size_t)ir * kc;
+                float *c = p->C + (ptrdiff_t)(i0 + ip + ir) * p->ldc + j0;
+                const int m = imin(mr, mp - ir);
+                for (int jr = 0; jr < nt; jr += nr)
+                    kd->fn(kc, a, bpack + (size_t)jr * kc, c + jr, p->ldc, m,
+                           imin(nr, nt - jr), p->alpha, beta);
+            }
         }
     }
 }
-
-static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 /* How one problem is cut into tasks: tm x tn tiles of mc x nc (the last row
  * and column of tiles may be smaller). */
@@ -335,7 +332,7 @@ void gemm_grouped_with(int kernel, int n_threads, const gemm_problem *p,
         total += (int64_t)g.tm * g.tn;
         if (g.tm == 0 || p[q].K <= 0 || p[q].alpha == 0.0f) continue;
         const size_t kc = (size_t)block_k(kd, p[q].K);
-        const size_t need = kc * (size_t)(kd->mr + g.nc) + 16;
+        const size_t need = kc * (size_t)(GEMM_A_PANEL * kd->mr + g.nc) + 16;
         if (need > buf_floats) buf_floats = need;
     }
     if (total == 0) return;

@@ -1,9 +1,10 @@
 /* gemm_avx2.c: the AVX2 + FMA fp32 GEMM micro-kernel (internal).
  *
- * For: one 6x16 register tile C[6, 16] += Ap[kc][6]^T Bp[kc][16] over packed
- * slivers, 12 ymm accumulators (6 rows x 2 vectors of 8 columns), each k step
- * = 2 vector loads of B + 6 broadcasts of A + 12 FMAs.
- * Not for: packing, blocking or threading (gemm.c), nor for being called on a
+ * For: one 6x16 register tile C[6, 16] = alpha * Ap[kc][6]^T Bp[kc][16]
+ * + beta * C over packed slivers, 12 ymm accumulators (6 rows x 2 vectors of
+ * 8 columns); each k step = 2 vector loads of B + 6 broadcasts of A + 12 FMAs.
+ * Not for: packing (the portable packing in gemm.c serves this kernel),
+ * blocking or threading (gemm.c), nor for being called on a
  * processor without AVX2 and FMA: gemm.c checks __builtin_cpu_supports first.
  * This file is compiled with -mavx2 -mfma (Makefile rule for *_avx2.c).
  * The contract (shapes, padding, rounding) is in gemm_internal.h.
@@ -45,10 +46,11 @@
             } else { \
                 if (beta != 0.0f) { \
                     r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, m0), r0); \
-                    r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), r1); \
+                    if (n > 8) \
+                        r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), r1); \
                 } \
                 _mm256_maskstore_ps(cr, m0, r0); \
-                _mm256_maskstore_ps(cr + 8, m1, r1); \
+                if (n > 8) _mm256_maskstore_ps(cr + 8, m1, r1); \
             } \
         } \
     } while (0)

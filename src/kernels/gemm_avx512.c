@@ -1,12 +1,16 @@
-/* gemm_avx512.c: the AVX-512 fp32 GEMM micro-kernel (internal).
+/* gemm_avx512.c: the AVX-512 fp32 GEMM micro-kernel and packing (internal).
  *
- * For: one 14x32 register tile C[14, 32] += Ap[kc][14]^T Bp[kc][32] over
- * packed slivers, 28 zmm accumulators (14 rows x 2 vectors of 16 columns),
- * each k step = 2 vector loads of B + 14 broadcasts of A + 28 FMAs.
- * Not for: packing, blocking or threading (gemm.c), nor for being called on a
- * processor without AVX-512F: gemm.c checks __builtin_cpu_supports first.
- * This file is compiled with -mavx512f (Makefile rule for *_avx512.c).
- * The contract (shapes, padding, rounding) is in gemm_internal.h.
+ * For: one 14x32 register tile C[14, 32] = alpha * Ap[kc][14]^T Bp[kc][32]
+ * + beta * C over packed slivers, with 28 zmm accumulators (14 rows x 2
+ * vectors of 16 columns); each k step = 2 vector loads of B + 14 broadcasts
+ * of A + 28 FMAs. Tiles of at most 7 rows run a half-height loop. And the
+ * packing of A and B slivers for it (copies, and 16x16 in-register
+ * transposes for the transposed operands).
+ * Not for: blocking or threading (gemm.c), nor for being called on a
+ * processor without AVX-512 F/BW/DQ/VL: gemm.c checks __builtin_cpu_supports
+ * first. This file is compiled with -mavx512f -mavx512bw -mavx512dq
+ * -mavx512vl (Makefile rule for *_avx512.c).
+ * The contracts (shapes, padding, alignment, rounding) are in gemm_internal.h.
  */
 #include "kernels/gemm_internal.h"
 
@@ -94,10 +98,11 @@
             __m512 r1 = _mm512_mul_ps(va, _mm512_load_ps(acc + (i) * NR + 16)); \
             if (beta != 0.0f) { \
                 r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, cr), r0); \
-                r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, cr + 16), r1); \
+                if (n > 16) \
+                    r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, cr + 16), r1); \
             } \
             _mm512_mask_storeu_ps(cr, k0, r0); \
-            _mm512_mask_storeu_ps(cr + 16, k1, r1); \
+            if (n > 16) _mm512_mask_storeu_ps(cr + 16, k1, r1); \
         } \
     } while (0)
 
@@ -131,8 +136,9 @@ void gemm_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C,
 
 /* ------------------------------------------------------------- packing */
 
-/* o[j][i] = r[i][j] for a 16x16 block of floats (r is clobbered). Written
- * out in full: compilers otherwise keep r and o in memory. */
+/* A 16x16 transpose in registers: rows r0a, r0b, r1a, ... (rows 0..15) ->
+ * unpack pairs (t) -> 4x4 blocks per 128-bit lane (u) -> lanes gathered (o).
+ * Written out in full: compilers otherwise keep the arrays in memory. */
 #define UNPACK2(i) \
     t##i##a = _mm512_unpacklo_ps(r##i##a, r##i##b); \
     t##i##b = _mm512_unpackhi_ps(r##i##a, r##i##b);
@@ -193,40 +199,50 @@ static inline __mmask16 first_lanes(int n) { /* lanes 0 .. n-1, n in 0..16+ */
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
 }
 
-/* dst[kc][R] = one sliver of w <= R <= 32 vectors, zero past w (see
- * gemm_internal.h). kcontig: vector r is src[r * ld + k]; else src[k * ld + r]. */
+/* Slivers dst[ceil(w / R)][kc][R] from w vectors (see gemm_internal.h). */
 void gemm_pack_avx512(float *dst, const float *src, ptrdiff_t ld, int kcontig,
                       int w, int kc, int R) {
-    if (!kcontig) { /* a copy, row by row of k */
-        const __mmask16 l0 = first_lanes(w), l1 = first_lanes(w - 16);
-        const __mmask16 s0 = first_lanes(R), s1 = first_lanes(R - 16);
+    const __mmask16 s0 = first_lanes(R), s1 = first_lanes(R - 16);
+    if (!kcontig) { /* a copy, row by row of k across all slivers */
         for (int k = 0; k < kc; k++) {
             const float *s = src + (ptrdiff_t)k * ld;
             float *d = dst + (size_t)k * R;
-            _mm512_mask_storeu_ps(d, s0, _mm512_maskz_loadu_ps(l0, s));
-            if (R > 16)
-                _mm512_mask_storeu_ps(d + 16, s1, _mm512_maskz_loadu_ps(l1, s + 16));
+            for (int r = 0; r < w; r += R, d += (size_t)kc * R) {
+                _mm512_mask_storeu_ps(d, s0, _mm512_maskz_loadu_ps(first_lanes(w - r), s + r));
+                if (R > 16)
+                    _mm512_mask_storeu_ps(d + 16, s1, w - r > 16
+                        ? _mm512_maskz_loadu_ps(first_lanes(w - r - 16), s + r + 16)
+                        : _mm512_setzero_ps());
+            }
         }
         return;
     }
-    /* A transpose, in 16 x 16 blocks: 16 vectors by 16 values of k. */
-    for (int r0 = 0; r0 < R; r0 += 16) {
-        const __mmask16 smask = first_lanes(R - r0);
-        const int nv = w - r0; /* vectors of this block that exist */
-        const float *s = src + (ptrdiff_t)r0 * ld;
-        int k = 0;
-        /* constant nv in the common cases, so that the loads are unconditional */
-        if (nv >= 16) {
-            for (; k + 16 <= kc; k += 16)
-                transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, 16, 16);
-        } else if (nv == 14) {
-            for (; k + 16 <= kc; k += 16)
-                transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, 14, 16);
-        } else {
-            for (; k + 16 <= kc; k += 16)
-                transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, nv, 16);
+    /* A transpose, in blocks of 16 vectors by 16 values of k. */
+    for (int q = 0; q < w; q += R) {
+        float *dq = dst + (size_t)q * kc;
+        for (int r0 = 0; r0 < R; r0 += 16) {
+            const __mmask16 smask = first_lanes(R - r0);
+            const int nv = w - q - r0; /* vectors of this block that exist */
+            if (nv <= 0) { /* padding only */
+                for (int k = 0; k < kc; k++)
+                    _mm512_mask_storeu_ps(dq + (size_t)k * R + r0, smask, _mm512_setzero_ps());
+                continue;
+            }
+            const float *s = src + (ptrdiff_t)(q + r0) * ld;
+            int k = 0;
+            /* constant nv in the common cases, so the loads are unconditional */
+            if (nv >= 16) {
+                for (; k + 16 <= kc; k += 16)
+                    transpose_block(dq + (size_t)k * R + r0, R, smask, s + k, ld, 16, 16);
+            } else if (nv == 14) {
+                for (; k + 16 <= kc; k += 16)
+                    transpose_block(dq + (size_t)k * R + r0, R, smask, s + k, ld, 14, 16);
+            } else {
+                for (; k + 16 <= kc; k += 16)
+                    transpose_block(dq + (size_t)k * R + r0, R, smask, s + k, ld, nv, 16);
+            }
+            if (k < kc) /* the last kc % 16 values of k */
+                transpose_block(dq + (size_t)k * R + r0, R, smask, s + k, ld, nv, kc - k);
         }
-        if (k < kc) /* the last kc % 16 values of k */
-            transpose_block(dst + (size_t)k * R + r0, R, smask, s + k, ld, nv, kc - k);
     }
 }

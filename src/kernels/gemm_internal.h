@@ -17,7 +17,7 @@
 enum {
     GEMM_KERNEL_SCALAR = 0, /* portable C, any processor */
     GEMM_KERNEL_AVX2 = 1,   /* AVX2 + FMA, 6x16 register tile */
-    GEMM_KERNEL_AVX512 = 2, /* AVX-512F, 14x32 register tile */
+    GEMM_KERNEL_AVX512 = 2, /* AVX-512 F/BW/DQ/VL, 14x32 register tile */
     GEMM_KERNEL_COUNT
 };
 
@@ -41,12 +41,12 @@ void gemm_grouped_with(int kernel, int n_threads, const gemm_problem *p,
  *   C[m, n] (row stride ldc) = alpha * Ap^T Bp + beta * C   on the valid part
  * where Ap is one packed A sliver [kc][MR] (MR rows of op(A), k-major) and Bp
  * one packed B sliver [kc][NR] (NR columns of op(B), k-major, 64-byte
- * aligned), both zero-padded past m rows / n columns. 1 <= m <= MR, 1 <= n <= NR,
- * kc >= 1. beta == 0 never reads C. Only C[0..m)[0..n) is written.
- * For each output element the products are summed in k order, then
- * alpha * sum + beta * C is formed as fma(beta, C, alpha * sum) (scalar:
- * alpha * sum + beta * C without contraction); partial tiles round exactly
- * like full ones. */
+ * aligned), both zero-padded past m rows / n columns. 1 <= m <= MR,
+ * 1 <= n <= NR, kc >= 1. beta == 0 never reads C. Only C[0..m)[0..n) is
+ * written. Each output element is its products summed in k order, then
+ * fma(beta, C, alpha * sum) (the scalar kernel: alpha * sum + beta * C as the
+ * compiler rounds it); partial tiles round exactly like full ones, so the
+ * value of an element does not depend on where tiles are cut. */
 #define GEMM_AVX512_MR 14
 #define GEMM_AVX512_NR 32
 #define GEMM_AVX2_MR 6
@@ -57,10 +57,12 @@ void gemm_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C,
 void gemm_ukernel_avx2(int kc, const float *Ap, const float *Bp, float *C,
                        int ldc, int m, int n, float alpha, float beta);
 
-/* Packing of one sliver: dst[kc][R] (R = MR or NR) from w <= R vectors of
- * length kc, zero-padded past w. kcontig = 1: vector r, element k is
- * src[r * ld + k] (a transpose; op(A) rows of A [M,K], op(B) columns of
- * B [N,K]); kcontig = 0: it is src[k * ld + r] (a copy). */
+/* Packing: w vectors of length kc into ceil(w / R) slivers dst[.][kc][R]
+ * (R = MR or NR), the last one zero-padded past w; sliver q starts at
+ * dst + q * kc * R, dst is 64-byte aligned. kcontig = 1: vector r, element k
+ * is src[r * ld + k] (a transpose: op(A) rows of A [M,K], op(B) columns of
+ * B [N,K]); kcontig = 0: it is src[k * ld + r] (a copy, done row by row of k
+ * so the source is read in long runs). R <= 32. */
 void gemm_pack_avx512(float *dst, const float *src, ptrdiff_t ld, int kcontig,
                       int w, int kc, int R);
 
