@@ -16,6 +16,7 @@ static void usage(FILE *f) {
         "commands:\n"
         "  demo                 route a batch through a MoE layer and show the expert loads\n"
         "  bench layer [opts]   MoE layer forward / forward+backward GFLOP/s vs a dense GEMM\n"
+        "                       (--router NAME --tokens T --d D --dff F --experts E --k K --capacity CF --gelu --iters N)\n"
         "  bench gemm  [opts]   dense fp32 GEMM GFLOP/s\n"
         "  version              print the version\n"
         "threads: --threads N, or MOE_THREADS=N, else all cores\n", MOE_VERSION);
