@@ -25,6 +25,16 @@ typedef struct gemm_problem {
     float alpha, beta;
 } gemm_problem;
 
+/* A problem C = op(A) op(B) + beta C (alpha = 1), in operand order. */
+static inline gemm_problem gemm_make(int M, int N, int K, int transA, const float *A, int lda,
+                                     int transB, const float *B, int ldb, float *C, int ldc,
+                                     float beta) {
+    gemm_problem p = { .M = M, .N = N, .K = K, .transA = transA, .transB = transB, .A = A,
+                       .lda = lda, .B = B, .ldb = ldb, .C = C, .ldc = ldc, .alpha = 1.0f,
+                       .beta = beta };
+    return p;
+}
+
 /* Runs `count` independent problems (for example one per expert) with
  * n_threads threads (<= 0: OpenMP default), sharing the threads over the tiles
  * of all problems so that small problems still keep every core busy.

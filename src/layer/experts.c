@@ -26,16 +26,6 @@
 #include <omp.h>
 #include <string.h>
 
-/* A problem C = alpha op(A) op(B) + beta C with the given operands. */
-static gemm_problem prob(int M, int N, int K, int ta, const float *A, int lda,
-                         int tb, const float *B, int ldb, float *C, int ldc,
-                         float beta) {
-    gemm_problem p = { .M = M, .N = N, .K = K, .transA = ta, .transB = tb,
-                       .A = A, .lda = lda, .B = B, .ldb = ldb, .C = C, .ldc = ldc,
-                       .alpha = 1.0f, .beta = beta };
-    return p;
-}
-
 void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     const moe_layer_config *c = &L->cfg;
     const int E = c->n_experts, d = c->d_model, F = c->d_ff, S = L->S, H = L->hid;
@@ -62,8 +52,8 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
         const float *xe = L->xg + (size_t)r0 * d;
         float *he = L->h + (size_t)r0 * H;
         if (swiglu)
-            pr[n++] = prob(m, F, d, 0, xe, d, 1, L->w.gate + (size_t)e * F * d, d, he, H, 0.0f);
-        pr[n++] = prob(m, F, d, 0, xe, d, 1, L->w.up + (size_t)e * F * d, d,
+            pr[n++] = gemm_make(m, F, d, 0, xe, d, 1, L->w.gate + (size_t)e * F * d, d, he, H, 0.0f);
+        pr[n++] = gemm_make(m, F, d, 0, xe, d, 1, L->w.up + (size_t)e * F * d, d,
                        he + (swiglu ? F : 0), H, 0.0f);
     }
     gemm_grouped(nt, pr, n);
@@ -86,7 +76,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     for (int e = 0; e < E; e++) {
         int m = pl->kept[e], r0 = pl->offset[e];
         if (m == 0) continue;
-        pr[n++] = prob(m, d, F, 0, L->a + (size_t)r0 * F, F, 1,
+        pr[n++] = gemm_make(m, d, F, 0, L->a + (size_t)r0 * F, F, 1,
                        L->w.down + (size_t)e * d * F, F, L->o + (size_t)r0 * d, d, 0.0f);
     }
     gemm_grouped(nt, pr, n);
@@ -144,10 +134,10 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
         if (m == 0) continue;
         const float *doe = L->d_o + (size_t)r0 * d;
         /* dWd_e[d, F] += dO^T A */
-        pr[n++] = prob(d, F, m, 1, doe, d, 0, L->a + (size_t)r0 * F, F,
+        pr[n++] = gemm_make(d, F, m, 1, doe, d, 0, L->a + (size_t)r0 * F, F,
                        L->g.down + (size_t)e * d * F, F, 1.0f);
         /* dA[m, F] = dO Wd_e */
-        pr[n++] = prob(m, F, d, 0, doe, d, 0, L->w.down + (size_t)e * d * F, F,
+        pr[n++] = gemm_make(m, F, d, 0, doe, d, 0, L->w.down + (size_t)e * d * F, F,
                        L->d_a + (size_t)r0 * F, F, 0.0f);
     }
     gemm_grouped(nt, pr, n);
@@ -177,12 +167,12 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
         const float *dhe = L->d_h + (size_t)r0 * H;
         float *dxe = L->d_xg + (size_t)r0 * d;
         if (swiglu) {
-            pr[n++] = prob(F, d, m, 1, dhe, H, 0, xe, d, L->g.gate + (size_t)e * F * d, d, 1.0f);
-            pr[n++] = prob(F, d, m, 1, dhe + F, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
-            pr[n++] = prob(m, d, F, 0, dhe, H, 0, L->w.gate + (size_t)e * F * d, d, dxe, d, 0.0f);
+            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.gate + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = gemm_make(F, d, m, 1, dhe + F, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.gate + (size_t)e * F * d, d, dxe, d, 0.0f);
         } else {
-            pr[n++] = prob(F, d, m, 1, dhe, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
-            pr[n++] = prob(m, d, F, 0, dhe, H, 0, L->w.up + (size_t)e * F * d, d, dxe, d, 0.0f);
+            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.up + (size_t)e * F * d, d, dxe, d, 0.0f);
         }
     }
     gemm_grouped(nt, pr, n);
@@ -191,7 +181,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
         for (int e = 0; e < E; e++) {
             int m = pl->kept[e], r0 = pl->offset[e];
             if (m == 0) continue;
-            pr[n++] = prob(m, d, F, 0, L->d_h + (size_t)r0 * H + F, H, 0,
+            pr[n++] = gemm_make(m, d, F, 0, L->d_h + (size_t)r0 * H + F, H, 0,
                            L->w.up + (size_t)e * F * d, d, L->d_xg + (size_t)r0 * d, d, 1.0f);
         }
         gemm_grouped(nt, pr, n);

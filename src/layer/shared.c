@@ -15,21 +15,14 @@
 #include <math.h>
 #include <string.h>
 
-static gemm_problem prob(int M, int N, int K, int ta, const float *A, int lda, int tb,
-                         const float *B, int ldb, float *C, int ldc, float beta) {
-    gemm_problem p = { .M = M, .N = N, .K = K, .transA = ta, .transB = tb, .A = A, .lda = lda,
-                       .B = B, .ldb = ldb, .C = C, .ldc = ldc, .alpha = 1.0f, .beta = beta };
-    return p;
-}
-
 void shared_forward(moe_layer *L, float *y, const float *x, int T) {
     const moe_layer_config *c = &L->cfg;
     const int d = c->d_model, F = L->Fs, H = L->Hs, nt = layer_threads(L);
     const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
     gemm_problem pr[2];
     int n = 0;
-    if (swiglu) pr[n++] = prob(T, F, d, 0, x, d, 1, L->w.shared_gate, d, L->sh_h, H, 0.0f);
-    pr[n++] = prob(T, F, d, 0, x, d, 1, L->w.shared_up, d, L->sh_h + (swiglu ? F : 0), H, 0.0f);
+    if (swiglu) pr[n++] = gemm_make(T, F, d, 0, x, d, 1, L->w.shared_gate, d, L->sh_h, H, 0.0f);
+    pr[n++] = gemm_make(T, F, d, 0, x, d, 1, L->w.shared_up, d, L->sh_h + (swiglu ? F : 0), H, 0.0f);
     gemm_grouped(nt, pr, n);
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
@@ -37,7 +30,7 @@ void shared_forward(moe_layer *L, float *y, const float *x, int T) {
         if (swiglu) act_swiglu_forward(L->sh_a + (size_t)t * F, hr, hr + F, (size_t)F);
         else act_gelu_forward(L->sh_a + (size_t)t * F, hr, (size_t)F);
     }
-    pr[0] = prob(T, d, F, 0, L->sh_a, F, 1, L->w.shared_down, F, L->sh_o, d, 0.0f);
+    pr[0] = gemm_make(T, d, F, 0, L->sh_a, F, 1, L->w.shared_down, F, L->sh_o, d, 0.0f);
     gemm_grouped(nt, pr, 1);
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
@@ -68,8 +61,8 @@ void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, i
         dlogit[t] = dg * g * (1.0f - g);
     }
     gemm_problem pr[3];
-    pr[0] = prob(d, F, T, 1, L->d_sh_o, d, 0, L->sh_a, F, L->g.shared_down, F, 1.0f);
-    pr[1] = prob(T, F, d, 0, L->d_sh_o, d, 0, L->w.shared_down, F, L->d_sh_a, F, 0.0f);
+    pr[0] = gemm_make(d, F, T, 1, L->d_sh_o, d, 0, L->sh_a, F, L->g.shared_down, F, 1.0f);
+    pr[1] = gemm_make(T, F, d, 0, L->d_sh_o, d, 0, L->w.shared_down, F, L->d_sh_a, F, 0.0f);
     gemm_grouped(nt, pr, 2);
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
@@ -79,12 +72,12 @@ void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, i
         else act_gelu_backward(dh, L->d_sh_a + (size_t)t * F, hr, (size_t)F);
     }
     int n = 0;
-    if (swiglu) pr[n++] = prob(F, d, T, 1, L->d_sh_h, H, 0, x, d, L->g.shared_gate, d, 1.0f);
-    pr[n++] = prob(F, d, T, 1, L->d_sh_h + (swiglu ? F : 0), H, 0, x, d, L->g.shared_up, d, 1.0f);
-    pr[n++] = prob(T, d, F, 0, L->d_sh_h + (swiglu ? F : 0), H, 0, L->w.shared_up, d, dx, d, 1.0f);
+    if (swiglu) pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h, H, 0, x, d, L->g.shared_gate, d, 1.0f);
+    pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h + (swiglu ? F : 0), H, 0, x, d, L->g.shared_up, d, 1.0f);
+    pr[n++] = gemm_make(T, d, F, 0, L->d_sh_h + (swiglu ? F : 0), H, 0, L->w.shared_up, d, dx, d, 1.0f);
     gemm_grouped(nt, pr, n);
     if (swiglu) {
-        pr[0] = prob(T, d, F, 0, L->d_sh_h, H, 0, L->w.shared_gate, d, dx, d, 1.0f);
+        pr[0] = gemm_make(T, d, F, 0, L->d_sh_h, H, 0, L->w.shared_gate, d, dx, d, 1.0f);
         gemm_grouped(nt, pr, 1);
     }
     if (c->shared_gate) {
