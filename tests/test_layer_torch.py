@@ -42,91 +42,17 @@ import ctypes
 import moe_ctypes as mc
 
 TOL = 1e-4
-failed = 0
-n_checks = 0
 
 
-# ------------------------------------------------------------ reporting
-def ok(name, extra=""):
-    global n_checks
-    n_checks += 1
-    print("ok %s%s" % (name, (" (%s)" % extra) if extra else ""))
-    sys.stdout.flush()
-
-
-def fail(name, why):
-    global failed, n_checks
-    n_checks += 1
-    failed += 1
-    print("FAIL %s: %s" % (name, why))
-    sys.stdout.flush()
-
-
-def check(name, cond, why_if_not, extra=""):
-    if cond:
-        ok(name, extra)
-    else:
-        fail(name, why_if_not)
-
-
-def fmt_idx(idx):
-    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+from checks import ok, fail, check, note, fmt_idx, check_exact, f32, counts
+import checks
 
 
 def check_close(name, tensor, c, ref, tol=TOL):
-    """max|c - ref| / max(max|ref|, 1e-30) <= tol; NaN in c is the worst."""
-    if c is None:
-        fail(name, "%s: the C side gave NULL / nothing" % tensor)
-        return False
-    c = np.asarray(c, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if c.shape != ref.shape:
-        fail(name, "%s: shape %s, reference %s" % (tensor, c.shape, ref.shape))
-        return False
-    if ref.size == 0:
-        ok(name, "empty")
-        return True
-    scale = max(float(np.max(np.abs(ref))), 1e-30)
-    diff = np.abs(c - ref)
-    diff = np.where(np.isfinite(diff), diff, np.inf)
-    flat = int(np.argmax(diff))
-    idx = np.unravel_index(flat, ref.shape)
-    err = float(diff.flat[flat]) / scale
-    if err <= tol:
-        ok(name, "err %.1e" % err)
-        return True
-    where = "worst index %s" % fmt_idx(idx) if ref.ndim else "(scalar)"
-    fail(name, "%s %s: c=%.9g ref=%.9g, err %.3e > %.0e (max|ref| %.3e)"
-         % (tensor, where, c.flat[flat], ref.flat[flat], err, tol, scale))
-    return False
-
-
-def check_exact(name, tensor, c, ref):
-    if c is None:
-        fail(name, "%s: the C side gave NULL / nothing" % tensor)
-        return False
-    c = np.asarray(c)
-    ref = np.asarray(ref)
-    if c.shape != ref.shape:
-        fail(name, "%s: shape %s, reference %s" % (tensor, c.shape, ref.shape))
-        return False
-    bad = np.argwhere(c != ref)
-    if len(bad) == 0:
-        ok(name, "exact")
-        return True
-    i = tuple(bad[0])
-    fail(name, "%s differs at %d of %d places; first at %s: c=%s ref=%s"
-         % (tensor, len(bad), c.size, fmt_idx(i) if c.ndim else "[]",
-            c[i] if c.ndim else c, ref[i] if ref.ndim else ref))
-    return False
+    return checks.check_close(name, tensor, c, ref, tol)
 
 
 # -------------------------------------------------------- the reference
-def f32(v):
-    """The float32 value a float config field holds, as a Python float."""
-    return float(np.float32(v))
-
-
 def reference(spec, params, x, dy):
     """The MoE layer in torch float64 from the spec. Returns a dict of numpy
     arrays: y, dx, grads, routing decisions and stats, plus tie margins."""
@@ -569,6 +495,7 @@ def main():
             run_config(lib, spec)
         except Exception as e:  # a bug in a config should not hide the others
             fail("layer/" + spec["name"], "exception %s: %s" % (type(e).__name__, e))
+    n_checks, failed = counts()
     print("# test_layer_torch: %d checks, %d failed" % (n_checks, failed))
     return 1 if failed else 0
 

@@ -55,8 +55,6 @@ import moe_ctypes as mc
 TOL = 1e-4
 FLOOR = 1e-2        # normalised error: max|c - ref| / max(max|ref|, FLOOR)
 NEAR = 1e-5         # a decision margin below this is reported as a near tie
-failed = 0
-n_checks = 0
 
 SOFTMAX, SIGMOID, RELU = mc.MOE_GATE_SOFTMAX, mc.MOE_GATE_SIGMOID, mc.MOE_GATE_RELU
 TOPK, TOPP, EC, HASH, ALL = (mc.MOE_SELECT_TOPK, mc.MOE_SELECT_TOPP,
@@ -68,93 +66,15 @@ DROPLESS = mc.MOE_DROPLESS
 M64 = (1 << 64) - 1
 
 
-# ------------------------------------------------------------ reporting
-def ok(name, extra=""):
-    global n_checks
-    n_checks += 1
-    print("ok %s%s" % (name, (" (%s)" % extra) if extra else ""))
-    sys.stdout.flush()
-
-
-def fail(name, why):
-    global failed, n_checks
-    n_checks += 1
-    failed += 1
-    print("FAIL %s: %s" % (name, why))
-    sys.stdout.flush()
-
-
-def check(name, cond, why_if_not, extra=""):
-    if cond:
-        ok(name, extra)
-    else:
-        fail(name, why_if_not)
-    return cond
-
-
-def note(msg):
-    print("# note " + msg)
-    sys.stdout.flush()
-
-
-def fmt_idx(idx):
-    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+from checks import ok, fail, check, note, fmt_idx, check_exact, f32, counts
+import checks
 
 
 def check_close(name, tensor, c, ref, tol=TOL, floor=FLOOR):
-    """max|c - ref| / max(max|ref|, floor) <= tol; NaN in c is the worst."""
-    if c is None:
-        fail(name, "%s: the C side gave NULL / nothing" % tensor)
-        return False
-    c = np.asarray(c, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if c.shape != ref.shape:
-        fail(name, "%s: shape %s, reference %s" % (tensor, c.shape, ref.shape))
-        return False
-    if ref.size == 0:
-        ok(name, "empty")
-        return True
-    scale = max(float(np.max(np.abs(ref))), floor)
-    diff = np.abs(c - ref)
-    diff = np.where(np.isfinite(diff), diff, np.inf)
-    flat = int(np.argmax(diff))
-    idx = np.unravel_index(flat, ref.shape)
-    err = float(diff.flat[flat]) / scale
-    if err <= tol:
-        ok(name, ("err %.1e" % err) if ref.ndim else ("err %.1e, ref %.6g" % (err, float(ref))))
-        return True
-    where = "worst index %s" % fmt_idx(idx) if ref.ndim else "(scalar)"
-    fail(name, "%s %s: c=%.9g ref=%.9g, err %.3e > %.0e (max|ref| %.3e)"
-         % (tensor, where, c.flat[flat], ref.flat[flat], err, tol, scale))
-    return False
-
-
-def check_exact(name, tensor, c, ref):
-    if c is None:
-        fail(name, "%s: the C side gave NULL / nothing" % tensor)
-        return False
-    c = np.asarray(c)
-    ref = np.asarray(ref)
-    if c.shape != ref.shape:
-        fail(name, "%s: shape %s, reference %s" % (tensor, c.shape, ref.shape))
-        return False
-    bad = np.argwhere(c != ref)
-    if len(bad) == 0:
-        ok(name, "exact")
-        return True
-    i = tuple(bad[0])
-    fail(name, "%s differs at %d of %d places; first at %s: c=%s ref=%s"
-         % (tensor, len(bad), c.size, fmt_idx(i) if c.ndim else "[]",
-            c[i] if c.ndim else c, ref[i] if ref.ndim else ref))
-    return False
+    return checks.check_close(name, tensor, c, ref, tol, floor)
 
 
 # -------------------------------------------------------- the reference
-def f32(v):
-    """The float32 value of v, as a Python float."""
-    return float(np.float32(v))
-
-
 def splitmix64(i):
     """The splitmix64 finalizer of the uint64 value of the id."""
     z = (int(i) + 0x9E3779B97F4A7C15) & M64
@@ -1174,6 +1094,7 @@ def main():
             import traceback
             traceback.print_exc()
             fail("routing/" + gname, "exception %s: %s" % (type(e).__name__, e))
+    n_checks, failed = counts()
     print("# test_routing_torch: %d checks, %d failed" % (n_checks, failed))
     return 1 if failed else 0
 
