@@ -21,6 +21,7 @@
 
 #include "core/atomic_file.h"
 #include "io/gguf.h"
+#include "quant/quant.h"
 #include "testutil.h"
 
 static char tmpdir[256];
@@ -1088,6 +1089,28 @@ static void test_gguf_write_failure(void) {
     free(old);
 }
 
+/* The container's type table (which validates files) and the kernels' table
+ * (which computes on them) are kept apart; they must agree on every type the
+ * kernels know. */
+static void test_tables_agree(void) {
+    int n = 0;
+    for (int t = 0; t < QUANT_TYPE_COUNT; t++) {
+        const quant_traits *q = quant_get_traits((quant_type)t);
+        if (!q) continue;
+        n++;
+        if (gguf_type_block_size((uint32_t)t) != q->block_size ||
+            gguf_type_block_bytes((uint32_t)t) != q->block_bytes || strcmp(gguf_type_name((uint32_t)t), q->name)) {
+            tu_fail("gguf/type_table_matches_quant", "type %d: gguf %s %lld/%zu, quant %s %d/%zu", t,
+                    gguf_type_name((uint32_t)t), (long long)gguf_type_block_size((uint32_t)t),
+                    gguf_type_block_bytes((uint32_t)t), q->name, q->block_size, q->block_bytes);
+            return;
+        }
+    }
+    char m[80];
+    snprintf(m, sizeof m, "gguf/type_table_matches_quant (%d types)", n);
+    tu_ok(m);
+}
+
 int main(void) {
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/moe_gguf_XXXXXX", base && *base ? base : "/tmp");
@@ -1107,6 +1130,7 @@ int main(void) {
     test_disk_broken();
     test_atomic();
     test_gguf_write_failure();
+    test_tables_agree();
     for (int i = 0; i < NT; i++) free(rt_data[i]);
     remove_temp_files();
     rmdir(tmpdir);

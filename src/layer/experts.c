@@ -26,6 +26,24 @@
 #include <omp.h>
 #include <string.h>
 
+/* out[t] = sum over the kept slots j of token t of (w ? w[t,j] : 1) * rows[row(t,j)]:
+ * the combine of forward and the scatter of backward. out [T, d], rows [R, d]. */
+static void sum_token_rows(float *out, const float *rows, const float *w, const int *slot_row,
+                           int T, int S, int d, int nt) {
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *ot = out + (size_t)t * d;
+        memset(ot, 0, sizeof(float) * (size_t)d);
+        for (int j = 0; j < S; j++) {
+            int r = slot_row[t * S + j];
+            if (r < 0) continue;
+            float wj = w ? w[t * S + j] : 1.0f;
+            const float *src = rows + (size_t)r * d;
+            for (int i = 0; i < d; i++) ot[i] += wj * src[i];
+        }
+    }
+}
+
 void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     const moe_layer_config *c = &L->cfg;
     const int E = c->n_experts, d = c->d_model, F = c->d_ff, S = L->S, H = L->hid;
@@ -85,18 +103,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     t0 = t1;
 
     /* combine: each token sums its own rows, so no two threads write one row */
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < T; t++) {
-        float *yt = y + (size_t)t * d;
-        memset(yt, 0, sizeof(float) * (size_t)d);
-        for (int j = 0; j < S; j++) {
-            int r = pl->slot_row[t * S + j];
-            if (r < 0) continue;
-            float w = L->slot_weight[t * S + j];
-            const float *orow = L->o + (size_t)r * d;
-            for (int i = 0; i < d; i++) yt[i] += w * orow[i];
-        }
-    }
+    sum_token_rows(y, L->o, L->slot_weight, pl->slot_row, T, S, d, nt);
     pf->fwd_combine = omp_get_wtime() - t0;
 }
 
@@ -191,16 +198,6 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
     pf->bwd_gemm += t1 - t0;
     t0 = t1;
     /* scatter: each token sums its own rows (deterministic, no atomics) */
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < T; t++) {
-        float *dxt = dx + (size_t)t * d;
-        memset(dxt, 0, sizeof(float) * (size_t)d);
-        for (int j = 0; j < S; j++) {
-            int r = pl->slot_row[t * S + j];
-            if (r < 0) continue;
-            const float *src = L->d_xg + (size_t)r * d;
-            for (int i = 0; i < d; i++) dxt[i] += src[i];
-        }
-    }
+    sum_token_rows(dx, L->d_xg, NULL, pl->slot_row, T, S, d, nt);
     pf->bwd_scatter = omp_get_wtime() - t0;
 }

@@ -155,18 +155,7 @@ static void *alloc64(size_t bytes) {
 
 void moe_layer_free(moe_layer *L) {
     if (!L) return;
-    void *bufs[] = {
-        L->param_buf, L->grad_buf, L->logits, L->probs, L->lse, L->slot_expert,
-        L->slot_weight, L->slot_score, L->P, L->f, L->plan.routed, L->plan.kept,
-        L->plan.offset, L->plan.row_slot, L->plan.slot_row, L->plan.order,
-        L->plan.fill, L->problems, L->xg, L->h, L->a, L->o, L->d_o, L->d_a,
-        L->d_h, L->d_xg, L->d_w, L->d_logits, L->x_saved, L->bias, L->acc_routed,
-        L->acc_first, L->dead_run, L->active_hist, L->token_ids, L->H, L->second_u,
-        L->gs_expert, L->pn, L->selsc, L->Zsum, L->imp_g, L->load_g, L->seq_f, L->xr,
-        L->jit, L->d_xr, L->zn, L->sigma, L->nz, L->d_zn, L->load_dz, L->sh_h, L->sh_a,
-        L->sh_o, L->sh_g, L->d_sh_o, L->d_sh_a, L->d_sh_h, L->sh_dl,
-    };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    for (int i = 0; i < L->n_allocs; i++) free(L->allocs[i]);
     free(L);
 }
 
@@ -195,6 +184,14 @@ static int slots_for(const moe_layer_config *c) {
     return c->max_top_k > c->top_k ? c->max_top_k : c->top_k;
 }
 
+/* Records an allocation for moe_layer_free; 0 if it failed. */
+static int keep_alloc(moe_layer *L, void *p) {
+    if (!p) return 0;
+    MOE_ASSERT(L->n_allocs < (int)(sizeof L->allocs / sizeof L->allocs[0]));
+    L->allocs[L->n_allocs++] = p;
+    return 1;
+}
+
 moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_error *err) {
     if (!out) return moe_err(err, MOE_ERR_ARG, "moe_layer_create: out is NULL");
     *out = NULL;
@@ -220,7 +217,8 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     const size_t n_seq = cfg->seq_len > 0 ? Tm / (size_t)cfg->seq_len + 1 : 1;
 
     int ok = 1;
-#define ALLOC(ptr, count) do { (ptr) = alloc64(sizeof(*(ptr)) * (count)); ok &= (ptr) != NULL; } while (0)
+    /* every buffer is recorded in L->allocs, which moe_layer_free releases */
+#define ALLOC(ptr, count) do { (ptr) = alloc64(sizeof(*(ptr)) * (count)); ok &= keep_alloc(L, (ptr)); } while (0)
     ALLOC(L->param_buf, L->n_params);
     ALLOC(L->grad_buf, L->n_params);
     ALLOC(L->logits, Tm * E);
@@ -239,7 +237,7 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     ALLOC(L->plan.order, R);
     ALLOC(L->plan.fill, E);
     L->problems = alloc64(sizeof(gemm_problem) * 3 * E);
-    ok &= L->problems != NULL;
+    ok &= keep_alloc(L, L->problems);
     ALLOC(L->xg, R * d);
     ALLOC(L->h, R * H);
     ALLOC(L->a, R * F);

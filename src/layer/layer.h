@@ -113,6 +113,8 @@ struct moe_layer {
 
     moe_route_stats stats;
     moe_layer_profile prof;  /* stage timings of the last forward/backward */
+    void *allocs[96];        /* every buffer above, freed by moe_layer_free */
+    int n_allocs;
 };
 
 /* Stages (router.c, select.c, router_loss.c, plan.c, experts.c, shared.c).

@@ -39,26 +39,25 @@ static double cv2(const double *v, int E, float coef, float *g) {
     return V / den;
 }
 
-/* index of the (r+1)-th largest of h[E] (ties to lower index) */
-static int kth_index(const float *h, int E, int r, int *scratch) {
-    for (int j = 0; j <= r; j++) {
+/* The k + 1 best experts of one token by H (ties to the lower index), so
+ * that thr(e) = order[k] if e is among order[0..k), else order[k - 1]. */
+static void top_order(int *order, const float *h, int E, int n) {
+    for (int j = 0; j < n; j++) {
         int best = -1;
         for (int e = 0; e < E; e++) {
             int taken = 0;
-            for (int i = 0; i < j; i++) taken |= scratch[i] == e;
+            for (int i = 0; i < j; i++) taken |= order[i] == e;
             if (!taken && (best < 0 || h[e] > h[best])) best = e;
         }
-        scratch[j] = best;
+        order[j] = best;
     }
-    return scratch[r];
 }
 
 /* threshold expert of (t, e) for the load loss: the k-th best other expert */
-static int load_thr(const float *h, int E, int k, int e, int *scratch) {
-    int kk = kth_index(h, E, k, scratch);   /* fills scratch[0..k] */
+static int load_thr(const int *order, int k, int e) {
     for (int j = 0; j < k; j++)
-        if (scratch[j] == e) return kk;      /* e in the top k: the (k+1)-th */
-    return scratch[k - 1];
+        if (order[j] == e) return order[k];  /* e in the top k: the (k+1)-th */
+    return order[k - 1];
 }
 
 static double phi_cdf(double a) { return 0.5 * erfc(-a / sqrt(2.0)); }
@@ -146,8 +145,9 @@ void router_losses(moe_layer *L, int T) {
             memset(load, 0, sizeof load);
             for (int t = 0; t < T; t++) {
                 const float *h = L->H + (size_t)t * E;
+                top_order(scratch, h, E, L->k + 1);
                 for (int e = 0; e < E; e++) {
-                    int m = load_thr(h, E, L->k, e, scratch);
+                    int m = load_thr(scratch, L->k, e);
                     double a = ((double)L->logits[(size_t)t * E + e] - h[m]) / L->sigma[(size_t)t * E + e];
                     load[e] += phi_cdf(a);
                 }
@@ -256,9 +256,10 @@ void router_losses_backward(moe_layer *L, int T) {
         int scratch[E];
         for (int t = 0; t < T; t++) {
             const float *h = L->H + (size_t)t * E;
+            top_order(scratch, h, E, L->k + 1);
             for (int e = 0; e < E; e++) {
                 size_t i = (size_t)t * E + e;
-                int m = load_thr(h, E, L->k, e, scratch);
+                int m = load_thr(scratch, L->k, e);
                 double sg = L->sigma[i];
                 double a = ((double)L->logits[i] - h[m]) / sg;
                 double gphi = phi_pdf(a) * L->load_g[e];
