@@ -28,7 +28,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Best of `iters` timings of a dense NT GEMM C[M,N] = A[M,K] B[N,K]^T. */
-static double time_gemm(int nt, int M, int N, int K, int iters) {
+double bench_time_gemm(int nt, int M, int N, int K, int iters) {
     float *A = rand_buf((size_t)M * K, 1), *B = rand_buf((size_t)N * K, 2);
     float *C = malloc(sizeof(float) * (size_t)M * N);
     if (!A || !B || !C) { free(A); free(B); free(C); return NAN; }
@@ -53,7 +53,7 @@ static int bench_gemm(int argc, char **argv, int nt) {
         return 2;
     }
     if (bad || M < 1 || N < 1 || K < 1 || iters < 1) { fprintf(stderr, "moe bench gemm: bad sizes\n"); return 2; }
-    double t = time_gemm(nt, M, N, K, iters);
+    double t = bench_time_gemm(nt, M, N, K, iters);
     printf("gemm %s  M=%d N=%d K=%d (C = A B^T)  threads=%d  best of %d: %.2f ms  %.1f GFLOP/s\n",
            moe_sgemm_kernel_name(), M, N, K, nt, iters, 1e3 * t, 2.0 * M * N * K / t * 1e-9);
     return 0;
@@ -133,7 +133,7 @@ static int bench_layer(int argc, char **argv, int nt) {
     /* dense GEMM of the same FLOPs as the expert forward: [rows, d] x [d, nproj*F]
        (+ the shared expert's T rows) */
     int grow = (int)(rows + (double)T * c.shared_d_ff / F);
-    double tg = time_gemm(nt, grow, nproj * F, d, iters);
+    double tg = bench_time_gemm(nt, grow, nproj * F, d, iters);
     double g_rate = f_exp / tg * 1e-9;
 
     printf("moe bench layer: router=%s T=%d d=%d d_ff=%d E=%d k=%d %s capacity=%s threads=%d gemm=%s iters=%d\n",
@@ -161,9 +161,10 @@ static int bench_layer(int argc, char **argv, int nt) {
 }
 
 int cmd_bench(int argc, char **argv, int n_threads) {
-    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm\n"); return 2; }
+    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | train\n"); return 2; }
     if (!strcmp(argv[0], "layer")) return bench_layer(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "gemm")) return bench_gemm(argc - 1, argv + 1, n_threads);
-    fprintf(stderr, "moe bench: unknown benchmark '%s' (layer | gemm)\n", argv[0]);
+    if (!strcmp(argv[0], "train")) return bench_train(argc - 1, argv + 1, n_threads);
+    fprintf(stderr, "moe bench: unknown benchmark '%s' (layer | gemm | train)\n", argv[0]);
     return 2;
 }

@@ -1,8 +1,9 @@
-/* demo.c: `moe demo`, the built-in default job until the trainer exists:
- * routes a batch drawn from four clearly different input "domains" through a
- * MoE layer, prints the expert loads, the drops at capacity factor 1.25 and a
- * domain-by-expert routing table, then takes gradient steps on the router
- * with only the load-balancing and z losses and shows the loads even out. */
+/* demo.c: `moe demo` (make demo): the project's main job on a built-in
+ * default. Generates the multi-domain corpus, trains a small MoE language
+ * model on it for about two minutes, and shows that it works: the loss
+ * falling, validation loss against the corpus's unigram entropy, the expert
+ * loads per layer, which experts each domain's tokens go to, and samples
+ * for each domain. `moe demo routing` is the older MoE-layer-only demo. */
 #include "cli.h"
 #include "moe.h"
 
@@ -10,107 +11,191 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { D = 64, F = 128, E = 8, K = 2, T = 4096, DOMAINS = 4 };
-
-static float urand(unsigned *s) {
-    *s = *s * 1664525u + 1013904223u;
-    return (float)((*s >> 8) & 0xFFFF) / 65536.0f;
+/* The demo's model and schedule: about 2 minutes on 2 cores. */
+static void demo_config(moe_train_config *c) {
+    moe_train_config_default(c);
+    c->model.vocab_size = 768;
+    c->model.d_model = 128;
+    c->model.n_layers = 4;
+    c->model.n_heads = 4;
+    c->model.n_kv_heads = 2;
+    c->model.ctx_len = 128;
+    c->model.d_ff = 384;
+    c->model.moe.n_experts = 8;
+    c->model.moe.top_k = 2;
+    c->model.moe.d_ff = 192;
+    c->model.moe.renormalize = 1;
+    c->model.moe.aux_loss_coef = 0.01f;
+    c->model.moe.z_loss_coef = 0.001f;
+    c->batch = 16;
+    c->steps = 600;
+    c->warmup = 30;
+    c->lr = 4e-3f;
+    c->min_lr = 4e-4f;
+    c->eval_every = 150;
+    c->eval_batches = 16;
+    c->corpus_bytes = 3 << 20;
 }
 
-static void print_loads(moe_layer *L, const int *domain) {
-    const moe_route_stats *st = moe_layer_stats(L);
-    int *ex = malloc(sizeof(int) * T * K), *kept = malloc(sizeof(int) * T * K);
-    if (!ex || !kept) { free(ex); free(kept); return; }
-    moe_layer_routing(L, ex, NULL, kept);
-    double mean = (double)st->assignments / E, mx = 0;
-    printf("  expert  routed  kept   load\n");
-    for (int e = 0; e < E; e++) {
-        int r = st->tokens_per_expert[e];
-        mx = r > mx ? r : mx;
-        printf("  %6d  %6d  %4d   ", e, r, st->kept_per_expert[e]);
-        for (int b = 0; b < (int)(40.0 * r / (2.0 * mean) + 0.5) && b < 60; b++) putchar('#');
-        putchar('\n');
+/* Removes the demo's own files from its run directory (only those names). */
+static void clean_run_dir(const char *dir) {
+    const char *names[] = {"model.gguf", "state.gguf", "tokens.bin", "metrics.jsonl"};
+    char p[4096];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
     }
-    printf("  capacity %d per expert, dropped %lld of %lld assignments (%.1f%%), max-violation %.2f\n",
-           st->capacity, (long long)st->dropped, (long long)st->assignments,
-           100.0 * st->dropped / st->assignments, mx / mean - 1.0);
-    printf("  balance E*sum(f*P) = %.3f (1 = balanced), router entropy %.3f nats (max %.3f)\n",
-           st->balance, st->entropy, log((double)E));
-    printf("  share of each domain's first choices per expert (%%):\n  domain ");
-    for (int e = 0; e < E; e++) printf("%5d", e);
-    putchar('\n');
-    for (int g = 0; g < DOMAINS; g++) {
-        int cnt[E] = {0}, tot = 0;
-        for (int t = 0; t < T; t++)
-            if (domain[t] == g) { cnt[ex[t * K]]++; tot++; }
-        printf("  %6d ", g);
-        for (int e = 0; e < E; e++) printf("%5.0f", tot ? 100.0 * cnt[e] / tot : 0.0);
-        putchar('\n');
+}
+
+/* For each domain, the share of its tokens whose first expert is e, per MoE
+ * layer, and the mutual information between domain and expert. */
+static int domain_table(moe_model *m, const moe_tokenizer *tok) {
+    const moe_model_config *c = moe_model_get_config(m);
+    const int E = c->moe.n_experts, ND = moe_corpus_n_domains(), T = c->ctx_len, B = c->max_batch;
+    const int N = B * T;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(N + 1) * 8);
+    int *ex = NULL;
+    double *cnt = calloc((size_t)c->n_layers * ND * E, sizeof(double));
+    moe_error err;
+    int rc = 1;
+    if (!ids || !cnt) goto done;
+    for (int l = 0; l < c->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(m, l);
+        if (!L) continue;
+        if (!ex) ex = malloc(sizeof(int) * (size_t)N * (size_t)moe_layer_slots(L));
+        if (!ex) goto done;
     }
+    for (int d = 0; d < ND; d++) {
+        char *text;
+        size_t n, nt;
+        if (moe_corpus_text(&text, &n, d, (size_t)N * 8, 4242, &err) != MOE_OK) goto fail;
+        moe_status st = moe_tokenizer_encode(tok, text, n, ids, (size_t)(N + 1) * 8, &nt, &err);
+        free(text);
+        if (st != MOE_OK) goto fail;
+        int Bd = (int)(nt / (size_t)T) < B ? (int)(nt / (size_t)T) : B;
+        if (Bd < 1) continue;
+        if (moe_model_forward(m, ids, NULL, Bd, T, 0, NULL) != MOE_OK) {
+            fprintf(stderr, "moe: %s\n", moe_model_errmsg(m));
+            goto done;
+        }
+        for (int l = 0; l < c->n_layers; l++) {
+            moe_layer *L = moe_model_moe_layer(m, l);
+            if (!L) continue;
+            int S = moe_layer_slots(L);
+            moe_layer_routing(L, ex, NULL, NULL);
+            for (int t = 0; t < Bd * T; t++)
+                if (ex[(size_t)t * S] >= 0) cnt[((size_t)l * ND + d) * E + ex[(size_t)t * S]] += 1;
+        }
+    }
+    printf("\nWhich expert each domain's tokens go to first (%% of the domain's tokens, held-out text):\n");
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!moe_model_moe_layer(m, l)) continue;
+        printf("  layer %d      ", l);
+        for (int e = 0; e < E; e++) printf("  e%-3d", e);
+        /* mutual information I(domain; expert) over equal domain weights */
+        double pe[64] = {0}, mi = 0;
+        for (int d = 0; d < ND; d++) {
+            double tot = 0;
+            for (int e = 0; e < E; e++) tot += cnt[((size_t)l * ND + d) * E + e];
+            for (int e = 0; e < E && e < 64; e++)
+                pe[e] += tot > 0 ? cnt[((size_t)l * ND + d) * E + e] / tot / ND : 0;
+        }
+        for (int d = 0; d < ND; d++) {
+            double tot = 0;
+            for (int e = 0; e < E; e++) tot += cnt[((size_t)l * ND + d) * E + e];
+            for (int e = 0; e < E && e < 64; e++) {
+                double p = tot > 0 ? cnt[((size_t)l * ND + d) * E + e] / tot : 0;
+                if (p > 0 && pe[e] > 0) mi += p / ND * log2(p / pe[e]);
+            }
+        }
+        printf("   I(domain;expert) = %.2f of %.2f bits\n", mi, log2((double)ND));
+        for (int d = 0; d < ND; d++) {
+            double tot = 0;
+            for (int e = 0; e < E; e++) tot += cnt[((size_t)l * ND + d) * E + e];
+            printf("    %-10s ", moe_corpus_domain_name(d));
+            for (int e = 0; e < E; e++) {
+                double p = tot > 0 ? 100.0 * cnt[((size_t)l * ND + d) * E + e] / tot : 0;
+                printf(p >= 25 ? " [%3.0f]" : "  %3.0f ", p);
+            }
+            printf("\n");
+        }
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "moe: %s\n", err.msg);
+done:
+    free(ids);
     free(ex);
-    free(kept);
+    free(cnt);
+    return rc;
 }
 
 int cmd_demo(int argc, char **argv, int n_threads) {
-    (void)argv;
-    if (argc > 0) { fprintf(stderr, "moe demo: takes no arguments\n"); return 2; }
-    moe_layer_config c;
-    moe_layer_config_default(&c, D, F, E, K);
-    c.max_tokens = T;
-    c.n_threads = n_threads;
-    c.capacity_factor = 1.25f;
-    c.aux_loss_coef = 1.0f;
-    c.z_loss_coef = 0.01f;
-    moe_layer *L;
-    moe_error err;
-    if (moe_layer_create(&L, &c, &err) != MOE_OK) { fprintf(stderr, "moe demo: %s\n", err.msg); return 1; }
-    moe_layer_init_params(L, 42);
-    moe_layer_weights w = moe_layer_params(L), g = moe_layer_grads(L);
-    /* a router that starts out lopsided, as real routers often do */
-    for (int i = 0; i < D; i++) w.router[i] *= 6.0f;
-
-    /* four domains: Gaussian clusters around well-separated centres */
-    float *x = malloc(sizeof(float) * T * D), *y = malloc(sizeof(float) * T * D);
-    float *dy = calloc((size_t)T * D, sizeof(float)), *dx = malloc(sizeof(float) * T * D);
-    int *domain = malloc(sizeof(int) * T);
-    float centre[DOMAINS][D];
-    if (!x || !y || !dy || !dx || !domain) { fprintf(stderr, "moe demo: out of memory\n"); return 1; }
-    unsigned s = 7;
-    for (int k = 0; k < DOMAINS; k++)
-        for (int i = 0; i < D; i++) centre[k][i] = 2.0f * (urand(&s) - 0.5f) * 2.0f;
-    for (int t = 0; t < T; t++) {
-        domain[t] = t % DOMAINS;
-        for (int i = 0; i < D; i++) x[t * D + i] = centre[domain[t]][i] + 0.5f * (urand(&s) - 0.5f);
-    }
-
-    printf("moe demo: one MoE layer, d=%d d_ff=%d, %d experts, top-%d, %d tokens from %d input domains,\n"
-           "capacity factor %.2f (drop by position), balance loss coefficient %.2f\n\n",
-           D, F, E, K, T, DOMAINS, c.capacity_factor, c.aux_loss_coef);
-    double t0 = cli_now();
-    if (moe_layer_forward(L, y, x, T, 1) != MOE_OK) { fprintf(stderr, "moe demo: %s\n", moe_layer_errmsg(L)); return 1; }
-    printf("routing at initialisation (forward pass %.1f ms):\n", 1e3 * (cli_now() - t0));
-    print_loads(L, domain);
-
-    /* gradient descent on the router alone, objective = balance + z losses
-       (dy = 0, so the experts' outputs do not pull) */
-    const int steps = 200;
-    const float lr = 0.05f;
-    for (int step = 0; step < steps; step++) {
-        moe_layer_zero_grads(L);
-        if (moe_layer_forward(L, y, x, T, 1) != MOE_OK || moe_layer_backward(L, dx, dy) != MOE_OK) {
-            fprintf(stderr, "moe demo: %s\n", moe_layer_errmsg(L));
-            return 1;
+    if (argc > 0 && !strcmp(argv[0], "routing")) return cmd_demo_routing(argc - 1, argv + 1, n_threads);
+    moe_train_config c;
+    demo_config(&c);
+    const char *out = "build/demo-run";
+    int bad = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!train_opts_apply(&c, argc, argv, &i, &bad)) {
+            fprintf(stderr, "moe demo: unknown option '%s' (options of `moe train` apply)\n", argv[i]);
+            bad = 1;
         }
-        for (int i = 0; i < E * D; i++) w.router[i] -= lr * g.router[i];
-        if (step % 50 == 0)
-            printf("  step %3d: balance loss %.4f, dropped %5.1f%%\n", step, moe_layer_stats(L)->aux_loss,
-                   100.0 * moe_layer_stats(L)->dropped / moe_layer_stats(L)->assignments);
+        if (bad) return 2;
     }
-    moe_layer_forward(L, y, x, T, 1);
-    printf("\nrouting after %d router steps on the balance loss:\n", steps);
-    print_loads(L, domain);
-    free(x); free(y); free(dy); free(dx); free(domain);
-    moe_layer_free(L);
-    return 0;
+    c.model.n_threads = n_threads;
+    c.model.max_batch = c.batch;
+    printf("moe demo: train a small sparse Mixture-of-Experts language model on the built-in corpus\n"
+           "(%d domains: ", moe_corpus_n_domains());
+    for (int d = 0; d < moe_corpus_n_domains(); d++) printf("%s%s", d ? ", " : "", moe_corpus_domain_name(d));
+    printf("), then look at its routing and its samples. Run directory: %s\n\n", out);
+    clean_run_dir(out);
+    moe_trainer *t;
+    moe_error err;
+    double t0 = cli_now();
+    if (moe_trainer_create(&t, &c, NULL, 0, out, &err) != MOE_OK) {
+        fprintf(stderr, "moe: %s\n", err.msg);
+        return 1;
+    }
+    train_print_summary(t);
+    printf("(corpus, tokenizer and token cache took %.1f s)\n\n", cli_now() - t0);
+    char metrics[4200];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out);
+    train_run_opts o = {.quiet = 0, .metrics_path = metrics, .show_routing = 0, .log_every = c.steps / 12};
+    double t1 = cli_now();
+    int rc = train_run(t, &o);
+    if (rc) { moe_trainer_free(t); return rc; }
+    double train_s = cli_now() - t1;
+    moe_model *m = moe_trainer_model(t);
+    float vl;
+    if (moe_trainer_eval(t, &vl, &err) != MOE_OK) {
+        fprintf(stderr, "moe: %s\n", err.msg);
+        moe_trainer_free(t);
+        return 1;
+    }
+    moe_data_info di = moe_trainer_data_info(t);
+    double uni = di.unigram_bits * log(2.0);
+    printf("\ntrained %lld steps in %.0f s. Validation loss %.3f nats/token vs the unigram entropy %.3f "
+           "nats/token: %.1fx lower (%.2f bits/token of %.2f)\n",
+           (long long)c.steps, train_s, vl, uni, uni / vl, vl / log(2.0), di.unigram_bits);
+    printf("\nExpert loads per MoE layer (last validation batch, dropless):\n");
+    train_print_routing(stdout, m);
+    rc = domain_table(m, moe_trainer_tokenizer(t));
+    printf("\nSamples (temperature 0.7, top-k 40; the prompt, then the model):\n");
+    sample_opts so = {.temperature = 0.7f, .top_p = 0.95f, .min_p = 0.0f, .top_k = 40, .seed = 7};
+    for (int d = 0; d < moe_corpus_n_domains() && rc == 0; d++) {
+        printf("--- %s ---\n", moe_corpus_domain_name(d));
+        rc = sample_generate(m, moe_trainer_tokenizer(t), moe_corpus_domain_prompt(d), 60, &so, stdout);
+    }
+    printf("\nThe model is in %s/model.gguf (GGUF, llama/Mixtral layout). Try:\n"
+           "  build/moe sample %s/model.gguf -p \"%s\" -n 100\n"
+           "  build/moe train --resume %s --steps %lld     (continues exactly)\n",
+           out, out, "The ", out, (long long)c.steps * 2);
+    printf("demo done in %.0f s\n", cli_now() - t0);
+    moe_trainer_free(t);
+    return rc;
 }

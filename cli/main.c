@@ -14,7 +14,10 @@ static void usage(FILE *f) {
         "moe %s: sparse Mixture-of-Experts models in C\n"
         "usage: moe [--threads N] COMMAND [options]\n"
         "commands:\n"
-        "  demo                 route a batch through a MoE layer and show the expert loads\n"
+        "  demo                 train a small MoE language model on the built-in corpus and show it working\n"
+        "  demo routing         route a batch through one MoE layer and show the expert loads\n"
+        "  train [opts]         train a MoE (or dense) language model: moe train --help\n"
+        "  sample MODEL [opts]  generate text with a model written by moe train: moe sample --help\n"
         "  bench layer [opts]   MoE layer forward / forward+backward GFLOP/s vs a dense GEMM\n"
         "                       (--router NAME --tokens T --d D --dff F --experts E --k K --capacity CF --gelu --iters N)\n"
         "  bench gemm  [opts]   dense fp32 GEMM GFLOP/s\n"
@@ -85,6 +88,8 @@ int main(int argc, char **argv) {
         rc = 0;
     } else if (!strcmp(argv2[0], "demo")) rc = cmd_demo(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "bench")) rc = cmd_bench(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "train")) rc = cmd_train(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "sample")) rc = cmd_sample(argc2 - 1, argv2 + 1, n_threads);
     else {
         fprintf(stderr, "moe: unknown command '%s'\n", argv2[0]);
         usage(stderr);

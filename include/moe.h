@@ -319,6 +319,302 @@ int moe_layer_slots(const moe_layer *L);
 void moe_layer_routing(const moe_layer *L, int *experts, float *weights,
                        int *kept);
 
+
+/* Changes the capacity factor of the next forwards (MOE_DROPLESS, or >= 0):
+ * e.g. dropless evaluation of a model trained with capacity. Not allowed
+ * for expert choice (MOE_ERR_ARG). */
+moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf);
+
+/* ----------------------------------------------------------------- model */
+
+/* A decoder-only transformer language model: token embedding; n_layers
+ * blocks of (RMSNorm, causal grouped-query attention with RoPE, residual;
+ * RMSNorm, MoE or dense SwiGLU feed-forward, residual); final RMSNorm;
+ * output head (tied to the embedding or not). MoE and dense models run the
+ * same code; layer l is an MoE layer when moe_every > 0, l >= n_dense_first
+ * and (l - n_dense_first) % moe_every == 0. RoPE rotates adjacent pairs
+ * (x[2i], x[2i+1]) of each head, as GGUF's `llama` architecture does. */
+typedef struct moe_model_config {
+    int vocab_size;      /* V */
+    int d_model;         /* d */
+    int n_layers;        /* L */
+    int n_heads;         /* H query heads */
+    int n_kv_heads;      /* Hkv key/value heads; divides H */
+    int head_dim;        /* hd; 0 means d / H */
+    int ctx_len;         /* T: the longest sequence */
+    int d_ff;            /* hidden width of the dense feed-forward layers */
+    float rope_theta;    /* RoPE base (10000) */
+    float norm_eps;      /* RMSNorm epsilon (1e-5) */
+    int tie_embeddings;  /* 1: the output head is token_embd */
+    int moe_every;       /* 0: every layer dense; n: every n-th layer MoE */
+    int n_dense_first;   /* the first layers stay dense */
+    moe_layer_config moe; /* MoE layers: n_experts, top_k, d_ff (expert
+                             width) and the routing; d_model, max_tokens and
+                             n_threads are set by the model */
+    int max_batch;       /* B: sequences per forward at most */
+    int n_threads;       /* <= 0: the OpenMP default */
+} moe_model_config;
+
+/* Defaults: V 512, d 128, L 4, H 4, Hkv 4, T 128, d_ff 384, MoE every
+ * layer with 8 experts top-2 of width 192 (softmax, renormalised, dropless),
+ * rope_theta 10000, eps 1e-5, untied, max_batch 8. */
+void moe_model_config_default(moe_model_config *c);
+moe_status moe_model_config_check(const moe_model_config *c, moe_error *err);
+/* 1 if layer l of c is an MoE layer. */
+int moe_model_layer_is_moe(const moe_model_config *c, int l);
+
+/* Parameter and activation bytes a model of this configuration allocates
+ * (forward and backward at max_batch x ctx_len). */
+size_t moe_model_memory_bytes(const moe_model_config *c);
+/* MOE_ERR_NOMEM with a message giving both sizes when that is more than
+ * 90% of this machine's physical memory. */
+moe_status moe_model_check_memory(const moe_model_config *c, moe_error *err);
+
+/* Sizes of a configuration. Active parameters count k of E experts; FLOPs
+ * are those of the matrix products and attention (2 per multiply-add) for
+ * one token of a full ctx_len sequence; training is 3x the forward. */
+typedef struct moe_model_counts {
+    int64_t params;        /* every parameter */
+    int64_t active_params; /* parameters one token uses (embedding included) */
+    int64_t expert_params; /* parameters inside routed experts */
+    double fwd_flops;      /* forward FLOPs per token */
+    double train_flops;    /* forward + backward FLOPs per token */
+} moe_model_counts;
+void moe_model_count(const moe_model_config *c, moe_model_counts *out);
+
+typedef struct moe_model moe_model;
+
+/* Builds a model with zeroed parameters; fails with a clear message when the
+ * configuration is invalid or does not fit in memory. */
+moe_status moe_model_create(moe_model **out, const moe_model_config *c,
+                            moe_error *err);
+void moe_model_free(moe_model *m);
+const moe_model_config *moe_model_get_config(const moe_model *m);
+const char *moe_model_errmsg(const moe_model *m);
+void moe_model_set_threads(moe_model *m, int n_threads);
+
+/* Initialises every parameter from a seed: matrices ~ N(0, 0.02), the
+ * residual output projections (attn_output, ffn_down) ~ N(0, 0.02/sqrt(2L)),
+ * norm weights 1. */
+void moe_model_init_params(moe_model *m, uint64_t seed);
+
+/* One parameter tensor with its gradient. Names and layouts are those of
+ * GGUF's llama / Mixtral tensors (token_embd.weight, blk.N.attn_q.weight,
+ * blk.N.ffn_gate_exps.weight, ...); shape is row-major, outermost first
+ * (a [rows, cols] matrix; GGUF lists dims the other way round). */
+typedef struct moe_tensor {
+    char name[64];
+    int n_dims;
+    int64_t shape[3];
+    int64_t n;    /* elements */
+    float *data;  /* owned by the model */
+    float *grad;  /* same shape */
+    int decay;    /* 1: weight decay applies (matrices); 0: norms */
+} moe_tensor;
+
+int moe_model_n_tensors(const moe_model *m);
+moe_status moe_model_tensor(moe_model *m, int i, moe_tensor *out);
+/* Index of the tensor of that name, -1 when none. */
+int moe_model_find_tensor(const moe_model *m, const char *name);
+
+/* Forward over tokens[B, T] (B <= max_batch, T <= ctx_len). targets[B, T]
+ * (NULL: no loss) are the next tokens; a target < 0 is ignored. *loss gets
+ * the mean cross-entropy over counted targets (loss may be NULL). train = 1
+ * turns on the routers' training behaviour (noise, jitter). */
+moe_status moe_model_forward(moe_model *m, const int32_t *tokens,
+                             const int32_t *targets, int B, int T, int train,
+                             float *loss);
+/* Logits [B*T, V] of the last forward (valid until the next forward or
+ * backward: backward overwrites them). */
+const float *moe_model_logits(const moe_model *m);
+
+/* The losses of the last forward: the cross-entropy, and the router losses
+ * summed over the MoE layers (each already times its coefficient). */
+typedef struct moe_model_losses {
+    float ce;        /* mean cross-entropy */
+    float aux;       /* load-balancing losses */
+    float z;         /* router z-losses */
+    float router;    /* every router loss (aux, z and the others) */
+    int n_targets;   /* targets counted in ce */
+} moe_model_losses;
+moe_model_losses moe_model_get_losses(const moe_model *m);
+
+/* Gradient of ce + router losses of the last forward (which needs targets),
+ * ADDED into the parameter gradients. */
+moe_status moe_model_backward(moe_model *m);
+void moe_model_zero_grads(moe_model *m);
+
+/* The MoE layer of block l, or NULL for a dense block (statistics,
+ * update_balance, routing). */
+moe_layer *moe_model_moe_layer(moe_model *m, int l);
+
+
+/* ------------------------------------------------------------- optimizer */
+
+/* AdamW (Loshchilov & Hutter) as PyTorch's torch.optim.AdamW computes it:
+ *   p -= lr * weight_decay * p          (tensors with decay = 1 only)
+ *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+ *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ * after clipping the gradients to a global L2 norm of grad_clip (when > 0)
+ * the way torch.nn.utils.clip_grad_norm_ does: g *= clip / (norm + 1e-6)
+ * when that factor is below 1. */
+typedef struct moe_adamw_config {
+    float beta1;         /* 0.9 */
+    float beta2;         /* 0.95 */
+    float eps;           /* 1e-8 */
+    float weight_decay;  /* 0.1 */
+    float grad_clip;     /* 1.0; 0 turns clipping off */
+} moe_adamw_config;
+
+void moe_adamw_config_default(moe_adamw_config *c);
+
+typedef struct moe_adamw moe_adamw;
+
+/* Moments (zero) for every tensor of m; the optimizer is tied to m. */
+moe_status moe_adamw_create(moe_adamw **out, moe_model *m, const moe_adamw_config *c,
+                            moe_error *err);
+void moe_adamw_free(moe_adamw *o);
+/* One update of every parameter of the model from its gradients, at
+ * learning rate lr. *grad_norm (may be NULL) gets the norm before clipping.
+ * Fails (changing nothing) when a gradient is not finite. */
+moe_status moe_adamw_step(moe_adamw *o, float lr, float *grad_norm, moe_error *err);
+/* Steps taken so far (t of the bias correction); settable for a resume. */
+int64_t moe_adamw_steps(const moe_adamw *o);
+void moe_adamw_set_steps(moe_adamw *o, int64_t t);
+/* The first and second moments of tensor i (same shape as the tensor). */
+float *moe_adamw_moment(moe_adamw *o, int i, int which /* 0: m, 1: v */);
+
+/* The learning rate of step `step` (0-based) of `total`: linear warmup from
+ * lr/warmup to lr over `warmup` steps, then cosine decay to min_lr at the
+ * last step. */
+float moe_lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_lr);
+
+
+/* ------------------------------------------------------------- tokenizer */
+
+/* The byte-level BPE tokenizer moe trains (GPT-2 style pre-tokenization on
+ * bytes; ids 0..255 are the bytes, then the merges, then <|bos|>, <|eos|>).
+ * encode then decode gives back any byte string exactly. */
+typedef struct moe_tokenizer moe_tokenizer;
+
+moe_status moe_tokenizer_train(moe_tokenizer **out, const char *text, size_t n,
+                               int vocab_size, moe_error *err);
+void moe_tokenizer_free(moe_tokenizer *t);
+int moe_tokenizer_n_vocab(const moe_tokenizer *t);
+int moe_tokenizer_bos(const moe_tokenizer *t);
+int moe_tokenizer_eos(const moe_tokenizer *t);
+/* At most cap ids (cap = n always suffices); *n_out gets the full count. */
+moe_status moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t n,
+                                int32_t *out, size_t cap, size_t *n_out, moe_error *err);
+/* Bytes of ids (BOS/EOS give nothing); at most cap bytes, *n_out the full
+ * length (no NUL is added). */
+moe_status moe_tokenizer_decode(const moe_tokenizer *t, const int32_t *ids, size_t n,
+                                char *out, size_t cap, size_t *n_out, moe_error *err);
+
+/* ------------------------------------------------------------ model files */
+
+/* Writes the model and its tokenizer as one GGUF file (atomically): the
+ * `llama` architecture's keys and tensor names (Mixtral layout for the MoE
+ * layers, qwen2moe names for shared experts), fp32 tensors, the tokenizer
+ * as tokenizer.ggml.* (model "gpt2"), and the full configuration under
+ * moe.* keys. */
+moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *path,
+                          moe_error *err);
+/* Reads a model file written by moe_model_save (or an fp32 llama/Mixtral
+ * GGUF) into a new model able to run max_batch sequences; *tok gets its
+ * tokenizer (tok may be NULL). */
+moe_status moe_model_load(moe_model **m, moe_tokenizer **tok, const char *path,
+                          int max_batch, int n_threads, moe_error *err);
+
+/* ----------------------------------------------------------------- corpus */
+
+/* The built-in corpus: documents of several clearly different domains,
+ * generated from a seed (nothing is downloaded). */
+int moe_corpus_n_domains(void);
+const char *moe_corpus_domain_name(int domain);
+/* A short opening typical of the domain, for sampling. */
+const char *moe_corpus_domain_prompt(int domain);
+/* About `bytes` bytes of the domain (domain = -1: all domains mixed);
+ * *text is malloc'd (free it with free()). */
+moe_status moe_corpus_text(char **text, size_t *n, int domain, size_t bytes,
+                           uint64_t seed, moe_error *err);
+
+/* ---------------------------------------------------------------- trainer */
+
+typedef struct moe_train_config {
+    moe_model_config model;  /* model.vocab_size: the tokenizer's size */
+    moe_adamw_config adamw;
+    int batch;               /* B sequences of model.ctx_len per micro-batch */
+    int accum;               /* micro-batches per optimizer step */
+    int64_t steps;           /* optimizer steps in all */
+    float lr, min_lr;        /* peak and final learning rate */
+    int64_t warmup;          /* warmup steps */
+    int64_t eval_every;      /* steps between validation losses (0: never) */
+    int eval_batches;        /* validation batches per evaluation (0: all) */
+    int64_t save_every;      /* steps between checkpoints (0: only at the end) */
+    float val_fraction;      /* share of the tokens held out */
+    uint64_t seed;           /* initialisation, data order, routing noise */
+    int64_t corpus_bytes;    /* size of the built-in corpus when no data */
+    float eval_capacity;     /* capacity factor of validation (MOE_DROPLESS) */
+} moe_train_config;
+
+void moe_train_config_default(moe_train_config *c);
+
+typedef struct moe_trainer moe_trainer;
+
+/* A new run in directory dir (created if missing; refused if it already
+ * holds a checkpoint, so good data is never overwritten: resume it instead).
+ * data: text files or folders (NULL / 0: the built-in corpus). Trains the
+ * tokenizer, tokenizes once into dir/tokens.bin (reused when the sources
+ * and tokenizer match), splits off the validation tokens, builds and
+ * initialises the model and the optimizer. */
+moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *c,
+                              const char *const *data, int n_data, const char *dir,
+                              moe_error *err);
+/* The configuration saved in dir's checkpoint (to change what may change:
+ * steps, eval_every, eval_batches, save_every, threads). */
+moe_status moe_trainer_read_config(const char *dir, moe_train_config *c, moe_error *err);
+/* Continues the run saved in dir exactly. c (NULL: as saved) must equal the
+ * saved configuration except in the fields that may change; a difference
+ * is an error naming the field and both values. */
+moe_status moe_trainer_resume(moe_trainer **out, const char *dir,
+                              const moe_train_config *c, moe_error *err);
+void moe_trainer_free(moe_trainer *t);
+
+typedef struct moe_train_step_info {
+    int64_t step;        /* steps done after this one */
+    float loss;          /* mean cross-entropy over the step's tokens */
+    float aux, z;        /* load-balancing and z losses (summed over layers) */
+    float router;        /* every router loss */
+    float lr;            /* learning rate used */
+    float grad_norm;     /* before clipping */
+    double seconds;      /* wall time of the step */
+    double tokens;       /* tokens in the step */
+} moe_train_step_info;
+
+/* One optimizer step (accum micro-batches). */
+moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err);
+/* Mean validation cross-entropy (eval_batches batches, dropless routing). */
+moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err);
+/* Writes dir/model.gguf and dir/state.gguf (model, optimizer, data and
+ * random state), each atomically. */
+moe_status moe_trainer_save(moe_trainer *t, moe_error *err);
+
+int64_t moe_trainer_steps_done(const moe_trainer *t);
+const moe_train_config *moe_trainer_config(const moe_trainer *t);
+moe_model *moe_trainer_model(moe_trainer *t);
+const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t);
+
+typedef struct moe_data_info {
+    int64_t train_tokens, val_tokens;
+    int64_t text_bytes;
+    double unigram_bits;  /* entropy of the token unigram distribution,
+                             bits per token (a loss floor for a model that
+                             ignores context: unigram_bits * ln 2 nats) */
+    int cache_reused;     /* 1 if dir/tokens.bin was reused */
+} moe_data_info;
+moe_data_info moe_trainer_data_info(const moe_trainer *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,4 +11,5 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
+/usr/bin/python3 -c 'import tokenizers' 2>/dev/null || timeout 300 /usr/bin/python3 -m pip install -q --user --break-system-packages tokenizers >/dev/null 2>&1 || true  # optional: tests/test_tokenizer_hf.py skips without it
 /usr/bin/python3 -c 'import torch; print("torch", torch.__version__)'

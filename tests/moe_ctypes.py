@@ -175,6 +175,100 @@ FP = POINTER(c_float)
 IP = POINTER(c_int)
 I32P = POINTER(c_int32)
 
+# ----------------------------------------------- model and optimizer
+class ModelConfig(Structure):
+    """moe_model_config; the embedded moe_layer_config starts at offset 56
+    (ctypes pads it to its uint64_t alignment like C); sizeof 224 on x86-64."""
+    _fields_ = [
+        ("vocab_size", c_int),
+        ("d_model", c_int),
+        ("n_layers", c_int),
+        ("n_heads", c_int),
+        ("n_kv_heads", c_int),
+        ("head_dim", c_int),
+        ("ctx_len", c_int),
+        ("d_ff", c_int),
+        ("rope_theta", c_float),
+        ("norm_eps", c_float),
+        ("tie_embeddings", c_int),
+        ("moe_every", c_int),
+        ("n_dense_first", c_int),
+        ("moe", LayerConfig),
+        ("max_batch", c_int),
+        ("n_threads", c_int),
+    ]
+
+
+class ModelCounts(Structure):
+    _fields_ = [
+        ("params", c_int64),
+        ("active_params", c_int64),
+        ("expert_params", c_int64),
+        ("fwd_flops", c_double),
+        ("train_flops", c_double),
+    ]
+
+
+class Tensor(Structure):
+    """moe_tensor: name at 0, n_dims at 64, shape at 72, n at 96, data at 104,
+    grad at 112, decay at 120; sizeof 128 on x86-64."""
+    _fields_ = [
+        ("name", c_char * 64),
+        ("n_dims", c_int),
+        ("shape", c_int64 * 3),
+        ("n", c_int64),
+        ("data", POINTER(c_float)),
+        ("grad", POINTER(c_float)),
+        ("decay", c_int),
+    ]
+
+
+class ModelLosses(Structure):
+    _fields_ = [
+        ("ce", c_float),
+        ("aux", c_float),
+        ("z", c_float),
+        ("router", c_float),
+        ("n_targets", c_int),
+    ]
+
+
+class AdamWConfig(Structure):
+    _fields_ = [
+        ("beta1", c_float),
+        ("beta2", c_float),
+        ("eps", c_float),
+        ("weight_decay", c_float),
+        ("grad_clip", c_float),
+    ]
+
+
+# Layouts that the C compiler gives on x86-64 / aarch64 (LP64): checked by
+# check_layouts() so that a field added to moe.h without its mirror here is
+# caught instead of silently shifting every later field.
+LAYOUTS = {
+    LayerConfig: (160, {"seed": 64, "dead_window": 156}),
+    ModelConfig: (224, {"n_dense_first": 48, "moe": 56, "max_batch": 216, "n_threads": 220}),
+    ModelCounts: (40, {"fwd_flops": 24}),
+    Tensor: (128, {"n_dims": 64, "shape": 72, "n": 96, "data": 104, "grad": 112, "decay": 120}),
+    ModelLosses: (20, {"n_targets": 16}),
+    AdamWConfig: (20, {"grad_clip": 16}),
+}
+
+
+def check_layouts():
+    """[] when every structure above has the LP64 size and offsets of
+    LAYOUTS; otherwise one line per difference."""
+    bad = []
+    for cls, (size, offs) in LAYOUTS.items():
+        if ctypes.sizeof(cls) != size:
+            bad.append("%s: sizeof %d, expected %d" % (cls.__name__, ctypes.sizeof(cls), size))
+        for f, off in offs.items():
+            got = getattr(cls, f).offset
+            if got != off:
+                bad.append("%s.%s: offset %d, expected %d" % (cls.__name__, f, got, off))
+    return bad
+
 
 class MoeCallError(RuntimeError):
     def __init__(self, status, msg):
@@ -235,6 +329,39 @@ def load(path=None):
     proto("moe_layer_get_draws", LayerDraws, c_void_p, optional=True)
     proto("moe_layer_get_profile", POINTER(LayerProfile), c_void_p, optional=True)
     proto("moe_layer_slots", c_int, c_void_p, optional=True)
+    # The model and the optimizer: optional so that a layer-only library loads.
+    proto("moe_model_config_default", None, POINTER(ModelConfig), optional=True)
+    proto("moe_model_config_check", c_int, POINTER(ModelConfig), POINTER(MoeError), optional=True)
+    proto("moe_model_layer_is_moe", c_int, POINTER(ModelConfig), c_int, optional=True)
+    proto("moe_model_memory_bytes", c_size_t, POINTER(ModelConfig), optional=True)
+    proto("moe_model_count", None, POINTER(ModelConfig), POINTER(ModelCounts), optional=True)
+    proto("moe_model_create", c_int, POINTER(c_void_p), POINTER(ModelConfig), POINTER(MoeError),
+          optional=True)
+    proto("moe_model_free", None, c_void_p, optional=True)
+    proto("moe_model_get_config", POINTER(ModelConfig), c_void_p, optional=True)
+    proto("moe_model_errmsg", c_char_p, c_void_p, optional=True)
+    proto("moe_model_set_threads", None, c_void_p, c_int, optional=True)
+    proto("moe_model_init_params", None, c_void_p, c_uint64, optional=True)
+    proto("moe_model_n_tensors", c_int, c_void_p, optional=True)
+    proto("moe_model_tensor", c_int, c_void_p, c_int, POINTER(Tensor), optional=True)
+    proto("moe_model_find_tensor", c_int, c_void_p, c_char_p, optional=True)
+    proto("moe_model_forward", c_int, c_void_p, I32P, I32P, c_int, c_int, c_int, FP,
+          optional=True)
+    proto("moe_model_logits", FP, c_void_p, optional=True)
+    proto("moe_model_get_losses", ModelLosses, c_void_p, optional=True)
+    proto("moe_model_backward", c_int, c_void_p, optional=True)
+    proto("moe_model_zero_grads", None, c_void_p, optional=True)
+    proto("moe_model_moe_layer", c_void_p, c_void_p, c_int, optional=True)
+    proto("moe_adamw_config_default", None, POINTER(AdamWConfig), optional=True)
+    proto("moe_adamw_create", c_int, POINTER(c_void_p), c_void_p, POINTER(AdamWConfig),
+          POINTER(MoeError), optional=True)
+    proto("moe_adamw_free", None, c_void_p, optional=True)
+    proto("moe_adamw_step", c_int, c_void_p, c_float, FP, POINTER(MoeError), optional=True)
+    proto("moe_adamw_steps", c_int64, c_void_p, optional=True)
+    proto("moe_adamw_set_steps", None, c_void_p, c_int64, optional=True)
+    proto("moe_adamw_moment", FP, c_void_p, c_int, c_int, optional=True)
+    proto("moe_lr_schedule", c_float, c_int64, c_int64, c_int64, c_float, c_float,
+          optional=True)
     return lib
 
 
@@ -458,4 +585,107 @@ class Layer(object):
         w = np.full((T, k), np.nan, dtype=np.float32)
         kept = np.full((T, k), -7, dtype=np.int32)
         self.lib.moe_layer_routing(self.h, iptr(ex), fptr(w), iptr(kept))
+        return ex, w, kept
+
+
+class Model(object):
+    """A moe_model handle with numpy-facing helpers (the tensor table as
+    live views, forward / backward raising MoeCallError on failure)."""
+
+    def __init__(self, lib, cfg):
+        self.lib = lib
+        self.cfg = cfg
+        h = c_void_p()
+        err = MoeError()
+        st = lib.moe_model_create(ctypes.byref(h), ctypes.byref(cfg), ctypes.byref(err))
+        if st != MOE_OK:
+            raise MoeCallError(st, err.msg.decode(errors="replace"))
+        self.h = h
+        self.B = self.T = 0
+
+    def free(self):
+        if self.h:
+            self.lib.moe_model_free(self.h)
+            self.h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.free()
+
+    def errmsg(self):
+        m = self.lib.moe_model_errmsg(self.h)
+        return m.decode(errors="replace") if m is not None else None
+
+    def tensors(self):
+        """[{name, shape, n, decay, data, grad}] in table order; data and grad
+        are live numpy views of the model's buffers."""
+        import numpy as np
+        out = []
+        for i in range(self.lib.moe_model_n_tensors(self.h)):
+            t = Tensor()
+            st = self.lib.moe_model_tensor(self.h, i, ctypes.byref(t))
+            if st != MOE_OK:
+                raise MoeCallError(st, self.errmsg())
+            shape = tuple(int(t.shape[j]) for j in range(t.n_dims))
+            out.append({"name": t.name.decode(), "shape": shape, "n": int(t.n),
+                        "decay": int(t.decay),
+                        "data": np.ctypeslib.as_array(t.data, shape=shape),
+                        "grad": np.ctypeslib.as_array(t.grad, shape=shape)})
+        return out
+
+    def init_params(self, seed):
+        self.lib.moe_model_init_params(self.h, seed)
+
+    def set_threads(self, n):
+        self.lib.moe_model_set_threads(self.h, n)
+
+    def forward(self, tokens, targets=None, train=1):
+        """tokens, targets: int arrays [B, T]. Returns the mean cross-entropy
+        (0.0 without targets)."""
+        import numpy as np
+        tok = np.ascontiguousarray(tokens, dtype=np.int32)
+        B, T = tok.shape
+        tg = None if targets is None else np.ascontiguousarray(targets, dtype=np.int32)
+        loss = c_float(np.nan)
+        st = self.lib.moe_model_forward(self.h, tok.ctypes.data_as(I32P),
+                                        None if tg is None else tg.ctypes.data_as(I32P),
+                                        B, T, train, ctypes.byref(loss))
+        if st != MOE_OK:
+            raise MoeCallError(st, self.errmsg())
+        self.B, self.T = B, T
+        return loss.value
+
+    def logits(self):
+        """A copy of the logits [B*T, V] of the last forward."""
+        import numpy as np
+        p = self.lib.moe_model_logits(self.h)
+        return np.ctypeslib.as_array(p, shape=(self.B * self.T, self.cfg.vocab_size)).copy()
+
+    def losses(self):
+        s = self.lib.moe_model_get_losses(self.h)
+        return {name: getattr(s, name) for name, _ in ModelLosses._fields_}
+
+    def backward(self):
+        st = self.lib.moe_model_backward(self.h)
+        if st != MOE_OK:
+            raise MoeCallError(st, self.errmsg())
+
+    def zero_grads(self):
+        self.lib.moe_model_zero_grads(self.h)
+
+    def routing(self, l):
+        """(experts, weights, kept) [B*T, slots] of MoE block l's last
+        forward, or None for a dense block."""
+        import numpy as np
+        L = self.lib.moe_model_moe_layer(self.h, l)
+        if not L:
+            return None
+        S = int(self.lib.moe_layer_slots(L)) if has(self.lib, "moe_layer_slots") else self.cfg.moe.top_k
+        N = self.B * self.T
+        ex = np.full((N, S), -7, dtype=np.int32)
+        w = np.full((N, S), np.nan, dtype=np.float32)
+        kept = np.full((N, S), -7, dtype=np.int32)
+        self.lib.moe_layer_routing(L, iptr(ex), fptr(w), iptr(kept))
         return ex, w, kept

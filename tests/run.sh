@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 crashed=0
-export MOE_LIB="$PWD/$B/libmoe.so"
-export MOE_BIN="$PWD/$B/moe"
+case "$B" in /*) BD=$B ;; *) BD=$PWD/$B ;; esac
+export MOE_LIB="$BD/libmoe.so"
+export MOE_BIN="$BD/moe"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 
 run_one() { # name, command...

@@ -17,6 +17,16 @@
 static int tu_failed_ = 0;
 
 static inline void tu_ok(const char *name) { printf("ok %s\n", name); fflush(stdout); }
+/* ok with a formatted name and figures: "ok NAME (worst 1e-7)". */
+static inline void tu_okf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("ok ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+}
 static inline void tu_fail(const char *name, const char *fmt, ...) {
     va_list ap;
     printf("FAIL %s: ", name);

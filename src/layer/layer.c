@@ -413,6 +413,16 @@ moe_status moe_layer_set_top_k(moe_layer *L, int k) {
     return MOE_OK;
 }
 
+moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf) {
+    moe_err_clear(&L->err);
+    if (L->cfg.select == MOE_SELECT_EXPERT_CHOICE)
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: expert choice sets its own capacity (ec_capacity)");
+    if (!isfinite(cf) || (cf < 0.0f && cf != MOE_DROPLESS))
+        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: cf = %g, expected >= 0 or MOE_DROPLESS (-1)", (double)cf);
+    L->cfg.capacity_factor = cf; /* buffers are sized for dropless already */
+    return MOE_OK;
+}
+
 moe_status moe_layer_set_top_p(moe_layer *L, float p) {
     moe_err_clear(&L->err);
     if (!(p > 0.0f && p <= 1.0f))

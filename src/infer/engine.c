@@ -1,0 +1,277 @@
+/* engine.c: the engine part of moe_infer.h: open (map, check, size every
+ * buffer once), close, info, eval in chunks, reset, top-k override, expert
+ * counts.
+ *
+ * For: argument checks and the lifetime of a loaded model with its KV cache.
+ * Not for: the forward itself (forward.c, moe_ffn.c), the meaning of the file
+ * (arch.c) or the tokenizer (vocab.c).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/error.h"
+#include "infer/engine.h"
+#include "infer/vocab.h"
+
+void moe_infer_options_default(moe_infer_options *o) {
+    o->n_threads = 0;
+    o->ctx_len = 0;
+    o->experts_per_token = 0;
+    o->max_batch = 0;
+}
+
+void moe_infer_close(moe_infer *m) {
+    if (!m) return;
+    moe_vocab_free(m->vocab);
+    arch_free(&m->am);
+    gguf_close(m->g);
+    free(m->k_cache); free(m->v_cache);
+    free(m->rope_cos); free(m->rope_sin);
+    free(m->counts);
+    free(m->x); free(m->xn); free(m->y);
+    free(m->q); free(m->ao); free(m->k); free(m->v);
+    free(m->att); free(m->r_logits); free(m->sel); free(m->sel_w); free(m->picked);
+    free(m->e_count); free(m->e_off); free(m->e_row); free(m->e_w);
+    free(m->xg); free(m->hg); free(m->hu); free(m->yo);
+    free(m->work);
+    free(m);
+}
+
+const moe_infer_info *moe_infer_get_info(const moe_infer *m) { return &m->info; }
+const moe_vocab *moe_infer_vocab(const moe_infer *m) { return m->vocab; }
+const int64_t *moe_infer_expert_counts(const moe_infer *m) { return m->counts; }
+
+void moe_infer_reset(moe_infer *m) {
+    m->n_filled = 0;
+    const arch_hparams *hp = &m->am.hp;
+    memset(m->counts, 0, sizeof(int64_t) * ((size_t)hp->n_layers * hp->n_experts + 1));
+}
+
+static void set_active(moe_infer *m) {
+    m->info.top_k = m->am.hp.n_experts > 0 ? m->top_k : 0;
+    arch_active(&m->am, m->am.hp.n_experts > 0 ? m->top_k : 0, &m->info.params_active,
+                &m->info.bytes_active);
+}
+
+moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err) {
+    const int E = m->am.hp.n_experts;
+    if (E == 0)
+        return moe_err(err, MOE_ERR_ARG, "set_top_k: the model is dense (no experts)");
+    if (k < 1 || k > E)
+        return moe_err(err, MOE_ERR_ARG, "set_top_k: k = %d (expected 1..%d experts)", k, E);
+    m->top_k = k;
+    set_active(m);
+    return MOE_OK;
+}
+
+/* The largest quant_matmul work space any product of the model needs. */
+static void work_need(size_t *need, const arch_mat *w, int64_t M) {
+    if (!w->data) return;
+    const size_t s = quant_matmul_work_size(w->type, M, w->cols);
+    if (s > *need) *need = s;
+}
+
+/* Allocates a zeroed array of n elements of size sz into *p; 0 on failure. */
+static int alloc0(void *p, size_t n, size_t sz, size_t *total) {
+    void **pp = (void **)p;
+    *pp = calloc(n ? n : 1, sz);
+    *total += n * sz;
+    return *pp != NULL;
+}
+
+static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) {
+    const arch_hparams *hp = &m->am.hp;
+    const size_t B = (size_t)m->max_batch, C = (size_t)m->ctx_len, L = (size_t)hp->n_layers;
+    const size_t d = (size_t)hp->d_model, qw = (size_t)hp->n_heads * hp->head_dim;
+    const size_t kvw = (size_t)hp->n_kv_heads * hp->head_dim;
+    const size_t E = (size_t)hp->n_experts, ff = (size_t)hp->n_ff_max, half = (size_t)hp->n_rot / 2;
+    const double kv_bytes = 2.0 * L * C * kvw * sizeof(float);
+    if (kv_bytes > (double)SIZE_MAX / 2)
+        return moe_err(err, MOE_ERR_NOMEM, "%s: a KV cache of %.0f bytes for ctx_len %d does "
+                       "not fit; lower ctx_len", path, kv_bytes, m->ctx_len);
+    size_t total = 0;
+    int ok = alloc0(&m->k_cache, L * C * kvw, sizeof(float), &total) &&
+             alloc0(&m->v_cache, L * C * kvw, sizeof(float), &total);
+    if (!ok)
+        return moe_err(err, MOE_ERR_NOMEM, "%s: KV cache of %.1f MiB (%zu layers x %d positions "
+                       "x %zu x 2 floats); lower ctx_len", path, kv_bytes / 1048576.0, L,
+                       m->ctx_len, kvw);
+    ok = alloc0(&m->rope_cos, C * half, sizeof(float), &total) &&
+         alloc0(&m->rope_sin, C * half, sizeof(float), &total) &&
+         alloc0(&m->counts, L * E + 1, sizeof(int64_t), &total) &&
+         alloc0(&m->x, B * d, sizeof(float), &total) &&
+         alloc0(&m->xn, B * d, sizeof(float), &total) &&
+         alloc0(&m->y, B * d, sizeof(float), &total) &&
+         alloc0(&m->q, B * qw, sizeof(float), &total) &&
+         alloc0(&m->ao, B * qw, sizeof(float), &total) &&
+         alloc0(&m->k, B * kvw, sizeof(float), &total) &&
+         alloc0(&m->v, B * kvw, sizeof(float), &total) &&
+         alloc0(&m->att, (size_t)m->nt * C, sizeof(float), &total) &&
+         alloc0(&m->r_logits, B * E, sizeof(float), &total) &&
+         alloc0(&m->sel, B * E, sizeof(int), &total) &&
+         alloc0(&m->sel_w, B * E, sizeof(float), &total) &&
+         alloc0(&m->picked, E, 1, &total) &&
+         alloc0(&m->e_count, E, sizeof(int), &total) &&
+         alloc0(&m->e_off, E + 1, sizeof(int), &total) &&
+         alloc0(&m->e_row, B * E, sizeof(int), &total) &&
+         alloc0(&m->e_w, B * E, sizeof(float), &total) &&
+         alloc0(&m->xg, B * d, sizeof(float), &total) &&
+         alloc0(&m->hg, B * ff, sizeof(float), &total) &&
+         alloc0(&m->hu, B * ff, sizeof(float), &total) &&
+         alloc0(&m->yo, B * d, sizeof(float), &total);
+    if (!ok)
+        return moe_err(err, MOE_ERR_NOMEM, "%s: scratch buffers for max_batch %d (about %.1f "
+                       "MiB)", path, m->max_batch, total / 1048576.0);
+
+    size_t need = 0;
+    const int64_t M = m->max_batch;
+    work_need(&need, &m->am.output, M);
+    for (int l = 0; l < hp->n_layers; l++) {
+        const arch_layer *ly = &m->am.layers[l];
+        const arch_mat *w[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->ffn_gate, &ly->ffn_up,
+                               &ly->ffn_down, &ly->gate_inp, &ly->gate_exps, &ly->up_exps,
+                               &ly->down_exps, &ly->gate_shexp, &ly->up_shexp,
+                               &ly->down_shexp};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) work_need(&need, w[i], M);
+    }
+    if (need > 0 && !(m->work = malloc(need)))
+        return moe_err(err, MOE_ERR_NOMEM, "%s: %zu bytes of matmul work space", path, need);
+    m->work_size = need;
+
+    /* RoPE table: angle(p, i) = p * freq_scale * base^(-2i/n_rot) / freq_factor[i]. */
+    for (size_t p = 0; p < C; p++)
+        for (size_t i = 0; i < half; i++) {
+            double th = (double)p * hp->rope_freq_scale *
+                        pow((double)hp->rope_base, -2.0 * (double)i / hp->n_rot);
+            if (m->am.rope_freqs) th /= m->am.rope_freqs[i];
+            m->rope_cos[p * half + i] = (float)cos(th);
+            m->rope_sin[p * half + i] = (float)sin(th);
+        }
+    return MOE_OK;
+}
+
+static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_options *o,
+                               moe_error *err) {
+    moe_status st = gguf_open_file(&m->g, path, err);
+    if (st != MOE_OK) return st;
+    if ((st = arch_load(&m->am, m->g, err)) != MOE_OK) return st;
+    const arch_hparams *hp = &m->am.hp;
+
+    if (gguf_find_kv(m->g, "tokenizer.ggml.model")) {
+        if ((st = vocab_from_gguf(&m->vocab, m->g, err)) != MOE_OK) return st;
+        if (moe_vocab_size(m->vocab) != hp->vocab_size)
+            return moe_err(err, MOE_ERR_FORMAT, "%s: the tokenizer has %d tokens, "
+                           "token_embd.weight has %d rows", path, moe_vocab_size(m->vocab),
+                           hp->vocab_size);
+    }
+
+    if (o->experts_per_token != 0) {
+        if (hp->n_experts == 0)
+            return moe_err(err, MOE_ERR_ARG, "%s: experts_per_token = %d but the model is "
+                           "dense", path, o->experts_per_token);
+        if (o->experts_per_token < 1 || o->experts_per_token > hp->n_experts)
+            return moe_err(err, MOE_ERR_ARG, "%s: experts_per_token = %d (expected 1..%d)",
+                           path, o->experts_per_token, hp->n_experts);
+        m->top_k = o->experts_per_token;
+    } else {
+        m->top_k = hp->top_k;
+    }
+    if (o->ctx_len > 0) m->ctx_len = o->ctx_len;
+    else m->ctx_len = hp->ctx_train > 0 && hp->ctx_train < 4096 ? hp->ctx_train : 4096;
+    m->max_batch = o->max_batch > 0 ? o->max_batch : 512;
+    if (m->max_batch > m->ctx_len) m->max_batch = m->ctx_len;
+    m->n_threads = o->n_threads;
+#ifdef _OPENMP
+    m->nt = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
+#else
+    m->nt = 1;
+#endif
+    if (m->nt < 1) m->nt = 1;
+    if ((st = alloc_buffers(m, path, err)) != MOE_OK) return st;
+
+    moe_infer_info *in = &m->info;
+    const char *s = NULL;
+    gguf_get_str(m->g, "general.architecture", &s, NULL, NULL);
+    snprintf(in->arch, sizeof in->arch, "%s", s ? s : "");
+    s = NULL;
+    if (gguf_find_kv(m->g, "general.name") &&
+        gguf_get_str(m->g, "general.name", &s, NULL, NULL) == MOE_OK)
+        snprintf(in->name, sizeof in->name, "%s", s);
+    in->n_layers = hp->n_layers;
+    in->d_model = hp->d_model;
+    in->n_heads = hp->n_heads;
+    in->n_kv_heads = hp->n_kv_heads;
+    in->head_dim = hp->head_dim;
+    in->vocab_size = hp->vocab_size;
+    in->ctx_len = m->ctx_len;
+    in->n_experts = hp->n_experts;
+    in->n_dense_layers = hp->n_dense_layers;
+    in->params_total = m->am.params_total;
+    in->bytes_total = m->am.bytes_total;
+    set_active(m);
+    return MOE_OK;
+}
+
+moe_status moe_infer_open(moe_infer **out, const char *path, const moe_infer_options *opt,
+                          moe_error *err) {
+    if (!out || !path)
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_open: %s is NULL", out ? "path" : "out");
+    *out = NULL;
+    moe_infer_options o;
+    if (opt) o = *opt;
+    else moe_infer_options_default(&o);
+    if (o.ctx_len < 0 || o.max_batch < 0 || o.experts_per_token < 0)
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_open: ctx_len = %d, max_batch = %d, "
+                       "experts_per_token = %d (expected >= 0; 0 = the default)", o.ctx_len,
+                       o.max_batch, o.experts_per_token);
+    moe_infer *m = calloc(1, sizeof *m);
+    if (!m) return moe_err(err, MOE_ERR_NOMEM, "moe_infer_open: %zu bytes", sizeof *m);
+    moe_status st = open_checked(m, path, &o, err);
+    if (st != MOE_OK) {
+        moe_infer_close(m);
+        return st;
+    }
+    *out = m;
+    return MOE_OK;
+}
+
+moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, float *logits,
+                          int all_logits, moe_error *err) {
+    if (!m || (n > 0 && !tokens))
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: %s is NULL", m ? "tokens" : "model");
+    if (n < 0 || pos < 0)
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: n = %d, pos = %d (expected >= 0)",
+                       n, pos);
+    if (pos > m->n_filled)
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: pos = %d, but the KV cache holds "
+                       "positions 0..%d only (evaluate from pos <= %d)", pos, m->n_filled - 1,
+                       m->n_filled);
+    if ((int64_t)pos + n > m->ctx_len)
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: pos + n = %lld exceeds ctx_len = %d",
+                       (long long)pos + n, m->ctx_len);
+    const int V = m->am.hp.vocab_size;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: tokens[%d] = %d out of range "
+                           "(vocabulary of %d)", i, (int)tokens[i], V);
+    if (n == 0) return MOE_OK;
+
+    m->n_filled = pos; /* later positions are overwritten from here on */
+    for (int off = 0; off < n; off += m->max_batch) {
+        const int nc = n - off < m->max_batch ? n - off : m->max_batch;
+        float *lg = NULL;
+        if (logits && all_logits) lg = logits + (size_t)off * V;
+        else if (logits && off + nc == n) lg = logits;
+        moe_status st = infer_forward(m, tokens + off, nc, pos + off, lg, all_logits, err);
+        if (st != MOE_OK) return st;
+        m->n_filled = pos + off + nc;
+    }
+    return MOE_OK;
+}

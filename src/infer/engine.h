@@ -1,0 +1,79 @@
+/* engine.h: the struct behind moe_infer and the pieces of its forward pass
+ * (internal).
+ *
+ * For: sharing the loaded model, the KV cache and the scratch buffers
+ * between engine.c (open, close, eval, the API), forward.c (embedding,
+ * attention, the layer loop, the output head) and moe_ffn.c (dense and MoE
+ * feed-forward blocks). Not for: file semantics (arch.h) or the tokenizer.
+ *
+ * Data flow of one chunk of n <= max_batch tokens at positions pos..pos+n-1:
+ *   x = token_embd[tokens] * embd_scale                          [n, d]
+ *   block l: xn = rmsnorm(x) * attn_norm
+ *            q, k, v = xn Wq^T (+bq), ...; q/k norms; rope(q), rope(k)
+ *            k, v -> cache[l][pos .. pos+n-1]
+ *            ao = causal attention of q against cache[l][0 .. pos+i]  [n, H*hd]
+ *            x += resid_scale * (ao Wo^T (+bo))
+ *            xn = rmsnorm(x) * ffn_norm
+ *            x += resid_scale * ffn(xn)   (dense SwiGLU, or MoE + shared expert)
+ *   logits = (rmsnorm(x) * output_norm) Wout^T / logit_scale     [rows, V]
+ * Every matrix product is quant_matmul on the weights' own rows; nothing is
+ * allocated while evaluating.
+ */
+#ifndef MOE_INFER_ENGINE_H
+#define MOE_INFER_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/arch.h"
+#include "io/gguf.h"
+#include "moe_infer.h"
+
+struct moe_infer {
+    gguf_ctx *g;               /* the mapped file (owns the weights) */
+    moe_vocab *vocab;          /* NULL when the file has no tokenizer */
+    arch_model am;
+    moe_infer_info info;
+    int n_threads;             /* as given (<= 0: OpenMP default) */
+    int nt;                    /* resolved thread count (scratch slots) */
+    int ctx_len, max_batch, top_k;
+    int n_filled;              /* cache positions 0 .. n_filled-1 are valid */
+
+    float *k_cache, *v_cache;  /* [L, ctx_len, Hkv*hd] */
+    float *rope_cos, *rope_sin;/* [ctx_len, n_rot/2] */
+    int64_t *counts;           /* [L, E] tokens routed per expert */
+
+    /* scratch for max_batch = B rows */
+    float *x, *xn, *y;         /* [B, d] residual, normed, block output */
+    float *q, *ao;             /* [B, H*hd] */
+    float *k, *v;              /* [B, Hkv*hd] */
+    float *att;                /* [nt, ctx_len] attention scores per thread */
+    float *r_logits;           /* [B, E] router logits, then probabilities */
+    int *sel;                  /* [B, E] selected experts per token */
+    float *sel_w;              /* [B, E] their weights */
+    unsigned char *picked;     /* [E] top-k marks of one token */
+    int *e_count, *e_off;      /* [E], [E+1] assignments per expert */
+    int *e_row;                /* [B*E] token of each assignment, expert-major */
+    float *e_w;                /* [B*E] its weight */
+    float *xg;                 /* [B, d] gathered rows of one expert */
+    float *hg, *hu;            /* [B, ff_max] gate and up activations */
+    float *yo;                 /* [B, d] one expert's (or the shared expert's) output */
+    void *work;                /* quant_matmul work space */
+    size_t work_size;
+};
+
+/* y[M, rows] = x[M, cols] w_i^T for matrix i of the stack w. */
+moe_status infer_matmul(moe_infer *m, float *y, const float *x, const arch_mat *w,
+                        int64_t i, int64_t M, moe_error *err);
+
+/* One chunk (n <= max_batch, pos + n <= ctx_len, tokens valid). logits:
+ * NULL, [n, V] (all_logits) or [V] (the last row's). */
+moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, int pos,
+                         float *logits, int all_logits, moe_error *err);
+
+/* y[n, d] = the feed-forward block of layer l on xn[n, d] (dense or MoE with
+ * its shared expert); counts the routed tokens. */
+moe_status infer_ffn(moe_infer *m, int l, float *y, const float *xn, int n,
+                     moe_error *err);
+
+#endif

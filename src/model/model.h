@@ -1,0 +1,106 @@
+/* model.h: the decoder-only MoE transformer of moe.h (internal).
+ *
+ * For: the struct behind moe_model, its parameter table and its saved
+ * activations, shared by model.c (create, tensors, init), model_config.c
+ * (defaults, checks, sizes) and model_pass.c (forward, backward).
+ * Not for: training loops, optimizers, files (src/train/).
+ *
+ * Data flow of one forward over N = B*T token rows (every buffer is sized
+ * for max_batch * ctx_len rows at create; nothing is allocated in a pass):
+ *   res[0] = token_embd[tokens]                                  [N, d]
+ *   block l:  n1 = rmsnorm(res[l]) * attn_norm                   [N, d]
+ *             q,k,v = n1 Wq^T, n1 Wk^T, n1 Wv^T, rope(q), rope(k)
+ *             ao = causal_attention(q, k, v)                      [N, H*hd]
+ *             h = res[l] + ao Wo^T                                [N, d]
+ *             n2 = rmsnorm(h) * ffn_norm
+ *             res[l+1] = h + ffn(n2)   (MoE layer or dense SwiGLU)
+ *   nf = rmsnorm(res[L]) * output_norm; logits = nf Wout^T      [N, V]
+ */
+#ifndef MOE_MODEL_MODEL_H
+#define MOE_MODEL_MODEL_H
+
+#include "moe.h"
+
+#define MODEL_MAX_TENSORS_PER_LAYER 16
+
+/* The parameters of one block (pointers into the model's buffer, or into
+ * the MoE layer's own buffer for the experts and router). */
+typedef struct model_block {
+    float *attn_norm;  /* [d] */
+    float *wq;         /* [H*hd, d] */
+    float *wk;         /* [Hkv*hd, d] */
+    float *wv;         /* [Hkv*hd, d] */
+    float *wo;         /* [d, H*hd] */
+    float *ffn_norm;   /* [d] */
+    float *ffn_gate;   /* [d_ff, d]  dense blocks only */
+    float *ffn_up;     /* [d_ff, d]  dense blocks only */
+    float *ffn_down;   /* [d, d_ff]  dense blocks only */
+    moe_layer *moe;    /* MoE blocks: the layer (owns its parameters) */
+} model_block;
+
+/* Saved activations of one block for backward. */
+typedef struct model_acts {
+    float *n1;    /* [N, d] normed input of attention */
+    float *rstd1; /* [N] */
+    float *q;     /* [N, H*hd] after RoPE */
+    float *k;     /* [N, Hkv*hd] after RoPE */
+    float *v;     /* [N, Hkv*hd] */
+    float *att;   /* [B, H, T, T] softmax probabilities */
+    float *ao;    /* [N, H*hd] attention output before Wo */
+    float *h;     /* [N, d] residual after attention */
+    float *n2;    /* [N, d] normed input of the feed-forward */
+    float *rstd2; /* [N] */
+    float *g;     /* [N, d_ff] dense: gate pre-activation */
+    float *u;     /* [N, d_ff] dense: up */
+    float *a;     /* [N, d_ff] dense: silu(g) * u */
+} model_acts;
+
+struct moe_model {
+    moe_model_config cfg;
+    int hd;                   /* head_dim resolved */
+    moe_error err;            /* message of the last failure */
+    int n_threads;
+
+    /* parameters (non-expert) and their gradients: one allocation each */
+    float *params, *grads;
+    size_t n_params;
+    float *token_embd;        /* [V, d] */
+    float *output_norm;       /* [d] */
+    float *output;            /* [V, d]; == token_embd when tied */
+    float *g_token_embd, *g_output_norm, *g_output;
+    model_block *blocks, *gblocks; /* [L] parameters and gradients */
+
+    moe_tensor *tensors;      /* the table of every parameter */
+    int n_tensors;
+
+    /* activations */
+    int maxN;                 /* max_batch * ctx_len */
+    int B, T;                 /* of the last forward */
+    int have_targets;         /* the last forward computed a loss */
+    int32_t *tokens;          /* [maxN] of the last forward */
+    int32_t *targets;         /* [maxN] */
+    int32_t *pos;             /* [maxN] position of each row */
+    float *rope_cos, *rope_sin; /* [ctx_len, hd/2] */
+    float **res;              /* [L+1] residual streams [N, d] */
+    model_acts *acts;         /* [L] */
+    float *nf, *rstdf;        /* [N, d], [N] final norm */
+    float *logits;            /* [N, V] */
+    float *lse;               /* [N] */
+    /* backward scratch */
+    float *dres, *dh, *dn;    /* [N, d] */
+    float *dq, *dk, *dv, *dao;/* [N, H*hd] / [N, Hkv*hd] */
+    float *dg, *du, *da;      /* [N, d_ff] dense */
+    float *att_scratch;       /* sized for scratch_threads threads */
+    int scratch_threads;
+    moe_model_losses losses;
+
+    void **allocs;            /* every allocation, freed together */
+    int n_allocs, cap_allocs;
+};
+
+/* model_pass.c */
+moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets,
+                         int B, int T, int train, float *loss);
+moe_status model_backward(moe_model *m);
+
+#endif

@@ -1,0 +1,152 @@
+/* adamw.c: the AdamW optimizer with global-norm gradient clipping, and the
+ * warmup + cosine learning-rate schedule (formulas in moe.h).
+ * Not for: the training loop (trainer.c). Results do not depend on the
+ * thread count: the norm is summed over fixed blocks in a fixed order. */
+#include "moe.h"
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NORM_BLOCK 65536 /* elements per partial sum of the gradient norm */
+
+struct moe_adamw {
+    moe_model *model;
+    moe_adamw_config cfg;
+    int n_tensors;
+    float **m, **v;     /* [n_tensors] moments, each the tensor's size */
+    double *partial;    /* per-block partial sums of squares */
+    size_t n_blocks;
+    int64_t t;          /* steps taken */
+};
+
+void moe_adamw_config_default(moe_adamw_config *c) {
+    c->beta1 = 0.9f;
+    c->beta2 = 0.95f;
+    c->eps = 1e-8f;
+    c->weight_decay = 0.1f;
+    c->grad_clip = 1.0f;
+}
+
+void moe_adamw_free(moe_adamw *o) {
+    if (!o) return;
+    for (int i = 0; i < o->n_tensors; i++) {
+        if (o->m) free(o->m[i]);
+        if (o->v) free(o->v[i]);
+    }
+    free(o->m);
+    free(o->v);
+    free(o->partial);
+    free(o);
+}
+
+moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_config *c, moe_error *err) {
+    *out = NULL;
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        return moe_err(err, MOE_ERR_ARG, "adamw: betas (%g, %g) must lie in [0, 1)", (double)c->beta1, (double)c->beta2);
+    if (!(c->eps > 0) || !(c->weight_decay >= 0) || !(c->grad_clip >= 0) || !isfinite(c->weight_decay) ||
+        !isfinite(c->grad_clip))
+        return moe_err(err, MOE_ERR_ARG, "adamw: eps = %g must be > 0, weight_decay = %g and grad_clip = %g >= 0",
+                       (double)c->eps, (double)c->weight_decay, (double)c->grad_clip);
+    moe_adamw *o = calloc(1, sizeof *o);
+    if (!o) return moe_err(err, MOE_ERR_NOMEM, "adamw: out of memory");
+    o->model = model;
+    o->cfg = *c;
+    o->n_tensors = moe_model_n_tensors(model);
+    o->m = calloc((size_t)o->n_tensors, sizeof(float *));
+    o->v = calloc((size_t)o->n_tensors, sizeof(float *));
+    if (!o->m || !o->v) goto nomem;
+    for (int i = 0; i < o->n_tensors; i++) {
+        moe_tensor t;
+        moe_model_tensor(model, i, &t);
+        o->m[i] = calloc((size_t)t.n, sizeof(float));
+        o->v[i] = calloc((size_t)t.n, sizeof(float));
+        if (!o->m[i] || !o->v[i]) goto nomem;
+        o->n_blocks += (size_t)((t.n + NORM_BLOCK - 1) / NORM_BLOCK);
+    }
+    o->partial = calloc(o->n_blocks ? o->n_blocks : 1, sizeof(double));
+    if (!o->partial) goto nomem;
+    *out = o;
+    return MOE_OK;
+nomem:
+    moe_adamw_free(o);
+    return moe_err(err, MOE_ERR_NOMEM, "adamw: out of memory for the moments");
+}
+
+int64_t moe_adamw_steps(const moe_adamw *o) { return o->t; }
+void moe_adamw_set_steps(moe_adamw *o, int64_t t) { o->t = t; }
+
+float *moe_adamw_moment(moe_adamw *o, int i, int which) {
+    if (i < 0 || i >= o->n_tensors) return NULL;
+    return which ? o->v[i] : o->m[i];
+}
+
+/* The global L2 norm of every gradient, in double, summed block by block. */
+static double grad_norm(moe_adamw *o) {
+    size_t blk = 0;
+    for (int i = 0; i < o->n_tensors; i++) {
+        moe_tensor t;
+        moe_model_tensor(o->model, i, &t);
+        int64_t nb = (t.n + NORM_BLOCK - 1) / NORM_BLOCK;
+        const float *g = t.grad;
+        double *part = o->partial + blk;
+        #pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t lo = b * NORM_BLOCK, hi = lo + NORM_BLOCK < t.n ? lo + NORM_BLOCK : t.n;
+            double s = 0;
+            for (int64_t j = lo; j < hi; j++) s += (double)g[j] * g[j];
+            part[b] = s;
+        }
+        blk += (size_t)nb;
+    }
+    double s = 0;
+    for (size_t b = 0; b < o->n_blocks; b++) s += o->partial[b];
+    return sqrt(s);
+}
+
+moe_status moe_adamw_step(moe_adamw *o, float lr, float *norm_out, moe_error *err) {
+    const moe_adamw_config *c = &o->cfg;
+    double norm = grad_norm(o);
+    if (norm_out) *norm_out = (float)norm;
+    if (!isfinite(norm))
+        return moe_err(err, MOE_ERR_NONFINITE, "adamw: the gradient norm is %g (a NaN or Inf gradient); "
+                       "the parameters were not changed: lower the learning rate", norm);
+    if (!isfinite(lr) || lr < 0)
+        return moe_err(err, MOE_ERR_ARG, "adamw: learning rate %g", (double)lr);
+    float clip = 1.0f;
+    if (c->grad_clip > 0) {
+        double f = (double)c->grad_clip / (norm + 1e-6);
+        if (f < 1.0) clip = (float)f;
+    }
+    o->t++;
+    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    const float bc1 = (float)(1.0 - pow((double)b1, (double)o->t));
+    const float bc2 = (float)(1.0 - pow((double)b2, (double)o->t));
+    const float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
+    for (int i = 0; i < o->n_tensors; i++) {
+        moe_tensor t;
+        moe_model_tensor(o->model, i, &t);
+        float *p = t.data, *g = t.grad, *m = o->m[i], *v = o->v[i];
+        const float decay = t.decay ? 1.0f - lr * c->weight_decay : 1.0f;
+        #pragma omp parallel for schedule(static)
+        for (int64_t j = 0; j < t.n; j++) {
+            float gj = g[j] * clip;
+            float mj = b1 * m[j] + (1.0f - b1) * gj;
+            float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
+            m[j] = mj;
+            v[j] = vj;
+            p[j] = p[j] * decay - step * mj / (sqrtf(vj) / bc2_sqrt + eps);
+        }
+    }
+    return MOE_OK;
+}
+
+float moe_lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_lr) {
+    if (warmup > 0 && step < warmup) return lr * (float)(step + 1) / (float)warmup;
+    int64_t span = total - warmup - 1;
+    if (span <= 0) return lr;
+    double p = (double)(step - warmup) / (double)span;
+    if (p > 1) p = 1;
+    return min_lr + 0.5f * (lr - min_lr) * (float)(1.0 + cos(3.14159265358979323846 * p));
+}

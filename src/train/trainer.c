@@ -1,0 +1,521 @@
+/* trainer.c: a training run: data -> tokenizer -> token cache -> model ->
+ * AdamW steps -> validation -> checkpoints, and its exact resume.
+ * Not for: printing, progress bars or metrics files (the CLI does those from
+ * the step reports), nor the file layout (checkpoint.c).
+ *
+ * A run directory holds:
+ *   tokens.bin   the token cache (data.h), reused while sources and
+ *                tokenizer are the same
+ *   model.gguf   the model with its tokenizer (what `moe sample` and
+ *                `moe run` read)
+ *   state.gguf   the model again plus the optimizer moments, the step, the
+ *                data loader's and routers' random states and the training
+ *                configuration: everything a resume needs, in one file, so a
+ *                crash between the two writes can never pair a model with the
+ *                wrong optimizer state.
+ */
+#include "moe.h"
+#include "core/error.h"
+#include "io/gguf.h"
+#include "train/checkpoint.h"
+#include "train/corpus.h"
+#include "train/data.h"
+#include "train/tokenizer.h"
+
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define TOKENIZER_SAMPLE_BYTES ((size_t)8 << 20) /* text the BPE trains on, at most */
+
+struct moe_trainer {
+    moe_train_config cfg;
+    char *dir;
+    moe_tokenizer *tok;
+    moe_model *model;
+    moe_adamw *opt;
+    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus */
+    size_t n_tokens;
+    data_split train, val;
+    data_loader loader;
+    int32_t *x, *y;         /* [batch, ctx] */
+    int64_t step;
+    uint64_t tok_fp, src_fp;
+    moe_data_info info;
+};
+
+void moe_train_config_default(moe_train_config *c) {
+    memset(c, 0, sizeof *c);
+    moe_model_config_default(&c->model);
+    moe_adamw_config_default(&c->adamw);
+    c->batch = 8;
+    c->accum = 1;
+    c->steps = 1000;
+    c->lr = 3e-3f;
+    c->min_lr = 3e-4f;
+    c->warmup = 50;
+    c->eval_every = 100;
+    c->eval_batches = 16;
+    c->save_every = 0;
+    c->val_fraction = 0.05f;
+    c->seed = 1;
+    c->corpus_bytes = 4 << 20;
+    c->eval_capacity = MOE_DROPLESS;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+void moe_trainer_free(moe_trainer *t) {
+    if (!t) return;
+    moe_adamw_free(t->opt);
+    moe_model_free(t->model);
+    moe_tokenizer_free(t->tok);
+    free(t->tokens);
+    free(t->x);
+    free(t->y);
+    free(t->dir);
+    free(t);
+}
+
+static uint64_t tokenizer_fingerprint(const moe_tokenizer *tok) {
+    const bpe_tokenizer *b = &tok->bpe;
+    uint64_t h = data_fingerprint((const uint8_t *)b->merges, sizeof(bpe_merge) * (size_t)b->n_merges);
+    return h ^ ((uint64_t)b->n_vocab * 0x9E3779B97F4A7C15ull);
+}
+
+/* Encodes text in pieces cut at blank lines (documents), in parallel; the
+ * pieces are fixed by the text alone, so the result is too. */
+static moe_status encode_all(moe_trainer *t, const uint8_t *text, size_t n, moe_error *err) {
+    enum { PIECE = 1 << 20 };
+    size_t n_pieces = n / PIECE + 1;
+    size_t *cut = malloc(sizeof(size_t) * (n_pieces + 1));
+    size_t *cnt = calloc(n_pieces, sizeof(size_t));
+    int32_t *out = malloc(sizeof(int32_t) * (n + 1));
+    if (!cut || !cnt || !out) {
+        free(cut); free(cnt); free(out);
+        return moe_err(err, MOE_ERR_NOMEM, "tokenizing %zu bytes: out of memory", n);
+    }
+    cut[0] = 0;
+    size_t np = 0;
+    while (cut[np] < n) {
+        size_t c = cut[np] + PIECE;
+        if (c >= n) c = n;
+        else {
+            while (c < n && !(text[c - 1] == '\n' && text[c] == '\n')) c++;
+            if (c < n) c++;
+        }
+        cut[++np] = c;
+    }
+    int failed = 0;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (size_t p = 0; p < np; p++) {
+        size_t got;
+        if (bpe_encode(&t->tok->bpe, text + cut[p], cut[p + 1] - cut[p], out + cut[p], cut[p + 1] - cut[p], &got, NULL))
+            failed = 1;
+        cnt[p] = got;
+    }
+    if (failed) {
+        free(cut); free(cnt); free(out);
+        return moe_err(err, MOE_ERR_ARG, "tokenizing the data failed");
+    }
+    size_t w = 0;
+    for (size_t p = 0; p < np; p++) {
+        memmove(out + w, out + cut[p], sizeof(int32_t) * cnt[p]);
+        w += cnt[p];
+    }
+    free(cut);
+    free(cnt);
+    t->tokens = out;
+    t->n_tokens = w;
+    return MOE_OK;
+}
+
+/* Splits tokens, sets up the loader and the batch buffers. */
+static moe_status setup_data(moe_trainer *t, moe_error *err) {
+    const moe_train_config *c = &t->cfg;
+    moe_status st = data_split_tokens(t->tokens, t->n_tokens, c->val_fraction, c->model.ctx_len, c->batch,
+                                      &t->train, &t->val, err);
+    if (st != MOE_OK) return st;
+    data_loader_init(&t->loader, t->train, c->batch, c->model.ctx_len, c->seed ^ 0xDA7A5EEDull);
+    size_t bt = (size_t)c->batch * (size_t)c->model.ctx_len;
+    t->x = malloc(sizeof(int32_t) * bt);
+    t->y = malloc(sizeof(int32_t) * bt);
+    if (!t->x || !t->y) return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
+    t->info.train_tokens = (int64_t)t->train.n;
+    t->info.val_tokens = (int64_t)t->val.n;
+    t->info.unigram_bits = data_unigram_entropy_bits(t->tokens, t->n_tokens, c->model.vocab_size);
+    return MOE_OK;
+}
+
+static moe_status check_train_config(const moe_train_config *c, moe_error *err) {
+    moe_status st;
+    if (c->batch < 1 || c->accum < 1 || c->steps < 1)
+        return moe_err(err, MOE_ERR_ARG, "train config: batch = %d, accum = %d, steps = %lld must be >= 1", c->batch,
+                       c->accum, (long long)c->steps);
+    if (!(c->lr > 0) || !(c->min_lr >= 0) || c->min_lr > c->lr)
+        return moe_err(err, MOE_ERR_ARG, "train config: lr = %g, min_lr = %g: expected 0 <= min_lr <= lr, lr > 0",
+                       (double)c->lr, (double)c->min_lr);
+    if (c->warmup < 0 || c->eval_every < 0 || c->save_every < 0 || c->eval_batches < 0)
+        return moe_err(err, MOE_ERR_ARG, "train config: warmup, eval_every, save_every, eval_batches must be >= 0");
+    if (!(c->val_fraction > 0 && c->val_fraction < 0.5f))
+        return moe_err(err, MOE_ERR_ARG, "train config: val_fraction = %g, expected in (0, 0.5)", (double)c->val_fraction);
+    if (c->model.max_batch != c->batch)
+        return moe_err(err, MOE_ERR_ARG, "train config: model.max_batch = %d must equal batch = %d",
+                       c->model.max_batch, c->batch);
+    st = moe_model_config_check(&c->model, err);
+    if (st != MOE_OK) return st;
+    /* before any data work */
+    st = moe_model_check_memory(&c->model, err);
+    if (st != MOE_OK) return st;
+    return MOE_OK;
+}
+
+moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, const char *const *data, int n_data,
+                              const char *dir, moe_error *err) {
+    *out = NULL;
+    moe_train_config c = *cfg;
+    c.model.max_batch = c.batch;
+    moe_status st = check_train_config(&c, err);
+    if (st != MOE_OK) return st;
+    if (!dir || !*dir) return moe_err(err, MOE_ERR_ARG, "trainer: no output directory");
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return moe_err(err, MOE_ERR_IO, "cannot create the run directory %s: %s", dir, strerror(errno));
+    moe_trainer *t = calloc(1, sizeof *t);
+    if (!t) return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
+    t->cfg = c;
+    t->dir = strdup(dir);
+    char *state = join(dir, "state.gguf"), *model = join(dir, "model.gguf"), *cache = join(dir, "tokens.bin");
+    uint8_t *text = NULL;
+    size_t n_text = 0;
+    if (!t->dir || !state || !model || !cache) { st = moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory"); goto done; }
+    if (file_exists(state) || file_exists(model)) {
+        st = moe_err(err, MOE_ERR_ARG, "%s already holds a checkpoint: continue it with --resume %s, or choose "
+                     "another --out (nothing was overwritten)", dir, dir);
+        goto done;
+    }
+    /* the text */
+    if (data && n_data > 0) st = data_read_sources(&text, &n_text, data, n_data, err);
+    else st = corpus_generate(&text, &n_text, (size_t)c.corpus_bytes, c.seed, err);
+    if (st != MOE_OK) goto done;
+    t->info.text_bytes = (int64_t)n_text;
+    t->src_fp = data_fingerprint(text, n_text);
+    /* the tokenizer, trained on (a prefix of) the text */
+    st = moe_tokenizer_train(&t->tok, (const char *)text, n_text < TOKENIZER_SAMPLE_BYTES ? n_text : TOKENIZER_SAMPLE_BYTES,
+                             c.model.vocab_size, err);
+    if (st != MOE_OK) goto done;
+    if (moe_tokenizer_n_vocab(t->tok) != c.model.vocab_size) {
+        /* the text ran out of pairs: the model uses what the tokenizer has */
+        t->cfg.model.vocab_size = moe_tokenizer_n_vocab(t->tok);
+    }
+    t->tok_fp = tokenizer_fingerprint(t->tok);
+    /* the tokens: from the cache when it matches, else encode and cache */
+    st = data_cache_read(cache, &t->tokens, &t->n_tokens, (uint32_t)t->cfg.model.vocab_size, t->tok_fp, t->src_fp, err);
+    if (st == MOE_OK) t->info.cache_reused = 1;
+    else {
+        st = encode_all(t, text, n_text, err);
+        if (st == MOE_OK)
+            st = data_cache_write(cache, t->tokens, t->n_tokens, (uint32_t)t->cfg.model.vocab_size, t->tok_fp,
+                                  t->src_fp, err);
+        if (st != MOE_OK) goto done;
+    }
+    free(text);
+    text = NULL;
+    st = setup_data(t, err);
+    if (st != MOE_OK) goto done;
+    st = moe_model_create(&t->model, &t->cfg.model, err);
+    if (st != MOE_OK) goto done;
+    moe_model_init_params(t->model, t->cfg.seed);
+    st = moe_adamw_create(&t->opt, t->model, &t->cfg.adamw, err);
+done:
+    free(text);
+    free(state);
+    free(model);
+    free(cache);
+    if (st != MOE_OK) { moe_trainer_free(t); return st; }
+    *out = t;
+    return MOE_OK;
+}
+
+/* Scales every gradient (the mean over accumulated micro-batches). */
+static void scale_grads(moe_model *m, float s) {
+    for (int i = 0; i < moe_model_n_tensors(m); i++) {
+        moe_tensor tn;
+        moe_model_tensor(m, i, &tn);
+        for (int64_t j = 0; j < tn.n; j++) tn.grad[j] *= s;
+    }
+}
+
+moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err) {
+    const moe_train_config *c = &t->cfg;
+    const moe_model_config *mc = moe_model_get_config(t->model);
+    double t0 = now_s();
+    moe_model_zero_grads(t->model);
+    for (int l = 0; l < mc->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (L && mc->moe.global_stats) moe_layer_reset_stats(L);
+    }
+    moe_train_step_info r;
+    memset(&r, 0, sizeof r);
+    for (int a = 0; a < c->accum; a++) {
+        data_loader_next(&t->loader, t->x, t->y);
+        float loss;
+        moe_status st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 1, &loss);
+        if (st == MOE_OK) st = moe_model_backward(t->model);
+        if (st != MOE_OK) return moe_err(err, st, "step %lld: %s", (long long)t->step + 1, moe_model_errmsg(t->model));
+        moe_model_losses ls = moe_model_get_losses(t->model);
+        r.loss += ls.ce / (float)c->accum;
+        r.aux += ls.aux / (float)c->accum;
+        r.z += ls.z / (float)c->accum;
+        r.router += ls.router / (float)c->accum;
+    }
+    if (c->accum > 1) scale_grads(t->model, 1.0f / (float)c->accum);
+    r.lr = moe_lr_schedule(t->step, c->steps, c->warmup, c->lr, c->min_lr);
+    moe_status st = moe_adamw_step(t->opt, r.lr, &r.grad_norm, err);
+    if (st != MOE_OK) return st;
+    for (int l = 0; l < mc->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (L) moe_layer_update_balance(L);
+    }
+    t->step++;
+    r.step = t->step;
+    r.tokens = (double)c->accum * c->batch * mc->ctx_len;
+    r.seconds = now_s() - t0;
+    if (info) *info = r;
+    return MOE_OK;
+}
+
+moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
+    const moe_train_config *c = &t->cfg;
+    const moe_model_config *mc = moe_model_get_config(t->model);
+    int nb = data_val_batches(t->val, c->batch, mc->ctx_len);
+    if (c->eval_batches > 0 && c->eval_batches < nb) nb = c->eval_batches;
+    if (nb < 1) return moe_err(err, MOE_ERR_ARG, "validation: fewer tokens than one batch");
+    /* validation routes without dropping (or as configured) */
+    for (int l = 0; l < mc->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (L && mc->moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, c->eval_capacity);
+    }
+    double sum = 0;
+    moe_status st = MOE_OK;
+    for (int b = 0; b < nb && st == MOE_OK; b++) {
+        data_val_batch(t->val, b, c->batch, mc->ctx_len, t->x, t->y);
+        float loss;
+        st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 0, &loss);
+        sum += loss;
+    }
+    for (int l = 0; l < mc->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (L && mc->moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, mc->moe.capacity_factor);
+    }
+    if (st != MOE_OK) return moe_err(err, st, "validation: %s", moe_model_errmsg(t->model));
+    *val_loss = (float)(sum / nb);
+    return MOE_OK;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+#define TRY(x) do { st = (x); if (st != MOE_OK) goto done; } while (0)
+
+moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
+    const moe_model_config *mc = moe_model_get_config(t->model);
+    char *state = join(t->dir, "state.gguf"), *model = join(t->dir, "model.gguf");
+    gguf_writer *w = NULL;
+    moe_status st = MOE_OK;
+    char (*names)[80] = NULL;
+    uint64_t *rngs = NULL;
+    if (!state || !model) { st = moe_err(err, MOE_ERR_NOMEM, "save: out of memory"); goto done; }
+    /* state.gguf: model + training configuration + optimizer + random state */
+    TRY(gguf_writer_create(&w, err));
+    uint64_t h = CKPT_HASH_SEED;
+    TRY(ckpt_add_model(w, t->model, &t->tok->bpe, &h, err));
+    TRY(ckpt_add_train_config(w, &t->cfg, err));
+    TRY(gguf_writer_set_i64(w, "moe.train.step", t->step, err));
+    TRY(gguf_writer_set_i64(w, "moe.train.adam_t", moe_adamw_steps(t->opt), err));
+    TRY(gguf_writer_set_u64(w, "moe.train.loader_state", data_loader_state(&t->loader), err));
+    TRY(gguf_writer_set_u64(w, "moe.train.tokenizer_fp", t->tok_fp, err));
+    TRY(gguf_writer_set_u64(w, "moe.train.source_fp", t->src_fp, err));
+    rngs = calloc((size_t)mc->n_layers, sizeof(uint64_t));
+    int n = moe_model_n_tensors(t->model);
+    names = calloc((size_t)(2 * n + mc->n_layers), sizeof *names);
+    if (!rngs || !names) { st = moe_err(err, MOE_ERR_NOMEM, "save: out of memory"); goto done; }
+    for (int l = 0; l < mc->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (L) rngs[l] = moe_layer_rng_state(L);
+    }
+    TRY(gguf_writer_set_arr(w, "moe.train.layer_rng", GGUF_VT_U64, rngs, (uint64_t)mc->n_layers, err));
+    for (int i = 0; i < n; i++) {
+        moe_tensor tn;
+        moe_model_tensor(t->model, i, &tn);
+        int64_t ne[3];
+        for (int j = 0; j < tn.n_dims; j++) ne[j] = tn.shape[tn.n_dims - 1 - j];
+        for (int which = 0; which < 2; which++) {
+            snprintf(names[2 * i + which], sizeof names[0], "%s.adam_%c", tn.name, which ? 'v' : 'm');
+            TRY(gguf_writer_add_tensor(w, names[2 * i + which], GGUF_T_F32, (uint32_t)tn.n_dims, ne,
+                                       moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float), err));
+            h = ckpt_hash(h, moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float));
+        }
+    }
+    for (int l = 0; l < mc->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (!L || !(mc->moe.bias_update_rate > 0)) continue;
+        int64_t ne[1] = {mc->moe.n_experts};
+        snprintf(names[2 * n + l], sizeof names[0], "blk.%d.exp_probs_b.bias", l);
+        TRY(gguf_writer_add_tensor(w, names[2 * n + l], GGUF_T_F32, 1, ne, moe_layer_balance_bias(L),
+                                   sizeof(float) * (size_t)mc->moe.n_experts, err));
+        h = ckpt_hash(h, moe_layer_balance_bias(L), sizeof(float) * (size_t)mc->moe.n_experts);
+    }
+    TRY(gguf_writer_set_u64(w, "moe.checksum", h, err));
+    TRY(gguf_writer_write(w, state, err));
+    /* model.gguf: what inference reads */
+    TRY(moe_model_save(t->model, t->tok, model, err));
+done:
+    gguf_writer_free(w);
+    free(names);
+    free(rngs);
+    free(state);
+    free(model);
+    return st;
+}
+
+moe_status moe_trainer_read_config(const char *dir, moe_train_config *c, moe_error *err) {
+    char *state = join(dir, "state.gguf");
+    if (!state) return moe_err(err, MOE_ERR_NOMEM, "resume: out of memory");
+    if (!file_exists(state)) {
+        moe_status s = moe_err(err, MOE_ERR_IO, "resume: %s has no checkpoint (%s is missing)", dir, state);
+        free(state);
+        return s;
+    }
+    gguf_ctx *g = NULL;
+    moe_status st;
+    moe_train_config_default(c);
+    TRY(gguf_open_file(&g, state, err));
+    TRY(ckpt_read_train_config(g, c, err));
+    c->model.max_batch = c->batch;
+    TRY(ckpt_read_model_config(g, &c->model, err));
+done:
+    gguf_close(g);
+    free(state);
+    return st;
+}
+
+moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_train_config *want, moe_error *err) {
+    *out = NULL;
+    moe_train_config saved;
+    moe_status st = moe_trainer_read_config(dir, &saved, err);
+    if (st != MOE_OK) return st;
+    char diff[256];
+    if (want && ckpt_train_config_diff(&saved, want, diff, sizeof diff))
+        return moe_err(err, MOE_ERR_ARG, "resume: the configuration differs from the checkpoint in %s/state.gguf "
+                       "(saved vs asked): %s", dir, diff);
+    moe_train_config c = want ? *want : saved;
+    c.model.max_batch = c.batch;
+    st = check_train_config(&c, err);
+    if (st != MOE_OK) return st;
+    moe_trainer *t = calloc(1, sizeof *t);
+    char *state = join(dir, "state.gguf"), *cache = join(dir, "tokens.bin");
+    gguf_ctx *g = NULL;
+    if (!t || !state || !cache) { st = moe_err(err, MOE_ERR_NOMEM, "resume: out of memory"); goto done; }
+    t->cfg = c;
+    t->dir = strdup(dir);
+    TRY(gguf_open_file(&g, state, err));
+    TRY(ckpt_verify_checksum(g, err));
+    t->tok = calloc(1, sizeof *t->tok);
+    if (!t->dir || !t->tok) { st = moe_err(err, MOE_ERR_NOMEM, "resume: out of memory"); goto done; }
+    TRY(ckpt_read_tokenizer(g, &t->tok->bpe, err));
+    TRY(gguf_get_u64(g, "moe.train.tokenizer_fp", &t->tok_fp, err));
+    TRY(gguf_get_u64(g, "moe.train.source_fp", &t->src_fp, err));
+    if (tokenizer_fingerprint(t->tok) != t->tok_fp) {
+        st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: the tokenizer does not match its fingerprint", state);
+        goto done;
+    }
+    TRY(data_cache_read(cache, &t->tokens, &t->n_tokens, (uint32_t)c.model.vocab_size, t->tok_fp, t->src_fp, err));
+    t->info.cache_reused = 1;
+    TRY(setup_data(t, err));
+    TRY(moe_model_create(&t->model, &t->cfg.model, err));
+    TRY(ckpt_load_tensors(g, t->model, err));
+    TRY(moe_adamw_create(&t->opt, t->model, &t->cfg.adamw, err));
+    int n = moe_model_n_tensors(t->model);
+    for (int i = 0; i < n; i++) {
+        moe_tensor tn;
+        moe_model_tensor(t->model, i, &tn);
+        for (int which = 0; which < 2; which++) {
+            char name[80];
+            snprintf(name, sizeof name, "%s.adam_%c", tn.name, which ? 'v' : 'm');
+            const gguf_tensor *gt;
+            TRY(gguf_get_tensor(g, name, &gt, err));
+            if (gt->type != GGUF_T_F32 || gt->n_elem != tn.n) {
+                st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: tensor %s is not F32 of %lld elements", state, name,
+                             (long long)tn.n);
+                goto done;
+            }
+            memcpy(moe_adamw_moment(t->opt, i, which), gt->data, sizeof(float) * (size_t)tn.n);
+        }
+    }
+    int64_t adam_t, step;
+    uint64_t ls;
+    TRY(gguf_get_i64(g, "moe.train.adam_t", &adam_t, err));
+    TRY(gguf_get_i64(g, "moe.train.step", &step, err));
+    TRY(gguf_get_u64(g, "moe.train.loader_state", &ls, err));
+    if (step < 0 || adam_t < 0) { st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: negative step", state); goto done; }
+    moe_adamw_set_steps(t->opt, adam_t);
+    t->step = step;
+    data_loader_set_state(&t->loader, ls);
+    const moe_model_config *mc = &t->cfg.model;
+    uint64_t nr;
+    const void *rng;
+    TRY(gguf_get_arr_of(g, "moe.train.layer_rng", GGUF_VT_U64, &nr, &rng, err));
+    if (nr != (uint64_t)mc->n_layers) {
+        st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: moe.train.layer_rng has %llu entries, expected %d", state,
+                     (unsigned long long)nr, mc->n_layers);
+        goto done;
+    }
+    for (int l = 0; l < mc->n_layers; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (!L) continue;
+        moe_layer_set_rng_state(L, ((const uint64_t *)rng)[l]);
+        if (mc->moe.bias_update_rate > 0) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.exp_probs_b.bias", l);
+            const gguf_tensor *gt;
+            TRY(gguf_get_tensor(g, name, &gt, err));
+            if (gt->type != GGUF_T_F32 || gt->n_elem != mc->moe.n_experts) {
+                st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: %s is not F32 [%d]", state, name, mc->moe.n_experts);
+                goto done;
+            }
+            memcpy(moe_layer_balance_bias(L), gt->data, sizeof(float) * (size_t)mc->moe.n_experts);
+        }
+    }
+done:
+    gguf_close(g);
+    free(state);
+    free(cache);
+    if (st != MOE_OK) { moe_trainer_free(t); return st; }
+    *out = t;
+    return MOE_OK;
+}
+
+int64_t moe_trainer_steps_done(const moe_trainer *t) { return t->step; }
+const moe_train_config *moe_trainer_config(const moe_trainer *t) { return &t->cfg; }
+moe_model *moe_trainer_model(moe_trainer *t) { return t->model; }
+const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t) { return t->tok; }
+moe_data_info moe_trainer_data_info(const moe_trainer *t) { return t->info; }
