@@ -30,25 +30,6 @@ static void big_config(moe_train_config *c) {
     c->batch = 8;
 }
 
-/* The demo's configuration (cli/demo.c keeps the same numbers). */
-static void demo_bench_config(moe_train_config *c) {
-    moe_train_config_default(c);
-    c->model.vocab_size = 768;
-    c->model.d_model = 128;
-    c->model.n_layers = 4;
-    c->model.n_heads = 4;
-    c->model.n_kv_heads = 2;
-    c->model.ctx_len = 128;
-    c->model.d_ff = 384;
-    c->model.moe.n_experts = 8;
-    c->model.moe.top_k = 2;
-    c->model.moe.d_ff = 192;
-    c->model.moe.renormalize = 1;
-    c->model.moe.aux_loss_coef = 0.01f;
-    c->model.moe.z_loss_coef = 0.001f;
-    c->batch = 16;
-}
-
 static int run_one(const char *name, moe_train_config *c, int steps, int nt, double gemm_gflops) {
     c->model.max_batch = c->batch;
     c->model.n_threads = nt;
@@ -113,7 +94,7 @@ done:
 int bench_train(int argc, char **argv, int nt) {
     int steps = 5, bad = 0, which = 0; /* 0 both, 1 demo, 2 big */
     moe_train_config demo, big;
-    demo_bench_config(&demo);
+    moe_train_config_default(&demo); /* the demo's run */
     big_config(&big);
     for (int i = 0; i < argc; i++) {
         if (cli_int_opt("--steps", argc, argv, &i, &steps, &bad)) continue;

@@ -13,32 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The demo's model and schedule: about 2 minutes on 2 cores. */
-static void demo_config(moe_train_config *c) {
-    moe_train_config_default(c);
-    c->model.vocab_size = 768;
-    c->model.d_model = 128;
-    c->model.n_layers = 4;
-    c->model.n_heads = 4;
-    c->model.n_kv_heads = 2;
-    c->model.ctx_len = 128;
-    c->model.d_ff = 384;
-    c->model.moe.n_experts = 8;
-    c->model.moe.top_k = 2;
-    c->model.moe.d_ff = 192;
-    c->model.moe.renormalize = 1;
-    c->model.moe.aux_loss_coef = 0.01f;
-    c->model.moe.z_loss_coef = 0.001f;
-    c->batch = 16;
-    c->steps = 600;
-    c->warmup = 30;
-    c->lr = 4e-3f;
-    c->min_lr = 4e-4f;
-    c->eval_every = 150;
-    c->eval_batches = 16;
-    c->corpus_bytes = 3 << 20;
-}
-
 /* Removes the demo's own files from its run directory (only those names). */
 static void clean_run_dir(const char *dir) {
     const char *names[] = {"model.gguf", "state.gguf", "tokens.bin", "metrics.jsonl"};
@@ -136,7 +110,7 @@ done:
 int cmd_demo(int argc, char **argv, int n_threads) {
     if (argc > 0 && !strcmp(argv[0], "routing")) return cmd_demo_routing(argc - 1, argv + 1, n_threads);
     moe_train_config c;
-    demo_config(&c);
+    moe_train_config_default(&c); /* the defaults are the demo's run */
     const char *out = "build/demo-run";
     int bad = 0;
     for (int i = 0; i < argc; i++) {
