@@ -45,16 +45,8 @@ typedef struct tally {
 
 typedef enum expect { MAY_OPEN = 0, MUST_FAIL = 1 } expect;
 
-/* Writes buf to the case file, opens it, evaluates 4 tokens if it opened.
- * Returns 1 if the outcome is acceptable; why says what was not. */
-static int try_image(const void *buf, size_t n, expect ex, tally *t, char *why, size_t cap) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0 || (n && write(fd, buf, n) != (ssize_t)n)) {
-        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return 0;
-    }
-    close(fd);
+/* Opens the case file, evaluates 4 tokens if it opened. */
+static int open_and_run(expect ex, tally *t, char *why, size_t cap) {
     t->cases++;
     moe_infer_options o;
     moe_infer_options_default(&o);
@@ -96,6 +88,26 @@ static int try_image(const void *buf, size_t n, expect ex, tally *t, char *why, 
     }
     moe_infer_close(m);
     return okv;
+}
+
+/* Writes buf to a case file, opens it, evaluates 4 tokens if it opened.
+ * Returns 1 if the outcome is acceptable; why says what was not. */
+static int try_image(const void *buf, size_t n, expect ex, tally *t, char *why, size_t cap) {
+    /* a new file each time, removed right after: truncating and rewriting
+     * one file waits for its writeback on a busy disk */
+    static unsigned serial = 0;
+    snprintf(path, sizeof path, "%s/case%u.gguf", tmpdir, serial++);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || (n && write(fd, buf, n) != (ssize_t)n)) {
+        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        unlink(path);
+        return 0;
+    }
+    close(fd);
+    int r = open_and_run(ex, t, why, cap);
+    unlink(path);
+    return r;
 }
 
 /* One named group of cases: ok line with the tally, or the first failures. */
@@ -603,7 +615,6 @@ int main(void) {
         tu_fail("fuzz/setup", "mkdtemp: %s", strerror(errno));
         return tu_exit_code();
     }
-    snprintf(path, sizeof path, "%s/case.gguf", tmpdir);
     for (int a = 0; a < N_ARCH; a++) {
         synth_spec s;
         tiny_spec(&s, archs[a]);
@@ -622,7 +633,6 @@ int main(void) {
         }
         free(buf);
     }
-    unlink(path);
     rmdir(tmpdir);
     return tu_exit_code();
 }

@@ -363,6 +363,7 @@ static int run_engine(const char *path, int k, float *logits, int *V, char *why,
     moe_infer_options_default(&o);
     o.ctx_len = 32;
     o.experts_per_token = k;
+    o.n_threads = 1; /* tiny products: threads would only add barriers */
     moe_infer *m = NULL;
     moe_error err = {{0}};
     if (moe_infer_open(&m, path, &o, &err)) {

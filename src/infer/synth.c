@@ -351,7 +351,8 @@ static moe_status fill_tensor(syn_tensor *t, uint64_t seed, moe_error *err) {
     const quant_type dt = (quant_type)t->draw_type, st_t = (quant_type)t->type;
     const size_t out_row = quant_row_size(st_t, n), q_row = quant_row_size(dt, n);
     int failed = 0;
-#pragma omp parallel
+    const int big = (double)n * (double)rows >= (double)(1 << 20); /* threads only pay off here */
+#pragma omp parallel if (big)
     {
         float *x = malloc((size_t)n * sizeof *x);
         uint8_t *qbuf = dt != st_t ? malloc(q_row) : NULL;
