@@ -14,6 +14,13 @@ int cmd_demo_routing(int argc, char **argv, int n_threads);
 int cmd_bench(int argc, char **argv, int n_threads);
 int cmd_train(int argc, char **argv, int n_threads);
 int cmd_sample(int argc, char **argv, int n_threads);
+/* run.c, inspect.c: GGUF models through the inference engine (moe_infer.h). */
+int cmd_run(int argc, char **argv, int n_threads);
+int cmd_chat(int argc, char **argv, int n_threads);
+int cmd_inspect(int argc, char **argv, int n_threads);
+int cmd_synth(int argc, char **argv, int n_threads);
+/* convert.c: `moe convert DIR OUT.gguf`, a Hugging Face folder to GGUF. */
+int cmd_convert(int argc, char **argv, int n_threads);
 
 /* train.c: the training loop shared by `moe train` and the demo. */
 typedef struct train_run_opts {
@@ -50,6 +57,10 @@ int cli_float_opt(const char *name, int argc, char **argv, int *i, float *out, i
  * the training benchmark. */
 double bench_time_gemm(int nt, int M, int N, int K, int iters);
 int bench_train(int argc, char **argv, int n_threads);
+/* bench_infer.c: inference decode / prefill speed and memory bandwidth. */
+int bench_decode(int argc, char **argv, int n_threads);
+int bench_prefill(int argc, char **argv, int n_threads);
+int bench_bandwidth(int argc, char **argv, int n_threads);
 
 /* Seconds from a monotonic clock. */
 double cli_now(void);

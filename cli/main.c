@@ -21,6 +21,13 @@ static void usage(FILE *f) {
         "  bench layer [opts]   MoE layer forward / forward+backward GFLOP/s vs a dense GEMM\n"
         "                       (--router NAME --tokens T --d D --dff F --experts E --k K --capacity CF --gelu --iters N)\n"
         "  bench gemm  [opts]   dense fp32 GEMM GFLOP/s\n"
+        "  run MODEL.gguf -p TEXT [opts]  generate text with a GGUF model: moe run --help\n"
+        "  chat MODEL.gguf [opts]         chat with a GGUF model, one message per line of stdin\n"
+        "  inspect MODEL.gguf   GGUF metadata, tensors, and weights/bytes per token\n"
+        "  synth OUT.gguf [opts]  write a random GGUF model of any architecture and type: moe synth --help\n"
+        "  bench decode|prefill [--model M | --gen ARCH:TYPE]  inference tok/s vs bandwidth / GEMM\n"
+        "  bench bandwidth      this machine's memory read bandwidth\n"
+        "  convert DIR OUT.gguf [--type T]  a Hugging Face folder to GGUF, quantized: moe convert --help\n"
         "  version              print the version\n"
         "threads: --threads N, or MOE_THREADS=N, else all cores\n", MOE_VERSION);
 }
@@ -90,6 +97,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv2[0], "bench")) rc = cmd_bench(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "train")) rc = cmd_train(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "sample")) rc = cmd_sample(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "run")) rc = cmd_run(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "chat")) rc = cmd_chat(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "inspect")) rc = cmd_inspect(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "synth")) rc = cmd_synth(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "convert")) rc = cmd_convert(argc2 - 1, argv2 + 1, n_threads);
     else {
         fprintf(stderr, "moe: unknown command '%s'\n", argv2[0]);
         usage(stderr);

@@ -9,6 +9,8 @@
 #ifndef MOE_INFER_H
 #define MOE_INFER_H
 
+#include <stdio.h>
+
 #include "moe.h"
 
 #ifdef __cplusplus
@@ -98,7 +100,10 @@ typedef struct moe_infer_info {
     int n_experts, top_k;   /* 0, 0 for a dense model */
     int n_dense_layers;     /* layers with a dense feed-forward block */
     int64_t params_total;   /* every weight */
-    int64_t params_active;  /* weights one token uses (k of E experts) */
+    int64_t params_active;  /* weights one token uses: k of the E experts of
+                               each MoE layer, and one row of the token
+                               embedding (all of it when the output matrix
+                               is tied to it) */
     int64_t bytes_total;    /* bytes of all weight tensors in the file */
     int64_t bytes_active;   /* bytes of weights read per generated token */
 } moe_infer_info;
@@ -113,7 +118,10 @@ const moe_infer_info *moe_infer_get_info(const moe_infer *m);
 const moe_vocab *moe_infer_vocab(const moe_infer *m);
 
 /* Runs tokens[0, n) at positions pos .. pos+n-1 (the cache must hold
- * positions 0 .. pos-1 from earlier calls), appending to the KV cache. The
+ * positions 0 .. pos-1 from earlier calls), appending to the KV cache. A pos
+ * before the end of the cache discards the cached positions pos and later
+ * (so a shared prefix is kept and the rest re-evaluated); a pos beyond the
+ * cached positions is refused (MOE_ERR_ARG). The
  * n tokens are processed as one batch (each expert's tokens grouped), in
  * chunks of max_batch. logits: NULL, or [n, V] (all_logits = 1) or [V] (the
  * last token's only). Errors: pos + n > ctx_len, a token id out of range. */
@@ -126,6 +134,65 @@ moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err);
 /* Tokens routed to each expert since the last reset: counts[l * E + e]
  * for MoE layer l (dense layers give zeros). */
 const int64_t *moe_infer_expert_counts(const moe_infer *m);
+
+/* ------------------------------------------------------ GGUF listing */
+
+/* Writes a readable listing of a GGUF file to out: the header (version,
+ * alignment, sizes), every metadata key with its type and value (strings
+ * cut at 80 bytes, arrays summarised as type, count and the first few
+ * elements), then the tensor table (name, type, dims innermost first,
+ * bytes, offset) and the totals. Fails, writing nothing, when the file is
+ * missing or not a valid GGUF file (the message names it). */
+moe_status moe_gguf_dump(const char *path, FILE *out, moe_error *err);
+
+/* ----------------------------------------------------- synthetic models */
+
+/* A random model written as a GGUF file in llama.cpp's layout, with a small
+ * byte-level BPE tokenizer, for trying the engine and for the benchmarks
+ * without a download. Weights are random (scaled so that every layer's
+ * output stays O(1)); the same config and seed give the same weights in
+ * every weight type. */
+typedef struct moe_synth_config {
+    const char *arch;  /* "llama" (dense), "mixtral", "qwen2moe", "qwen3moe",
+                          "olmoe", "deepseek", "granitemoe" */
+    const char *wtype; /* type of the big matrices (any case): "f32", "f16",
+                          "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+                          "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"; NULL: f32 */
+    int bench;         /* 0: a tiny model (2 layers, d 64, 4 experts top 2,
+                          vocab 320; widths x4 for the K types); 1: the
+                          ~1e9-weight benchmark model (d 2048, 8 experts of
+                          1024 top 2, vocab 32000, layers for ~1e9) */
+    int d_model;       /* 0: the preset's; else heads keep their count and
+                          head_dim follows (d_model / n_heads) */
+    int n_layers;      /* 0: the preset's */
+    int n_experts;     /* 0: the preset's (must stay 0 for llama) */
+    int top_k;         /* 0: the preset's (capped at n_experts) */
+    int d_ff;          /* expert hidden size (llama: the FFN's); 0: preset */
+    uint64_t seed;     /* 0: 1 */
+} moe_synth_config;
+
+void moe_synth_config_default(moe_synth_config *c); /* mixtral, f32, tiny, seed 1 */
+/* Writes the model to path atomically. *params_total (may be NULL) gets
+ * the number of weights. Errors: an unknown arch or type, widths the type's
+ * block size does not divide, out of memory, I/O. */
+moe_status moe_synth_model(const char *path, const moe_synth_config *c,
+                           int64_t *params_total, moe_error *err);
+
+/* ------------------------------------------------------------ convert */
+
+/* Converts a Hugging Face model folder (config.json, safetensors weights,
+ * tokenizer.json; model_type llama, mistral, mixtral, qwen2_moe, qwen3_moe,
+ * olmoe, deepseek, granitemoe) into a GGUF file that moe_infer_open runs,
+ * in llama.cpp's tensor names and keys. type: "f32", "f16", "bf16",
+ * "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k",
+ * "q6_k" (any case; NULL: "f16") for the matrices; norms, routers and
+ * biases stay F32; a matrix whose rows do not fit the type's blocks is
+ * written as q8_0 or f16. The file is written atomically (on failure an
+ * existing file is untouched). On MOE_OK, err->msg (err may be NULL) holds
+ * notes for the user, one per line, or "": type fallbacks, ignored
+ * settings, unused tensors. Errors name the file, key or tensor. */
+moe_status moe_convert_hf(const char *dir, const char *out_path, const char *type,
+                          moe_error *err);
 
 #ifdef __cplusplus
 }

@@ -12,4 +12,5 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 /usr/bin/python3 -c 'import tokenizers' 2>/dev/null || timeout 300 /usr/bin/python3 -m pip install -q --user --break-system-packages tokenizers >/dev/null 2>&1 || true  # optional: tests/test_tokenizer_hf.py skips without it
+/usr/bin/python3 -c 'import transformers' 2>/dev/null || timeout 300 /usr/bin/python3 -m pip install -q --user --break-system-packages 'transformers==4.46.3' >/dev/null 2>&1 || true  # optional: tests/test_convert_torch.py (and test_infer_torch.py) compare with its models; the version checked with torch 1.13
 /usr/bin/python3 -c 'import torch; print("torch", torch.__version__)'
