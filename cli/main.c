@@ -21,6 +21,7 @@ static void usage(FILE *f) {
         "  bench layer [opts]   MoE layer forward / forward+backward GFLOP/s vs a dense GEMM\n"
         "                       (--router NAME --tokens T --d D --dff F --experts E --k K --capacity CF --gelu --iters N)\n"
         "  bench gemm  [opts]   dense fp32 GEMM GFLOP/s\n"
+        "  bench train [--demo|--big] [--steps N]  training tokens/s and model GFLOP/s vs a dense GEMM\n"
         "  run MODEL.gguf -p TEXT [opts]  generate text with a GGUF model: moe run --help\n"
         "  chat MODEL.gguf [opts]         chat with a GGUF model, one message per line of stdin\n"
         "  inspect MODEL.gguf   GGUF metadata, tensors, and weights/bytes per token\n"
