@@ -365,6 +365,25 @@ def load(path=None):
     return lib
 
 
+def load_for_test(test_name, needed=()):
+    """The library for a test, or None after printing why as a FAIL line:
+    MOE_LIB missing, not loadable, or without one of the `needed` symbols."""
+    path = default_lib_path()
+    if not os.path.exists(path):
+        print("FAIL %s: MOE_LIB %s does not exist" % (test_name, path))
+        return None
+    try:
+        lib = load(path)
+    except (OSError, AttributeError) as e:
+        print("FAIL %s: cannot load %s: %s" % (test_name, path, e))
+        return None
+    missing = [n for n in needed if not has(lib, n)]
+    if missing:
+        print("FAIL %s: %s lacks %s" % (test_name, path, ", ".join(missing)))
+        return None
+    return lib
+
+
 def has(lib, name):
     """True when the loaded library exports `name`."""
     try:
@@ -400,8 +419,31 @@ def iptr(a):
     return a.ctypes.data_as(IP)
 
 
-class Layer(object):
+class _Handle(object):
+    """What Layer and Model share: an owned C handle `h`, freed by the
+    library function named FREE (also on leaving a `with` block), and the
+    message of its last failure from the function named ERRMSG."""
+    FREE = ERRMSG = None
+
+    def free(self):
+        if self.h:
+            getattr(self.lib, self.FREE)(self.h)
+            self.h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.free()
+
+    def errmsg(self):
+        m = getattr(self.lib, self.ERRMSG)(self.h)
+        return m.decode(errors="replace") if m is not None else None
+
+
+class Layer(_Handle):
     """A moe_layer handle with numpy-facing helpers."""
+    FREE, ERRMSG = "moe_layer_free", "moe_layer_errmsg"
 
     def __init__(self, lib, cfg):
         self.lib = lib
@@ -418,21 +460,6 @@ class Layer(object):
         self.k = cfg.top_k
         self.Fs = cfg.shared_d_ff
         self.T = 0
-
-    def free(self):
-        if self.h:
-            self.lib.moe_layer_free(self.h)
-            self.h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.free()
-
-    def errmsg(self):
-        m = self.lib.moe_layer_errmsg(self.h)
-        return m.decode(errors="replace") if m is not None else None
 
     def shapes(self):
         E, d, f, fs = self.E, self.d, self.d_ff, self.Fs
@@ -588,9 +615,10 @@ class Layer(object):
         return ex, w, kept
 
 
-class Model(object):
+class Model(_Handle):
     """A moe_model handle with numpy-facing helpers (the tensor table as
     live views, forward / backward raising MoeCallError on failure)."""
+    FREE, ERRMSG = "moe_model_free", "moe_model_errmsg"
 
     def __init__(self, lib, cfg):
         self.lib = lib
@@ -602,21 +630,6 @@ class Model(object):
             raise MoeCallError(st, err.msg.decode(errors="replace"))
         self.h = h
         self.B = self.T = 0
-
-    def free(self):
-        if self.h:
-            self.lib.moe_model_free(self.h)
-            self.h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.free()
-
-    def errmsg(self):
-        m = self.lib.moe_model_errmsg(self.h)
-        return m.decode(errors="replace") if m is not None else None
 
     def tensors(self):
         """[{name, shape, n, decay, data, grad}] in table order; data and grad

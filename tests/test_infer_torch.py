@@ -37,16 +37,9 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-try:
-    import numpy as np
-    import torch
-except Exception as e:  # ImportError, or a broken install
-    why = "%s: %s" % (type(e).__name__, e)
-    if os.environ.get("CI") == "true":
-        print("FAIL test_infer_torch: torch missing in CI (%s)" % why)
-        sys.exit(1)
-    print("SKIPPED test_infer_torch: %s" % why)
-    sys.exit(0)
+import torch_guard
+
+np, torch = torch_guard.import_torch("test_infer_torch")
 
 from ctypes import (POINTER, Structure, byref, c_char, c_char_p, c_float, c_int, c_int32,
                     c_int64, c_size_t, c_uint32, c_uint64, c_void_p)

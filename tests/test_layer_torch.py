@@ -26,16 +26,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-try:
-    import numpy as np
-    import torch
-except Exception as e:  # ImportError, or a broken install
-    why = "%s: %s" % (type(e).__name__, e)
-    if os.environ.get("CI") == "true":
-        print("FAIL test_layer_torch: torch missing in CI (%s)" % why)
-        sys.exit(1)
-    print("SKIPPED test_layer_torch: %s" % why)
-    sys.exit(0)
+import torch_guard
+
+np, torch = torch_guard.import_torch("test_layer_torch")
 
 import ctypes
 
@@ -479,14 +472,8 @@ def api_checks(lib):
 
 
 def main():
-    path = mc.default_lib_path()
-    if not os.path.exists(path):
-        print("FAIL test_layer_torch: MOE_LIB %s does not exist" % path)
-        return 1
-    try:
-        lib = mc.load(path)
-    except (OSError, AttributeError) as e:
-        print("FAIL test_layer_torch: cannot load %s: %s" % (path, e))
+    lib = mc.load_for_test("test_layer_torch")
+    if lib is None:
         return 1
     torch.set_num_threads(1)
     api_checks(lib)

@@ -40,16 +40,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-try:
-    import numpy as np
-    import torch
-except Exception as e:  # ImportError, or a broken install
-    why = "%s: %s" % (type(e).__name__, e)
-    if os.environ.get("CI") == "true":
-        print("FAIL test_model_torch: torch missing in CI (%s)" % why)
-        sys.exit(1)
-    print("SKIPPED test_model_torch: %s" % why)
-    sys.exit(0)
+import torch_guard
+
+np, torch = torch_guard.import_torch("test_model_torch")
 
 import ctypes
 
@@ -489,17 +482,8 @@ def run_config(lib, tag, cfg, B, T, seed=7):
 
 
 def main():
-    path = mc.default_lib_path()
-    if not os.path.exists(path):
-        print("FAIL test_model_torch: MOE_LIB %s does not exist" % path)
-        return 1
-    try:
-        lib = mc.load(path)
-    except (OSError, AttributeError) as e:
-        print("FAIL test_model_torch: cannot load %s: %s" % (path, e))
-        return 1
-    if not mc.has(lib, "moe_model_create"):
-        print("FAIL test_model_torch: %s has no moe_model_create" % path)
+    lib = mc.load_for_test("test_model_torch", ("moe_model_create",))
+    if lib is None:
         return 1
     torch.set_num_threads(1)
     bad = mc.check_layouts()

@@ -37,16 +37,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-try:
-    import numpy as np
-    import torch
-except Exception as e:  # ImportError, or a broken install
-    why = "%s: %s" % (type(e).__name__, e)
-    if os.environ.get("CI") == "true":
-        print("FAIL test_routing_torch: torch missing in CI (%s)" % why)
-        sys.exit(1)
-    print("SKIPPED test_routing_torch: %s" % why)
-    sys.exit(0)
+import torch_guard
+
+np, torch = torch_guard.import_torch("test_routing_torch")
 
 import ctypes
 
@@ -1061,21 +1054,11 @@ def api_checks(lib):
 
 
 def main():
-    path = mc.default_lib_path()
-    if not os.path.exists(path):
-        print("FAIL test_routing_torch: MOE_LIB %s does not exist" % path)
-        return 1
-    try:
-        lib = mc.load(path)
-    except (OSError, AttributeError) as e:
-        print("FAIL test_routing_torch: cannot load %s: %s" % (path, e))
-        return 1
-    missing = [n for n in ("moe_layer_slots", "moe_layer_set_token_ids", "moe_layer_set_top_k",
-                           "moe_layer_set_top_p", "moe_layer_update_balance",
-                           "moe_layer_balance_bias", "moe_layer_reset_stats",
-                           "moe_layer_get_draws") if not mc.has(lib, n)]
-    if missing:
-        print("FAIL test_routing_torch: %s lacks %s" % (path, ", ".join(missing)))
+    lib = mc.load_for_test("test_routing_torch",
+                           ("moe_layer_slots", "moe_layer_set_token_ids", "moe_layer_set_top_k",
+                            "moe_layer_set_top_p", "moe_layer_update_balance",
+                            "moe_layer_balance_bias", "moe_layer_reset_stats", "moe_layer_get_draws"))
+    if lib is None:
         return 1
     torch.set_num_threads(1)
     only = os.environ.get("ROUTING_ONLY")    # a debugging aid: run one group

@@ -149,34 +149,23 @@ static int n_moe_layers(const moe_model_config *c) {
 
 #define TRY(x) do { moe_status st_ = (x); if (st_ != MOE_OK) return st_; } while (0)
 
-uint64_t ckpt_hash(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, b + i, 8);
-        h = (h ^ v) * 0x100000001B3ull;
-        h ^= h >> 29;
-    }
-    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ull;
-    return h;
-}
-
 moe_status ckpt_verify_checksum(const gguf_ctx *g, moe_error *err) {
     if (!gguf_find_kv(g, "moe.checksum")) return MOE_OK;
-    uint64_t want, h = CKPT_HASH_SEED;
+    uint64_t want;
     TRY(gguf_get_u64(g, "moe.checksum", &want, err));
+    moe_hash h;
+    moe_hash_init(&h);
     for (size_t i = 0; i < gguf_n_tensors(g); i++) {
         const gguf_tensor *t = gguf_tensor_at(g, i);
-        h = ckpt_hash(h, t->data, t->nbytes);
+        moe_hash_update(&h, t->data, t->nbytes);
     }
-    if (h != want)
+    if (moe_hash_final(&h) != want)
         return moe_err(err, MOE_ERR_FORMAT, "%s: the tensor data does not match moe.checksum (the file is corrupt)",
                        gguf_name(g));
     return MOE_OK;
 }
 
-moe_status ckpt_add_model(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, uint64_t *hash,
+moe_status ckpt_add_model(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash,
                           moe_error *err) {
     const moe_model_config *c = moe_model_get_config(m);
     const int hd = c->head_dim ? c->head_dim : c->d_model / c->n_heads;
@@ -234,7 +223,7 @@ moe_status ckpt_add_model(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok
         for (int j = 0; j < t.n_dims; j++) ne[j] = t.shape[t.n_dims - 1 - j];
         TRY(gguf_writer_add_tensor(w, t.name, GGUF_T_F32, (uint32_t)t.n_dims, ne, t.data,
                                    (size_t)t.n * sizeof(float), err));
-        *hash = ckpt_hash(*hash, t.data, (size_t)t.n * sizeof(float));
+        moe_hash_update(hash, t.data, (size_t)t.n * sizeof(float));
     }
     return MOE_OK;
 }
@@ -402,9 +391,10 @@ int ckpt_train_config_diff(const moe_train_config *a, const moe_train_config *b,
 moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *path, moe_error *err) {
     gguf_writer *w;
     TRY(gguf_writer_create(&w, err));
-    uint64_t h = CKPT_HASH_SEED;
+    moe_hash h;
+    moe_hash_init(&h);
     moe_status st = ckpt_add_model(w, m, tok ? &tok->bpe : NULL, &h, err);
-    if (st == MOE_OK) st = gguf_writer_set_u64(w, "moe.checksum", h, err);
+    if (st == MOE_OK) st = gguf_writer_set_u64(w, "moe.checksum", moe_hash_final(&h), err);
     if (st == MOE_OK) st = gguf_writer_write(w, path, err);
     gguf_writer_free(w);
     return st;

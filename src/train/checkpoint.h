@@ -11,7 +11,7 @@
  *     moe_layer_config, so the file rebuilds the model exactly;
  *     moe.layer_is_moe: u8 array, one per block
  *   tokenizer.ggml.* (model "gpt2": tokens, token_type, merges, bos, eos)
- *   moe.checksum: ckpt_hash of every tensor's bytes in file order
+ *   moe.checksum: moe_hash of every tensor's bytes in file order
  *   every tensor of the model's table in F32, GGUF dims reversed from the
  *     table's row-major shape; token_embd only when tied (no output.weight)
  * The state file is the same plus moe.train.* and the optimizer moments.
@@ -21,20 +21,19 @@
 #define MOE_TRAIN_CHECKPOINT_H
 
 #include "moe.h"
+#include "core/hash.h"
 #include "io/gguf.h"
 #include "train/bpe.h"
 
 /* Adds the model's keys, its tokenizer and its tensors (pointers into the
  * model: write before changing it). */
-moe_status ckpt_add_model(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, uint64_t *hash,
+moe_status ckpt_add_model(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash,
                           moe_error *err);
 
-/* A 64-bit hash of tensor bytes, continued from h (start: CKPT_HASH_SEED).
- * Writers hash every tensor in the order they add them and store the
- * result as moe.checksum; readers check it with ckpt_verify_checksum, so a
- * flipped bit in a weight is an error, not a silently different model. */
-#define CKPT_HASH_SEED 0xCBF29CE484222325ull
-uint64_t ckpt_hash(uint64_t h, const void *p, size_t n);
+/* Writers feed every tensor's bytes, in the order they add them, to a
+ * moe_hash (src/core/hash.h) and store the result as moe.checksum; readers
+ * check it with ckpt_verify_checksum, so a flipped bit in a weight is an
+ * error, not a silently different model. */
 moe_status ckpt_verify_checksum(const gguf_ctx *g, moe_error *err);
 /* Reads the configuration (moe.* keys, else the llama.* keys of a foreign
  * file). max_batch and n_threads are left as they were in *c. */

@@ -14,18 +14,10 @@
 #include <unistd.h>
 
 #include "core/atomic_file.h"
+#include "core/hash.h"
 #include "core/error.h"
 
 /* ------------------------------------------------------------ fingerprint */
-
-#define FP_MUL 0x9E3779B97F4A7C15ull /* odd: each step is a bijection of h */
-
-typedef struct fp_state {
-    uint64_t h;      /* running hash */
-    uint64_t n;      /* bytes seen */
-    uint8_t pend[8]; /* bytes of an unfinished word */
-    int np;
-} fp_state;
 
 static uint64_t load_le64(const uint8_t *p) {
     uint64_t w = 0;
@@ -38,36 +30,11 @@ static uint32_t load_le32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static inline uint64_t fp_step(uint64_t h, uint64_t w) {
-    h = (h ^ w) * FP_MUL;
-    return h ^ (h >> 32);
-}
-static void fp_init(fp_state *s) { s->h = 0xcbf29ce484222325ull; s->n = 0; s->np = 0; }
-static void fp_update(fp_state *s, const uint8_t *p, size_t n) {
-    s->n += n;
-    while (s->np && n) { s->pend[s->np++] = *p++; n--; if (s->np == 8) { s->h = fp_step(s->h, load_le64(s->pend)); s->np = 0; } }
-    uint64_t h = s->h;
-    for (; n >= 8; p += 8, n -= 8) h = fp_step(h, load_le64(p));
-    s->h = h;
-    while (n) { s->pend[s->np++] = *p++; n--; }
-}
-static uint64_t fp_final(fp_state *s) {
-    uint64_t h = s->h;
-    if (s->np) {
-        memset(s->pend + s->np, 0, (size_t)(8 - s->np));
-        h = fp_step(h, load_le64(s->pend));
-    }
-    h ^= s->n; /* splitmix64 finalizer */
-    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-    return h ^ (h >> 31);
-}
-
 uint64_t data_fingerprint(const uint8_t *p, size_t n) {
-    fp_state s;
-    fp_init(&s);
-    fp_update(&s, p, n);
-    return fp_final(&s);
+    moe_hash s;
+    moe_hash_init(&s);
+    moe_hash_update(&s, p, n);
+    return moe_hash_final(&s);
 }
 
 /* ------------------------------------------------------------ text check */
@@ -284,9 +251,9 @@ moe_status data_cache_write(const char *path, const int32_t *tokens, size_t n, u
                            path, i, tokens[i], vocab);
     uint8_t hdr[DATA_CACHE_HEADER];
     cache_header(hdr, vocab, (uint64_t)n, tok_fp, src_fp);
-    fp_state fs;
-    fp_init(&fs);
-    fp_update(&fs, hdr, sizeof hdr);
+    moe_hash fs;
+    moe_hash_init(&fs);
+    moe_hash_update(&fs, hdr, sizeof hdr);
     atomic_file f;
     moe_status st = atomic_file_open(&f, path, err);
     if (st) return st;
@@ -295,12 +262,12 @@ moe_status data_cache_write(const char *path, const int32_t *tokens, size_t n, u
     for (size_t i = 0; i < n;) {
         size_t m = n - i < 4096 ? n - i : 4096;
         for (size_t j = 0; j < m; j++) store_le32(buf + 4 * j, (uint32_t)tokens[i + j]);
-        fp_update(&fs, buf, 4 * m);
+        moe_hash_update(&fs, buf, 4 * m);
         if ((st = atomic_file_write(&f, buf, 4 * m, err))) return st;
         i += m;
     }
     uint8_t sum[8];
-    store_le64(sum, fp_final(&fs));
+    store_le64(sum, moe_hash_final(&fs));
     if ((st = atomic_file_write(&f, sum, 8, err))) return st;
     return atomic_file_commit(&f, err);
 }
@@ -360,11 +327,11 @@ moe_status data_cache_read(const char *path, int32_t **tokens, size_t *n, uint32
         st = moe_err(err, MOE_ERR_IO, "token cache %s: short read (did it change while reading?)", path);
         goto done;
     }
-    fp_state fs;
-    fp_init(&fs);
-    fp_update(&fs, hdr, sizeof hdr);
-    fp_update(&fs, (const uint8_t *)tok, (size_t)cnt * 4);
-    if (fp_final(&fs) != load_le64(sum)) {
+    moe_hash fs;
+    moe_hash_init(&fs);
+    moe_hash_update(&fs, hdr, sizeof hdr);
+    moe_hash_update(&fs, (const uint8_t *)tok, (size_t)cnt * 4);
+    if (moe_hash_final(&fs) != load_le64(sum)) {
         st = moe_err(err, MOE_ERR_FORMAT, "token cache %s is damaged: checksum mismatch", path);
         goto done;
     }

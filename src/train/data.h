@@ -65,12 +65,7 @@ moe_status data_read_sources(uint8_t **text, size_t *n, const char *const *paths
  * that byte is a NUL. */
 int data_check_text(const uint8_t *p, size_t n, size_t *bad_off, int *is_nul);
 
-/* A 64-bit content hash of p[0, n), FNV-1a-like but over 8-byte words:
- * h = FNV offset basis; for each little-endian word w (the tail zero-padded):
- * h = (h ^ w) * 0x9E3779B97F4A7C15, h ^= h >> 32; then h ^= n and the
- * splitmix64 finalizer. Each step is a bijection of h, so any change confined
- * to one 8-byte word always changes the hash. The same on every platform; for
- * change detection, not cryptography (about 1 byte per cycle). */
+/* A 64-bit content hash of p[0, n) (src/core/hash.h). */
 uint64_t data_fingerprint(const uint8_t *p, size_t n);
 
 /* ------------------------------------------------------------ token cache */

@@ -353,7 +353,8 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     if (!state || !model) { st = moe_err(err, MOE_ERR_NOMEM, "save: out of memory"); goto done; }
     /* state.gguf: model + training configuration + optimizer + random state */
     TRY(gguf_writer_create(&w, err));
-    uint64_t h = CKPT_HASH_SEED;
+    moe_hash h;
+    moe_hash_init(&h);
     TRY(ckpt_add_model(w, t->model, &t->tok->bpe, &h, err));
     TRY(ckpt_add_train_config(w, &t->cfg, err));
     TRY(gguf_writer_set_i64(w, "moe.train.step", t->step, err));
@@ -379,7 +380,7 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
             snprintf(names[2 * i + which], sizeof names[0], "%s.adam_%c", tn.name, which ? 'v' : 'm');
             TRY(gguf_writer_add_tensor(w, names[2 * i + which], GGUF_T_F32, (uint32_t)tn.n_dims, ne,
                                        moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float), err));
-            h = ckpt_hash(h, moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float));
+            moe_hash_update(&h, moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float));
         }
     }
     for (int l = 0; l < mc->n_layers; l++) {
@@ -389,9 +390,9 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
         snprintf(names[2 * n + l], sizeof names[0], "blk.%d.exp_probs_b.bias", l);
         TRY(gguf_writer_add_tensor(w, names[2 * n + l], GGUF_T_F32, 1, ne, moe_layer_balance_bias(L),
                                    sizeof(float) * (size_t)mc->moe.n_experts, err));
-        h = ckpt_hash(h, moe_layer_balance_bias(L), sizeof(float) * (size_t)mc->moe.n_experts);
+        moe_hash_update(&h, moe_layer_balance_bias(L), sizeof(float) * (size_t)mc->moe.n_experts);
     }
-    TRY(gguf_writer_set_u64(w, "moe.checksum", h, err));
+    TRY(gguf_writer_set_u64(w, "moe.checksum", moe_hash_final(&h), err));
     TRY(gguf_writer_write(w, state, err));
     /* model.gguf: what inference reads */
     TRY(moe_model_save(t->model, t->tok, model, err));
