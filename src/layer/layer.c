@@ -146,16 +146,9 @@ int layer_threads(const moe_layer *L) {
     return L->cfg.n_threads > 0 ? L->cfg.n_threads : omp_get_max_threads();
 }
 
-/* Aligned allocation of n floats (or bytes), NULL-safe to free. */
-static void *alloc64(size_t bytes) {
-    if (bytes == 0) bytes = 64;
-    bytes = (bytes + 63) & ~(size_t)63;
-    return aligned_alloc(64, bytes);
-}
-
 void moe_layer_free(moe_layer *L) {
     if (!L) return;
-    for (int i = 0; i < L->n_allocs; i++) free(L->allocs[i]);
+    moe_allocs_free(&L->mem);
     free(L);
 }
 
@@ -184,14 +177,6 @@ static int slots_for(const moe_layer_config *c) {
     return c->max_top_k > c->top_k ? c->max_top_k : c->top_k;
 }
 
-/* Records an allocation for moe_layer_free; 0 if it failed. */
-static int keep_alloc(moe_layer *L, void *p) {
-    if (!p) return 0;
-    MOE_ASSERT(L->n_allocs < (int)(sizeof L->allocs / sizeof L->allocs[0]));
-    L->allocs[L->n_allocs++] = p;
-    return 1;
-}
-
 moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_error *err) {
     if (!out) return moe_err(err, MOE_ERR_ARG, "moe_layer_create: out is NULL");
     *out = NULL;
@@ -217,8 +202,8 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     const size_t n_seq = cfg->seq_len > 0 ? Tm / (size_t)cfg->seq_len + 1 : 1;
 
     int ok = 1;
-    /* every buffer is recorded in L->allocs, which moe_layer_free releases */
-#define ALLOC(ptr, count) do { (ptr) = alloc64(sizeof(*(ptr)) * (count)); ok &= keep_alloc(L, (ptr)); } while (0)
+    /* every buffer is recorded in L->mem, which moe_layer_free releases */
+#define ALLOC(ptr, count) do { (ptr) = moe_allocs_get(&L->mem, sizeof(*(ptr)) * (count)); ok &= (ptr) != NULL; } while (0)
     ALLOC(L->param_buf, L->n_params);
     ALLOC(L->grad_buf, L->n_params);
     ALLOC(L->logits, Tm * E);
@@ -236,8 +221,8 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     ALLOC(L->plan.slot_row, R);
     ALLOC(L->plan.order, R);
     ALLOC(L->plan.fill, E);
-    L->problems = alloc64(sizeof(gemm_problem) * 3 * E);
-    ok &= keep_alloc(L, L->problems);
+    L->problems = moe_allocs_get(&L->mem, sizeof(gemm_problem) * 3 * E); /* void * in layer.h */
+    ok &= L->problems != NULL;
     ALLOC(L->xg, R * d);
     ALLOC(L->h, R * H);
     ALLOC(L->a, R * F);

@@ -15,6 +15,7 @@
 #define MOE_LAYER_LAYER_H
 
 #include "moe.h"
+#include "core/allocs.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -113,8 +114,7 @@ struct moe_layer {
 
     moe_route_stats stats;
     moe_layer_profile prof;  /* stage timings of the last forward/backward */
-    void *allocs[96];        /* every buffer above, freed by moe_layer_free */
-    int n_allocs;
+    moe_allocs mem;          /* every buffer above, freed by moe_layer_free */
 };
 
 /* Stages (router.c, select.c, router_loss.c, plan.c, experts.c, shared.c).

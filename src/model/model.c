@@ -15,30 +15,14 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Aligned, zeroed allocation registered for moe_model_free; NULL on failure. */
-static void *model_alloc(moe_model *m, size_t bytes) {
-    if (m->n_allocs == m->cap_allocs) {
-        int cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
-        void **p = realloc(m->allocs, sizeof(void *) * (size_t)cap);
-        if (!p) return NULL;
-        m->allocs = p;
-        m->cap_allocs = cap;
-    }
-    size_t b = (bytes + 63) & ~(size_t)63;
-    if (b == 0) b = 64;
-    void *p = aligned_alloc(64, b);
-    if (!p) return NULL;
-    memset(p, 0, b);
-    m->allocs[m->n_allocs++] = p;
-    return p;
-}
+/* Aligned, zeroed allocation recorded for moe_model_free; NULL on failure. */
+static void *model_alloc(moe_model *m, size_t bytes) { return moe_allocs_get(&m->mem, bytes); }
 
 void moe_model_free(moe_model *m) {
     if (!m) return;
     if (m->blocks)
         for (int l = 0; l < m->cfg.n_layers; l++) moe_layer_free(m->blocks[l].moe);
-    for (int i = 0; i < m->n_allocs; i++) free(m->allocs[i]);
-    free(m->allocs);
+    moe_allocs_free(&m->mem);
     free(m);
 }
 

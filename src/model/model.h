@@ -20,6 +20,7 @@
 #define MOE_MODEL_MODEL_H
 
 #include "moe.h"
+#include "core/allocs.h"
 
 #define MODEL_MAX_TENSORS_PER_LAYER 16
 
@@ -94,8 +95,7 @@ struct moe_model {
     int scratch_threads;
     moe_model_losses losses;
 
-    void **allocs;            /* every allocation, freed together */
-    int n_allocs, cap_allocs;
+    moe_allocs mem;           /* every allocation, freed together */
 };
 
 /* model_pass.c */
