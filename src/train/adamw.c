@@ -1,7 +1,10 @@
 /* adamw.c: the AdamW optimizer with global-norm gradient clipping, and the
  * warmup + cosine learning-rate schedule (formulas in moe.h).
  * Not for: the training loop (trainer.c). Results do not depend on the
- * thread count: the norm is summed over fixed blocks in a fixed order. */
+ * thread count: the norm is summed over fixed blocks in a fixed order.
+ * Work is cut into blocks of NORM_BLOCK elements of every tensor (a model
+ * with 64 experts per layer has hundreds of small tensors); the norm and the
+ * update each run as one parallel loop over all blocks. */
 #include "moe.h"
 #include "core/error.h"
 
@@ -18,6 +21,8 @@ struct moe_adamw {
     float **m, **v;     /* [n_tensors] moments, each the tensor's size */
     double *partial;    /* per-block partial sums of squares */
     size_t n_blocks;
+    struct adamw_block { int tensor; int64_t lo, hi; } *blocks; /* [n_blocks] */
+    moe_tensor *tensors; /* [n_tensors] the model's table, read once */
     int64_t t;          /* steps taken */
 };
 
@@ -38,6 +43,8 @@ void moe_adamw_free(moe_adamw *o) {
     free(o->m);
     free(o->v);
     free(o->partial);
+    free(o->blocks);
+    free(o->tensors);
     free(o);
 }
 
@@ -56,17 +63,26 @@ moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_c
     o->n_tensors = moe_model_n_tensors(model);
     o->m = calloc((size_t)o->n_tensors, sizeof(float *));
     o->v = calloc((size_t)o->n_tensors, sizeof(float *));
-    if (!o->m || !o->v) goto nomem;
+    o->tensors = calloc((size_t)o->n_tensors + 1, sizeof(moe_tensor));
+    if (!o->m || !o->v || !o->tensors) goto nomem;
     for (int i = 0; i < o->n_tensors; i++) {
-        moe_tensor t;
-        moe_model_tensor(model, i, &t);
-        o->m[i] = calloc((size_t)t.n, sizeof(float));
-        o->v[i] = calloc((size_t)t.n, sizeof(float));
+        moe_tensor *t = &o->tensors[i];
+        moe_model_tensor(model, i, t);
+        o->m[i] = calloc((size_t)t->n, sizeof(float));
+        o->v[i] = calloc((size_t)t->n, sizeof(float));
         if (!o->m[i] || !o->v[i]) goto nomem;
-        o->n_blocks += (size_t)((t.n + NORM_BLOCK - 1) / NORM_BLOCK);
+        o->n_blocks += (size_t)((t->n + NORM_BLOCK - 1) / NORM_BLOCK);
     }
     o->partial = calloc(o->n_blocks ? o->n_blocks : 1, sizeof(double));
-    if (!o->partial) goto nomem;
+    o->blocks = calloc(o->n_blocks ? o->n_blocks : 1, sizeof *o->blocks);
+    if (!o->partial || !o->blocks) goto nomem;
+    size_t nb = 0;
+    for (int i = 0; i < o->n_tensors; i++)
+        for (int64_t lo = 0; lo < o->tensors[i].n; lo += NORM_BLOCK, nb++) {
+            o->blocks[nb].tensor = i;
+            o->blocks[nb].lo = lo;
+            o->blocks[nb].hi = lo + NORM_BLOCK < o->tensors[i].n ? lo + NORM_BLOCK : o->tensors[i].n;
+        }
     *out = o;
     return MOE_OK;
 nomem:
@@ -84,26 +100,19 @@ float *moe_adamw_moment(moe_adamw *o, int i, int which) {
 
 /* The global L2 norm of every gradient, in double, summed block by block. */
 static double grad_norm(moe_adamw *o) {
-    size_t blk = 0;
-    for (int i = 0; i < o->n_tensors; i++) {
-        moe_tensor t;
-        moe_model_tensor(o->model, i, &t);
-        int64_t nb = (t.n + NORM_BLOCK - 1) / NORM_BLOCK;
-        const float *g = t.grad;
-        double *part = o->partial + blk;
-        #pragma omp parallel for schedule(static)
-        for (int64_t b = 0; b < nb; b++) {
-            int64_t lo = b * NORM_BLOCK, hi = lo + NORM_BLOCK < t.n ? lo + NORM_BLOCK : t.n;
-            /* 8 double lanes so the loop vectorises; fixed order, so the
-             * norm does not depend on the thread count */
-            double s[8] = {0};
-            int64_t j = lo;
-            for (; j + 8 <= hi; j += 8)
-                for (int l = 0; l < 8; l++) s[l] += (double)g[j + l] * g[j + l];
-            for (; j < hi; j++) s[0] += (double)g[j] * g[j];
-            part[b] = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-        }
-        blk += (size_t)nb;
+    const int64_t nb = (int64_t)o->n_blocks;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const struct adamw_block *k = &o->blocks[b];
+        const float *g = o->tensors[k->tensor].grad;
+        /* 8 double lanes so the loop vectorises; fixed order, so the norm
+         * does not depend on the thread count */
+        double s[8] = {0};
+        int64_t j = k->lo;
+        for (; j + 8 <= k->hi; j += 8)
+            for (int l = 0; l < 8; l++) s[l] += (double)g[j + l] * g[j + l];
+        for (; j < k->hi; j++) s[0] += (double)g[j] * g[j];
+        o->partial[b] = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
     }
     double s = 0;
     for (size_t b = 0; b < o->n_blocks; b++) s += o->partial[b];
@@ -129,13 +138,16 @@ moe_status moe_adamw_step(moe_adamw *o, float lr, float *norm_out, moe_error *er
     const float bc1 = (float)(1.0 - pow((double)b1, (double)o->t));
     const float bc2 = (float)(1.0 - pow((double)b2, (double)o->t));
     const float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
-    for (int i = 0; i < o->n_tensors; i++) {
-        moe_tensor t;
-        moe_model_tensor(o->model, i, &t);
-        float *p = t.data, *g = t.grad, *m = o->m[i], *v = o->v[i];
-        const float decay = t.decay ? 1.0f - lr * c->weight_decay : 1.0f;
-        #pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < t.n; j++) {
+    const float wd = lr * c->weight_decay;
+    const int64_t nb = (int64_t)o->n_blocks;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const struct adamw_block *k = &o->blocks[b];
+        const moe_tensor *t = &o->tensors[k->tensor];
+        float *p = t->data, *g = t->grad, *m = o->m[k->tensor], *v = o->v[k->tensor];
+        const float decay = t->decay ? 1.0f - wd : 1.0f;
+        #pragma omp simd
+        for (int64_t j = k->lo; j < k->hi; j++) {
             float gj = g[j] * clip;
             float mj = b1 * m[j] + (1.0f - b1) * gj;
             float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
