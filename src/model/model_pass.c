@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "kernels/act.h"
 #include "kernels/attention.h"
+#include "kernels/gemm.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 #include "kernels/xent.h"
@@ -17,20 +18,37 @@
 #include <math.h>
 #include <string.h>
 
+/* y[N, out] = x[N, in] W[out, in]^T, as a problem for gemm_grouped. */
+static gemm_problem linear_fwd_problem(float *y, const float *x, const float *W, int N, int in, int out) {
+    return gemm_make(N, out, in, 0, x, in, 1, W, in, y, out, 0.0f);
+}
+
 /* y[N, out] = x[N, in] W[out, in]^T */
 static void linear_fwd(int nt, float *y, const float *x, const float *W, int N, int in, int out) {
-    moe_sgemm(nt, 0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    const gemm_problem p = linear_fwd_problem(y, x, W, N, in, out);
+    gemm_grouped(nt, &p, 1);
 }
 
-/* dx[N, in] = beta dx + dy[N, out] W[out, in];  dW[out, in] += dy^T x */
+/* dx[N, in] = beta dx + dy[N, out] W[out, in];  dW[out, in] += dy^T x.
+ * The two products are independent: one parallel region runs both. */
 static void linear_bwd(int nt, float *dx, float beta, float *dW, const float *dy, const float *x,
                        const float *W, int N, int in, int out) {
-    moe_sgemm(nt, 0, 0, N, in, out, 1.0f, dy, out, W, in, beta, dx, in);
-    moe_sgemm(nt, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    const gemm_problem p[2] = {
+        gemm_make(N, in, out, 0, dy, out, 0, W, in, dx, in, beta),
+        gemm_make(out, in, N, 1, dy, out, 0, x, in, dW, in, 1.0f),
+    };
+    gemm_grouped(nt, p, 2);
 }
 
-static void add_into(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
+/* y[n] += x[n], in blocks split over the threads. */
+static void add_into(int nt, float *y, const float *x, size_t n) {
+    const int64_t nb = (int64_t)((n + 4095) / 4096);
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nb > 1)
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t lo = (size_t)b * 4096, hi = lo + 4096 < n ? lo + 4096 : n;
+        #pragma omp simd
+        for (size_t i = lo; i < hi; i++) y[i] += x[i];
+    }
 }
 
 moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -69,14 +87,17 @@ moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *tar
         float *y = m->res[l + 1];
         /* attention */
         rmsnorm_forward(a->n1, a->rstd1, x, b->attn_norm, N, d, c->norm_eps, nt);
-        linear_fwd(nt, a->q, a->n1, b->wq, N, d, qd);
-        linear_fwd(nt, a->k, a->n1, b->wk, N, d, kvd);
-        linear_fwd(nt, a->v, a->n1, b->wv, N, d, kvd);
+        { /* q, k, v in one parallel region */
+            const gemm_problem p[3] = {linear_fwd_problem(a->q, a->n1, b->wq, N, d, qd),
+                                       linear_fwd_problem(a->k, a->n1, b->wk, N, d, kvd),
+                                       linear_fwd_problem(a->v, a->n1, b->wv, N, d, kvd)};
+            gemm_grouped(nt, p, 3);
+        }
         rope_apply(a->q, N, H, hd, m->pos, m->rope_cos, m->rope_sin, 0, 0, nt);
         rope_apply(a->k, N, Hkv, hd, m->pos, m->rope_cos, m->rope_sin, 0, 0, nt);
         attention_forward(a->ao, a->att, a->q, a->k, a->v, B, T, H, Hkv, hd, nt);
         linear_fwd(nt, a->h, a->ao, b->wo, N, qd, d);
-        add_into(a->h, x, (size_t)N * d);
+        add_into(nt, a->h, x, (size_t)N * d);
         /* feed-forward */
         rmsnorm_forward(a->n2, a->rstd2, a->h, b->ffn_norm, N, d, c->norm_eps, nt);
         if (b->moe) {
@@ -90,12 +111,13 @@ moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *tar
             m->losses.z += s->z_loss;
             m->losses.router += s->router_loss;
         } else {
-            linear_fwd(nt, a->g, a->n2, b->ffn_gate, N, d, F);
-            linear_fwd(nt, a->u, a->n2, b->ffn_up, N, d, F);
+            const gemm_problem p[2] = {linear_fwd_problem(a->g, a->n2, b->ffn_gate, N, d, F),
+                                       linear_fwd_problem(a->u, a->n2, b->ffn_up, N, d, F)};
+            gemm_grouped(nt, p, 2);
             act_swiglu_forward(a->a, a->g, a->u, (size_t)N * F);
             linear_fwd(nt, y, a->a, b->ffn_down, N, F, d);
         }
-        add_into(y, a->h, (size_t)N * d);
+        add_into(nt, y, a->h, (size_t)N * d);
     }
     rmsnorm_forward(m->nf, m->rstdf, m->res[c->n_layers], m->output_norm, N, d, c->norm_eps, nt);
     linear_fwd(nt, m->logits, m->nf, m->output, N, d, V);
@@ -168,11 +190,17 @@ moe_status model_backward(moe_model *m) {
         linear_bwd(nt, m->dn, 1.0f, g->wv, m->dv, a->n1, b->wv, N, d, kvd);
         rmsnorm_backward(m->dres, g->attn_norm, m->dn, m->res[l], b->attn_norm, a->rstd1, N, d, nt);
     }
-    /* embedding: each row's gradient goes to its token, in row order */
-    for (int i = 0; i < N; i++) {
-        float *ge = m->g_token_embd + (size_t)m->tokens[i] * d;
-        const float *dr = m->dres + (size_t)i * d;
-        for (int j = 0; j < d; j++) ge[j] += dr[j];
+    /* embedding: each row's gradient goes to its token, in row order; the
+       threads split the columns, so the order per element is the same */
+    const int ncb = (d + 63) / 64;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (ncb > 1)
+    for (int cb = 0; cb < ncb; cb++) {
+        const int j0 = cb * 64, j1 = j0 + 64 < d ? j0 + 64 : d;
+        for (int i = 0; i < N; i++) {
+            float *ge = m->g_token_embd + (size_t)m->tokens[i] * d;
+            const float *dr = m->dres + (size_t)i * d;
+            for (int j = j0; j < j1; j++) ge[j] += dr[j];
+        }
     }
     return MOE_OK;
 }
