@@ -39,6 +39,7 @@ void moe_infer_close(moe_infer *m) {
     free(m->q); free(m->ao); free(m->k); free(m->v);
     free(m->att); free(m->r_logits); free(m->sel); free(m->sel_w); free(m->picked);
     free(m->e_count); free(m->e_off); free(m->e_row); free(m->e_w);
+    free(m->t_slot); free(m->t_fill);
     free(m->xg); free(m->hg); free(m->hu); free(m->yo);
     free(m->work);
     free(m);
@@ -86,19 +87,38 @@ static int alloc0(void *p, size_t n, size_t sz, size_t *total) {
     return *pp != NULL;
 }
 
+/* A zeroed, 64-byte aligned array of n floats into *p (released with free);
+ * 0 on failure. */
+static int alloc_floats64(float **p, size_t n, size_t *total) {
+    const size_t bytes = ((n ? n : 1) * sizeof(float) + 63) / 64 * 64;
+    *p = aligned_alloc(64, bytes);
+    if (*p) memset(*p, 0, bytes);
+    *total += bytes;
+    return *p != NULL;
+}
+
 static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) {
     const arch_hparams *hp = &m->am.hp;
     const size_t B = (size_t)m->max_batch, C = (size_t)m->ctx_len, L = (size_t)hp->n_layers;
     const size_t d = (size_t)hp->d_model, qw = (size_t)hp->n_heads * hp->head_dim;
     const size_t kvw = (size_t)hp->n_kv_heads * hp->head_dim;
     const size_t E = (size_t)hp->n_experts, ff = (size_t)hp->n_ff_max, half = (size_t)hp->n_rot / 2;
-    const double kv_bytes = 2.0 * L * C * kvw * sizeof(float);
+    const size_t Hkv = (size_t)hp->n_kv_heads;
+    const double kv_bytes = ((double)L * Hkv * attn_kt_floats(m->ctx_len, hp->head_dim) +
+                             (double)L * C * kvw) * sizeof(float);
     if (kv_bytes > (double)SIZE_MAX / 2)
         return moe_err(err, MOE_ERR_NOMEM, "%s: a KV cache of %.0f bytes for ctx_len %d does "
                        "not fit; lower ctx_len", path, kv_bytes, m->ctx_len);
+    m->kt_floats = attn_kt_floats(m->ctx_len, hp->head_dim);
+    m->att_lds = (C + ATTN_KB - 1) / ATTN_KB * ATTN_KB;
+    m->attn = attn_kernel_get(attn_best_kernel(hp->head_dim), hp->head_dim);
+    /* the experts' scratch holds all n * top_k rows of a chunk at the top_k of
+     * the open (a larger k set later runs in more waves) */
+    m->moe_rows = m->max_batch * (E > 0 && m->top_k > 1 ? m->top_k : 1);
+    const size_t R = (size_t)m->moe_rows;
     size_t total = 0;
-    int ok = alloc0(&m->k_cache, L * C * kvw, sizeof(float), &total) &&
-             alloc0(&m->v_cache, L * C * kvw, sizeof(float), &total);
+    int ok = alloc_floats64(&m->k_cache, L * Hkv * m->kt_floats, &total) &&
+             alloc_floats64(&m->v_cache, L * C * kvw, &total);
     if (!ok)
         return moe_err(err, MOE_ERR_NOMEM, "%s: KV cache of %.1f MiB (%zu layers x %d positions "
                        "x %zu x 2 floats); lower ctx_len", path, kv_bytes / 1048576.0, L,
@@ -113,7 +133,7 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
          alloc0(&m->ao, B * qw, sizeof(float), &total) &&
          alloc0(&m->k, B * kvw, sizeof(float), &total) &&
          alloc0(&m->v, B * kvw, sizeof(float), &total) &&
-         alloc0(&m->att, (size_t)m->nt * C, sizeof(float), &total) &&
+         alloc_floats64(&m->att, (size_t)m->nt * ATTN_RMAX * m->att_lds, &total) &&
          alloc0(&m->r_logits, B * E, sizeof(float), &total) &&
          alloc0(&m->sel, B * E, sizeof(int), &total) &&
          alloc0(&m->sel_w, B * E, sizeof(float), &total) &&
@@ -122,10 +142,12 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
          alloc0(&m->e_off, E + 1, sizeof(int), &total) &&
          alloc0(&m->e_row, B * E, sizeof(int), &total) &&
          alloc0(&m->e_w, B * E, sizeof(float), &total) &&
-         alloc0(&m->xg, B * d, sizeof(float), &total) &&
-         alloc0(&m->hg, B * ff, sizeof(float), &total) &&
-         alloc0(&m->hu, B * ff, sizeof(float), &total) &&
-         alloc0(&m->yo, B * d, sizeof(float), &total);
+         alloc0(&m->t_slot, B * E, sizeof(int), &total) &&
+         alloc0(&m->t_fill, B, sizeof(int), &total) &&
+         alloc0(&m->xg, R, d * sizeof(float), &total) &&
+         alloc0(&m->hg, R, ff * sizeof(float), &total) &&
+         alloc0(&m->hu, R, ff * sizeof(float), &total) &&
+         alloc0(&m->yo, R, d * sizeof(float), &total);
     if (!ok)
         return moe_err(err, MOE_ERR_NOMEM, "%s: scratch buffers for max_batch %d (about %.1f "
                        "MiB)", path, m->max_batch, total / 1048576.0);

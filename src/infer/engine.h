@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "infer/arch.h"
+#include "infer/attn.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
 
@@ -39,7 +40,11 @@ struct moe_infer {
     int ctx_len, max_batch, top_k;
     int n_filled;              /* cache positions 0 .. n_filled-1 are valid */
 
-    float *k_cache, *v_cache;  /* [L, ctx_len, Hkv*hd] */
+    /* KV cache per (layer, kv head), as attn.h lays it out; 64-byte aligned */
+    float *k_cache;            /* [L, Hkv, kt_floats] K transposed in blocks of ATTN_KB */
+    float *v_cache;            /* [L, Hkv, ctx_len, hd] */
+    size_t kt_floats;          /* attn_kt_floats(ctx_len, hd) */
+    attn_kernel_fn attn;       /* the attention kernel (attn_best_kernel) */
     float *rope_cos, *rope_sin;/* [ctx_len, n_rot/2] */
     int64_t *counts;           /* [L, E] tokens routed per expert */
 
@@ -47,7 +52,8 @@ struct moe_infer {
     float *x, *xn, *y;         /* [B, d] residual, normed, block output */
     float *q, *ao;             /* [B, H*hd] */
     float *k, *v;              /* [B, Hkv*hd] */
-    float *att;                /* [nt, ctx_len] attention scores per thread */
+    float *att;                /* [nt, ATTN_RMAX, att_lds] attention scores per thread */
+    size_t att_lds;            /* ctx_len rounded up to ATTN_KB */
     float *r_logits;           /* [B, E] router logits, then probabilities */
     int *sel;                  /* [B, E] selected experts per token */
     float *sel_w;              /* [B, E] their weights */
@@ -55,9 +61,12 @@ struct moe_infer {
     int *e_count, *e_off;      /* [E], [E+1] assignments per expert */
     int *e_row;                /* [B*E] token of each assignment, expert-major */
     float *e_w;                /* [B*E] its weight */
-    float *xg;                 /* [B, d] gathered rows of one expert */
-    float *hg, *hu;            /* [B, ff_max] gate and up activations */
-    float *yo;                 /* [B, d] one expert's (or the shared expert's) output */
+    int *t_slot;               /* [B*E] each token's assignments in expert order */
+    int *t_fill;               /* [B] */
+    int moe_rows;              /* R = B * max(1, top_k at open): rows of one wave */
+    float *xg;                 /* [R, d] gathered rows of a wave of experts */
+    float *hg, *hu;            /* [R, ff_max] gate and up activations */
+    float *yo;                 /* [R, d] expert (or the shared expert's) outputs */
     void *work;                /* quant_matmul work space */
     size_t work_size;
 };
@@ -65,6 +74,13 @@ struct moe_infer {
 /* y[M, rows] = x[M, cols] w_i^T for matrix i of the stack w. */
 moe_status infer_matmul(moe_infer *m, float *y, const float *x, const arch_mat *w,
                         int64_t i, int64_t M, moe_error *err);
+
+/* Row loops: fn(ctx, r0, r1) over row ranges covering [0, n), rows of
+ * row_len floats; on the calling thread when the work is small or there is
+ * one thread, else split evenly across m->nt threads. Each row must be
+ * computed alone, so the split cannot change results. */
+typedef void (*infer_rows_fn)(void *ctx, int r0, int r1);
+void infer_for_rows(const moe_infer *m, int n, size_t row_len, infer_rows_fn fn, void *ctx);
 
 /* One chunk (n <= max_batch, pos + n <= ctx_len, tokens valid). logits:
  * NULL, [n, V] (all_logits) or [V] (the last row's). */

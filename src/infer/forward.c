@@ -1,16 +1,22 @@
 /* forward.c: the transformer forward of the inference engine over one chunk
  * of tokens with the KV cache (see engine.h for the data flow).
  *
- * For: embedding rows, RMSNorm, the attention block (projections, biases,
- * q/k norms, RoPE, the cache, causal grouped-query attention), the layer
- * loop and the output head. Not for: the feed-forward blocks (moe_ffn.c) or
- * argument checks (engine.c, which calls infer_forward with valid input).
+ * For: embedding rows, RMSNorm (fused with the residual add), the attention
+ * block (projections, biases, q/k norms, RoPE, the cache, causal grouped-
+ * query attention handed to the kernels of attn.h in groups of rows), the
+ * layer loop, the output head, and the row loops (infer_for_rows) that
+ * split elementwise work across threads for long chunks only: decode runs
+ * it on the calling thread, so its parallel regions are quant_matmul's and
+ * attention's over a cache of more than ~32 positions.
+ * Not for: the feed-forward blocks (moe_ffn.c) or argument checks
+ * (engine.c, which calls infer_forward with valid input).
  *
  * Numerics follow ggml's CPU ops: RMSNorm sums squares in double, then
- * y = (x * (1/sqrtf(mean + eps))) * w; softmax subtracts the max, sums the
- * exponentials in double; RoPE angles come from a table computed in double.
- * Each output element is computed the same way whatever the batch split and
- * the thread count, so logits do not depend on either.
+ * y = (x * (1/sqrtf(mean + eps))) * w; RoPE angles come from a table
+ * computed in double; the attention kernels (attn.h) subtract the max and
+ * use a vectorised exp. Each output element is computed the same way
+ * whatever the batch split and the thread count, so logits do not depend on
+ * either.
  */
 #include <math.h>
 #include <string.h>
@@ -28,17 +34,90 @@ moe_status infer_matmul(moe_infer *m, float *y, const float *x, const arch_mat *
                         w->cols, m->n_threads, m->work, m->work_size, err);
 }
 
-/* y[n, len] = rmsnorm of each row of x (rows of stride len) times w[len]. */
-static void rmsnorm_rows(float *y, const float *x, const float *w, int n, int len, float eps) {
-    for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * len;
-        float *yr = y + (size_t)r * len;
-        double ss = 0.0;
-        for (int i = 0; i < len; i++) ss += (double)xr[i] * xr[i];
-        const float mean = (float)(ss / len);
-        const float scale = 1.0f / sqrtf(mean + eps);
-        for (int i = 0; i < len; i++) yr[i] = (xr[i] * scale) * w[i];
+/* ------------------------------------------------------------ row loops */
+
+/* Elements a row loop needs before it is split across threads: below, a
+ * parallel region costs more than it saves (decode runs every row loop on
+ * the calling thread). */
+#define ROWS_PAR_MIN 32768
+
+void infer_for_rows(const moe_infer *m, int n, size_t row_len, infer_rows_fn fn, void *ctx) {
+    if (m->nt <= 1 || n < 2 || (size_t)n * row_len < ROWS_PAR_MIN) {
+        fn(ctx, 0, n);
+        return;
     }
+    const int nt = m->nt < n ? m->nt : n;
+    #pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+#else
+        const int t = 0, T = 1;
+#endif
+        fn(ctx, (int)((int64_t)n * t / T), (int)((int64_t)n * (t + 1) / T));
+    }
+}
+
+/* yr[len] = rmsnorm(xr) * w. The squares are summed in double in 8 lanes
+ * (i % 8) joined by a fixed tree, so the loop vectorises and the sum
+ * depends on len alone. yr may be xr (in place). */
+static void rmsnorm_row(float *yr, const float *xr, const float *w, int len, float eps) {
+    double acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= len; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)xr[i + j] * xr[i + j];
+    for (int j = 0; i + j < len; j++) acc[j] += (double)xr[i + j] * xr[i + j];
+    const double ss = ((acc[0] + acc[4]) + (acc[2] + acc[6])) +
+                      ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    const float mean = (float)(ss / len);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    #pragma omp simd /* in place: the same index only */
+    for (i = 0; i < len; i++) yr[i] = (xr[i] * scale) * w[i];
+}
+
+/* Rows r0 .. r1 of: x += scale * y, then (w not NULL) xn = rmsnorm(x) * w;
+ * rows of len. */
+typedef struct add_norm_ctx {
+    float *x;          /* [n, len] residual stream */
+    const float *y;    /* [n, len] block output, or NULL: norm only */
+    float scale;       /* residual scale */
+    float *xn;         /* [n, len] normed rows (may be x) */
+    const float *w;    /* [len] norm weight, or NULL: residual only */
+    int len;
+    float eps;
+} add_norm_ctx;
+
+static void add_norm_rows(void *p, int r0, int r1) {
+    const add_norm_ctx *c = p;
+    for (int r = r0; r < r1; r++) {
+        float *x = c->x + (size_t)r * c->len;
+        if (c->y) {
+            const float *y = c->y + (size_t)r * c->len;
+            const float sc = c->scale;
+            if (sc == 1.0f) {
+                #pragma omp simd /* x and y are different buffers */
+                for (int i = 0; i < c->len; i++) x[i] += y[i];
+            } else {
+                #pragma omp simd
+                for (int i = 0; i < c->len; i++) x[i] += sc * y[i];
+            }
+        }
+        if (c->w) rmsnorm_row(c->xn + (size_t)r * c->len, x, c->w, c->len, c->eps);
+    }
+}
+
+/* xn[n, len] = rmsnorm of each row of x times w[len] (xn may be x). */
+static void rmsnorm_rows(const moe_infer *m, float *xn, float *x, const float *w, int n,
+                         int len, float eps) {
+    add_norm_ctx c = {x, NULL, 1.0f, xn, w, len, eps};
+    infer_for_rows(m, n, (size_t)len, add_norm_rows, &c);
+}
+
+/* x += scale * y, then (w not NULL) xn = rmsnorm(x) * w, over n rows of len. */
+static void add_norm(const moe_infer *m, float *x, const float *y, float scale, float *xn,
+                     const float *w, int n, int len, float eps) {
+    add_norm_ctx c = {x, y, scale, xn, w, len, eps};
+    infer_for_rows(m, n, (size_t)len, add_norm_rows, &c);
 }
 
 /* Adds b[len] to each of the n rows of x. */
@@ -48,68 +127,112 @@ static void add_bias(float *x, const float *b, int n, int len) {
         for (int i = 0; i < len; i++) x[(size_t)r * len + i] += b[i];
 }
 
-/* Rotates the first n_rot values of each of the nh heads (of hd) of the n
- * rows of x [n, nh*hd], row r at position pos + r. */
-static void rope_rows(const moe_infer *m, float *x, int n, int nh, int pos) {
-    const arch_hparams *hp = &m->am.hp;
+/* Rotates the first n_rot values of each of the nh heads (of hd) of one
+ * row v [nh*hd] at a position with table rows c, s [n_rot/2]: pairs
+ * (i, i + n_rot/2) (NeoX) or (2i, 2i + 1). */
+static void rope_row(const arch_hparams *hp, float *row, int nh, const float *c,
+                     const float *s) {
     const int hd = hp->head_dim, half = hp->n_rot / 2;
-    for (int r = 0; r < n; r++) {
-        const float *c = m->rope_cos + (size_t)(pos + r) * half;
-        const float *s = m->rope_sin + (size_t)(pos + r) * half;
-        for (int h = 0; h < nh; h++) {
-            float *v = x + (size_t)r * nh * hd + (size_t)h * hd;
+    for (int h = 0; h < nh; h++) {
+        float *v = row + (size_t)h * hd;
+        if (hp->rope_neox) {
+            float *a = v, *b = v + half;
+            #pragma omp simd /* a, b: the two halves of the head */
             for (int i = 0; i < half; i++) {
-                const int a = hp->rope_neox ? i : 2 * i;
-                const int b = hp->rope_neox ? i + half : 2 * i + 1;
-                const float x0 = v[a], x1 = v[b];
-                v[a] = x0 * c[i] - x1 * s[i];
-                v[b] = x0 * s[i] + x1 * c[i];
+                const float x0 = a[i], x1 = b[i];
+                a[i] = x0 * c[i] - x1 * s[i];
+                b[i] = x0 * s[i] + x1 * c[i];
+            }
+        } else {
+            #pragma omp simd
+            for (int i = 0; i < half; i++) {
+                const float x0 = v[2 * i], x1 = v[2 * i + 1];
+                v[2 * i] = x0 * c[i] - x1 * s[i];
+                v[2 * i + 1] = x0 * s[i] + x1 * c[i];
             }
         }
     }
 }
 
+/* Attention work (multiply-adds) below which one thread does it all: a
+ * parallel region costs microseconds. Decode is bound by reading the cache
+ * (16 heads x 128 x 2 x 32 keys = 128 K multiply-adds read 128 KiB of K
+ * and V per layer, ~10 us on one core), so threads pay from about there. */
+#define ATTN_PAR_MIN 131072.0
+
+/* Group gi (of ceil(n G / ATTN_RMAX)) of kv head g: the query rows
+ * (token i, head g G + h) numbered i G + h, ATTN_RMAX at a time. */
+static void attn_task(const moe_infer *m, int l, int n, int pos, int g, int gi, float *s) {
+    const arch_hparams *hp = &m->am.hp;
+    const int H = hp->n_heads, Hkv = hp->n_kv_heads, hd = hp->head_dim, G = H / Hkv;
+    attn_group grp;
+    grp.R = 0;
+    for (int r = 0; r < ATTN_RMAX; r++) {
+        const int rho = gi * ATTN_RMAX + r;
+        if (rho >= n * G) break;
+        const int i = rho / G, h = g * G + rho % G;
+        grp.q[r] = m->q + (size_t)i * H * hd + (size_t)h * hd;
+        grp.o[r] = m->ao + (size_t)i * H * hd + (size_t)h * hd;
+        grp.np[r] = pos + i + 1; /* keys 0 .. pos + i */
+        grp.R++;
+    }
+    const size_t lg = (size_t)l * Hkv + g;
+    m->attn(&grp, m->k_cache + lg * m->kt_floats, m->v_cache + lg * m->ctx_len * hd, hd,
+            hp->attn_scale, s, m->att_lds);
+}
+
 /* ao[n, H*hd]: row i (position pos + i) of head h attends to cache rows
- * 0 .. pos + i of its kv head. */
+ * 0 .. pos + i of its kv head (attn.h); groups of rows are the tasks. */
 static void attention(moe_infer *m, int l, int n, int pos) {
     const arch_hparams *hp = &m->am.hp;
-    const int H = hp->n_heads, hd = hp->head_dim, G = H / hp->n_kv_heads;
-    const int kvw = hp->n_kv_heads * hd;
-    const float *kc = m->k_cache + (size_t)l * m->ctx_len * kvw;
-    const float *vc = m->v_cache + (size_t)l * m->ctx_len * kvw;
-    const float scale = hp->attn_scale;
-    const int total = n * H;
-    #pragma omp parallel for num_threads(m->nt) schedule(dynamic, 1)
-    for (int task = 0; task < total; task++) {
+    const int H = hp->n_heads, Hkv = hp->n_kv_heads, G = H / Hkv;
+    const int per = (n * G + ATTN_RMAX - 1) / ATTN_RMAX; /* groups per kv head */
+    const int total = per * Hkv;
+    const double work = 2.0 * n * H * hp->head_dim * (pos + 0.5 * (n + 1));
+    if (m->nt == 1 || total == 1 || work < ATTN_PAR_MIN) {
+        for (int t = 0; t < total; t++) attn_task(m, l, n, pos, t / per, t % per, m->att);
+        return;
+    }
+    const int nt = m->nt < total ? m->nt : total;
+    #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int t = 0; t < total; t++) {
 #ifdef _OPENMP
         const int tid = omp_get_thread_num();
 #else
         const int tid = 0;
 #endif
-        const int i = task / H, h = task % H, g = h / G;
-        const int np = pos + i + 1; /* keys 0 .. pos + i */
-        const float *qv = m->q + (size_t)i * H * hd + (size_t)h * hd;
-        float *s = m->att + (size_t)tid * m->ctx_len;
-        float mx = -INFINITY;
-        for (int j = 0; j < np; j++) {
-            const float *kv = kc + (size_t)j * kvw + (size_t)g * hd;
-            float dot = 0.0f;
-            for (int c = 0; c < hd; c++) dot += qv[c] * kv[c];
-            s[j] = dot * scale;
-            if (s[j] > mx) mx = s[j];
+        attn_task(m, l, n, pos, t / per, t % per,
+                  m->att + (size_t)tid * ATTN_RMAX * m->att_lds);
+    }
+}
+
+/* RoPE on rows of q and k, then k, v into layer l's cache (attn.h layout),
+ * row i at position pos + i. */
+typedef struct qkv_ctx {
+    moe_infer *m;
+    int l, pos;
+} qkv_ctx;
+
+static void rope_store_rows(void *p, int i0, int i1) {
+    const qkv_ctx *c = p;
+    moe_infer *m = c->m;
+    const arch_hparams *hp = &m->am.hp;
+    const int H = hp->n_heads, Hkv = hp->n_kv_heads, hd = hp->head_dim, kvw = Hkv * hd;
+    const int half = hp->n_rot / 2;
+    for (int i = i0; i < i1; i++) {
+        const int p_i = c->pos + i;
+        float *k = m->k + (size_t)i * kvw;
+        if (hp->use_rope && half > 0) {
+            const float *cs = m->rope_cos + (size_t)p_i * half;
+            const float *sn = m->rope_sin + (size_t)p_i * half;
+            rope_row(hp, m->q + (size_t)i * H * hd, H, cs, sn);
+            rope_row(hp, k, Hkv, cs, sn);
         }
-        double sum = 0.0;
-        for (int j = 0; j < np; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        float *o = m->ao + (size_t)i * H * hd + (size_t)h * hd;
-        for (int c = 0; c < hd; c++) o[c] = 0.0f;
-        for (int j = 0; j < np; j++) {
-            const float p = s[j] * inv;
-            const float *vv = vc + (size_t)j * kvw + (size_t)g * hd;
-            for (int c = 0; c < hd; c++) o[c] += p * vv[c];
+        for (int g = 0; g < Hkv; g++) {
+            const size_t lg = (size_t)c->l * Hkv + g;
+            attn_store_k(m->k_cache + lg * m->kt_floats, k + (size_t)g * hd, p_i, hd);
+            memcpy(m->v_cache + (lg * m->ctx_len + (size_t)p_i) * hd,
+                   m->v + (size_t)i * kvw + (size_t)g * hd, sizeof(float) * (size_t)hd);
         }
     }
 }
@@ -130,33 +253,19 @@ static moe_status attn_block(moe_infer *m, int l, int n, int pos, moe_error *err
     add_bias(m->v, ly->bv, n, kvw);
     if (ly->q_norm) { /* in place is fine: each row is read fully before it is written */
         if (ly->qk_norm_whole) {
-            rmsnorm_rows(m->q, m->q, ly->q_norm, n, qw, hp->rms_eps);
-            rmsnorm_rows(m->k, m->k, ly->k_norm, n, kvw, hp->rms_eps);
+            rmsnorm_rows(m, m->q, m->q, ly->q_norm, n, qw, hp->rms_eps);
+            rmsnorm_rows(m, m->k, m->k, ly->k_norm, n, kvw, hp->rms_eps);
         } else {
-            rmsnorm_rows(m->q, m->q, ly->q_norm, n * H, hd, hp->rms_eps);
-            rmsnorm_rows(m->k, m->k, ly->k_norm, n * Hkv, hd, hp->rms_eps);
+            rmsnorm_rows(m, m->q, m->q, ly->q_norm, n * H, hd, hp->rms_eps);
+            rmsnorm_rows(m, m->k, m->k, ly->k_norm, n * Hkv, hd, hp->rms_eps);
         }
     }
-    if (hp->use_rope && hp->n_rot > 0) {
-        rope_rows(m, m->q, n, H, pos);
-        rope_rows(m, m->k, n, Hkv, pos);
-    }
-    float *kc = m->k_cache + ((size_t)l * m->ctx_len + (size_t)pos) * kvw;
-    float *vc = m->v_cache + ((size_t)l * m->ctx_len + (size_t)pos) * kvw;
-    memcpy(kc, m->k, sizeof(float) * (size_t)n * kvw);
-    memcpy(vc, m->v, sizeof(float) * (size_t)n * kvw);
+    qkv_ctx qc = {m, l, pos};
+    infer_for_rows(m, n, (size_t)(H + 2 * Hkv) * hd, rope_store_rows, &qc);
     attention(m, l, n, pos);
     if ((st = infer_matmul(m, m->y, m->ao, &ly->wo, 0, n, err)) != MOE_OK) return st;
     add_bias(m->y, ly->bo, n, hp->d_model);
     return MOE_OK;
-}
-
-/* x += scale * y over n rows of d. */
-static void residual(float *x, const float *y, float scale, size_t nd) {
-    if (scale == 1.0f)
-        for (size_t i = 0; i < nd; i++) x[i] += y[i];
-    else
-        for (size_t i = 0; i < nd; i++) x[i] += scale * y[i];
 }
 
 /* Prefixes the failure message with the layer it happened in. */
@@ -185,19 +294,23 @@ moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, int pos,
     if (hp->embd_scale != 1.0f)
         for (size_t i = 0; i < nd; i++) m->x[i] *= hp->embd_scale;
 
-    for (int l = 0; l < hp->n_layers; l++) {
+    /* x += y and the next norm in one pass over the rows (add_norm) */
+    const int L = hp->n_layers;
+    const int r0 = logits && !all_logits ? n - 1 : 0, rows = n - r0;
+    if (L > 0) rmsnorm_rows(m, m->xn, m->x, m->am.layers[0].attn_norm, n, d, hp->rms_eps);
+    for (int l = 0; l < L; l++) {
         const arch_layer *ly = &m->am.layers[l];
-        rmsnorm_rows(m->xn, m->x, ly->attn_norm, n, d, hp->rms_eps);
         if ((st = attn_block(m, l, n, pos, err)) != MOE_OK) return at_layer(st, l, err);
-        residual(m->x, m->y, hp->resid_scale, nd);
-        rmsnorm_rows(m->xn, m->x, ly->ffn_norm, n, d, hp->rms_eps);
+        add_norm(m, m->x, m->y, hp->resid_scale, m->xn, ly->ffn_norm, n, d, hp->rms_eps);
         if ((st = infer_ffn(m, l, m->y, m->xn, n, err)) != MOE_OK) return at_layer(st, l, err);
-        residual(m->x, m->y, hp->resid_scale, nd);
+        const float *next = l + 1 < L ? m->am.layers[l + 1].attn_norm
+                            : logits && r0 == 0 ? m->am.output_norm : NULL;
+        add_norm(m, m->x, m->y, hp->resid_scale, m->xn, next, n, d, hp->rms_eps);
     }
     if (!logits) return MOE_OK;
 
-    const int r0 = all_logits ? 0 : n - 1, rows = n - r0;
-    rmsnorm_rows(m->xn, m->x + (size_t)r0 * d, m->am.output_norm, rows, d, hp->rms_eps);
+    if (L == 0 || r0 > 0) /* xn[0, d] = the output norm of row r0 alone */
+        rmsnorm_rows(m, m->xn, m->x + (size_t)r0 * d, m->am.output_norm, rows, d, hp->rms_eps);
     if ((st = infer_matmul(m, logits, m->xn, &m->am.output, 0, rows, err)) != MOE_OK)
         return st;
     if (hp->logit_scale != 1.0f) {

@@ -16,14 +16,40 @@
  * runs its three products over them at once (one weight pass per chunk), then
  * scatters w_e * out back. Each token's contributions are added in expert
  * order, so the result does not depend on how the tokens were batched.
+ * Experts go in waves that fit the scratch (all of them at the model's
+ * top_k): one gather, one activation and one scatter per wave, each split
+ * across threads by rows (tokens for the scatter) when the chunk is long.
  */
 #include <math.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "infer/engine.h"
+#include "kernels/fastmath.h"
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+/* Rows of the SwiGLU activation: g = silu(g + bg) * (u + bu) in place. */
+typedef struct act_ctx {
+    float *g;          /* [n, ff] gate products, then the activation */
+    float *u;          /* [n, ff] up products */
+    const float *bg, *bu; /* [ff] biases or NULL */
+    int64_t ff;
+} act_ctx;
+
+/* silu(g) u = g sigmoid(g) u, the sigmoid by exp_vec (vectorised, ~2 ulp of
+ * expf): the formula of the training kernel act_swiglu_forward. */
+static void act_rows(void *p, int r0, int r1) {
+    const act_ctx *c = p;
+    for (int r = r0; r < r1; r++) {
+        float *g = c->g + (size_t)r * c->ff, *u = c->u + (size_t)r * c->ff;
+        if (c->bg) for (int64_t i = 0; i < c->ff; i++) g[i] += c->bg[i];
+        if (c->bu) for (int64_t i = 0; i < c->ff; i++) u[i] += c->bu[i];
+        #pragma omp simd
+        for (int64_t i = 0; i < c->ff; i++) {
+            const float s = 1.0f / (1.0f + exp_vec(-g[i]));
+            g[i] = g[i] * s * u[i];
+        }
+    }
+}
 
 /* out[n, d] = down(silu(gate xn + bg) * (up xn + bu)) + bd. */
 static moe_status swiglu(moe_infer *m, float *out, const float *xn, int n,
@@ -34,20 +60,84 @@ static moe_status swiglu(moe_infer *m, float *out, const float *xn, int n,
     moe_status st;
     if ((st = infer_matmul(m, m->hg, xn, gate, e, n, err)) != MOE_OK) return st;
     if ((st = infer_matmul(m, m->hu, xn, up, e, n, err)) != MOE_OK) return st;
-    for (int r = 0; r < n; r++) {
-        float *g = m->hg + (size_t)r * ff;
-        const float *u = m->hu + (size_t)r * ff;
-        for (int64_t i = 0; i < ff; i++) {
-            const float gi = bg ? g[i] + bg[i] : g[i];
-            const float ui = bu ? u[i] + bu[i] : u[i];
-            g[i] = silu(gi) * ui;
-        }
-    }
+    act_ctx c = {m->hg, m->hu, bg, bu, ff};
+    infer_for_rows(m, n, (size_t)ff, act_rows, &c);
     if ((st = infer_matmul(m, out, m->hg, down, e, n, err)) != MOE_OK) return st;
     if (bd)
         for (int r = 0; r < n; r++)
             for (int64_t i = 0; i < d; i++) out[(size_t)r * d + i] += bd[i];
     return MOE_OK;
+}
+
+/* Gather of a wave: xg[r] = xn[row[r]] for its rows. */
+typedef struct gather_ctx {
+    float *xg;         /* [rows, d] */
+    const float *xn;   /* [n, d] */
+    const int *row;    /* [rows] token of each slot */
+    int d;
+} gather_ctx;
+
+static void gather_rows(void *p, int r0, int r1) {
+    const gather_ctx *c = p;
+    for (int r = r0; r < r1; r++)
+        memcpy(c->xg + (size_t)r * c->d, c->xn + (size_t)c->row[r] * c->d,
+               sizeof(float) * (size_t)c->d);
+}
+
+/* Scatter of a wave (slots s0 .. s1), by token so that no two threads write
+ * one row: y_t (+)= w_s yo[s - s0] over the token's slots in the wave, in
+ * expert order; the token's first slot starts the sum from 0. */
+typedef struct scatter_ctx {
+    float *y;          /* [n, d] */
+    const float *yo;   /* [s1 - s0, d] expert outputs of the wave */
+    const int *tslot;  /* [n, k] each token's slots, ascending (= expert order) */
+    const float *w;    /* [n * k] weight of each slot */
+    int k, s0, s1, d;
+} scatter_ctx;
+
+static void scatter_rows(void *p, int t0, int t1) {
+    const scatter_ctx *c = p;
+    for (int t = t0; t < t1; t++) {
+        float *yt = c->y + (size_t)t * c->d;
+        for (int j = 0; j < c->k; j++) {
+            const int sl = c->tslot[(size_t)t * c->k + j];
+            if (sl < c->s0 || sl >= c->s1) continue;
+            const float *yr = c->yo + (size_t)(sl - c->s0) * c->d;
+            const float w = c->w[sl];
+            if (j == 0) {
+                #pragma omp simd /* y and yo are different buffers */
+                for (int i = 0; i < c->d; i++) yt[i] = 0.0f + w * yr[i];
+            } else {
+                #pragma omp simd
+                for (int i = 0; i < c->d; i++) yt[i] += w * yr[i];
+            }
+        }
+    }
+}
+
+/* y_t += gate_t yo_t for the shared expert (gate 1, or sigmoid(xn_t . g)). */
+typedef struct shared_ctx {
+    float *y;
+    const float *yo, *xn;
+    const float *g;    /* [d] gate weight or NULL */
+    int d;
+} shared_ctx;
+
+static void shared_rows(void *p, int t0, int t1) {
+    const shared_ctx *c = p;
+    for (int t = t0; t < t1; t++) {
+        float gate = 1.0f;
+        if (c->g) {
+            const float *xt = c->xn + (size_t)t * c->d;
+            float z = 0.0f;
+            for (int i = 0; i < c->d; i++) z += c->g[i] * xt[i];
+            gate = 1.0f / (1.0f + expf(-z));
+        }
+        float *yt = c->y + (size_t)t * c->d;
+        const float *yr = c->yo + (size_t)t * c->d;
+        #pragma omp simd
+        for (int i = 0; i < c->d; i++) yt[i] += yr[i] * gate;
+    }
 }
 
 /* Router: m->sel / m->sel_w [n, k] from m->r_logits [n, E]; counts. */
@@ -59,12 +149,15 @@ static void route(moe_infer *m, int l, int n) {
     for (int t = 0; t < n; t++) {
         float *p = m->r_logits + (size_t)t * E;
         if (hp->gating_sigmoid) {
-            for (int e = 0; e < E; e++) p[e] = 1.0f / (1.0f + expf(-p[e]));
+            #pragma omp simd
+            for (int e = 0; e < E; e++) p[e] = 1.0f / (1.0f + exp_vec(-p[e]));
         } else {
             float mx = -INFINITY;
             for (int e = 0; e < E; e++) if (p[e] > mx) mx = p[e];
+            #pragma omp simd
+            for (int e = 0; e < E; e++) p[e] = exp_vec(p[e] - mx);
             double sum = 0.0;
-            for (int e = 0; e < E; e++) { p[e] = expf(p[e] - mx); sum += p[e]; }
+            for (int e = 0; e < E; e++) sum += p[e];
             const float inv = (float)(1.0 / sum);
             for (int e = 0; e < E; e++) p[e] *= inv;
         }
@@ -121,40 +214,52 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
             m->e_w[slot] = m->sel_w[(size_t)t * E + j];
         }
 
-    memset(y, 0, sizeof(float) * (size_t)n * d);
-    for (int e = 0; e < E; e++) {
-        const int c = m->e_count[e], off = m->e_off[e];
-        if (c == 0) continue;
-        for (int r = 0; r < c; r++)
-            memcpy(m->xg + (size_t)r * d, xn + (size_t)m->e_row[off + r] * d,
-                   sizeof(float) * (size_t)d);
-        st = swiglu(m, m->yo, m->xg, c, &ly->gate_exps, &ly->up_exps, &ly->down_exps, e,
-                    NULL, NULL, NULL, err);
-        if (st != MOE_OK) return st;
-        for (int r = 0; r < c; r++) {
-            float *yt = y + (size_t)m->e_row[off + r] * d;
-            const float *yr = m->yo + (size_t)r * d;
-            const float w = m->e_w[off + r];
-            for (int i = 0; i < d; i++) yt[i] += w * yr[i];
+    /* Each token's slots in expert order. */
+    for (int t = 0; t < n; t++) m->t_fill[t] = 0;
+    for (int sl = 0; sl < n * k; sl++) {
+        const int t = m->e_row[sl];
+        m->t_slot[(size_t)t * k + m->t_fill[t]++] = sl;
+    }
+
+    /* Waves: runs of experts whose rows fit the scratch (m->moe_rows, all of
+     * them at the top_k the model was opened with), each with one gather,
+     * one activation and one scatter over its rows. */
+    const int64_t ff = ly->gate_exps.rows;
+    for (int e0 = 0, e1; e0 < E; e0 = e1) {
+        e1 = e0 + 1;
+        while (e1 < E && m->e_off[e1 + 1] - m->e_off[e0] <= m->moe_rows) e1++;
+        const int s0 = m->e_off[e0], s1 = m->e_off[e1];
+        if (s1 == s0) continue;
+        gather_ctx gc = {m->xg, xn, m->e_row + s0, d};
+        infer_for_rows(m, s1 - s0, (size_t)d, gather_rows, &gc);
+        for (int e = e0; e < e1; e++) {
+            const int c = m->e_count[e], r = m->e_off[e] - s0;
+            if (c == 0) continue;
+            const float *xe = m->xg + (size_t)r * d;
+            st = infer_matmul(m, m->hg + (size_t)r * ff, xe, &ly->gate_exps, e, c, err);
+            if (st == MOE_OK)
+                st = infer_matmul(m, m->hu + (size_t)r * ff, xe, &ly->up_exps, e, c, err);
+            if (st != MOE_OK) return st;
         }
+        act_ctx ac = {m->hg, m->hu, NULL, NULL, ff};
+        infer_for_rows(m, s1 - s0, (size_t)ff, act_rows, &ac);
+        for (int e = e0; e < e1; e++) {
+            const int c = m->e_count[e], r = m->e_off[e] - s0;
+            if (c == 0) continue;
+            st = infer_matmul(m, m->yo + (size_t)r * d, m->hg + (size_t)r * ff, &ly->down_exps,
+                              e, c, err);
+            if (st != MOE_OK) return st;
+        }
+        scatter_ctx sc = {y, m->yo, m->t_slot, m->e_w, k, s0, s1, d};
+        infer_for_rows(m, n, (size_t)d, scatter_rows, &sc);
     }
 
     if (ly->gate_shexp.data) {
         st = swiglu(m, m->yo, xn, n, &ly->gate_shexp, &ly->up_shexp, &ly->down_shexp, 0,
                     NULL, NULL, NULL, err);
         if (st != MOE_OK) return st;
-        for (int t = 0; t < n; t++) {
-            float gate = 1.0f;
-            if (ly->gate_inp_shexp) {
-                const float *xt = xn + (size_t)t * d;
-                float z = 0.0f;
-                for (int i = 0; i < d; i++) z += ly->gate_inp_shexp[i] * xt[i];
-                gate = 1.0f / (1.0f + expf(-z));
-            }
-            float *yt = y + (size_t)t * d;
-            const float *yr = m->yo + (size_t)t * d;
-            for (int i = 0; i < d; i++) yt[i] += yr[i] * gate;
-        }
+        shared_ctx shc = {y, m->yo, xn, ly->gate_inp_shexp, d};
+        infer_for_rows(m, n, (size_t)d, shared_rows, &shc);
     }
     return MOE_OK;
 }
