@@ -14,7 +14,8 @@ SAN     ?=
 CFLAGS_ALL = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp \
              -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SAN) $(CFLAGS)
 LDLIBS_ALL = -fopenmp -lm $(SAN) $(LDLIBS)
-# Files named *_avx512.c / *_avx2.c hold SIMD kernels chosen at run time.
+# Files named *_avx512.c / *_avx512vnni.c / *_avx2.c hold SIMD kernels chosen
+# at run time (*_avx512vnni.c: the AVX512 flags plus VNNI).
 AVX512  = -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
 AVX2    = -mavx2 -mfma -mf16c
 
@@ -34,6 +35,9 @@ $(B)/%_avx512.o: %_avx512.c
 $(B)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(AVX2) -MMD -MP -c $< -o $@
+$(B)/%_avx512vnni.o: %_avx512vnni.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX512) -mavx512vnni -MMD -MP -c $< -o $@
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@

@@ -1,21 +1,29 @@
 /* quant.c: type traits, F32/F16/BF16 and the 32-weight block types (Q4_0,
- * Q4_1, Q5_0, Q5_1, Q8_0, Q8_1), the per-type dispatch, and the threaded
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q8_1), the per-type dispatch, the table of kernel
+ * levels (scalar, AVX2, AVX-512 VNNI) chosen at run time, and the threaded
  * quantized matrix product. The K types live in quant_k.c.
  *
- * Not for: SIMD. Everything here is the scalar reference; the float order of
- * each dequantizer is ggml's (w = q * d, then + m), so results are bit-exact.
- * No global mutable state: the traits table is const.
+ * Not for: SIMD code (quant_avx2.c, quant_avx512vnni.c; quant_simd.h says
+ * how they are chosen). Everything else here is the scalar reference; the
+ * float order of each dequantizer is ggml's (w = q * d, then + m), so results
+ * are bit-exact. No global mutable state: the traits and level tables are
+ * const.
  */
 #include "quant/quant.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
 #endif
 
 #include "core/error.h"
+#include "quant/quant_simd.h"
 
 /* Keep a*b + c as two rounded operations (ggml's reference order): clang
  * would otherwise fuse them where the target has FMA. GCC in ISO C mode
@@ -471,31 +479,108 @@ moe_status quant_quantize_row(quant_type type, const float *src, void *dst,
     return MOE_OK;
 }
 
+/* ------------------------------------------------------- kernel levels */
+
+/* The scalar dots with the quant_dot_fn signature. */
+static float sdot_f32(int64_t n, const void *w, const void *a) { return dot_f32(w, a, n); }
+static float sdot_f16(int64_t n, const void *w, const void *a) { return dot_f16(w, a, n); }
+static float sdot_bf16(int64_t n, const void *w, const void *a) { return dot_bf16(w, a, n); }
+static float sdot_q4_0(int64_t n, const void *w, const void *a) { return dot_q4_0(w, a, n / QUANT_QK); }
+static float sdot_q4_1(int64_t n, const void *w, const void *a) { return dot_q4_1(w, a, n / QUANT_QK); }
+static float sdot_q5_0(int64_t n, const void *w, const void *a) { return dot_q5_0(w, a, n / QUANT_QK); }
+static float sdot_q5_1(int64_t n, const void *w, const void *a) { return dot_q5_1(w, a, n / QUANT_QK); }
+static float sdot_q8_0(int64_t n, const void *w, const void *a) { return dot_q8_0(w, a, n / QUANT_QK); }
+static float sdot_q8_1(int64_t n, const void *w, const void *a) { return dot_q8_1(w, a, n / QUANT_QK); }
+
+/* A level's dot table: the scalar dots except the five it replaces. */
+#define DOTS(Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) {                                       \
+        [QUANT_F32] = sdot_f32, [QUANT_F16] = sdot_f16, [QUANT_BF16] = sdot_bf16, \
+        [QUANT_Q4_0] = Q4_0, [QUANT_Q4_1] = sdot_q4_1, [QUANT_Q5_0] = sdot_q5_0,  \
+        [QUANT_Q5_1] = sdot_q5_1, [QUANT_Q8_0] = Q8_0, [QUANT_Q8_1] = sdot_q8_1,  \
+        [QUANT_Q2_K] = quant_dot_q2_K, [QUANT_Q3_K] = quant_dot_q3_K,             \
+        [QUANT_Q4_K] = Q4_K, [QUANT_Q5_K] = Q5_K, [QUANT_Q6_K] = Q6_K,            \
+        [QUANT_Q8_K] = quant_dot_q8_K }
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define QUANT_HAVE_X86 1
+#else
+#define QUANT_HAVE_X86 0
+#endif
+
+static const quant_kernels k_levels[QUANT_LEVEL_COUNT] = {
+    [QUANT_LEVEL_SCALAR] = {
+        "scalar", DOTS(sdot_q4_0, sdot_q8_0, quant_dot_q4_K, quant_dot_q5_K, quant_dot_q6_K),
+        {0}, {0}, NULL, NULL},
+#if QUANT_HAVE_X86
+    [QUANT_LEVEL_AVX2] = {
+        "avx2", DOTS(quant_avx2_dot_q4_0, quant_avx2_dot_q8_0, quant_avx2_dot_q4_K,
+                     quant_avx2_dot_q5_K, quant_avx2_dot_q6_K),
+        {0},
+        {[QUANT_Q4_0] = quant_avx2_gemm_q4_0, [QUANT_Q4_K] = quant_avx2_gemm_q4_K,
+         [QUANT_Q6_K] = quant_avx2_gemm_q6_K},
+        NULL, NULL},
+    [QUANT_LEVEL_AVX512] = {
+        "avx512vnni", DOTS(quant_vnni_dot_q4_0, quant_vnni_dot_q8_0, quant_vnni_dot_q4_K,
+                           quant_vnni_dot_q5_K, quant_vnni_dot_q6_K),
+        {[QUANT_Q8_0] = quant_vnni_rows_q8_0, [QUANT_Q4_K] = quant_vnni_rows_q4_K},
+        {[QUANT_F32] = quant_vnni_gemm_f32,
+         [QUANT_Q4_0] = quant_vnni_gemm_q4_0, [QUANT_Q8_0] = quant_vnni_gemm_q8_0,
+         [QUANT_Q4_K] = quant_vnni_gemm_q4_K, [QUANT_Q5_K] = quant_vnni_gemm_q5_K,
+         [QUANT_Q6_K] = quant_vnni_gemm_q6_K},
+        quant_vnni_act_q8_0, quant_vnni_act_q8_K},
+#endif
+};
+
+int quant_level_supported(int level) {
+    switch (level) {
+    case QUANT_LEVEL_SCALAR: return 1;
+#if QUANT_HAVE_X86
+    case QUANT_LEVEL_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    case QUANT_LEVEL_AVX512: /* the file is built with F, BW, DQ, VL, VNNI, F16C */
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
+#endif
+    default: return 0;
+    }
+}
+
+int quant_level_best(void) {
+    for (int l = QUANT_LEVEL_COUNT - 1; l > 0; l--)
+        if (quant_level_supported(l)) return l;
+    return QUANT_LEVEL_SCALAR;
+}
+
+const quant_kernels *quant_kernels_of(int level) {
+    if (level < 0 || level >= QUANT_LEVEL_COUNT || !k_levels[level].name) return NULL;
+    return &k_levels[level];
+}
+
+size_t quant_act_side_bytes(quant_type type, int64_t n) {
+    const quant_traits *t = quant_get_traits(type);
+    if (!t || !t->is_quantized || t->vec_dot_type != QUANT_Q8_0 || n <= 0) return 0;
+    return (size_t)(n / QUANT_QK) * 8;
+}
+
+void quant_act_side_q8_0(const void *a_row, int64_t n, uint8_t *side) {
+    const quant_block_q8_0 *a = a_row;
+    const int64_t nb = n / QUANT_QK;
+    for (int64_t i = 0; i < nb; i++) {
+        int32_t s = 0;
+        for (int j = 0; j < QUANT_QK; j++) s += a[i].qs[j];
+        const float d = quant_fp16_to_fp32(quant_rd16(a[i].d));
+        memcpy(side + 4 * i, &s, 4);
+        memcpy(side + 4 * (nb + i), &d, 4);
+    }
+}
+
 float quant_vec_dot(quant_type type, int64_t n, const void *w_row, const void *act_row) {
     const quant_traits *t = quant_get_traits(type);
     MOE_ASSERT(t != NULL);
     MOE_ASSERT(n >= 0 && n % t->block_size == 0);
-    const int64_t nb32 = n / QUANT_QK;
-    switch (type) {
-    case QUANT_F32: return dot_f32(w_row, act_row, n);
-    case QUANT_F16: return dot_f16(w_row, act_row, n);
-    case QUANT_BF16: return dot_bf16(w_row, act_row, n);
-    case QUANT_Q4_0: return dot_q4_0(w_row, act_row, nb32);
-    case QUANT_Q4_1: return dot_q4_1(w_row, act_row, nb32);
-    case QUANT_Q5_0: return dot_q5_0(w_row, act_row, nb32);
-    case QUANT_Q5_1: return dot_q5_1(w_row, act_row, nb32);
-    case QUANT_Q8_0: return dot_q8_0(w_row, act_row, nb32);
-    case QUANT_Q8_1: return dot_q8_1(w_row, act_row, nb32);
-    case QUANT_Q2_K: return quant_dot_q2_K(n, w_row, act_row);
-    case QUANT_Q3_K: return quant_dot_q3_K(n, w_row, act_row);
-    case QUANT_Q4_K: return quant_dot_q4_K(n, w_row, act_row);
-    case QUANT_Q5_K: return quant_dot_q5_K(n, w_row, act_row);
-    case QUANT_Q6_K: return quant_dot_q6_K(n, w_row, act_row);
-    case QUANT_Q8_K: return quant_dot_q8_K(n, w_row, act_row);
-    default: break;
-    }
-    MOE_ASSERT(0 && "quant_vec_dot: invalid type");
-    return 0.0f;
+    return k_levels[quant_level_best()].dot[type](n, w_row, act_row);
 }
 
 /* ----------------------------------------------------------------- matmul */
@@ -505,7 +590,118 @@ size_t quant_matmul_work_size(quant_type type, int64_t M, int64_t K) {
     if (!t || M <= 0 || K <= 0 || !t->is_quantized) return 0;
     const quant_traits *a = &k_traits[t->vec_dot_type];
     if (K % a->block_size != 0) return 0;
-    return (size_t)M * quant_row_size(t->vec_dot_type, K);
+    return (size_t)M * (quant_row_size(t->vec_dot_type, K) + quant_act_side_bytes(type, K));
+}
+
+/* From this many activation rows on, a level's multi-row kernel (which
+ * unpacks each weight block once per panel of 16 rows) beats one dot per
+ * output. */
+#define GEMM_MIN_ROWS 3
+
+/* Everything one quant_matmul call shares with its threads. */
+typedef struct mm_job {
+    float *y;                  /* [M, N] */
+    const float *x;            /* [M, K] */
+    const uint8_t *w;          /* N rows of w_row bytes */
+    quant_type type, atype;    /* weights, activations (vec_dot_type) */
+    int64_t M, N, K;
+    size_t w_row, a_row, s_row; /* bytes per row: weights, quantized activations, side */
+    uint8_t *aq;               /* [M][a_row] quantized activations, then [M][s_row] side */
+    quant_dot_fn dot;
+    quant_rows_fn rows;        /* NULL: one dot per output */
+    quant_gemm_fn gemm;        /* NULL: rows or dots */
+    quant_act_fn act;          /* NULL: the scalar quantizer */
+    int quant_here;            /* 1: the threads quantize the rows; 0: done before */
+    int bad;                   /* set when a row of x is not finite */
+} mm_job;
+
+/* 1 if the n floats at x are all finite (a branch-free pass the compiler can
+ * vectorize; the exact index is found later, on the error path only). */
+static int all_finite(const float *x, int64_t n) {
+    uint32_t acc = 0;
+    #pragma omp simd reduction(|:acc)
+    for (int64_t k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, x + k, 4);
+        acc |= ((u & 0x7f800000u) == 0x7f800000u);
+    }
+    return acc == 0;
+}
+
+/* [*lo, *hi) = part i of n items cut in parts near-equal contiguous pieces. */
+static void split(int64_t n, int parts, int i, int64_t *lo, int64_t *hi) {
+    *lo = n * i / parts;
+    *hi = n * (i + 1) / parts;
+}
+
+/* Quantizes activation rows [m0, m1) (and their side data); a row that is
+ * not finite sets j->bad instead. */
+static void mm_quantize(mm_job *j, int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) {
+        const float *xr = j->x + m * j->K;
+        if (!all_finite(xr, j->K)) {
+            #pragma omp atomic write
+            j->bad = 1;
+            continue;
+        }
+        uint8_t *ar = j->aq + (size_t)m * j->a_row;
+        if (j->act) j->act(xr, ar, j->K);
+        else quantize_unchecked(j->atype, xr, ar, j->K);
+        if (j->s_row)
+            quant_act_side_q8_0(ar, j->K, j->aq + (size_t)j->M * j->a_row + (size_t)m * j->s_row);
+    }
+}
+
+/* Thread tid of nth: quantizes its share of the activation rows (unless the
+ * caller did), waits for the others, then computes its block of y. Every
+ * y[m, n] is one kernel evaluation that equals quant_vec_dot, so the split
+ * cannot change it. */
+static void mm_thread(mm_job *j, int tid, int nth) {
+    if (j->aq && j->quant_here) {
+        int64_t m0, m1;
+        split(j->M, nth, tid, &m0, &m1);
+        mm_quantize(j, m0, m1);
+        #pragma omp barrier
+        int bad;
+        #pragma omp atomic read
+        bad = j->bad;
+        if (bad) return;
+    }
+    const uint8_t *ab = j->aq ? j->aq : (const uint8_t *)j->x;
+    const size_t a_stride = j->aq ? j->a_row : (size_t)j->K * sizeof(float);
+    if (j->gemm) {
+        /* panels of 16 weight rows; threads split the panels, and the
+         * activation rows too when there are fewer panels than threads */
+        const int64_t P = (j->N + 15) / 16;
+        const int tn = P < nth ? (int)P : nth, tm = nth / tn;
+        if (tid >= tn * tm) return;
+        int64_t p0, p1, m0, m1;
+        split(P, tn, tid % tn, &p0, &p1);
+        split(j->M, tm, tid / tn, &m0, &m1);
+        const int64_t n0 = 16 * p0, n1 = 16 * p1 < j->N ? 16 * p1 : j->N;
+        if (n1 <= n0 || m1 <= m0) return;
+        const uint8_t *side = j->s_row ? j->aq + (size_t)j->M * j->a_row + (size_t)m0 * j->s_row : NULL;
+        j->gemm(j->y + m0 * j->N + n0, j->N, j->w + (size_t)n0 * j->w_row, j->w_row, n1 - n0,
+                ab + (size_t)m0 * a_stride, a_stride, side, j->s_row, m1 - m0, j->K);
+        return;
+    }
+    int64_t n0, n1;
+    split(j->N, nth, tid, &n0, &n1);
+    if (j->rows) {
+        /* a slice of weight rows stays in cache for all the activation rows */
+        for (int64_t s0 = n0; s0 < n1; s0 += 64) {
+            const int64_t s1 = s0 + 64 < n1 ? s0 + 64 : n1;
+            for (int64_t m = 0; m < j->M; m++)
+                j->rows(j->y + m * j->N + s0, j->w + (size_t)s0 * j->w_row, j->w_row, s1 - s0,
+                        ab + (size_t)m * a_stride, j->K);
+        }
+        return;
+    }
+    for (int64_t n = n0; n < n1; n++) {
+        const uint8_t *wr = j->w + (size_t)n * j->w_row;
+        for (int64_t m = 0; m < j->M; m++)
+            j->y[m * j->N + n] = j->dot(j->K, wr, ab + (size_t)m * a_stride);
+    }
 }
 
 moe_status quant_matmul(float *y, const float *x, const void *w, quant_type type,
@@ -521,15 +717,14 @@ moe_status quant_matmul(float *y, const float *x, const void *w, quant_type type
         for (int64_t i = 0; i < M * N; i++) y[i] = 0.0f;
         return MOE_OK;
     }
-    const int64_t bad = first_nonfinite(x, M * K);
-    if (bad >= 0)
+    const quant_traits *t = &k_traits[type];
+    const size_t need = quant_matmul_work_size(type, M, K);
+    if (need == 0 && !all_finite(x, M * K)) { /* float weights: x is read as is */
+        const int64_t bad = first_nonfinite(x, M * K);
         return moe_err(err, MOE_ERR_NONFINITE, "quant_matmul: x[%lld, %lld] = %g is "
                        "not finite", (long long)(bad / K), (long long)(bad % K),
                        (double)x[bad]);
-
-    const quant_traits *t = &k_traits[type];
-    const size_t w_row = quant_row_size(type, K);
-    const size_t need = quant_matmul_work_size(type, M, K);
+    }
     void *owned = NULL;
     if (need > 0 && work == NULL) {
         owned = malloc(need);
@@ -541,33 +736,49 @@ moe_status quant_matmul(float *y, const float *x, const void *w, quant_type type
         return moe_err(err, MOE_ERR_ARG, "quant_matmul: work space of %zu bytes, "
                        "need quant_matmul_work_size = %zu", work_size, need);
     }
-    const size_t a_row = need > 0 ? need / (size_t)M : 0;
-    const int nt = n_threads > 0 ? n_threads :
+    const quant_kernels *kt = &k_levels[quant_level_best()];
+    mm_job j = {.y = y, .x = x, .w = (const uint8_t *)w, .type = type, .atype = t->vec_dot_type,
+                .M = M, .N = N, .K = K, .w_row = quant_row_size(type, K),
+                .aq = need > 0 ? (uint8_t *)work : NULL, .dot = kt->dot[type],
+                .rows = kt->rows[type]};
+    if (need > 0) {
+        j.a_row = quant_row_size(t->vec_dot_type, K);
+        j.s_row = quant_act_side_bytes(type, K);
+        j.act = t->vec_dot_type == QUANT_Q8_0 ? kt->act_q8_0 :
+                t->vec_dot_type == QUANT_Q8_K ? kt->act_q8_K : NULL;
+        /* the kernels index a panel's rows with 32-bit offsets */
+        if (M >= GEMM_MIN_ROWS && j.w_row <= (size_t)INT32_MAX / 16) j.gemm = kt->gemm[type];
+    } else if (j.w_row <= (size_t)INT32_MAX / 16) {
+        /* float weights: a level's kernel runs several sequential sums in
+         * lanes, which pays for any M */
+        j.gemm = kt->gemm[type];
+    }
+    int nt = n_threads > 0 ? n_threads :
 #ifdef _OPENMP
         omp_get_max_threads();
 #else
         1;
 #endif
-    (void)nt;
-
-    /* Quantize each activation row once; each row by one thread. */
-    if (need > 0) {
-        uint8_t *aq = (uint8_t *)work;
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t m = 0; m < M; m++)
-            quantize_unchecked(t->vec_dot_type, x + m * K, aq + (size_t)m * a_row, K);
-    }
-
-    /* Each y[m, n] is one quant_vec_dot, so the thread count cannot matter. */
-    const uint8_t *wb = (const uint8_t *)w;
-    const uint8_t *ab = need > 0 ? (const uint8_t *)work : (const uint8_t *)x;
-    const size_t a_stride = need > 0 ? a_row : (size_t)K * sizeof(float);
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const uint8_t *wr = wb + (size_t)n * w_row;
-        for (int64_t m = 0; m < M; m++)
-            y[m * N + n] = quant_vec_dot(type, K, wr, ab + (size_t)m * a_stride);
+    /* no more threads than there is work for: the decode case's rows alone */
+    const int64_t units = j.gemm ? (N + 15) / 16 * M : N;
+    if (units < nt) nt = (int)units;
+    /* a few rows are quantized here, which spares the threads a barrier */
+    j.quant_here = M > 2 && nt > 1;
+    if (j.aq && !j.quant_here) mm_quantize(&j, 0, M);
+    if (j.bad) {
+        /* reported below */
+    } else if (nt <= 1) {
+        mm_thread(&j, 0, 1);
+    } else {
+        #pragma omp parallel num_threads(nt)
+        mm_thread(&j, omp_get_thread_num(), omp_get_num_threads());
     }
     free(owned);
+    if (j.bad) {
+        const int64_t bad = first_nonfinite(x, M * K);
+        return moe_err(err, MOE_ERR_NONFINITE, "quant_matmul: x[%lld, %lld] = %g is "
+                       "not finite", (long long)(bad / K), (long long)(bad % K),
+                       (double)x[bad]);
+    }
     return MOE_OK;
 }

@@ -6,8 +6,10 @@
  * a row bit-exactly as ggml's reference does, a reference quantizer per type,
  * dot products of a quantized weight row with an activation row quantized to
  * the matching activation type, and a threaded matrix product over them.
- * Not for: SIMD (the scalar code here is the reference that SIMD kernels are
- * tested against), the IQ types, or reading GGUF files.
+ * The scalar code (quant.c, quant_k.c) is the reference; quant_vec_dot and
+ * quant_matmul run the fastest SIMD level this processor has (quant_simd.h),
+ * whose results are bitwise equal to it.
+ * Not for: the IQ types, or reading GGUF files.
  *
  * Byte layout. Every block is read as bytes: multi-byte fields (fp16 scales,
  * the 32-bit high-bit masks of Q5_0/Q5_1, the fp32 scale and int16 sums of
@@ -292,20 +294,26 @@ moe_status quant_quantize_row(quant_type type, const float *src, void *dst,
 
 /* Dot product of a weight row of `type` (n weights) with an activation row
  * already quantized to quant_get_traits(type)->vec_dot_type (a const float *
- * for F32/F16/BF16 weights). Integer sums inside each block, as ggml does.
+ * for F32/F16/BF16 weights). Integer sums inside each block, as ggml does,
+ * then the block's float formula, block after block; the SIMD kernels give
+ * the scalar reference's bits.
  * Programmer errors only: type must be valid and n a multiple of its block
  * size (checked with MOE_ASSERT). */
 float quant_vec_dot(quant_type type, int64_t n, const void *w_row,
                     const void *act_row);
 
-/* Bytes of work space quant_matmul needs for M activation rows of K. */
+/* Bytes of work space quant_matmul needs for M activation rows of K (the
+ * quantized rows, plus per-block sums and scales for Q8_0 activations). */
 size_t quant_matmul_work_size(quant_type type, int64_t M, int64_t K);
 
 /* y[M, N] = x[M, K] w^T, w[N, K] stored as N rows of `type`:
  *   y[m, n] = quant_vec_dot(type, K, row n of w, row m of x quantized once).
  * work: quant_matmul_work_size(type, M, K) bytes (any alignment), or NULL to
- * allocate it here. Threads: OpenMP over the rows of w, n_threads <= 0 uses
- * the OpenMP default; the result does not depend on the thread count.
+ * allocate it here. Threads: one OpenMP region; each thread quantizes a
+ * share of the rows of x, then takes a contiguous range of the rows of w (and
+ * of x too when w has few rows); n_threads <= 0 uses the OpenMP default. Each
+ * output is one kernel evaluation equal to quant_vec_dot, so the result does
+ * not depend on the thread count.
  * Fails on an unknown type, K not a multiple of the block size, negative
  * sizes, a too small work space, or a non-finite x. */
 moe_status quant_matmul(float *y, const float *x, const void *w, quant_type type,
