@@ -28,9 +28,11 @@ static inline float exp_vec(float x0) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits;
+    uint32_t bits;
     memcpy(&bits, &t, sizeof bits);            /* low mantissa bits hold n */
-    const int32_t e = (bits - 0x4B400000 + 127) * (1 << 23);
+    /* unsigned: a NaN x gives garbage bits here (the result is NaN anyway)
+     * and must not overflow a signed int */
+    const uint32_t e = (bits - 0x4B400000u + 127u) << 23;
     float s;
     memcpy(&s, &e, sizeof s);
     return x0 < -87.0f ? 0.0f : p * s; /* exp(-inf) = 0; NaN stays NaN */
