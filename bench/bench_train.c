@@ -81,11 +81,11 @@ static int run_one(const char *name, moe_train_config *c, int steps, int accum, 
             fprintf(stderr, "moe bench train: %s\n", err.msg);
             goto done;
         }
-        double t = cli_now() - t0;
+        const double t3 = cli_now(), t = t3 - t0, opt = t3 - t2;
         if (it > 0) {
             best = t < best ? t : best;
             fwd_best = fwd < fwd_best ? fwd : fwd_best;
-            opt_best = cli_now() - t2 < opt_best ? cli_now() - t2 : opt_best;
+            opt_best = opt < opt_best ? opt : opt_best;
             total += t;
         }
     }

@@ -213,6 +213,18 @@ AI int k4_summ(const uint8_t *bsums, uint64_t mn) {
     return hsum8(_mm256_madd_epi16(bs, mins_dup(mn)));
 }
 
+/* One Q4_K / Q5_K super-block's term, as the scalar dot_k4 forms it:
+ * d * isum - dmin * summ with d = da * d_w, dmin = da * dmin_w. */
+AI float k4_block(const __m512i *W, const uint8_t *wb, const uint8_t *ab, uint64_t sc,
+                  uint64_t mn, const __m512i *ctl) {
+    const int isum = k4_isum(W, (const int8_t *)(ab + 4), sc, ctl);
+    const int summ = k4_summ(ab + 260, mn);
+    const float da = rd_f32(ab);
+    const float d = da * h2f(wb);
+    const float dmin = da * h2f(wb + 2);
+    return d * (float)isum - dmin * (float)summ;
+}
+
 float quant_vnni_dot_q4_K(int64_t n, const void *wv, const void *av) {
     const uint8_t *w = wv, *a = av;
     const int64_t nb = n / QUANT_QK_K;
@@ -236,12 +248,7 @@ float quant_vnni_dot_q4_K(int64_t n, const void *wv, const void *av) {
             W[2 * h] = _mm512_shuffle_i64x2(lo, hi, 0x44);
             W[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, 0xee);
         }
-        const int isum = k4_isum(W, (const int8_t *)(ab + 4), sc, ctl);
-        const int summ = k4_summ(ab + 260, mn);
-        const float da = rd_f32(ab);
-        const float d = da * h2f(wb);
-        const float dmin = da * h2f(wb + 2);
-        sumf += d * (float)isum - dmin * (float)summ;
+        sumf += k4_block(W, wb, ab, sc, mn, ctl);
     }
     return sumf;
 }
@@ -275,12 +282,7 @@ float quant_vnni_dot_q5_K(int64_t n, const void *wv, const void *av) {
                 W[2 * h + s] = _mm512_or_si512(v, _mm512_slli_epi64(bit, 4));
             }
         }
-        const int isum = k4_isum(W, (const int8_t *)(ab + 4), sc, ctl);
-        const int summ = k4_summ(ab + 260, mn);
-        const float da = rd_f32(ab);
-        const float d = da * h2f(wb);
-        const float dmin = da * h2f(wb + 2);
-        sumf += d * (float)isum - dmin * (float)summ;
+        sumf += k4_block(W, wb, ab, sc, mn, ctl);
     }
     return sumf;
 }

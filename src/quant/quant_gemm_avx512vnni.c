@@ -259,6 +259,42 @@ AI void pack_q5_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
     pack_k4_scales(pk, wb, idx, k);
 }
 
+/* The K-quant tiles' two integer passes over one super-block, for mr
+ * activation rows (row r's Q8_K block at rows[r] + off):
+ * is[r] = sum over G groups of scale_g * (sum of T dword dot products of the
+ * group's unpacked weights p[T g + t] with its quants), scales at sc[g];
+ * bs[r] = sum of the 8 pair-of-bsum dot products with bw[0..7]. Exact in
+ * int32, so the order of the sums does not matter. */
+AI void k_isums(const int mr, const __m512i *p, const int G, const int T, const __m512i *sc,
+                const __m512i *bw, const uint8_t *const *rows, size_t off, __m512i *is,
+                __m512i *bs) {
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++) is[r] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++) {
+        __m512i s[MR];
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) s[r] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const __m512i wv = p[T * g + t];
+#pragma GCC unroll 16
+            for (int r = 0; r < mr; r++)
+                s[r] = _mm512_dpbusd_epi32(s[r], wv, bc(rows[r] + off + 4 + 4 * T * g + 4 * t));
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++)
+            is[r] = _mm512_add_epi32(is[r], _mm512_mullo_epi32(s[r], sc[g]));
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++) bs[r] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++)
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++)
+            bs[r] = _mm512_dpwssd_epi32(bs[r], bw[i], bc(rows[r] + off + 260 + 4 * i));
+}
+
 AI void tile_k4(const int mr, const __m512i *pk, int nblk, const uint8_t *const *rows,
                 const uint8_t *const *srows, int64_t b0, int64_t nb, __m512 *acc) {
     (void)srows;
@@ -267,31 +303,7 @@ AI void tile_k4(const int mr, const __m512i *pk, int nblk, const uint8_t *const 
         const __m512i *p = pk + b * K4_VEC;
         const size_t off = (size_t)(b0 + b) * Q8_K_BYTES;
         __m512i is[MR], sm[MR];
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; r++) is[r] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int g = 0; g < 8; g++) {
-            __m512i s[MR];
-#pragma GCC unroll 16
-            for (int r = 0; r < mr; r++) s[r] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-            for (int t = 0; t < 8; t++) {
-                const __m512i wv = p[8 * g + t];
-#pragma GCC unroll 16
-                for (int r = 0; r < mr; r++)
-                    s[r] = _mm512_dpbusd_epi32(s[r], wv, bc(rows[r] + off + 4 + 32 * g + 4 * t));
-            }
-#pragma GCC unroll 16
-            for (int r = 0; r < mr; r++)
-                is[r] = _mm512_add_epi32(is[r], _mm512_mullo_epi32(s[r], p[64 + g]));
-        }
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; r++) sm[r] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int g = 0; g < 8; g++)
-#pragma GCC unroll 16
-            for (int r = 0; r < mr; r++)
-                sm[r] = _mm512_dpwssd_epi32(sm[r], p[72 + g], bc(rows[r] + off + 260 + 4 * g));
+        k_isums(mr, p, 8, 8, p + 64, p + 72, rows, off, is, sm);
         const __m512 wd = _mm512_castsi512_ps(p[80]), wm = _mm512_castsi512_ps(p[81]);
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++) {
@@ -367,31 +379,7 @@ AI void tile_q6_K(const int mr, const __m512i *pk, int nblk, const uint8_t *cons
         const __m512i *p = pk + b * Q6_VEC;
         const size_t off = (size_t)(b0 + b) * Q8_K_BYTES;
         __m512i is[MR], cr[MR];
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; r++) is[r] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int g = 0; g < 16; g++) {
-            __m512i s[MR];
-#pragma GCC unroll 16
-            for (int r = 0; r < mr; r++) s[r] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-            for (int t = 0; t < 4; t++) {
-                const __m512i wv = p[4 * g + t];
-#pragma GCC unroll 16
-                for (int r = 0; r < mr; r++)
-                    s[r] = _mm512_dpbusd_epi32(s[r], wv, bc(rows[r] + off + 4 + 16 * g + 4 * t));
-            }
-#pragma GCC unroll 16
-            for (int r = 0; r < mr; r++)
-                is[r] = _mm512_add_epi32(is[r], _mm512_mullo_epi32(s[r], p[64 + g]));
-        }
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; r++) cr[r] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int i = 0; i < 8; i++)
-#pragma GCC unroll 16
-            for (int r = 0; r < mr; r++)
-                cr[r] = _mm512_dpwssd_epi32(cr[r], p[80 + i], bc(rows[r] + off + 260 + 4 * i));
+        k_isums(mr, p, 16, 4, p + 64, p + 80, rows, off, is, cr);
         const __m512 wd = _mm512_castsi512_ps(p[88]);
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++) {
