@@ -363,6 +363,31 @@ AI void pack_q4_K(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k) {
     pk[81] = _mm256_castps_si256(half8(_mm256_srli_epi32(dd, 16)));
 }
 
+/* The K-quant tiles' two integer passes over one super-block, for mr
+ * activation rows (row r's Q8_K block at rows[r] + off): is[r] = sum over G
+ * groups of T maddubs products of the unpacked weights p[T g + t] with the
+ * quants, weighted by the group's scale sc[g]; bs[r] = the 8 pair-of-bsum
+ * products with bw[0..7]. Exact in int32 (order-free). */
+AI void k_isums(const int mr, const __m256i *p, const int G, const int T, const __m256i *sc,
+                const __m256i *bw, const uint8_t *const *rows, size_t off, __m256i *is,
+                __m256i *bs) {
+#pragma GCC unroll 4
+    for (int r = 0; r < mr; r++) is[r] = bs[r] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+            for (int r = 0; r < mr; r++)
+                is[r] = _mm256_add_epi32(is[r], _mm256_madd_epi16(_mm256_maddubs_epi16(p[T * g + t],
+                    bc(rows[r] + off + 4 + 4 * T * g + 4 * t)), sc[g]));
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < mr; r++)
+            bs[r] = _mm256_add_epi32(bs[r], _mm256_madd_epi16(bw[i], bc(rows[r] + off + 260 + 4 * i)));
+}
+
 AI void tile_q4_K(const int mr, const __m256i *pk, int nblk, const uint8_t *const *rows,
                   const uint8_t *const *srows, int64_t b0, int64_t nb, __m256 *acc) {
     (void)srows;
@@ -371,21 +396,7 @@ AI void tile_q4_K(const int mr, const __m256i *pk, int nblk, const uint8_t *cons
         const __m256i *p = pk + b * K4_VEC;
         const size_t off = (size_t)(b0 + b) * Q8_K_BYTES;
         __m256i is[MR], sm[MR];
-#pragma GCC unroll 4
-        for (int r = 0; r < mr; r++) is[r] = sm[r] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            const __m256i sc = p[64 + g];
-#pragma GCC unroll 8
-            for (int t = 0; t < 8; t++)
-#pragma GCC unroll 4
-                for (int r = 0; r < mr; r++)
-                    is[r] = _mm256_add_epi32(is[r], _mm256_madd_epi16(_mm256_maddubs_epi16(p[8 * g + t],
-                        bc(rows[r] + off + 4 + 32 * g + 4 * t)), sc));
-#pragma GCC unroll 4
-            for (int r = 0; r < mr; r++)
-                sm[r] = _mm256_add_epi32(sm[r], _mm256_madd_epi16(p[72 + g], bc(rows[r] + off + 260 + 4 * g)));
-        }
+        k_isums(mr, p, 8, 8, p + 64, p + 72, rows, off, is, sm);
         const __m256 wd = _mm256_castsi256_ps(p[80]), wm = _mm256_castsi256_ps(p[81]);
 #pragma GCC unroll 4
         for (int r = 0; r < mr; r++) {
@@ -452,23 +463,7 @@ AI void tile_q6_K(const int mr, const __m256i *pk, int nblk, const uint8_t *cons
         const __m256i *p = pk + b * Q6_VEC;
         const size_t off = (size_t)(b0 + b) * Q8_K_BYTES;
         __m256i is[MR], cr[MR];
-#pragma GCC unroll 4
-        for (int r = 0; r < mr; r++) is[r] = cr[r] = _mm256_setzero_si256();
-#pragma GCC unroll 16
-        for (int g = 0; g < 16; g++) {
-            const __m256i sc = p[64 + g];
-#pragma GCC unroll 4
-            for (int t = 0; t < 4; t++)
-#pragma GCC unroll 4
-                for (int r = 0; r < mr; r++)
-                    is[r] = _mm256_add_epi32(is[r], _mm256_madd_epi16(_mm256_maddubs_epi16(p[4 * g + t],
-                        bc(rows[r] + off + 4 + 16 * g + 4 * t)), sc));
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++)
-#pragma GCC unroll 4
-            for (int r = 0; r < mr; r++)
-                cr[r] = _mm256_add_epi32(cr[r], _mm256_madd_epi16(p[80 + i], bc(rows[r] + off + 260 + 4 * i)));
+        k_isums(mr, p, 16, 4, p + 64, p + 80, rows, off, is, cr);
         const __m256 wd = _mm256_castsi256_ps(p[88]);
 #pragma GCC unroll 4
         for (int r = 0; r < mr; r++) {
