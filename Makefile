@@ -11,7 +11,7 @@ B       ?= build
 ARCH    ?= -march=native
 OPT     ?= -O2
 SAN     ?=
-CFLAGS_ALL = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp \
+CFLAGS_ALL = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp -fno-math-errno \
              -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SAN) $(CFLAGS)
 LDLIBS_ALL = -fopenmp -lm $(SAN) $(LDLIBS)
 # Files named *_avx512.c / *_avx512vnni.c / *_avx2.c hold SIMD kernels chosen

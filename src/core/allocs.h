@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bigalloc.h"
+
 typedef struct moe_allocs {
     void **p;  /* [cap] every buffer handed out */
     int n, cap;
@@ -23,10 +25,8 @@ static inline void *moe_allocs_get(moe_allocs *a, size_t bytes) {
         a->p = np;
         a->cap = cap;
     }
-    size_t b = bytes ? (bytes + 63) & ~(size_t)63 : 64;
-    void *q = aligned_alloc(64, b);
+    void *q = moe_big_zalloc(bytes);
     if (!q) return NULL;
-    memset(q, 0, b);
     a->p[a->n++] = q;
     return q;
 }

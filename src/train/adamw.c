@@ -6,9 +6,11 @@
  * with 64 experts per layer has hundreds of small tensors); the norm and the
  * update each run as one parallel loop over all blocks. */
 #include "moe.h"
+#include "core/bigalloc.h"
 #include "core/error.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,8 +70,8 @@ moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_c
     for (int i = 0; i < o->n_tensors; i++) {
         moe_tensor *t = &o->tensors[i];
         moe_model_tensor(model, i, t);
-        o->m[i] = calloc((size_t)t->n, sizeof(float));
-        o->v[i] = calloc((size_t)t->n, sizeof(float));
+        o->m[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
+        o->v[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
         if (!o->m[i] || !o->v[i]) goto nomem;
         o->n_blocks += (size_t)((t->n + NORM_BLOCK - 1) / NORM_BLOCK);
     }
@@ -99,9 +101,9 @@ float *moe_adamw_moment(moe_adamw *o, int i, int which) {
 }
 
 /* The global L2 norm of every gradient, in double, summed block by block. */
-static double grad_norm(moe_adamw *o) {
+static double grad_norm(moe_adamw *o, int nt) {
     const int64_t nb = (int64_t)o->n_blocks;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t b = 0; b < nb; b++) {
         const struct adamw_block *k = &o->blocks[b];
         const float *g = o->tensors[k->tensor].grad;
@@ -121,7 +123,10 @@ static double grad_norm(moe_adamw *o) {
 
 moe_status moe_adamw_step(moe_adamw *o, float lr, float *norm_out, moe_error *err) {
     const moe_adamw_config *c = &o->cfg;
-    double norm = grad_norm(o);
+    /* the model's thread count (<= 0: the OpenMP default) */
+    const int cnt = moe_model_get_config(o->model)->n_threads;
+    const int nt = cnt > 0 ? cnt : omp_get_max_threads();
+    double norm = grad_norm(o, nt);
     if (norm_out) *norm_out = (float)norm;
     if (!isfinite(norm))
         return moe_err(err, MOE_ERR_NONFINITE, "adamw: the gradient norm is %g (a NaN or Inf gradient); "
@@ -140,7 +145,7 @@ moe_status moe_adamw_step(moe_adamw *o, float lr, float *norm_out, moe_error *er
     const float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
     const float wd = lr * c->weight_decay;
     const int64_t nb = (int64_t)o->n_blocks;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t b = 0; b < nb; b++) {
         const struct adamw_block *k = &o->blocks[b];
         const moe_tensor *t = &o->tensors[k->tensor];
