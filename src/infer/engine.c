@@ -40,7 +40,7 @@ void moe_infer_close(moe_infer *m) {
     free(m->att); free(m->r_logits); free(m->sel); free(m->sel_w); free(m->picked);
     free(m->e_count); free(m->e_off); free(m->e_row); free(m->e_w);
     free(m->t_slot); free(m->t_fill);
-    free(m->xg); free(m->hg); free(m->hu); free(m->yo);
+    free(m->xg); free(m->hg); free(m->hu); free(m->yo); free(m->mm);
     free(m->work);
     free(m);
 }
@@ -72,10 +72,14 @@ moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err) {
     return MOE_OK;
 }
 
-/* The largest quant_matmul work space any product of the model needs. */
-static void work_need(size_t *need, const arch_mat *w, int64_t M) {
-    if (!w->data) return;
-    const size_t s = quant_matmul_work_size(w->type, M, w->cols);
+/* *need = the larger of *need and the work space of a batch of the products
+ * of w, w2, w3 (NULL or without data: absent) over M rows each. */
+static void work_need(size_t *need, const arch_mat *w, int64_t M, const arch_mat *w2,
+                      const arch_mat *w3) {
+    const arch_mat *ws[3] = {w, w2, w3};
+    size_t s = 0;
+    for (int i = 0; i < 3; i++)
+        if (ws[i] && ws[i]->data) s += quant_matmul_work_size(ws[i]->type, M, ws[i]->cols);
     if (s > *need) *need = s;
 }
 
@@ -147,21 +151,29 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
          alloc0(&m->xg, R, d * sizeof(float), &total) &&
          alloc0(&m->hg, R, ff * sizeof(float), &total) &&
          alloc0(&m->hu, R, ff * sizeof(float), &total) &&
-         alloc0(&m->yo, R, d * sizeof(float), &total);
+         alloc0(&m->yo, R, d * sizeof(float), &total) &&
+         alloc0(&m->mm, 2 * E + 3, sizeof(quant_mm), &total);
     if (!ok)
         return moe_err(err, MOE_ERR_NOMEM, "%s: scratch buffers for max_batch %d (about %.1f "
                        "MiB)", path, m->max_batch, total / 1048576.0);
 
+    /* the batches (forward.c, moe_ffn.c): q k v, gate up, and an expert
+     * wave's gate up (down) over up to R distinct rows; the sum of the
+     * members' needs bounds a batch's (shared activations only lower it) */
     size_t need = 0;
     const int64_t M = m->max_batch;
-    work_need(&need, &m->am.output, M);
+    work_need(&need, &m->am.output, M, NULL, NULL);
     for (int l = 0; l < hp->n_layers; l++) {
         const arch_layer *ly = &m->am.layers[l];
-        const arch_mat *w[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->ffn_gate, &ly->ffn_up,
-                               &ly->ffn_down, &ly->gate_inp, &ly->gate_exps, &ly->up_exps,
-                               &ly->down_exps, &ly->gate_shexp, &ly->up_shexp,
-                               &ly->down_shexp};
-        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) work_need(&need, w[i], M);
+        work_need(&need, &ly->wq, M, &ly->wk, &ly->wv);
+        work_need(&need, &ly->wo, M, NULL, NULL);
+        work_need(&need, &ly->ffn_gate, M, &ly->ffn_up, NULL);
+        work_need(&need, &ly->ffn_down, M, NULL, NULL);
+        work_need(&need, &ly->gate_inp, M, NULL, NULL);
+        work_need(&need, &ly->gate_exps, R, &ly->up_exps, NULL);
+        work_need(&need, &ly->down_exps, R, NULL, NULL);
+        work_need(&need, &ly->gate_shexp, M, &ly->up_shexp, NULL);
+        work_need(&need, &ly->down_shexp, M, NULL, NULL);
     }
     if (need > 0 && !(m->work = malloc(need)))
         return moe_err(err, MOE_ERR_NOMEM, "%s: %zu bytes of matmul work space", path, need);

@@ -67,13 +67,21 @@ struct moe_infer {
     float *xg;                 /* [R, d] gathered rows of a wave of experts */
     float *hg, *hu;            /* [R, ff_max] gate and up activations */
     float *yo;                 /* [R, d] expert (or the shared expert's) outputs */
-    void *work;                /* quant_matmul work space */
+    quant_mm *mm;              /* [2 E + 3] the products of one batched call */
+    void *work;                /* quant_matmul(_batch) work space */
     size_t work_size;
 };
 
 /* y[M, rows] = x[M, cols] w_i^T for matrix i of the stack w. */
 moe_status infer_matmul(moe_infer *m, float *y, const float *x, const arch_mat *w,
                         int64_t i, int64_t M, moe_error *err);
+
+/* The product y[M, rows] = x[M, cols] w_i^T as one entry of a batch. */
+quant_mm infer_mm(float *y, const float *x, const arch_mat *w, int64_t i, int64_t M);
+
+/* The n products p in one parallel region (quant_matmul_batch): at decode a
+ * layer's products pay one fork and join per batch, not one each. */
+moe_status infer_matmul_batch(moe_infer *m, const quant_mm *p, int n, moe_error *err);
 
 /* Row loops: fn(ctx, r0, r1) over row ranges covering [0, n), rows of
  * row_len floats; on the calling thread when the work is small or there is

@@ -34,6 +34,15 @@ moe_status infer_matmul(moe_infer *m, float *y, const float *x, const arch_mat *
                         w->cols, m->n_threads, m->work, m->work_size, err);
 }
 
+quant_mm infer_mm(float *y, const float *x, const arch_mat *w, int64_t i, int64_t M) {
+    return (quant_mm){.y = y, .x = x, .w = w->data + (size_t)i * w->mat_bytes, .type = w->type,
+                      .M = M, .N = w->rows, .K = w->cols};
+}
+
+moe_status infer_matmul_batch(moe_infer *m, const quant_mm *p, int n, moe_error *err) {
+    return quant_matmul_batch(p, n, m->n_threads, m->work, m->work_size, err);
+}
+
 /* ------------------------------------------------------------ row loops */
 
 /* Elements a row loop needs before it is split across threads: below, a
@@ -245,9 +254,10 @@ static moe_status attn_block(moe_infer *m, int l, int n, int pos, moe_error *err
     const int H = hp->n_heads, Hkv = hp->n_kv_heads, hd = hp->head_dim;
     const int qw = H * hd, kvw = Hkv * hd;
     moe_status st;
-    if ((st = infer_matmul(m, m->q, m->xn, &ly->wq, 0, n, err)) != MOE_OK) return st;
-    if ((st = infer_matmul(m, m->k, m->xn, &ly->wk, 0, n, err)) != MOE_OK) return st;
-    if ((st = infer_matmul(m, m->v, m->xn, &ly->wv, 0, n, err)) != MOE_OK) return st;
+    const quant_mm qkv[3] = {infer_mm(m->q, m->xn, &ly->wq, 0, n),
+                             infer_mm(m->k, m->xn, &ly->wk, 0, n),
+                             infer_mm(m->v, m->xn, &ly->wv, 0, n)};
+    if ((st = infer_matmul_batch(m, qkv, 3, err)) != MOE_OK) return st;
     add_bias(m->q, ly->bq, n, qw);
     add_bias(m->k, ly->bk, n, kvw);
     add_bias(m->v, ly->bv, n, kvw);

@@ -58,8 +58,8 @@ static moe_status swiglu(moe_infer *m, float *out, const float *xn, int n,
                          moe_error *err) {
     const int64_t ff = gate->rows, d = down->rows;
     moe_status st;
-    if ((st = infer_matmul(m, m->hg, xn, gate, e, n, err)) != MOE_OK) return st;
-    if ((st = infer_matmul(m, m->hu, xn, up, e, n, err)) != MOE_OK) return st;
+    const quant_mm gu[2] = {infer_mm(m->hg, xn, gate, e, n), infer_mm(m->hu, xn, up, e, n)};
+    if ((st = infer_matmul_batch(m, gu, 2, err)) != MOE_OK) return st;
     act_ctx c = {m->hg, m->hu, bg, bu, ff};
     infer_for_rows(m, n, (size_t)ff, act_rows, &c);
     if ((st = infer_matmul(m, out, m->hg, down, e, n, err)) != MOE_OK) return st;
@@ -232,24 +232,27 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
         if (s1 == s0) continue;
         gather_ctx gc = {m->xg, xn, m->e_row + s0, d};
         infer_for_rows(m, s1 - s0, (size_t)d, gather_rows, &gc);
+        /* the wave's gate and up products in one batch (an expert's two
+         * share its quantized rows), then its down products in another */
+        int np = 0;
         for (int e = e0; e < e1; e++) {
             const int c = m->e_count[e], r = m->e_off[e] - s0;
             if (c == 0) continue;
             const float *xe = m->xg + (size_t)r * d;
-            st = infer_matmul(m, m->hg + (size_t)r * ff, xe, &ly->gate_exps, e, c, err);
-            if (st == MOE_OK)
-                st = infer_matmul(m, m->hu + (size_t)r * ff, xe, &ly->up_exps, e, c, err);
-            if (st != MOE_OK) return st;
+            m->mm[np++] = infer_mm(m->hg + (size_t)r * ff, xe, &ly->gate_exps, e, c);
+            m->mm[np++] = infer_mm(m->hu + (size_t)r * ff, xe, &ly->up_exps, e, c);
         }
+        if ((st = infer_matmul_batch(m, m->mm, np, err)) != MOE_OK) return st;
         act_ctx ac = {m->hg, m->hu, NULL, NULL, ff};
         infer_for_rows(m, s1 - s0, (size_t)ff, act_rows, &ac);
+        np = 0;
         for (int e = e0; e < e1; e++) {
             const int c = m->e_count[e], r = m->e_off[e] - s0;
             if (c == 0) continue;
-            st = infer_matmul(m, m->yo + (size_t)r * d, m->hg + (size_t)r * ff, &ly->down_exps,
-                              e, c, err);
-            if (st != MOE_OK) return st;
+            m->mm[np++] = infer_mm(m->yo + (size_t)r * d, m->hg + (size_t)r * ff, &ly->down_exps,
+                                   e, c);
         }
+        if ((st = infer_matmul_batch(m, m->mm, np, err)) != MOE_OK) return st;
         scatter_ctx sc = {y, m->yo, m->t_slot, m->e_w, k, s0, s1, d};
         infer_for_rows(m, n, (size_t)d, scatter_rows, &sc);
     }

@@ -1,7 +1,7 @@
 /* quant.c: type traits, F32/F16/BF16 and the 32-weight block types (Q4_0,
- * Q4_1, Q5_0, Q5_1, Q8_0, Q8_1), the per-type dispatch, the table of kernel
- * levels (scalar, AVX2, AVX-512 VNNI) chosen at run time, and the threaded
- * quantized matrix product. The K types live in quant_k.c.
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q8_1), the per-type dispatch and the table of
+ * kernel levels (scalar, AVX2, AVX-512 VNNI) chosen at run time. The K types
+ * live in quant_k.c, the threaded matrix products in quant_matmul.c.
  *
  * Not for: SIMD code (quant_avx2.c, quant_avx512vnni.c; quant_simd.h says
  * how they are chosen). Everything else here is the scalar reference; the
@@ -15,12 +15,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static int omp_get_thread_num(void) { return 0; }
-static int omp_get_num_threads(void) { return 1; }
-#endif
 
 #include "core/error.h"
 #include "quant/quant_simd.h"
@@ -426,8 +420,8 @@ moe_status quant_dequantize_row(quant_type type, const void *src, float *dst,
     return MOE_OK;
 }
 
-/* The quantizer without checks (n valid, src finite for block types). */
-static void quantize_unchecked(quant_type type, const float *src, void *dst, int64_t n) {
+/* The quantizer without checks (quant_simd.h). */
+void quant_quantize_unchecked(quant_type type, const float *src, void *dst, int64_t n) {
     uint8_t *d = (uint8_t *)dst;
     const int64_t nb32 = n / QUANT_QK;
     switch (type) {
@@ -452,7 +446,7 @@ static void quantize_unchecked(quant_type type, const float *src, void *dst, int
     case QUANT_Q5_K: quant_quant_q5_K(src, dst, n); break;
     case QUANT_Q6_K: quant_quant_q6_K(src, dst, n); break;
     case QUANT_Q8_K: quant_quant_q8_K(src, dst, n); break;
-    default: MOE_ASSERT(0 && "quantize_unchecked: invalid type");
+    default: MOE_ASSERT(0 && "quant_quantize_unchecked: invalid type");
     }
 }
 
@@ -475,7 +469,7 @@ moe_status quant_quantize_row(quant_type type, const float *src, void *dst,
                            "(%s needs finite input)", (long long)bad,
                            (double)src[bad], k_traits[type].name);
     }
-    quantize_unchecked(type, src, dst, n);
+    quant_quantize_unchecked(type, src, dst, n);
     return MOE_OK;
 }
 
@@ -581,204 +575,4 @@ float quant_vec_dot(quant_type type, int64_t n, const void *w_row, const void *a
     MOE_ASSERT(t != NULL);
     MOE_ASSERT(n >= 0 && n % t->block_size == 0);
     return k_levels[quant_level_best()].dot[type](n, w_row, act_row);
-}
-
-/* ----------------------------------------------------------------- matmul */
-
-size_t quant_matmul_work_size(quant_type type, int64_t M, int64_t K) {
-    const quant_traits *t = quant_get_traits(type);
-    if (!t || M <= 0 || K <= 0 || !t->is_quantized) return 0;
-    const quant_traits *a = &k_traits[t->vec_dot_type];
-    if (K % a->block_size != 0) return 0;
-    return (size_t)M * (quant_row_size(t->vec_dot_type, K) + quant_act_side_bytes(type, K));
-}
-
-/* From this many activation rows on, a level's multi-row kernel (which
- * unpacks each weight block once per panel of 16 rows) beats one dot per
- * output. */
-#define GEMM_MIN_ROWS 3
-
-/* Everything one quant_matmul call shares with its threads. */
-typedef struct mm_job {
-    float *y;                  /* [M, N] */
-    const float *x;            /* [M, K] */
-    const uint8_t *w;          /* N rows of w_row bytes */
-    quant_type type, atype;    /* weights, activations (vec_dot_type) */
-    int64_t M, N, K;
-    size_t w_row, a_row, s_row; /* bytes per row: weights, quantized activations, side */
-    uint8_t *aq;               /* [M][a_row] quantized activations, then [M][s_row] side */
-    quant_dot_fn dot;
-    quant_rows_fn rows;        /* NULL: one dot per output */
-    quant_gemm_fn gemm;        /* NULL: rows or dots */
-    quant_act_fn act;          /* NULL: the scalar quantizer */
-    int quant_here;            /* 1: the threads quantize the rows; 0: done before */
-    int bad;                   /* set when a row of x is not finite */
-} mm_job;
-
-/* 1 if the n floats at x are all finite (a branch-free pass the compiler can
- * vectorize; the exact index is found later, on the error path only). */
-static int all_finite(const float *x, int64_t n) {
-    uint32_t acc = 0;
-    #pragma omp simd reduction(|:acc)
-    for (int64_t k = 0; k < n; k++) {
-        uint32_t u;
-        memcpy(&u, x + k, 4);
-        acc |= ((u & 0x7f800000u) == 0x7f800000u);
-    }
-    return acc == 0;
-}
-
-/* [*lo, *hi) = part i of n items cut in parts near-equal contiguous pieces. */
-static void split(int64_t n, int parts, int i, int64_t *lo, int64_t *hi) {
-    *lo = n * i / parts;
-    *hi = n * (i + 1) / parts;
-}
-
-/* Quantizes activation rows [m0, m1) (and their side data); a row that is
- * not finite sets j->bad instead. */
-static void mm_quantize(mm_job *j, int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; m++) {
-        const float *xr = j->x + m * j->K;
-        if (!all_finite(xr, j->K)) {
-            #pragma omp atomic write
-            j->bad = 1;
-            continue;
-        }
-        uint8_t *ar = j->aq + (size_t)m * j->a_row;
-        if (j->act) j->act(xr, ar, j->K);
-        else quantize_unchecked(j->atype, xr, ar, j->K);
-        if (j->s_row)
-            quant_act_side_q8_0(ar, j->K, j->aq + (size_t)j->M * j->a_row + (size_t)m * j->s_row);
-    }
-}
-
-/* Thread tid of nth: quantizes its share of the activation rows (unless the
- * caller did), waits for the others, then computes its block of y. Every
- * y[m, n] is one kernel evaluation that equals quant_vec_dot, so the split
- * cannot change it. */
-static void mm_thread(mm_job *j, int tid, int nth) {
-    if (j->aq && j->quant_here) {
-        int64_t m0, m1;
-        split(j->M, nth, tid, &m0, &m1);
-        mm_quantize(j, m0, m1);
-        #pragma omp barrier
-        int bad;
-        #pragma omp atomic read
-        bad = j->bad;
-        if (bad) return;
-    }
-    const uint8_t *ab = j->aq ? j->aq : (const uint8_t *)j->x;
-    const size_t a_stride = j->aq ? j->a_row : (size_t)j->K * sizeof(float);
-    if (j->gemm) {
-        /* panels of 16 weight rows; threads split the panels, and the
-         * activation rows too when there are fewer panels than threads */
-        const int64_t P = (j->N + 15) / 16;
-        const int tn = P < nth ? (int)P : nth, tm = nth / tn;
-        if (tid >= tn * tm) return;
-        int64_t p0, p1, m0, m1;
-        split(P, tn, tid % tn, &p0, &p1);
-        split(j->M, tm, tid / tn, &m0, &m1);
-        const int64_t n0 = 16 * p0, n1 = 16 * p1 < j->N ? 16 * p1 : j->N;
-        if (n1 <= n0 || m1 <= m0) return;
-        const uint8_t *side = j->s_row ? j->aq + (size_t)j->M * j->a_row + (size_t)m0 * j->s_row : NULL;
-        j->gemm(j->y + m0 * j->N + n0, j->N, j->w + (size_t)n0 * j->w_row, j->w_row, n1 - n0,
-                ab + (size_t)m0 * a_stride, a_stride, side, j->s_row, m1 - m0, j->K);
-        return;
-    }
-    int64_t n0, n1;
-    split(j->N, nth, tid, &n0, &n1);
-    if (j->rows) {
-        /* a slice of weight rows stays in cache for all the activation rows */
-        for (int64_t s0 = n0; s0 < n1; s0 += 64) {
-            const int64_t s1 = s0 + 64 < n1 ? s0 + 64 : n1;
-            for (int64_t m = 0; m < j->M; m++)
-                j->rows(j->y + m * j->N + s0, j->w + (size_t)s0 * j->w_row, j->w_row, s1 - s0,
-                        ab + (size_t)m * a_stride, j->K);
-        }
-        return;
-    }
-    for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *wr = j->w + (size_t)n * j->w_row;
-        for (int64_t m = 0; m < j->M; m++)
-            j->y[m * j->N + n] = j->dot(j->K, wr, ab + (size_t)m * a_stride);
-    }
-}
-
-moe_status quant_matmul(float *y, const float *x, const void *w, quant_type type,
-                        int64_t M, int64_t N, int64_t K, int n_threads,
-                        void *work, size_t work_size, moe_error *err) {
-    moe_status st = quant_check_row(type, K, "quant_matmul (K, the row length of w)", err);
-    if (st != MOE_OK) return st;
-    if (M < 0 || N < 0)
-        return moe_err(err, MOE_ERR_SHAPE, "quant_matmul: M = %lld, N = %lld "
-                       "(expected >= 0)", (long long)M, (long long)N);
-    if (M == 0 || N == 0) return MOE_OK;
-    if (K == 0) {
-        for (int64_t i = 0; i < M * N; i++) y[i] = 0.0f;
-        return MOE_OK;
-    }
-    const quant_traits *t = &k_traits[type];
-    const size_t need = quant_matmul_work_size(type, M, K);
-    if (need == 0 && !all_finite(x, M * K)) { /* float weights: x is read as is */
-        const int64_t bad = first_nonfinite(x, M * K);
-        return moe_err(err, MOE_ERR_NONFINITE, "quant_matmul: x[%lld, %lld] = %g is "
-                       "not finite", (long long)(bad / K), (long long)(bad % K),
-                       (double)x[bad]);
-    }
-    void *owned = NULL;
-    if (need > 0 && work == NULL) {
-        owned = malloc(need);
-        if (!owned)
-            return moe_err(err, MOE_ERR_NOMEM, "quant_matmul: %zu bytes of work "
-                           "space for %lld activation rows", need, (long long)M);
-        work = owned;
-    } else if (need > work_size) {
-        return moe_err(err, MOE_ERR_ARG, "quant_matmul: work space of %zu bytes, "
-                       "need quant_matmul_work_size = %zu", work_size, need);
-    }
-    const quant_kernels *kt = &k_levels[quant_level_best()];
-    mm_job j = {.y = y, .x = x, .w = (const uint8_t *)w, .type = type, .atype = t->vec_dot_type,
-                .M = M, .N = N, .K = K, .w_row = quant_row_size(type, K),
-                .aq = need > 0 ? (uint8_t *)work : NULL, .dot = kt->dot[type],
-                .rows = kt->rows[type]};
-    if (need > 0) {
-        j.a_row = quant_row_size(t->vec_dot_type, K);
-        j.s_row = quant_act_side_bytes(type, K);
-        j.act = t->vec_dot_type == QUANT_Q8_0 ? kt->act_q8_0 :
-                t->vec_dot_type == QUANT_Q8_K ? kt->act_q8_K : NULL;
-        /* the kernels index a panel's rows with 32-bit offsets */
-        if (M >= GEMM_MIN_ROWS && j.w_row <= (size_t)INT32_MAX / 16) j.gemm = kt->gemm[type];
-    } else if (j.w_row <= (size_t)INT32_MAX / 16) {
-        /* float weights: a level's kernel runs several sequential sums in
-         * lanes, which pays for any M */
-        j.gemm = kt->gemm[type];
-    }
-    int nt = n_threads > 0 ? n_threads :
-#ifdef _OPENMP
-        omp_get_max_threads();
-#else
-        1;
-#endif
-    /* no more threads than there is work for: the decode case's rows alone */
-    const int64_t units = j.gemm ? (N + 15) / 16 * M : N;
-    if (units < nt) nt = (int)units;
-    /* a few rows are quantized here, which spares the threads a barrier */
-    j.quant_here = M > 2 && nt > 1;
-    if (j.aq && !j.quant_here) mm_quantize(&j, 0, M);
-    if (j.bad) {
-        /* reported below */
-    } else if (nt <= 1) {
-        mm_thread(&j, 0, 1);
-    } else {
-        #pragma omp parallel num_threads(nt)
-        mm_thread(&j, omp_get_thread_num(), omp_get_num_threads());
-    }
-    free(owned);
-    if (j.bad) {
-        const int64_t bad = first_nonfinite(x, M * K);
-        return moe_err(err, MOE_ERR_NONFINITE, "quant_matmul: x[%lld, %lld] = %g is "
-                       "not finite", (long long)(bad / K), (long long)(bad % K),
-                       (double)x[bad]);
-    }
-    return MOE_OK;
 }

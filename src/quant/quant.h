@@ -320,6 +320,31 @@ moe_status quant_matmul(float *y, const float *x, const void *w, quant_type type
                         int64_t M, int64_t N, int64_t K, int n_threads,
                         void *work, size_t work_size, moe_error *err);
 
+/* One product of a batch: y[M, N] = x[M, K] w^T, as quant_matmul's
+ * arguments. */
+typedef struct quant_mm {
+    float *y;
+    const float *x;
+    const void *w;
+    quant_type type;
+    int64_t M, N, K;
+} quant_mm;
+
+/* Bytes of work space quant_matmul_batch needs: the quantized rows of each
+ * distinct activation (products with the same x, M, K and activation type
+ * share them). */
+size_t quant_matmul_batch_work_size(const quant_mm *p, int n);
+
+/* The n products p[0 .. n-1], each exactly as quant_matmul computes it
+ * (bitwise), in one OpenMP region: the threads quantize the distinct
+ * activations, meet once, then run the products one after the other with
+ * no barrier between them, each split across all threads. No y may overlap
+ * any x or another y. work: quant_matmul_batch_work_size bytes or NULL.
+ * Fails as quant_matmul does, naming the product ("product i"); on a failure
+ * the outputs are unspecified. */
+moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *work,
+                              size_t work_size, moe_error *err);
+
 /* ------------------------------------- per-type kernels (src/quant only) */
 
 /* K-quant kernels in quant_k.c; n is a multiple of QUANT_QK_K. */

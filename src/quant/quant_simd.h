@@ -79,6 +79,10 @@ int quant_level_supported(int level);
 /* The fastest supported level. */
 int quant_level_best(void);
 
+/* The scalar quantizer of `type` without checks: n a multiple of the block
+ * size, src finite for the block types (quant_quantize_row checks both). */
+void quant_quantize_unchecked(quant_type type, const float *src, void *dst, int64_t n);
+
 /* The kernels of a level; NULL for a bad id or a level this build lacks
  * (non-x86). The table of a level the processor lacks exists but must not
  * be called. */
