@@ -1,5 +1,6 @@
 /* bigalloc.h: zeroed buffers for large arrays (internal), backed by
- * transparent huge pages where the system offers them.
+ * transparent huge pages where the system offers them, and their clearing
+ * on several threads.
  *
  * For: parameters, gradients, optimizer moments and activations: arrays of
  * megabytes that are streamed every step. A 2 MiB page needs one TLB entry
@@ -17,5 +18,9 @@
 /* A zeroed buffer of `bytes` (at least 64), aligned to 64 bytes (to 2 MiB
  * from 2 MiB on); NULL when out of memory. */
 void *moe_big_zalloc(size_t bytes);
+
+/* p[0 .. n-1] = 0 on n_threads threads (<= 0: the OpenMP default): one core
+ * alone does not reach the memory's write bandwidth. */
+void moe_big_zero(float *p, size_t n, int n_threads);
 
 #endif

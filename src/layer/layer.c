@@ -4,6 +4,7 @@
  * Not here: the arithmetic of any stage (router.c, plan.c, experts.c).
  */
 #include "layer/layer.h"
+#include "core/bigalloc.h"
 #include "core/rng.h"
 #include "kernels/gemm.h"
 
@@ -291,7 +292,7 @@ const char *moe_layer_errmsg(const moe_layer *L) { return L ? L->err.msg : "laye
 moe_layer_weights moe_layer_params(moe_layer *L) { return L->w; }
 moe_layer_weights moe_layer_grads(moe_layer *L) { return L->g; }
 size_t moe_layer_param_count(const moe_layer *L) { return L->n_params; }
-void moe_layer_zero_grads(moe_layer *L) { memset(L->grad_buf, 0, sizeof(float) * L->n_params); }
+void moe_layer_zero_grads(moe_layer *L) { moe_big_zero(L->grad_buf, L->n_params, L->cfg.n_threads); }
 void moe_layer_set_threads(moe_layer *L, int n_threads) { L->cfg.n_threads = n_threads; }
 const moe_route_stats *moe_layer_stats(const moe_layer *L) { return &L->stats; }
 const moe_layer_profile *moe_layer_get_profile(const moe_layer *L) { return &L->prof; }

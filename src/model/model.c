@@ -3,6 +3,7 @@
  * Not for: the forward and backward passes (model_pass.c) or the
  * configuration rules (model_config.c). */
 #include "model/model.h"
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/attention.h"
@@ -299,7 +300,7 @@ void moe_model_init_params(moe_model *m, uint64_t seed) {
 }
 
 void moe_model_zero_grads(moe_model *m) {
-    memset(m->grads, 0, m->n_params * sizeof(float));
+    moe_big_zero(m->grads, m->n_params, m->n_threads);
     for (int l = 0; l < m->cfg.n_layers; l++)
         if (m->blocks[l].moe) moe_layer_zero_grads(m->blocks[l].moe);
 }
