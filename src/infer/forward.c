@@ -6,8 +6,9 @@
  * query attention handed to the kernels of attn.h in groups of rows), the
  * layer loop, the output head, and the row loops (infer_for_rows) that
  * split elementwise work across threads for long chunks only: decode runs
- * it on the calling thread, so its parallel regions are quant_matmul's and
- * attention's over a cache of more than ~32 positions.
+ * it on the calling thread, so its parallel regions are the batched products'
+ * (q, k, v in one quant_matmul_batch) and attention's over a cache of more
+ * than ~32 positions.
  * Not for: the feed-forward blocks (moe_ffn.c) or argument checks
  * (engine.c, which calls infer_forward with valid input).
  *

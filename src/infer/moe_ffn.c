@@ -18,7 +18,9 @@
  * order, so the result does not depend on how the tokens were batched.
  * Experts go in waves that fit the scratch (all of them at the model's
  * top_k): one gather, one activation and one scatter per wave, each split
- * across threads by rows (tokens for the scatter) when the chunk is long.
+ * across threads by rows (tokens for the scatter) when the chunk is long,
+ * and the wave's gate and up products in one quant_matmul_batch, its down
+ * products in another (one parallel region each).
  */
 #include <math.h>
 #include <string.h>
