@@ -15,8 +15,9 @@
 
 #include <stddef.h>
 
-/* A zeroed buffer of `bytes` (at least 64), aligned to 64 bytes (to 2 MiB
- * from 2 MiB on); NULL when out of memory. */
+/* A zeroed buffer of `bytes` (at least 64), aligned to 64 bytes; from 2 MiB
+ * on, aligned to 2 MiB and rounded up to a multiple of it (at most 2 MiB
+ * more memory per buffer). NULL when out of memory. */
 void *moe_big_zalloc(size_t bytes);
 
 /* p[0 .. n-1] = 0 on n_threads threads (<= 0: the OpenMP default): one core
