@@ -121,9 +121,15 @@ AI void pack_q8_0(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
     pk[8] = _mm512_castps_si512(half_lanes(gat(idx, k, wb), 0));
 }
 
-/* side row: int32 sum of each activation block, then its scale as fp32 */
-AI void tile_q8_0(const int mr, const __m512i *pk, int nblk, const uint8_t *const *rows,
-                  const uint8_t *const *srows, int64_t b0, int64_t nb, __m512 *acc) {
+/* The tile of the types whose activations are Q8_0 (side row: int32 sum of
+ * each activation block, then its scale as fp32): the weights were packed as
+ * unsigned bytes q + off, so sumi = sum (q + off) a - off * asum, then the
+ * float term in the scalar dot's order: (sumi * wd) * ad when wd_first
+ * (dot_q4_0), else sumi * (wd * ad) (dot_q8_0). off and wd_first are
+ * constants of each caller, folded by the inlining. */
+AI void tile_q8act(const int mr, const int off, const int wd_first, const __m512i *pk, int nblk,
+                   const uint8_t *const *rows, const uint8_t *const *srows, int64_t b0, int64_t nb,
+                   __m512 *acc) {
     for (int b = 0; b < nblk; b++) {
         const __m512i *p = pk + b * Q8_0_VEC;
         const int64_t blk = b0 + b;
@@ -139,12 +145,19 @@ AI void tile_q8_0(const int mr, const __m512i *pk, int nblk, const uint8_t *cons
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++) {
             const int32_t asum = rd_i32(srows[r] + 4 * blk);
-            const float ad = rd_f32(srows[r] + 4 * (nb + blk));
-            const __m512i sumi = _mm512_sub_epi32(s[r], _mm512_set1_epi32(asum * 128));
-            const __m512 prod = _mm512_mul_ps(wd, _mm512_set1_ps(ad));
-            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_cvtepi32_ps(sumi), prod));
+            const __m512 ad = _mm512_set1_ps(rd_f32(srows[r] + 4 * (nb + blk)));
+            const __m512 sumf = _mm512_cvtepi32_ps(_mm512_sub_epi32(s[r], _mm512_set1_epi32(asum * off)));
+            const __m512 term = wd_first ? _mm512_mul_ps(_mm512_mul_ps(sumf, wd), ad)
+                                         : _mm512_mul_ps(sumf, _mm512_mul_ps(wd, ad));
+            acc[r] = _mm512_add_ps(acc[r], term);
         }
     }
+}
+
+/* Q8_0: q + 128 (the packing flips the sign bit) */
+AI void tile_q8_0(const int mr, const __m512i *pk, int nblk, const uint8_t *const *rows,
+                  const uint8_t *const *srows, int64_t b0, int64_t nb, __m512 *acc) {
+    tile_q8act(mr, 128, 0, pk, nblk, rows, srows, b0, nb, acc);
 }
 #define TILE_Q8_0(mr, ...) TILE_SWITCH(tile_q8_0, mr, __VA_ARGS__)
 
@@ -167,30 +180,10 @@ AI void pack_q4_0(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
     pk[8] = _mm512_castps_si512(half_lanes(gat(idx, k, wb), 0));
 }
 
-/* sum (q - 8) a = sum q a - 8 asum; float as dot_q4_0: sumi * wd * ad */
+/* Q4_0: sum (q - 8) a = sum q a - 8 asum; float as dot_q4_0: sumi * wd * ad */
 AI void tile_q4_0(const int mr, const __m512i *pk, int nblk, const uint8_t *const *rows,
                   const uint8_t *const *srows, int64_t b0, int64_t nb, __m512 *acc) {
-    for (int b = 0; b < nblk; b++) {
-        const __m512i *p = pk + b * Q8_0_VEC;
-        const int64_t blk = b0 + b;
-        __m512i s[MR];
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; r++) s[r] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int t = 0; t < 8; t++)
-#pragma GCC unroll 16
-            for (int r = 0; r < mr; r++)
-                s[r] = _mm512_dpbusd_epi32(s[r], p[t], bc(rows[r] + blk * Q8_0_BYTES + 2 + 4 * t));
-        const __m512 wd = _mm512_castsi512_ps(p[8]);
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; r++) {
-            const int32_t asum = rd_i32(srows[r] + 4 * blk);
-            const float ad = rd_f32(srows[r] + 4 * (nb + blk));
-            const __m512i sumi = _mm512_sub_epi32(s[r], _mm512_set1_epi32(asum * 8));
-            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sumi), wd),
-                                                         _mm512_set1_ps(ad)));
-        }
-    }
+    tile_q8act(mr, 8, 1, pk, nblk, rows, srows, b0, nb, acc);
 }
 #define TILE_Q4_0(mr, ...) TILE_SWITCH(tile_q4_0, mr, __VA_ARGS__)
 
