@@ -4,7 +4,8 @@
  * Checks: batches mixing products that share their x (as q, k, v do; Q4_K
  * and Q6_K share Q8_K activations, Q8_0 and Q4_0 share Q8_0 ones), a product
  * of the same type and K on another x, float weights, an empty product (M = 0) and K = 0,
- * for M in {1, 2, 5, 33} and 1, 2, 3 threads: every output equal to the
+ * for M in {1, 2, 5, 33} and 1, 2, 3 threads, and a batch of 20 products
+ * (more than the batch keeps on the stack): every output equal to the
  * single call's; the work size counts a shared x once; errors name the
  * product (a non-finite x, a bad row length, a too small work space).
  */
@@ -187,8 +188,48 @@ static void check_errors(void) {
     free(w);
 }
 
+/* More products than the batch keeps on the stack (the heap path, as an
+ * engine wave of 64 experts takes): 20 products over 3 distinct x. */
+static void check_many(void) {
+    tu_rng r = {91};
+    enum { P = 20, M = 3, N = 24 };
+    const int64_t K = 256;
+    uint8_t *w = make_weights(&r, QUANT_Q4_K, N, K);
+    float x[3][M * 256], y[P][M * N], want[P][M * N];
+    for (int i = 0; i < 3; i++) tu_fill(&r, x[i], M * 256, 1.0f);
+    quant_mm p[P];
+    moe_error err;
+    int bad = 0;
+    for (int i = 0; i < P && !bad; i++) {
+        p[i] = (quant_mm){.y = y[i], .x = x[i % 3], .w = w, .type = QUANT_Q4_K, .M = M, .N = N, .K = K};
+        if (quant_matmul(want[i], x[i % 3], w, QUANT_Q4_K, M, N, K, 1, NULL, 0, &err) != MOE_OK) {
+            tu_fail("batch_many", "single product %d: %s", i, err.msg);
+            bad = 1;
+        }
+    }
+    const size_t ws = quant_matmul_batch_work_size(p, P);
+    if (!bad && ws != 3 * quant_matmul_work_size(QUANT_Q4_K, M, K)) {
+        tu_fail("batch_many", "work size %zu, want 3 activations' %zu", ws,
+                3 * quant_matmul_work_size(QUANT_Q4_K, M, K));
+        bad = 1;
+    }
+    if (!bad && quant_matmul_batch(p, P, 2, NULL, 0, &err) != MOE_OK) {
+        tu_fail("batch_many", "%s", err.msg);
+        bad = 1;
+    }
+    for (int i = 0; i < P && !bad; i++)
+        for (int e = 0; e < M * N && !bad; e++)
+            if (fbits(y[i][e]) != fbits(want[i][e])) {
+                tu_fail("batch_many", "product %d y[%d] = %.9g, alone %.9g", i, e, y[i][e], want[i][e]);
+                bad = 1;
+            }
+    if (!bad) tu_okf("batch_many (%d products, bitwise)", P);
+    free(w);
+}
+
 int main(void) {
     check_equal();
+    check_many();
     check_errors();
     return tu_exit_code();
 }

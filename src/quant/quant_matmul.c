@@ -43,6 +43,9 @@ size_t quant_matmul_work_size(quant_type type, int64_t M, int64_t K) {
  * output. */
 #define GEMM_MIN_ROWS 3
 
+/* Products of a batch whose bookkeeping lives on the stack. */
+#define MM_STACK 16
+
 /* One distinct activation matrix of a batch, quantized once for every
  * product that reads it. */
 typedef struct mm_act {
@@ -267,13 +270,17 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
                                 "need quant_matmul_batch_work_size = %zu", work_size, need);
     }
     /* one job per product with work, one act per distinct quantized x */
-    mm_job one_job;
-    mm_act one_act;
-    mm_job *jobs = n <= 1 ? &one_job : malloc(sizeof *jobs * (size_t)n);
-    mm_act *acts = n <= 1 ? &one_act : malloc(sizeof *acts * (size_t)n);
-    int *act_of = n <= 1 ? NULL : malloc(sizeof *act_of * (size_t)n);
-    if (!jobs || !acts || (n > 1 && !act_of)) {
-        if (n > 1) { free(jobs); free(acts); free(act_of); }
+    /* on the stack for the engine's batches (q k v; a few experts' gate and
+     * up), so decode allocates nothing */
+    mm_job job_st[MM_STACK];
+    mm_act act_st[MM_STACK];
+    int act_of_st[MM_STACK];
+    const int heap = n > MM_STACK;
+    mm_job *jobs = heap ? malloc(sizeof *jobs * (size_t)n) : job_st;
+    mm_act *acts = heap ? malloc(sizeof *acts * (size_t)n) : act_st;
+    int *act_of = heap ? malloc(sizeof *act_of * (size_t)n) : act_of_st;
+    if (!jobs || !acts || !act_of) {
+        if (heap) { free(jobs); free(acts); free(act_of); }
         free(owned);
         return moe_err(err, MOE_ERR_NOMEM, "quant_matmul_batch: out of memory for %d products", n);
     }
@@ -299,7 +306,7 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
                 j->a = &acts[act_of[k]];
             } else {
                 mm_act *a = &acts[b.n_acts];
-                if (act_of) act_of[i] = b.n_acts;
+                act_of[i] = b.n_acts;
                 b.n_acts++;
                 *a = (mm_act){.x = q->x, .M = q->M, .K = q->K, .atype = t->vec_dot_type,
                               .a_row = quant_row_size(t->vec_dot_type, q->K),
@@ -350,7 +357,7 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
         st = moe_err(err, MOE_ERR_NONFINITE, "%s: x[%lld, %lld] = %g is not finite", who,
                      (long long)(bad / q->K), (long long)(bad % q->K), (double)q->x[bad]);
     }
-    if (n > 1) {
+    if (heap) {
         free(jobs);
         free(acts);
         free(act_of);
