@@ -37,25 +37,11 @@ static inline int32_t merge_find(const moe_vocab *v, int32_t a, int32_t b, int32
     }
 }
 
-/* Writes GPT-2's spelling of bytes p[0, n) to d (2 * n bytes at most). */
-static size_t spell(char *d, const uint8_t *p, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t cp = bpe_byte_to_codepoint(p[i]);
-        if (cp < 0x80) d[k++] = (char)cp;
-        else {
-            d[k++] = (char)(0xC0 | (cp >> 6));
-            d[k++] = (char)(0x80 | (cp & 0x3F));
-        }
-    }
-    return k;
-}
-
 moe_status bpe_gguf_init(moe_vocab *v, const gguf_str *merges, size_t n_merges, moe_error *err) {
     for (int b = 0; b < 256; b++) {
         char d[2];
         uint8_t byte = (uint8_t)b;
-        v->byte_tok[b] = vocab_find(v, d, spell(d, &byte, 1));
+        v->byte_tok[b] = vocab_find(v, d, bpe_spell(d, &byte, 1));
     }
     size_t cap = 16;
     while (cap < 2 * n_merges + 2) cap *= 2;
@@ -201,7 +187,7 @@ moe_status bpe_gguf_encode(const moe_vocab *v, const char *text, size_t n, vocab
     for (size_t c = 0, s = 0; c < nc; s = ends[c++]) {
         size_t L = ends[c] - s;
         if (v->ignore_merges) {
-            int32_t id = vocab_find(v, spelled, spell(spelled, t + s, L));
+            int32_t id = vocab_find(v, spelled, bpe_spell(spelled, t + s, L));
             if (id >= 0) { vocab_push(o, id); continue; }
         }
         encode_chunk(&w, t + s, (int32_t)L, o);

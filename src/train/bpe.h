@@ -170,4 +170,8 @@ moe_status bpe_import_gguf(bpe_tokenizer *tok,
 uint32_t bpe_byte_to_codepoint(uint8_t b);
 int bpe_codepoint_to_byte(uint32_t cp);
 
+/* Writes GPT-2's spelling of bytes p[0, n) (the UTF-8 of each byte's code
+ * point) to d, 2 * n bytes at most; returns its length. */
+size_t bpe_spell(char *d, const uint8_t *p, size_t n);
+
 #endif /* MOE_TRAIN_BPE_H */

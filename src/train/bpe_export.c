@@ -32,8 +32,7 @@ int bpe_codepoint_to_byte(uint32_t cp) {
     return -1;
 }
 
-/* Writes the spelling of bytes p[0, n) to d (2 * n bytes at most); returns its length. */
-static size_t spell(char *d, const uint8_t *p, size_t n) {
+size_t bpe_spell(char *d, const uint8_t *p, size_t n) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t cp = bpe_byte_to_codepoint(p[i]);
@@ -99,16 +98,16 @@ moe_status bpe_export_gguf(const bpe_tokenizer *tok, bpe_gguf_vocab *v, moe_erro
         const uint8_t *p = tok->token_bytes + tok->token_off[i];
         v->tokens[i] = d;
         v->token_type[i] = tok->token_type[i];
-        if (is_bytes_type(tok->token_type[i])) d += spell(d, p, len);
+        if (is_bytes_type(tok->token_type[i])) d += bpe_spell(d, p, len);
         else { memcpy(d, p, len); d += len; }
         *d++ = '\0';
     }
     for (size_t r = 0; r < nm; r++) {
         const bpe_merge *m = &tok->merges[r];
         v->merges[r] = d;
-        d += spell(d, tok->token_bytes + tok->token_off[m->left], tok->token_off[m->left + 1] - tok->token_off[m->left]);
+        d += bpe_spell(d, tok->token_bytes + tok->token_off[m->left], tok->token_off[m->left + 1] - tok->token_off[m->left]);
         *d++ = ' ';
-        d += spell(d, tok->token_bytes + tok->token_off[m->right], tok->token_off[m->right + 1] - tok->token_off[m->right]);
+        d += bpe_spell(d, tok->token_bytes + tok->token_off[m->right], tok->token_off[m->right + 1] - tok->token_off[m->right]);
         *d++ = '\0';
     }
     v->n_tokens = nv;
