@@ -243,6 +243,20 @@ class AdamWConfig(Structure):
     ]
 
 
+class InferOptions(Structure):  # include/moe_infer.h
+    _fields_ = [("n_threads", c_int), ("ctx_len", c_int), ("experts_per_token", c_int),
+                ("max_batch", c_int)]
+
+
+class InferInfo(Structure):  # include/moe_infer.h
+    _fields_ = [("arch", c_char * 32), ("name", c_char * 128),
+                ("n_layers", c_int), ("d_model", c_int), ("n_heads", c_int), ("n_kv_heads", c_int),
+                ("head_dim", c_int), ("vocab_size", c_int), ("ctx_len", c_int),
+                ("n_experts", c_int), ("top_k", c_int), ("n_dense_layers", c_int),
+                ("params_total", c_int64), ("params_active", c_int64),
+                ("bytes_total", c_int64), ("bytes_active", c_int64)]
+
+
 # Layouts that the C compiler gives on x86-64 / aarch64 (LP64): checked by
 # check_layouts() so that a field added to moe.h without its mirror here is
 # caught instead of silently shifting every later field.
