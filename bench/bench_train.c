@@ -57,7 +57,7 @@ static int run_one(const char *name, moe_train_config *c, int steps, int accum, 
     double best = 1e30, total = 0, fwd_best = 1e30, opt_best = 1e30;
     for (int it = 0; it <= steps; it++) { /* step 0 warms up */
         double t0 = cli_now(), fwd = 0;
-        moe_model_zero_grads(m);
+        moe_model_drop_grads(m);
         for (int a = 0; a < accum; a++) {
             for (int i = 0; i < N; i++) {
                 s = s * 1664525u + 1013904223u;

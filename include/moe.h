@@ -239,7 +239,14 @@ size_t moe_layer_param_count(const moe_layer *L);
 /* Initialises the parameters from a seed: router and input projections
  * ~ U(-1/sqrt(d), 1/sqrt(d)), down ~ U(-1/sqrt(d_ff), 1/sqrt(d_ff)). */
 void moe_layer_init_params(moe_layer *L, uint64_t seed);
+/* Clears the gradients in memory. */
 void moe_layer_zero_grads(moe_layer *L);
+/* Drops the gradients without touching their memory (PyTorch's
+ * zero_grad(set_to_none=True)): the next backward WRITES them instead of
+ * adding, which saves a pass over every gradient and the weight-gradient
+ * GEMMs' reads of the old values. Until that backward completes, the
+ * gradients' values are undefined. */
+void moe_layer_drop_grads(moe_layer *L);
 void moe_layer_set_threads(moe_layer *L, int n_threads);
 
 /* y[T, d] = MoE(x[T, d]). Saves what backward needs. `train` is reserved for
@@ -249,7 +256,8 @@ moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T,
                              int train);
 
 /* Given dy[T, d] for the T of the last forward, writes dx[T, d] and ADDS the
- * parameter gradients into moe_layer_grads(L). The gradients include those of
+ * parameter gradients into moe_layer_grads(L) (WRITES them after
+ * moe_layer_drop_grads). The gradients include those of
  * the auxiliary and z losses (as if each were added to the objective). */
 moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy);
 
@@ -440,9 +448,21 @@ typedef struct moe_model_losses {
 moe_model_losses moe_model_get_losses(const moe_model *m);
 
 /* Gradient of ce + router losses of the last forward (which needs targets),
- * ADDED into the parameter gradients. */
+ * ADDED into the parameter gradients (WRITTEN after moe_model_drop_grads,
+ * so a micro-batch loop is drop, then forward + backward per micro-batch). */
 moe_status moe_model_backward(moe_model *m);
+/* Clears every parameter gradient in memory. */
 void moe_model_zero_grads(moe_model *m);
+/* Drops the gradients without touching their memory (PyTorch's
+ * zero_grad(set_to_none=True)): the next backward WRITES every gradient
+ * instead of adding, which saves a pass over all gradients and the
+ * weight-gradient GEMMs' reads of the old values. Until a backward
+ * completes, the values are undefined and moe_adamw_step refuses to run
+ * (moe_model_grads_ready says 0). */
+void moe_model_drop_grads(moe_model *m);
+/* 1 when the gradients hold values (always, except after
+ * moe_model_drop_grads and before the next backward completes). */
+int moe_model_grads_ready(const moe_model *m);
 
 /* The MoE layer of block l, or NULL for a dense block (statistics,
  * update_balance, routing). */

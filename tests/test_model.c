@@ -6,11 +6,13 @@
  *   - the errors of bad input (forward, backward, configuration, a model too
  *     large for the machine) with their messages;
  *   - moe_model_count against the tensor table; moe_lr_schedule's shape;
- *   - AdamW: decay on decay tensors only, a non-finite gradient changes nothing.
+ *   - AdamW: decay on decay tensors only, a non-finite gradient changes nothing;
+ *   - moe_model_drop_grads: the next backward writes what zero + add gives.
  * Not for: agreement with an independent reference (test_model_torch.py). */
 #include "moe.h"
 #include "testutil.h"
 
+#include <math.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -735,6 +737,135 @@ static void test_adamw(void) {
     moe_model_free(m);
 }
 
+
+/* ------------------------------------------------------ dropped gradients */
+
+/* Index of the first gradient that differs from ref (-0 equals +0: a write
+ * of x and an addition of x to a cleared 0 differ only there), or -1. */
+static long grads_differ(moe_model *m, const float *ref) {
+    size_t o = 0;
+    for (int i = 0; i < moe_model_n_tensors(m); i++) {
+        moe_tensor t;
+        moe_model_tensor(m, i, &t);
+        for (int64_t j = 0; j < t.n; j++, o++)
+            if (!(t.grad[j] == ref[o])) return (long)o;
+    }
+    return -1;
+}
+
+/* moe_model_drop_grads: the next backward writes every gradient (whatever
+ * the memory held: NaN here) and later ones add, giving what zero_grads and
+ * adding give; AdamW refuses the dropped gradients and changes nothing.
+ * Configurations: 8 experts top-1 on 6 tokens (experts without rows), a
+ * shared gated expert and a noisy gate (their gradient paths), tied and
+ * untied embeddings, 1 and 2 threads. */
+static void test_drop_grads(void) {
+    for (int v = 0; v < 4; v++) {
+        char name[64];
+        snprintf(name, sizeof name, "model/drop_grads/%s_%s_%dt", v & 1 ? "tied" : "untied",
+                 v & 2 ? "shared_noisy" : "plain", 1 + (v >> 1));
+        moe_model_config c;
+        tiny_config(&c);
+        c.tie_embeddings = v & 1;
+        c.n_threads = 1 + (v >> 1);
+        c.ctx_len = 3;
+        c.moe.n_experts = 8;
+        c.moe.top_k = 1;
+        if (v & 2) {
+            c.moe.shared_d_ff = 8;
+            c.moe.shared_gate = 1;
+            c.moe.noisy_gate = 1;
+        }
+        moe_model *m = create_or_fail(name, &c);
+        if (!m) continue;
+        moe_model_init_params(m, 11);
+        moe_adamw_config oc;
+        moe_adamw_config_default(&oc);
+        moe_adamw *o = NULL;
+        moe_error err;
+        if (moe_adamw_create(&o, m, &oc, &err) != MOE_OK) {
+            tu_fail(name, "moe_adamw_create: %s", err.msg);
+            moe_model_free(m);
+            continue;
+        }
+        const int B = 2, T = 3, N = B * T;
+        int32_t tok[2][6], tgt[2][6];
+        tu_rng r = { 31 + (uint64_t)v };
+        fill_tokens(&r, tok[0], tgt[0], N, c.vocab_size);
+        fill_tokens(&r, tok[1], tgt[1], N, c.vocab_size);
+        float loss;
+        size_t n = 0;
+        float *ref[2] = { NULL, NULL };
+        int ok = 1;
+        /* reference: cleared, then one and two micro-batches added; the
+           noisy gate's draws restart from the same state for both runs */
+        moe_layer *ml = moe_model_moe_layer(m, 0);
+        const uint64_t rng0 = moe_layer_rng_state(ml);
+        moe_model_zero_grads(m);
+        for (int a = 0; a < 2 && ok; a++) {
+            ok = moe_model_forward(m, tok[a], tgt[a], B, T, 1, &loss) == MOE_OK &&
+                 moe_model_backward(m) == MOE_OK;
+            if (ok) ref[a] = snapshot(m, &n, 1);
+        }
+        int empty = 0; /* experts without rows in the first micro-batch */
+        if (ok) {
+            moe_layer_set_rng_state(ml, rng0);
+            moe_model_forward(m, tok[0], tgt[0], B, T, 1, &loss);
+            const moe_route_stats *st = moe_layer_stats(moe_model_moe_layer(m, 0));
+            for (int e = 0; e < c.moe.n_experts; e++) empty += st->kept_per_expert[e] == 0;
+            moe_model_backward(m);
+        }
+        moe_layer_set_rng_state(ml, rng0);
+        /* poison every gradient, drop them: AdamW must refuse */
+        for (int i = 0; ok && i < moe_model_n_tensors(m); i++) {
+            moe_tensor t;
+            moe_model_tensor(m, i, &t);
+            for (int64_t j = 0; j < t.n; j++) t.grad[j] = NAN;
+        }
+        moe_model_drop_grads(m);
+        size_t np;
+        float *before = snapshot(m, &np, 0), *after = NULL;
+        moe_status st = moe_adamw_step(o, 1e-3f, NULL, &err);
+        after = snapshot(m, &np, 0);
+        if (!ok) tu_fail(name, "reference pass: %s", moe_model_errmsg(m));
+        else if (moe_model_grads_ready(m))
+            tu_fail(name, "moe_model_grads_ready is 1 right after moe_model_drop_grads");
+        else if (st != MOE_ERR_ARG || !strstr(err.msg, "dropped"))
+            tu_fail(name, "AdamW on dropped gradients: %s (%s), expected MOE_ERR_ARG naming them",
+                    moe_status_str(st), st == MOE_OK ? "" : err.msg);
+        else if (memcmp(before, after, sizeof(float) * np))
+            tu_fail(name, "AdamW refused the dropped gradients but changed the parameters");
+        else if (empty == 0)
+            tu_fail(name, "every expert got rows: the test needs an expert without any");
+        else {
+            for (int a = 0; a < 2 && ok; a++) {
+                if (moe_model_forward(m, tok[a], tgt[a], B, T, 1, &loss) != MOE_OK ||
+                    moe_model_backward(m) != MOE_OK) {
+                    tu_fail(name, "micro-batch %d: %s", a, moe_model_errmsg(m));
+                    ok = 0;
+                    break;
+                }
+                long bad = grads_differ(m, ref[a]);
+                if (bad >= 0) {
+                    tu_fail(name, "after %d micro-batch(es): gradient %ld differs from zero_grads + add",
+                            a + 1, bad);
+                    ok = 0;
+                } else if (!moe_model_grads_ready(m)) {
+                    tu_fail(name, "moe_model_grads_ready is 0 after a backward");
+                    ok = 0;
+                }
+            }
+            if (ok) tu_okf("%s (%d of %d experts without rows; 2 micro-batches)", name, empty, c.moe.n_experts);
+        }
+        free(before);
+        free(after);
+        free(ref[0]);
+        free(ref[1]);
+        moe_adamw_free(o);
+        moe_model_free(m);
+    }
+}
+
 int main(void) {
     test_fd();
     test_threads();
@@ -744,5 +875,6 @@ int main(void) {
     test_counts();
     test_schedule();
     test_adamw();
+    test_drop_grads();
     return tu_exit_code();
 }

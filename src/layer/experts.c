@@ -13,7 +13,7 @@
  * Backward, with dy[T, d]:
  *   dw_j     = <dy_t, O[row]>          (to the router)
  *   dO[row]  = w_j dy_t
- *   dWd_e   += dO^T A,   dA = dO Wd_e
+ *   dWd_e   += dO^T A,   dA = dO Wd_e   (+= or = : gbeta, layer.h)
  *   dHg, dHu = act'(dA)  (act.h)
  *   dWg_e   += dHg^T Xg, dWu_e += dHu^T Xg,  dXg = dHg Wg_e + dHu Wu_e
  *   dx[t]    = sum over kept slots of dXg[row]             (scatter)
@@ -107,7 +107,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     pf->fwd_combine = omp_get_wtime() - t0;
 }
 
-void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
+void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta) {
     const moe_layer_config *c = &L->cfg;
     const int E = c->n_experts, d = c->d_model, F = c->d_ff, S = L->S, H = L->hid;
     const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
@@ -138,11 +138,18 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
     int n = 0;
     for (int e = 0; e < E; e++) {
         int m = pl->kept[e], r0 = pl->offset[e];
-        if (m == 0) continue;
+        if (m == 0) { /* no rows: a zero gradient, written when not added */
+            if (gbeta == 0.0f) {
+                memset(L->g.down + (size_t)e * d * F, 0, sizeof(float) * (size_t)d * F);
+                memset(L->g.up + (size_t)e * F * d, 0, sizeof(float) * (size_t)F * d);
+                if (swiglu) memset(L->g.gate + (size_t)e * F * d, 0, sizeof(float) * (size_t)F * d);
+            }
+            continue;
+        }
         const float *doe = L->d_o + (size_t)r0 * d;
         /* dWd_e[d, F] += dO^T A */
         pr[n++] = gemm_make(d, F, m, 1, doe, d, 0, L->a + (size_t)r0 * F, F,
-                       L->g.down + (size_t)e * d * F, F, 1.0f);
+                       L->g.down + (size_t)e * d * F, F, gbeta);
         /* dA[m, F] = dO Wd_e */
         pr[n++] = gemm_make(m, F, d, 0, doe, d, 0, L->w.down + (size_t)e * d * F, F,
                        L->d_a + (size_t)r0 * F, F, 0.0f);
@@ -174,11 +181,11 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T) {
         const float *dhe = L->d_h + (size_t)r0 * H;
         float *dxe = L->d_xg + (size_t)r0 * d;
         if (swiglu) {
-            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.gate + (size_t)e * F * d, d, 1.0f);
-            pr[n++] = gemm_make(F, d, m, 1, dhe + F, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.gate + (size_t)e * F * d, d, gbeta);
+            pr[n++] = gemm_make(F, d, m, 1, dhe + F, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, gbeta);
             pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.gate + (size_t)e * F * d, d, dxe, d, 0.0f);
         } else {
-            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, 1.0f);
+            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, gbeta);
             pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.up + (size_t)e * F * d, d, dxe, d, 0.0f);
         }
     }

@@ -292,7 +292,11 @@ const char *moe_layer_errmsg(const moe_layer *L) { return L ? L->err.msg : "laye
 moe_layer_weights moe_layer_params(moe_layer *L) { return L->w; }
 moe_layer_weights moe_layer_grads(moe_layer *L) { return L->g; }
 size_t moe_layer_param_count(const moe_layer *L) { return L->n_params; }
-void moe_layer_zero_grads(moe_layer *L) { moe_big_zero(L->grad_buf, L->n_params, L->cfg.n_threads); }
+void moe_layer_zero_grads(moe_layer *L) {
+    moe_big_zero(L->grad_buf, L->n_params, L->cfg.n_threads);
+    L->grads_dropped = 0;
+}
+void moe_layer_drop_grads(moe_layer *L) { L->grads_dropped = 1; }
 void moe_layer_set_threads(moe_layer *L, int n_threads) { L->cfg.n_threads = n_threads; }
 const moe_route_stats *moe_layer_stats(const moe_layer *L) { return &L->stats; }
 const moe_layer_profile *moe_layer_get_profile(const moe_layer *L) { return &L->prof; }
@@ -361,11 +365,21 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
     if (!L->have_forward)
         return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
     if (!dx || !dy) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
-    experts_backward(L, dx, dy, L->T);
-    if (L->Fs) shared_backward(L, dx, dy, L->x_saved, L->T);
+    const float gbeta = L->grads_dropped ? 0.0f : 1.0f;
+    if (L->grads_dropped) {
+        /* the gradients that no GEMM writes whole are added to: clear them */
+        const moe_layer_config *c = &L->cfg;
+        const size_t E = (size_t)c->n_experts, d = (size_t)c->d_model;
+        memset(L->g.router, 0, sizeof(float) * E * d);
+        if (L->g.noise) memset(L->g.noise, 0, sizeof(float) * E * d);
+        if (L->g.shared_router) memset(L->g.shared_router, 0, sizeof(float) * d);
+    }
+    experts_backward(L, dx, dy, L->T, gbeta);
+    if (L->Fs) shared_backward(L, dx, dy, L->x_saved, L->T, gbeta);
     double t0 = omp_get_wtime();
     router_backward(L, dx, L->x_saved, L->T);
     L->prof.bwd_route = omp_get_wtime() - t0;
+    L->grads_dropped = 0;
     return MOE_OK;
 }
 

@@ -41,6 +41,8 @@ struct moe_layer {
     float *grad_buf;         /* all gradients, same layout */
     size_t n_params;
     moe_layer_weights w, g;
+    int grads_dropped;       /* moe_layer_drop_grads: the next backward writes
+                                the gradients (gbeta 0) instead of adding */
 
     /* routing options in force (set_top_k / set_top_p change them) */
     int k;                   /* experts per token now */
@@ -127,11 +129,14 @@ void router_losses_backward(moe_layer *L, int T); /* adds loss gradients to d_w 
 void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn);
 void router_stats_after_plan(moe_layer *L, int T);
 void shared_forward(moe_layer *L, float *y, const float *x, int T);
-void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T);
+/* The backward stages that produce weight gradients take gbeta: 1 adds into
+ * them, 0 writes them (after moe_layer_drop_grads; the GEMMs then never read
+ * the old gradient). */
+void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T, float gbeta);
 void router_backward(moe_layer *L, float *dx, const float *x, int T);
 void plan_build(moe_layer *L, int T);
 void experts_forward(moe_layer *L, float *y, const float *x, int T);
-void experts_backward(moe_layer *L, float *dx, const float *dy, int T);
+void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta);
 
 int layer_threads(const moe_layer *L);
 

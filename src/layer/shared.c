@@ -45,7 +45,7 @@ void shared_forward(moe_layer *L, float *y, const float *x, int T) {
     }
 }
 
-void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T) {
+void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T, float gbeta) {
     const moe_layer_config *c = &L->cfg;
     const int d = c->d_model, F = L->Fs, H = L->Hs, nt = layer_threads(L);
     const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
@@ -61,7 +61,7 @@ void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, i
         dlogit[t] = dg * g * (1.0f - g);
     }
     gemm_problem pr[3];
-    pr[0] = gemm_make(d, F, T, 1, L->d_sh_o, d, 0, L->sh_a, F, L->g.shared_down, F, 1.0f);
+    pr[0] = gemm_make(d, F, T, 1, L->d_sh_o, d, 0, L->sh_a, F, L->g.shared_down, F, gbeta);
     pr[1] = gemm_make(T, F, d, 0, L->d_sh_o, d, 0, L->w.shared_down, F, L->d_sh_a, F, 0.0f);
     gemm_grouped(nt, pr, 2);
     #pragma omp parallel for num_threads(nt) schedule(static)
@@ -72,8 +72,8 @@ void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, i
         else act_gelu_backward(dh, L->d_sh_a + (size_t)t * F, hr, (size_t)F);
     }
     int n = 0;
-    if (swiglu) pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h, H, 0, x, d, L->g.shared_gate, d, 1.0f);
-    pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h + (swiglu ? F : 0), H, 0, x, d, L->g.shared_up, d, 1.0f);
+    if (swiglu) pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h, H, 0, x, d, L->g.shared_gate, d, gbeta);
+    pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h + (swiglu ? F : 0), H, 0, x, d, L->g.shared_up, d, gbeta);
     pr[n++] = gemm_make(T, d, F, 0, L->d_sh_h + (swiglu ? F : 0), H, 0, L->w.shared_up, d, dx, d, 1.0f);
     gemm_grouped(nt, pr, n);
     if (swiglu) {

@@ -303,7 +303,13 @@ void moe_model_zero_grads(moe_model *m) {
     moe_big_zero(m->grads, m->n_params, m->n_threads);
     for (int l = 0; l < m->cfg.n_layers; l++)
         if (m->blocks[l].moe) moe_layer_zero_grads(m->blocks[l].moe);
+    m->grads_dropped = 0;
 }
+
+/* The layers are marked by model_backward, block by block, so that a
+ * backward that fails half-way and is run again still writes them all. */
+void moe_model_drop_grads(moe_model *m) { m->grads_dropped = 1; }
+int moe_model_grads_ready(const moe_model *m) { return !m->grads_dropped; }
 
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                              int train, float *loss) {

@@ -94,6 +94,7 @@ struct moe_model {
     float *att_scratch;       /* sized for scratch_threads threads */
     int scratch_threads;
     moe_model_losses losses;
+    int grads_dropped;        /* moe_model_drop_grads: the next backward writes */
 
     moe_allocs mem;           /* every allocation, freed together */
 };

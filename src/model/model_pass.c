@@ -5,8 +5,12 @@
  *   forward   y[N, out] = x[N, in] W^T
  *   backward  dx[N, in] (+)= dy[N, out] W,   dW[out, in] += dy^T x
  * Backward adds into every parameter gradient (moe_model_zero_grads clears
- * them), so gradient accumulation over micro-batches is a loop of passes. */
+ * them), so gradient accumulation over micro-batches is a loop of passes;
+ * after moe_model_drop_grads it writes them instead: the weight-gradient
+ * GEMMs run with beta = 0 (gbeta) and the few gradients that are sums of
+ * scattered terms (norm weights, the embedding) are cleared first. */
 #include "model/model.h"
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "kernels/act.h"
 #include "kernels/attention.h"
@@ -29,13 +33,13 @@ static void linear_fwd(int nt, float *y, const float *x, const float *W, int N, 
     gemm_grouped(nt, &p, 1);
 }
 
-/* dx[N, in] = beta dx + dy[N, out] W[out, in];  dW[out, in] += dy^T x.
+/* dx[N, in] = beta dx + dy[N, out] W[out, in];  dW[out, in] = gbeta dW + dy^T x.
  * The two products are independent: one parallel region runs both. */
-static void linear_bwd(int nt, float *dx, float beta, float *dW, const float *dy, const float *x,
-                       const float *W, int N, int in, int out) {
+static void linear_bwd(int nt, float *dx, float beta, float *dW, float gbeta, const float *dy,
+                       const float *x, const float *W, int N, int in, int out) {
     const gemm_problem p[2] = {
         gemm_make(N, in, out, 0, dy, out, 0, W, in, dx, in, beta),
-        gemm_make(out, in, N, 1, dy, out, 0, x, in, dW, in, 1.0f),
+        gemm_make(out, in, N, 1, dy, out, 0, x, in, dW, in, gbeta),
     };
     gemm_grouped(nt, p, 2);
 }
@@ -146,13 +150,24 @@ moe_status model_backward(moe_model *m) {
               Hkv = c->n_kv_heads, hd = m->hd;
     const int qd = H * hd, kvd = Hkv * hd, F = c->d_ff, nt = m->n_threads;
     const size_t Nd = (size_t)N * d;
+    const int set = m->grads_dropped;      /* write the gradients, not add */
+    const float gb = set ? 0.0f : 1.0f;
+    if (set) {
+        memset(m->g_output_norm, 0, sizeof(float) * (size_t)d);
+        for (int l = 0; l < c->n_layers; l++) {
+            memset(m->gblocks[l].attn_norm, 0, sizeof(float) * (size_t)d);
+            memset(m->gblocks[l].ffn_norm, 0, sizeof(float) * (size_t)d);
+        }
+        /* tied: the head's GEMM below writes it whole before the rows add */
+        if (!c->tie_embeddings) moe_big_zero(m->g_token_embd, (size_t)V * d, nt);
+    }
 
     /* loss = mean over the valid targets: dlogits = (softmax - onehot) / n */
     float scale = m->losses.n_targets > 0 ? 1.0f / (float)m->losses.n_targets : 0.0f;
     xent_backward(m->logits, m->logits, m->lse, m->targets, N, V, scale, nt);
     float *dlogits = m->logits;
     /* head: dnf = dlogits Wout; dWout += dlogits^T nf */
-    linear_bwd(nt, m->dn, 0.0f, m->g_output, dlogits, m->nf, m->output, N, d, V);
+    linear_bwd(nt, m->dn, 0.0f, m->g_output, gb, dlogits, m->nf, m->output, N, d, V);
     memset(m->dres, 0, Nd * sizeof(float));
     rmsnorm_backward(m->dres, m->g_output_norm, m->dn, m->res[c->n_layers], m->output_norm, m->rstdf, N, d, nt);
 
@@ -163,20 +178,21 @@ moe_status model_backward(moe_model *m) {
         /* dres = dL/d res[l+1]; the residual passes it to h unchanged */
         memcpy(m->dh, m->dres, Nd * sizeof(float));
         if (b->moe) {
+            if (set) moe_layer_drop_grads(b->moe);
             moe_status st = moe_layer_backward(b->moe, m->dn, m->dres);
             if (st != MOE_OK)
                 return moe_err(&m->err, st, "moe_model_backward: layer %d: %s", l, moe_layer_errmsg(b->moe));
         } else {
             /* y = a Wd^T, a = silu(g) * u, g = n2 Wg^T, u = n2 Wu^T */
-            linear_bwd(nt, m->da, 0.0f, g->ffn_down, m->dres, a->a, b->ffn_down, N, F, d);
+            linear_bwd(nt, m->da, 0.0f, g->ffn_down, gb, m->dres, a->a, b->ffn_down, N, F, d);
             act_swiglu_backward(m->dg, m->du, m->da, a->g, a->u, (size_t)N * F);
-            linear_bwd(nt, m->dn, 0.0f, g->ffn_gate, m->dg, a->n2, b->ffn_gate, N, d, F);
-            linear_bwd(nt, m->dn, 1.0f, g->ffn_up, m->du, a->n2, b->ffn_up, N, d, F);
+            linear_bwd(nt, m->dn, 0.0f, g->ffn_gate, gb, m->dg, a->n2, b->ffn_gate, N, d, F);
+            linear_bwd(nt, m->dn, 1.0f, g->ffn_up, gb, m->du, a->n2, b->ffn_up, N, d, F);
         }
         rmsnorm_backward(m->dh, g->ffn_norm, m->dn, a->h, b->ffn_norm, a->rstd2, N, d, nt);
         /* h = x + ao Wo^T: dx starts as dh (residual) */
         memcpy(m->dres, m->dh, Nd * sizeof(float));
-        linear_bwd(nt, m->dao, 0.0f, g->wo, m->dh, a->ao, b->wo, N, qd, d);
+        linear_bwd(nt, m->dao, 0.0f, g->wo, gb, m->dh, a->ao, b->wo, N, qd, d);
         int st_threads = nt < m->scratch_threads ? nt : m->scratch_threads;
         attention_backward(m->dq, m->dk, m->dv, m->att_scratch, m->dao, a->att, a->q, a->k, a->v, B, T, H, Hkv,
                            hd, st_threads);
@@ -185,9 +201,9 @@ moe_status model_backward(moe_model *m) {
            input n1 and the unrotated-side gradients. */
         rope_apply(m->dq, N, H, hd, m->pos, m->rope_cos, m->rope_sin, 0, 1, nt);
         rope_apply(m->dk, N, Hkv, hd, m->pos, m->rope_cos, m->rope_sin, 0, 1, nt);
-        linear_bwd(nt, m->dn, 0.0f, g->wq, m->dq, a->n1, b->wq, N, d, qd);
-        linear_bwd(nt, m->dn, 1.0f, g->wk, m->dk, a->n1, b->wk, N, d, kvd);
-        linear_bwd(nt, m->dn, 1.0f, g->wv, m->dv, a->n1, b->wv, N, d, kvd);
+        linear_bwd(nt, m->dn, 0.0f, g->wq, gb, m->dq, a->n1, b->wq, N, d, qd);
+        linear_bwd(nt, m->dn, 1.0f, g->wk, gb, m->dk, a->n1, b->wk, N, d, kvd);
+        linear_bwd(nt, m->dn, 1.0f, g->wv, gb, m->dv, a->n1, b->wv, N, d, kvd);
         rmsnorm_backward(m->dres, g->attn_norm, m->dn, m->res[l], b->attn_norm, a->rstd1, N, d, nt);
     }
     /* embedding: each row's gradient goes to its token, in row order; the
@@ -202,5 +218,6 @@ moe_status model_backward(moe_model *m) {
             for (int j = j0; j < j1; j++) ge[j] += dr[j];
         }
     }
+    m->grads_dropped = 0;
     return MOE_OK;
 }

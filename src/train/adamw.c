@@ -123,6 +123,9 @@ static double grad_norm(moe_adamw *o, int nt) {
 
 moe_status moe_adamw_step(moe_adamw *o, float lr, float *norm_out, moe_error *err) {
     const moe_adamw_config *c = &o->cfg;
+    if (!moe_model_grads_ready(o->model))
+        return moe_err(err, MOE_ERR_ARG, "adamw: the gradients were dropped (moe_model_drop_grads) and no "
+                       "backward has completed since; the parameters were not changed");
     /* the model's thread count (<= 0: the OpenMP default) */
     const int cnt = moe_model_get_config(o->model)->n_threads;
     const int nt = cnt > 0 ? cnt : omp_get_max_threads();

@@ -276,7 +276,7 @@ moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error
     const moe_train_config *c = &t->cfg;
     const moe_model_config *mc = moe_model_get_config(t->model);
     double t0 = now_s();
-    moe_model_zero_grads(t->model);
+    moe_model_drop_grads(t->model);
     for (int l = 0; l < mc->n_layers; l++) {
         moe_layer *L = moe_model_moe_layer(t->model, l);
         if (L && mc->moe.global_stats) moe_layer_reset_stats(L);
