@@ -108,6 +108,7 @@ static int bench_layer(int argc, char **argv, int nt) {
         double t0 = cli_now();
         moe_layer_forward(L, y, x, T, 1);
         double t1 = cli_now();
+        moe_layer_drop_grads(L); /* a training step writes the gradients */
         moe_layer_backward(L, dx, dy);
         double t2 = cli_now();
         moe_layer_update_balance(L);
