@@ -263,12 +263,17 @@ done:
     return MOE_OK;
 }
 
-/* Scales every gradient (the mean over accumulated micro-batches). */
+/* Scales every gradient (the mean over accumulated micro-batches), on the
+ * model's threads (a pass over all gradients: 600 MB for 151M parameters). */
 static void scale_grads(moe_model *m, float s) {
+    const int cnt = moe_model_get_config(m)->n_threads;
+    const int nt = cnt > 0 ? cnt : omp_get_max_threads();
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor tn;
         moe_model_tensor(m, i, &tn);
-        for (int64_t j = 0; j < tn.n; j++) tn.grad[j] *= s;
+        float *g = tn.grad;
+        #pragma omp parallel for num_threads(nt) schedule(static) if (tn.n > 65536)
+        for (int64_t j = 0; j < tn.n; j++) g[j] *= s;
     }
 }
 
