@@ -622,6 +622,19 @@ static float *snapshot(moe_model *m, size_t *n_out, int grads) {
     return s;
 }
 
+/* AdamW over m with config oc, or NULL after reporting the failure and
+ * freeing m. */
+static moe_adamw *adamw_or_fail(const char *name, moe_model *m, const moe_adamw_config *oc) {
+    moe_adamw *o = NULL;
+    moe_error err;
+    if (moe_adamw_create(&o, m, oc, &err) != MOE_OK) {
+        tu_fail(name, "moe_adamw_create: %s", err.msg);
+        moe_model_free(m);
+        return NULL;
+    }
+    return o;
+}
+
 static void test_adamw(void) {
     const char *name = "model/adamw";
     moe_model_config c;
@@ -631,13 +644,9 @@ static void test_adamw(void) {
     moe_model_init_params(m, 9);
     moe_adamw_config oc;
     moe_adamw_config_default(&oc);
-    moe_adamw *o = NULL;
+    moe_adamw *o = adamw_or_fail(name, m, &oc);
+    if (!o) return;
     moe_error err;
-    if (moe_adamw_create(&o, m, &oc, &err) != MOE_OK) {
-        tu_fail(name, "moe_adamw_create: %s", err.msg);
-        moe_model_free(m);
-        return;
-    }
     /* zero gradients: decay tensors shrink by exactly (1 - lr wd), the
        others (norms) do not move; m / (sqrt(v) + eps) is 0 */
     moe_model_zero_grads(m);
@@ -781,13 +790,9 @@ static void test_drop_grads(void) {
         moe_model_init_params(m, 11);
         moe_adamw_config oc;
         moe_adamw_config_default(&oc);
-        moe_adamw *o = NULL;
+        moe_adamw *o = adamw_or_fail(name, m, &oc);
+        if (!o) continue;
         moe_error err;
-        if (moe_adamw_create(&o, m, &oc, &err) != MOE_OK) {
-            tu_fail(name, "moe_adamw_create: %s", err.msg);
-            moe_model_free(m);
-            continue;
-        }
         const int B = 2, T = 3, N = B * T;
         int32_t tok[2][6], tgt[2][6];
         tu_rng r = { 31 + (uint64_t)v };

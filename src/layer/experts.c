@@ -138,14 +138,9 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
     int n = 0;
     for (int e = 0; e < E; e++) {
         int m = pl->kept[e], r0 = pl->offset[e];
-        if (m == 0) { /* no rows: a zero gradient, written when not added */
-            if (gbeta == 0.0f) {
-                memset(L->g.down + (size_t)e * d * F, 0, sizeof(float) * (size_t)d * F);
-                memset(L->g.up + (size_t)e * F * d, 0, sizeof(float) * (size_t)F * d);
-                if (swiglu) memset(L->g.gate + (size_t)e * F * d, 0, sizeof(float) * (size_t)F * d);
-            }
-            continue;
-        }
+        /* an expert without rows adds nothing, but when the gradients are
+           written its products run with K = 0: the GEMM writes beta C = 0 */
+        if (m == 0 && gbeta != 0.0f) continue;
         const float *doe = L->d_o + (size_t)r0 * d;
         /* dWd_e[d, F] += dO^T A */
         pr[n++] = gemm_make(d, F, m, 1, doe, d, 0, L->a + (size_t)r0 * F, F,
@@ -176,7 +171,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
     n = 0;
     for (int e = 0; e < E; e++) {
         int m = pl->kept[e], r0 = pl->offset[e];
-        if (m == 0) continue;
+        if (m == 0 && gbeta != 0.0f) continue; /* as above */
         const float *xe = L->xg + (size_t)r0 * d;
         const float *dhe = L->d_h + (size_t)r0 * H;
         float *dxe = L->d_xg + (size_t)r0 * d;

@@ -365,19 +365,12 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
     if (!L->have_forward)
         return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
     if (!dx || !dy) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
+    /* 1: add into the gradients; 0: write them (moe_layer_drop_grads) */
     const float gbeta = L->grads_dropped ? 0.0f : 1.0f;
-    if (L->grads_dropped) {
-        /* the gradients that no GEMM writes whole are added to: clear them */
-        const moe_layer_config *c = &L->cfg;
-        const size_t E = (size_t)c->n_experts, d = (size_t)c->d_model;
-        memset(L->g.router, 0, sizeof(float) * E * d);
-        if (L->g.noise) memset(L->g.noise, 0, sizeof(float) * E * d);
-        if (L->g.shared_router) memset(L->g.shared_router, 0, sizeof(float) * d);
-    }
     experts_backward(L, dx, dy, L->T, gbeta);
     if (L->Fs) shared_backward(L, dx, dy, L->x_saved, L->T, gbeta);
     double t0 = omp_get_wtime();
-    router_backward(L, dx, L->x_saved, L->T);
+    router_backward(L, dx, L->x_saved, L->T, gbeta);
     L->prof.bwd_route = omp_get_wtime() - t0;
     L->grads_dropped = 0;
     return MOE_OK;

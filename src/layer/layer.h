@@ -130,10 +130,13 @@ void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn);
 void router_stats_after_plan(moe_layer *L, int T);
 void shared_forward(moe_layer *L, float *y, const float *x, int T);
 /* The backward stages that produce weight gradients take gbeta: 1 adds into
- * them, 0 writes them (after moe_layer_drop_grads; the GEMMs then never read
- * the old gradient). */
+ * them, 0 writes them (after moe_layer_drop_grads): their GEMMs run with
+ * beta = gbeta, so they never read the old gradient; the one gradient that
+ * is a scattered sum (the shared expert's gate vector) is cleared first.
+ * With hash selection the router has no gradient: g.router stays as created
+ * (zero). */
 void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T, float gbeta);
-void router_backward(moe_layer *L, float *dx, const float *x, int T);
+void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta);
 void plan_build(moe_layer *L, int T);
 void experts_forward(moe_layer *L, float *y, const float *x, int T);
 void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta);

@@ -130,7 +130,7 @@ void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn) {
     }
 }
 
-void router_backward(moe_layer *L, float *dx, const float *x, int T) {
+void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta) {
     const moe_layer_config *c = &L->cfg;
     const int E = c->n_experts, d = c->d_model, nt = layer_threads(L);
     if (c->select == MOE_SELECT_HASH) return; /* no router */
@@ -182,10 +182,10 @@ void router_backward(moe_layer *L, float *dx, const float *x, int T) {
     gemm_problem pr[4];
     int np = 0;
     pr[np++] = (gemm_problem){ .M = E, .N = d, .K = T, .transA = 1, .transB = 0,
-        .A = L->d_logits, .lda = E, .B = xr, .ldb = d, .C = L->g.router, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
+        .A = L->d_logits, .lda = E, .B = xr, .ldb = d, .C = L->g.router, .ldc = d, .alpha = 1.0f, .beta = gbeta };
     if (c->noisy_gate)
         pr[np++] = (gemm_problem){ .M = E, .N = d, .K = T, .transA = 1, .transB = 0,
-            .A = L->d_zn, .lda = E, .B = xr, .ldb = d, .C = L->g.noise, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
+            .A = L->d_zn, .lda = E, .B = xr, .ldb = d, .C = L->g.noise, .ldc = d, .alpha = 1.0f, .beta = gbeta };
     pr[np++] = (gemm_problem){ .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
         .A = L->d_logits, .lda = E, .B = L->w.router, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = beta_x };
     gemm_grouped(nt, pr, np);

@@ -81,6 +81,7 @@ void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, i
         gemm_grouped(nt, pr, 1);
     }
     if (c->shared_gate) {
+        if (gbeta == 0.0f) memset(L->g.shared_router, 0, sizeof(float) * (size_t)d); /* a sum of rows */
         for (int t = 0; t < T; t++)
             for (int i = 0; i < d; i++) {
                 L->g.shared_router[i] += dlogit[t] * x[(size_t)t * d + i];
