@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""train_torch.py: the PyTorch CPU peer of `moe bench train` (bench/bench_train.c).
+"""train_torch.py: the PyTorch CPU peer of `moe bench train` (cli/bench_train.c).
 
 Builds the same model as `moe bench train --big` (or --demo), in float32,
 written the way a PyTorch user would write a fast CPU MoE, and times whole
@@ -68,7 +68,7 @@ import torch.nn.functional as F
 
 # ------------------------------------------------------------ configurations
 def big_config():
-    """bench/bench_train.c big_config(): moe_train_config_default + overrides."""
+    """cli/bench_train.c big_config(): moe_train_config_default + overrides."""
     return dict(name="big", V=4096, d=512, L=8, H=8, Hkv=8, hd=0, ctx=256, E=8, k=2, F=1408,
                 renorm=True, aux=0.01, z=0.001, batch=8, eps=1e-5, theta=10000.0)
 

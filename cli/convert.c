@@ -2,7 +2,7 @@
  * folder (config.json, safetensors, tokenizer.json) to a GGUF file that
  * `moe run` and other GGUF tools read, quantized as it is written. Only the
  * public API (moe_convert_hf). Not for: the conversion itself
- * (src/infer/convert.c). */
+ * (src/tools/convert.c). */
 #include "cli.h"
 #include "moe_infer.h"
 

@@ -4,7 +4,7 @@
  * of any supported architecture and weight type, to try things on).
  * Only the public API (moe_infer.h).
  *
- * Not for: running a model (run.c) or benchmarks (bench_infer.c).
+ * Not for: running a model (run.c) or benchmarks (cli/bench_infer.c).
  */
 #include "cli.h"
 #include "moe_infer.h"

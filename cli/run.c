@@ -5,7 +5,7 @@
  * (moe_infer.h).
  *
  * Not for: models written by `moe train` through the training forward
- * (sample.c), the engine itself (src/infer/), benchmarks (bench_infer.c).
+ * (sample.c), the engine itself (src/infer/), benchmarks (cli/bench_infer.c).
  *
  * Streaming: generated pieces go through a small hold-back buffer so that a
  * UTF-8 character split across tokens is printed whole and a --stop string

@@ -1,4 +1,4 @@
-/* test_bpe.c: checks of the byte-level BPE tokenizer (src/train/bpe.c).
+/* test_bpe.c: checks of the byte-level BPE tokenizer (src/text/bpe.c).
  *
  * Pre-tokenizer chunks on named examples, a hand-worked training example,
  * exact encode/decode round trips (training text, random bytes, empty input),
@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "testutil.h"
-#include "train/bpe.h"
+#include "text/bpe.h"
 
 /* ------------------------------------------------------------ test text */
 

@@ -1,4 +1,4 @@
-/* test_data.c: the built-in corpus (train/corpus.h) and the data pipeline
+/* test_data.c: the built-in corpus (corpus/corpus.h) and the data pipeline
  * (train/data.h).
  *
  * Corpus: determinism per seed, sizes and document separators, valid UTF-8,
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "train/corpus.h"
+#include "corpus/corpus.h"
 #include "train/data.h"
 
 static char tmpdir[256];

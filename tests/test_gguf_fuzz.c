@@ -29,7 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "infer/synth.h"
+#include "tools/synth.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
 #include "testutil.h"

@@ -1,5 +1,5 @@
-/* test_infer_kernels.c: the inference engine's attention kernels (src/infer/
- * attn.h) and the engine's promise that logits do not depend on the prompt
+/* test_infer_kernels.c: the inference engine's attention kernels (src/kernels/attn_decode*.c;
+ * attn_decode.h) and the engine's promise that logits do not depend on the prompt
  * split nor on the thread count.
  *
  * Kernels: every kernel this processor runs (portable, AVX2, AVX-512), on
@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "infer/attn.h"
+#include "kernels/attn_decode.h"
 #include "moe_infer.h"
 #include "testutil.h"
 

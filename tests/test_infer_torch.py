@@ -4,7 +4,7 @@ independent PyTorch float64 forward pass of every model family.
 
 For each architecture (llama dense, mixtral, qwen2moe, qwen3moe, olmoe,
 deepseek, granitemoe) a random model is written by the library's generator
-(synth_write, src/infer/synth.h, called through ctypes) in F32, F16 and BF16;
+(synth_write, src/tools/synth.h, called through ctypes) in F32, F16 and BF16;
 tests/infer_ref.py reads the file with tests/gguf_ref.py (a reader written
 from the format, not the C one) and computes the logits of a random token
 sequence in float64 from the Hugging Face semantics of the family. The engine
@@ -66,7 +66,7 @@ class MoeError(Structure):
     _fields_ = [("msg", c_char * 512)]
 
 
-class SynthSpec(Structure):  # src/infer/synth.h, field by field
+class SynthSpec(Structure):  # src/tools/synth.h, field by field
     _fields_ = [
         ("arch", c_char_p), ("name", c_char_p),
         ("n_layers", c_int), ("d_model", c_int), ("n_heads", c_int), ("n_kv_heads", c_int),
@@ -196,7 +196,7 @@ def check_spec_layout(lib):
                 vocab_size=320, ctx_len=256, with_tokenizer=1, seed=1)
     bad = ["%s=%s (want %s)" % (k, getattr(s, k), v) for k, v in want.items() if getattr(s, k) != v]
     check("synth/spec_layout", not bad and s.arch == b"deepseek" and abs(s.rms_eps - 1e-6) < 1e-12,
-          "ctypes SynthSpec disagrees with src/infer/synth.h: " + ", ".join(bad))
+          "ctypes SynthSpec disagrees with src/tools/synth.h: " + ", ".join(bad))
 
 
 EXPECT = {  # tensors of layer 0 (or the named layer) per family, beyond the common ones

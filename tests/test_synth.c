@@ -1,4 +1,4 @@
-/* test_synth.c: the random-model generator (src/infer/synth.c) and the
+/* test_synth.c: the random-model generator (src/tools/synth.c) and the
  * engine on every architecture x weight type.
  *
  * Generator: every family writes a file the GGUF reader accepts with the
@@ -38,12 +38,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "infer/synth.h"
+#include "tools/synth.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
 #include "quant/quant.h"
 #include "testutil.h"
-#include "train/bpe.h"
+#include "text/bpe.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1

@@ -1,5 +1,5 @@
 /* test_vocab.c: tokenizers read from GGUF metadata, the pre-tokenizers and
- * the chat templates (src/infer/vocab.c, spm.c, bpe_gguf.c, pretok.c,
+ * the chat templates (src/text/vocab.c, spm.c, bpe_gguf.c, pretok.c,
  * chat.c).
  *
  * Every vocabulary is written as a GGUF file with the GGUF writer and read
@@ -18,12 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "infer/pretok.h"
-#include "infer/vocab.h"
+#include "text/pretok.h"
+#include "text/vocab.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
 #include "testutil.h"
-#include "train/bpe.h"
+#include "text/bpe.h"
 
 static char tmpdir[256];
 

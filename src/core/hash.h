@@ -1,6 +1,6 @@
 /* hash.h: one streaming 64-bit content hash for change detection (internal).
  * For: the token cache's fingerprints and checksum (src/train/data.c) and the
- * moe.checksum of model and state files (src/train/checkpoint.c). Not for
+ * moe.checksum of model and state files (src/model/model_file.c). Not for
  * cryptography or hash tables.
  *
  * FNV-1a-like over 8-byte little-endian words: h = FNV offset basis; for

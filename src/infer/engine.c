@@ -18,7 +18,7 @@
 
 #include "core/error.h"
 #include "infer/engine.h"
-#include "infer/vocab.h"
+#include "text/vocab.h"
 
 void moe_infer_options_default(moe_infer_options *o) {
     o->n_threads = 0;

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "infer/arch.h"
-#include "infer/attn.h"
+#include "kernels/attn_decode.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
 

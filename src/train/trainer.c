@@ -17,10 +17,10 @@
 #include "moe.h"
 #include "core/error.h"
 #include "io/gguf.h"
-#include "train/checkpoint.h"
-#include "train/corpus.h"
+#include "train/state_file.h"
+#include "corpus/corpus.h"
 #include "train/data.h"
-#include "train/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <errno.h>
 #include <omp.h>

@@ -1,0 +1,677 @@
+/* bpe.c: byte-level BPE: pre-tokenizer, trainer, encoder and decoder (see
+ * bpe.h for the rules and the layout).
+ * Not for: file I/O, special-token parsing, or the GGUF-convention
+ * export/import (bpe_export.c).
+ *
+ * Reading order: helpers, pre-tokenizer, tokenizer building blocks,
+ * training, encoding, decoding. The hashes live in bpe_internal.h.
+ */
+#include "text/bpe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "text/bpe_internal.h"
+
+/* ------------------------------------------------------------- helpers */
+
+/* Grows *p (elements of size sz) to hold at least need; 0 on failure. */
+static int grow(void **p, size_t *cap, size_t need, size_t sz) {
+    if (need <= *cap) return 1;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * sz);
+    if (!q) return 0;
+    *p = q;
+    *cap = c;
+    return 1;
+}
+
+/* -------------------------------------------------------- pre-tokenizer */
+
+static inline int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static inline int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+static inline int is_letter(uint8_t c) {
+    return ((c | 32) >= 'a' && (c | 32) <= 'z') || c >= 0x80;
+}
+static inline int is_other(uint8_t c) { return !is_space(c) && !is_letter(c) && !is_digit(c); }
+
+size_t bpe_chunk_end(const uint8_t *t, size_t n, size_t i) {
+    uint8_t c = t[i];
+    if (c == '\'' && i + 1 < n) { /* rule 1: contractions */
+        uint8_t d = t[i + 1];
+        if (d == 's' || d == 't' || d == 'm' || d == 'd') return i + 2;
+        if (i + 2 < n) {
+            uint8_t e = t[i + 2];
+            if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l'))
+                return i + 3;
+        }
+    }
+    size_t j = i; /* rule 2: optional space, then one class */
+    if (c == ' ' && i + 1 < n && !is_space(t[i + 1])) j = i + 1;
+    uint8_t h = t[j];
+    if (is_letter(h)) {
+        for (j++; j < n && is_letter(t[j]); j++) {}
+        return j;
+    }
+    if (is_digit(h)) {
+        size_t s = j;
+        for (j++; j < n && j - s < 3 && is_digit(t[j]); j++) {}
+        return j;
+    }
+    if (!is_space(h)) {
+        for (j++; j < n && is_other(t[j]); j++) {}
+        return j;
+    }
+    size_t e = i + 1; /* rule 3: whitespace run (j == i here) */
+    while (e < n && is_space(t[e])) e++;
+    if (e == n || e - i == 1) return e;
+    return e - 1;
+}
+
+/* ----------------------------------------------------- building blocks */
+
+void bpe_free(bpe_tokenizer *tok) {
+    if (!tok) return;
+    free(tok->merges);
+    free(tok->token_type);
+    free(tok->token_off);
+    free(tok->token_bytes);
+    free(tok->map_key);
+    free(tok->map_rank);
+    memset(tok, 0, sizeof *tok);
+}
+
+const uint8_t *bpe_token_bytes(const bpe_tokenizer *tok, int32_t id, size_t *len) {
+    if (!tok || id < 0 || id >= tok->n_vocab) {
+        if (len) *len = 0;
+        return NULL;
+    }
+    if (len) *len = tok->token_off[id + 1] - tok->token_off[id];
+    return tok->token_bytes + tok->token_off[id];
+}
+
+/* Rank of the merge of pair (a, b), or -1. */
+static inline int32_t map_find(const bpe_tokenizer *tok, int32_t a, int32_t b) {
+    uint64_t k = pair_key(a, b), m = tok->map_cap - 1;
+    for (uint64_t s = mix64(k) & m;; s = (s + 1) & m) {
+        if (tok->map_key[s] == k) return tok->map_rank[s];
+        if (tok->map_key[s] == MAP_EMPTY) return -1;
+    }
+}
+
+/* Builds the pair -> rank map from tok->merges (see bpe_internal.h). */
+int bpe_build_map(bpe_tokenizer *tok) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)tok->n_merges + 2) cap *= 2;
+    tok->map_key = malloc(cap * sizeof *tok->map_key);
+    tok->map_rank = malloc(cap * sizeof *tok->map_rank);
+    if (!tok->map_key || !tok->map_rank) return 0;
+    tok->map_cap = cap;
+    memset(tok->map_key, 0xFF, cap * sizeof *tok->map_key);
+    for (int32_t r = 0; r < tok->n_merges; r++) {
+        uint64_t k = pair_key(tok->merges[r].left, tok->merges[r].right);
+        uint64_t s = mix64(k) & (cap - 1);
+        while (tok->map_key[s] != MAP_EMPTY) {
+            if (tok->map_key[s] == k) return -1 - r;
+            s = (s + 1) & (cap - 1);
+        }
+        tok->map_key[s] = k;
+        tok->map_rank[s] = r;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------ training */
+
+/* A distinct chunk of the training text ("word") and how often it occurs. */
+typedef struct tword {
+    size_t off;    /* into the symbol array */
+    int32_t len;   /* current number of symbols (shrinks as merges apply) */
+    int32_t stamp; /* last merge step that visited this word */
+    int64_t count; /* occurrences in the text */
+} tword;
+
+/* A pair of adjacent symbols and where it occurs. */
+typedef struct tpair {
+    int64_t count;   /* occurrences over all words, weighted by word count */
+    int64_t before;  /* count when first touched in the current step */
+    int32_t a, b;    /* left and right symbol */
+    int32_t *words;  /* words that contain (or contained) the pair; may repeat */
+    size_t nw, cw;   /* used and allocated length of words */
+    int32_t stamp;   /* last step that changed count */
+} tpair;
+
+/* Max-heap entry: higher count first, then lower (a, b). */
+typedef struct hent {
+    int64_t count;
+    int32_t a, b, idx;
+} hent;
+
+typedef struct trainer {
+    const uint8_t *text;
+    tword *w; size_t nw, cw;           /* distinct words */
+    int32_t *sym;                      /* symbols of all words */
+    tpair *p; size_t np, cp;           /* pairs */
+    uint64_t *pk; int32_t *pv; size_t pcap; /* pair map (a, b) -> index */
+    int32_t *changed; size_t nch, cch; /* pairs changed in the current step */
+    hent *heap; size_t nh, ch;
+    int32_t step;
+} trainer;
+
+static inline int hent_before(const hent *x, const hent *y) {
+    if (x->count != y->count) return x->count > y->count;
+    if (x->a != y->a) return x->a < y->a;
+    return x->b < y->b;
+}
+
+static int heap_push(trainer *T, hent e) {
+    if (!grow((void **)&T->heap, &T->ch, T->nh + 1, sizeof *T->heap)) return 0;
+    size_t i = T->nh++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!hent_before(&e, &T->heap[up])) break;
+        T->heap[i] = T->heap[up];
+        i = up;
+    }
+    T->heap[i] = e;
+    return 1;
+}
+
+static hent heap_pop(trainer *T) {
+    hent top = T->heap[0], last = T->heap[--T->nh];
+    size_t i = 0, n = T->nh;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && hent_before(&T->heap[c + 1], &T->heap[c])) c++;
+        if (!hent_before(&T->heap[c], &last)) break;
+        T->heap[i] = T->heap[c];
+        i = c;
+    }
+    if (n) T->heap[i] = last;
+    return top;
+}
+
+/* Index of pair (a, b), created with count 0 if new; -1 on out of memory. */
+static int32_t pair_get(trainer *T, int32_t a, int32_t b) {
+    if (2 * (T->np + 1) > T->pcap) {
+        size_t cap = T->pcap ? 2 * T->pcap : 1024;
+        uint64_t *k = malloc(cap * sizeof *k);
+        int32_t *v = malloc(cap * sizeof *v);
+        if (!k || !v) { free(k); free(v); return -1; }
+        memset(k, 0xFF, cap * sizeof *k);
+        for (size_t i = 0; i < T->np; i++) {
+            uint64_t key = pair_key(T->p[i].a, T->p[i].b), s = mix64(key) & (cap - 1);
+            while (k[s] != MAP_EMPTY) s = (s + 1) & (cap - 1);
+            k[s] = key;
+            v[s] = (int32_t)i;
+        }
+        free(T->pk); free(T->pv);
+        T->pk = k; T->pv = v; T->pcap = cap;
+    }
+    uint64_t key = pair_key(a, b), s = mix64(key) & (T->pcap - 1);
+    for (; T->pk[s] != MAP_EMPTY; s = (s + 1) & (T->pcap - 1))
+        if (T->pk[s] == key) return T->pv[s];
+    if (T->np >= INT32_MAX || !grow((void **)&T->p, &T->cp, T->np + 1, sizeof *T->p)) return -1;
+    tpair *q = &T->p[T->np];
+    memset(q, 0, sizeof *q);
+    q->a = a; q->b = b; q->stamp = -1;
+    T->pk[s] = key;
+    T->pv[s] = (int32_t)T->np;
+    return (int32_t)T->np++;
+}
+
+/* count(a, b) += delta; if word >= 0, also records that word contains the
+ * pair. Remembers the pair as changed in this step. 0 on out of memory. */
+static int pair_add(trainer *T, int32_t a, int32_t b, int64_t delta, int32_t word) {
+    int32_t i = pair_get(T, a, b);
+    if (i < 0) return 0;
+    tpair *q = &T->p[i];
+    if (q->stamp != T->step) {
+        q->stamp = T->step;
+        q->before = q->count;
+        if (!grow((void **)&T->changed, &T->cch, T->nch + 1, sizeof *T->changed)) return 0;
+        T->changed[T->nch++] = i;
+    }
+    q->count += delta;
+    if (word >= 0 && (q->nw == 0 || q->words[q->nw - 1] != word)) {
+        if (!grow((void **)&q->words, &q->cw, q->nw + 1, sizeof *q->words)) return 0;
+        q->words[q->nw++] = word;
+    }
+    return 1;
+}
+
+/* Pushes every pair changed in this step whose count is positive. */
+static int push_changed(trainer *T) {
+    for (size_t k = 0; k < T->nch; k++) {
+        tpair *q = &T->p[T->changed[k]];
+        if (q->count > 0 && q->count != q->before) {
+            hent e = { q->count, q->a, q->b, T->changed[k] };
+            if (!heap_push(T, e)) return 0;
+        }
+    }
+    T->nch = 0;
+    return 1;
+}
+
+/* Counts the distinct chunks of the text and lays out their symbols. 1 on
+ * success, 0 on out of memory, -1 (err set) for a size past the int32 limits. */
+static int count_words(trainer *T, size_t n, moe_error *err) {
+    size_t cap = 1024;
+    int32_t *slot = malloc(cap * sizeof *slot);
+    if (!slot) return 0;
+    for (size_t i = 0; i < cap; i++) slot[i] = -1;
+    uint64_t *wh = NULL; size_t cwh = 0;  /* hash of each word */
+    size_t *woff = NULL; size_t cwo = 0;  /* text offset of each word */
+    int ok = 0;
+    for (size_t i = 0; i < n;) {
+        size_t e = bpe_chunk_end(T->text, n, i), len = e - i;
+        if (len > INT32_MAX) { moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_train: a chunk of %zu bytes (limit 2^31 - 1)", len); ok = -1; goto done; }
+        uint64_t h = hash_bytes(T->text + i, len), s = h & (cap - 1);
+        for (; slot[s] >= 0; s = (s + 1) & (cap - 1)) {
+            tword *w = &T->w[slot[s]];
+            if (wh[slot[s]] == h && (size_t)w->len == len && !memcmp(T->text + woff[slot[s]], T->text + i, len)) break;
+        }
+        if (slot[s] >= 0) {
+            T->w[slot[s]].count++;
+        } else {
+            if (T->nw >= INT32_MAX - 1) { moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_train: more than 2^31 distinct chunks"); ok = -1; goto done; }
+            if (!grow((void **)&T->w, &T->cw, T->nw + 1, sizeof *T->w) ||
+                !grow((void **)&wh, &cwh, T->nw + 1, sizeof *wh) ||
+                !grow((void **)&woff, &cwo, T->nw + 1, sizeof *woff)) goto done;
+            tword nwd = { 0, (int32_t)len, -1, 1 };
+            T->w[T->nw] = nwd;
+            wh[T->nw] = h;
+            woff[T->nw] = i;
+            slot[s] = (int32_t)T->nw++;
+            if (2 * T->nw > cap) { /* rehash */
+                size_t nc = 2 * cap;
+                int32_t *ns = malloc(nc * sizeof *ns);
+                if (!ns) goto done;
+                for (size_t k = 0; k < nc; k++) ns[k] = -1;
+                for (size_t k = 0; k < T->nw; k++) {
+                    uint64_t t = wh[k] & (nc - 1);
+                    while (ns[t] >= 0) t = (t + 1) & (nc - 1);
+                    ns[t] = (int32_t)k;
+                }
+                free(slot);
+                slot = ns;
+                cap = nc;
+            }
+        }
+        i = e;
+    }
+    /* symbols: each word starts as its bytes */
+    size_t total = 0;
+    for (size_t k = 0; k < T->nw; k++) total += (size_t)T->w[k].len;
+    T->sym = malloc((total ? total : 1) * sizeof *T->sym);
+    if (!T->sym) goto done;
+    total = 0;
+    for (size_t k = 0; k < T->nw; k++) {
+        T->w[k].off = total;
+        for (size_t j = 0; j < (size_t)T->w[k].len; j++) T->sym[total + j] = T->text[woff[k] + j];
+        total += (size_t)T->w[k].len;
+    }
+    ok = 1;
+done:
+    free(slot); free(wh); free(woff);
+    return ok;
+}
+
+/* Applies merge (a, b) -> x to every word that holds the pair, keeping the
+ * pair counts exact: at each occurrence, with L the symbol before (already
+ * rewritten) and R the one after, pairs (L,a), (a,b), (b,R) lose the word's
+ * count and (L,x), (x,R) gain it. 0 on out of memory. */
+static int apply_merge(trainer *T, int32_t pi, int32_t x) {
+    int32_t a = T->p[pi].a, b = T->p[pi].b;
+    int32_t *list = T->p[pi].words;
+    size_t nl = T->p[pi].nw;
+    for (size_t k = 0; k < nl; k++) {
+        int32_t wi = list[k];
+        tword *w = &T->w[wi];
+        if (w->stamp == T->step) continue;
+        w->stamp = T->step;
+        int32_t *s = T->sym + w->off, L = w->len, o = 0;
+        int64_t c = w->count;
+        for (int32_t i = 0; i < L;) {
+            if (i + 1 < L && s[i] == a && s[i + 1] == b) {
+                if (!pair_add(T, a, b, -c, -1)) return 0;
+                if (o > 0) {
+                    if (!pair_add(T, s[o - 1], a, -c, -1) || !pair_add(T, s[o - 1], x, c, wi)) return 0;
+                }
+                if (i + 2 < L) {
+                    if (!pair_add(T, b, s[i + 2], -c, -1) || !pair_add(T, x, s[i + 2], c, wi)) return 0;
+                }
+                s[o++] = x;
+                i += 2;
+            } else {
+                s[o++] = s[i++];
+            }
+        }
+        w->len = o;
+    }
+    tpair *q = &T->p[pi]; /* every occurrence is gone and cannot come back */
+    free(q->words);
+    q->words = NULL;
+    q->nw = q->cw = 0;
+    return 1;
+}
+
+static void trainer_free(trainer *T) {
+    for (size_t i = 0; i < T->np; i++) free(T->p[i].words);
+    free(T->w); free(T->sym); free(T->p); free(T->pk); free(T->pv);
+    free(T->changed); free(T->heap);
+}
+
+/* Fills tok from 256 bytes + merges (token 256 + r is merge r) + BOS + EOS. */
+static moe_status build_trained(bpe_tokenizer *tok, bpe_merge *merges, int32_t n_merges,
+                                moe_error *err) {
+    int32_t nv = BPE_N_BYTES + n_merges + BPE_N_SPECIAL;
+    tok->merges = merges;
+    tok->n_merges = n_merges;
+    tok->n_vocab = nv;
+    tok->token_type = malloc((size_t)nv * sizeof *tok->token_type);
+    tok->token_off = malloc(((size_t)nv + 1) * sizeof *tok->token_off);
+    if (!tok->token_type || !tok->token_off) goto nomem;
+    size_t total = 0;
+    tok->token_off[0] = 0;
+    for (int32_t i = 0; i < nv; i++) {
+        size_t len;
+        if (i < BPE_N_BYTES) len = 1;
+        else if (i < BPE_N_BYTES + n_merges) {
+            const bpe_merge *m = &merges[i - BPE_N_BYTES];
+            len = (tok->token_off[m->left + 1] - tok->token_off[m->left]) +
+                  (tok->token_off[m->right + 1] - tok->token_off[m->right]);
+        } else len = strlen(i == nv - 2 ? BPE_BOS_TEXT : BPE_EOS_TEXT);
+        total += len;
+        tok->token_off[i + 1] = total;
+        tok->token_type[i] = i < nv - BPE_N_SPECIAL ? BPE_TOKEN_NORMAL : BPE_TOKEN_CONTROL;
+    }
+    tok->token_bytes = malloc(total);
+    if (!tok->token_bytes) goto nomem;
+    for (int32_t i = 0; i < nv; i++) {
+        uint8_t *d = tok->token_bytes + tok->token_off[i];
+        if (i < BPE_N_BYTES) d[0] = (uint8_t)i;
+        else if (i < BPE_N_BYTES + n_merges) {
+            const bpe_merge *m = &merges[i - BPE_N_BYTES];
+            size_t ll = tok->token_off[m->left + 1] - tok->token_off[m->left];
+            memcpy(d, tok->token_bytes + tok->token_off[m->left], ll);
+            memcpy(d + ll, tok->token_bytes + tok->token_off[m->right],
+                   tok->token_off[m->right + 1] - tok->token_off[m->right]);
+        } else {
+            const char *t = i == nv - 2 ? BPE_BOS_TEXT : BPE_EOS_TEXT;
+            memcpy(d, t, strlen(t));
+        }
+    }
+    for (int i = 0; i < BPE_N_BYTES; i++) tok->byte_token[i] = i;
+    tok->bos_id = nv - 2;
+    tok->eos_id = nv - 1;
+    int bm = bpe_build_map(tok);
+    MOE_ASSERT(bm >= 0); /* training never learns one pair twice */
+    if (bm == 0) goto nomem;
+    return MOE_OK;
+nomem:
+    bpe_free(tok);
+    return moe_err(err, MOE_ERR_NOMEM, "bpe_train: out of memory building the vocabulary of %d tokens", (int)nv);
+}
+
+moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
+                     int vocab_size, moe_error *err) {
+    if (!tok) return moe_err(err, MOE_ERR_ARG, "bpe_train: tok is NULL");
+    memset(tok, 0, sizeof *tok);
+    if (!text && n > 0) return moe_err(err, MOE_ERR_ARG, "bpe_train: text is NULL with n = %zu", n);
+    if (vocab_size < BPE_N_BYTES + BPE_N_SPECIAL || vocab_size > BPE_MAX_VOCAB)
+        return moe_err(err, MOE_ERR_ARG, "bpe_train: vocab_size = %d, expected %d..%d (256 bytes + %d specials + merges)",
+                       vocab_size, BPE_N_BYTES + BPE_N_SPECIAL, BPE_MAX_VOCAB, BPE_N_SPECIAL);
+    int32_t want = vocab_size - BPE_N_BYTES - BPE_N_SPECIAL, nm = 0;
+    bpe_merge *merges = malloc(((size_t)want + 1) * sizeof *merges);
+    trainer T;
+    memset(&T, 0, sizeof T);
+    T.text = text;
+    if (!merges) goto nomem;
+    int r = count_words(&T, n, err);
+    if (r < 0) { trainer_free(&T); free(merges); return MOE_ERR_UNSUPPORTED; }
+    if (r == 0) goto nomem;
+    for (size_t k = 0; k < T.nw; k++) { /* initial pair counts */
+        const int32_t *s = T.sym + T.w[k].off;
+        for (int32_t j = 0; j + 1 < T.w[k].len; j++)
+            if (!pair_add(&T, s[j], s[j + 1], T.w[k].count, (int32_t)k)) goto nomem;
+    }
+    if (!push_changed(&T)) goto nomem;
+    while (nm < want && T.nh > 0) {
+        hent e = heap_pop(&T);
+        tpair *q = &T.p[e.idx];
+        if (q->count != e.count || q->count <= 0) continue; /* stale entry */
+        int32_t x = BPE_N_BYTES + nm;
+        merges[nm].left = e.a;
+        merges[nm].right = e.b;
+        merges[nm].result = x;
+        nm++;
+        T.step = nm;
+        if (!apply_merge(&T, e.idx, x) || !push_changed(&T)) goto nomem;
+    }
+    trainer_free(&T);
+    return build_trained(tok, merges, nm, err);
+nomem:
+    trainer_free(&T);
+    free(merges);
+    return moe_err(err, MOE_ERR_NOMEM, "bpe_train: out of memory (text of %zu bytes)", n);
+}
+
+/* ------------------------------------------------------------ encoding */
+
+/* Min-heap entry of the encoder: lowest rank first, then leftmost. */
+typedef struct eent {
+    int32_t rank, pos, right, l, r;
+} eent;
+
+/* Working memory of one bpe_encode call, plus a cache of short chunks. */
+typedef struct encoder {
+    int32_t *sym, *nxt, *prv; size_t cap; /* [cap] per chunk position */
+    eent *heap; size_t nh, ch;
+    int32_t *slot; size_t nslot;          /* [nslot] cache entry or -1 */
+    size_t ncache, maxcache;              /* entries used, allowed */
+    size_t *c_off; uint32_t *c_len, *c_tok, *c_ntok; /* [maxcache] entries */
+    int32_t *pool; size_t npool, cpool;   /* cached token ids */
+} encoder;
+
+#define CACHE_MAX (1u << 16) /* entries of the chunk cache, at most */
+#define CACHE_MAX_LEN 48     /* longest chunk that is cached */
+
+static inline int eent_before(const eent *x, const eent *y) {
+    return x->rank != y->rank ? x->rank < y->rank : x->pos < y->pos;
+}
+
+static void eheap_push(encoder *E, eent e) {
+    size_t i = E->nh++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!eent_before(&e, &E->heap[up])) break;
+        E->heap[i] = E->heap[up];
+        i = up;
+    }
+    E->heap[i] = e;
+}
+
+static eent eheap_pop(encoder *E) {
+    eent top = E->heap[0], last = E->heap[--E->nh];
+    size_t i = 0, n = E->nh;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && eent_before(&E->heap[c + 1], &E->heap[c])) c++;
+        if (!eent_before(&E->heap[c], &last)) break;
+        E->heap[i] = E->heap[c];
+        i = c;
+    }
+    if (n) E->heap[i] = last;
+    return top;
+}
+
+static void try_pair(const bpe_tokenizer *tok, encoder *E, int32_t p, int32_t q) {
+    int32_t r = map_find(tok, E->sym[p], E->sym[q]);
+    if (r >= 0) {
+        eent e = { r, p, q, E->sym[p], E->sym[q] };
+        eheap_push(E, e);
+    }
+}
+
+/* BPE of one chunk s[0, L) into dst (at most L ids); returns the count, or -1
+ * when out of memory. Symbols form a linked list; a heap holds candidate
+ * merges (rank, position), each checked against the list when popped. A merge
+ * makes a new id of higher rank, so the occurrences of one rank are taken left
+ * to right exactly as GPT-2's "merge every occurrence of the best pair". */
+static int64_t encode_chunk(const bpe_tokenizer *tok, encoder *E, const uint8_t *s,
+                            int32_t L, int32_t *dst) {
+    if (L == 1) { dst[0] = tok->byte_token[s[0]]; return 1; }
+    if ((size_t)L > E->cap) {
+        size_t c = E->cap ? E->cap : 64;
+        while (c < (size_t)L) c *= 2;
+        free(E->sym); free(E->nxt); free(E->prv); free(E->heap);
+        E->sym = malloc(c * sizeof *E->sym);
+        E->nxt = malloc(c * sizeof *E->nxt);
+        E->prv = malloc(c * sizeof *E->prv);
+        E->heap = malloc(3 * c * sizeof *E->heap); /* L-1 initial + 2 per merge */
+        E->cap = c;
+        if (!E->sym || !E->nxt || !E->prv || !E->heap) { E->cap = 0; return -1; }
+    }
+    for (int32_t i = 0; i < L; i++) {
+        E->sym[i] = tok->byte_token[s[i]];
+        E->prv[i] = i - 1;
+        E->nxt[i] = i + 1;
+    }
+    E->nh = 0;
+    for (int32_t i = 0; i + 1 < L; i++) try_pair(tok, E, i, i + 1);
+    while (E->nh > 0) {
+        eent e = eheap_pop(E);
+        int32_t p = e.pos, q = e.right;
+        if (E->sym[p] != e.l || E->nxt[p] != q || E->sym[q] != e.r) continue; /* stale */
+        E->sym[p] = tok->merges[e.rank].result;
+        E->sym[q] = -1;
+        E->nxt[p] = E->nxt[q];
+        if (E->nxt[q] < L) E->prv[E->nxt[q]] = p;
+        if (E->prv[p] >= 0) try_pair(tok, E, E->prv[p], p);
+        if (E->nxt[p] < L) try_pair(tok, E, p, E->nxt[p]);
+    }
+    int64_t k = 0;
+    for (int32_t i = 0; i < L; i = E->nxt[i]) dst[k++] = E->sym[i];
+    return k;
+}
+
+static void encoder_free(encoder *E) {
+    free(E->sym); free(E->nxt); free(E->prv); free(E->heap);
+    free(E->slot); free(E->c_off); free(E->c_len); free(E->c_tok); free(E->c_ntok);
+    free(E->pool);
+}
+
+moe_status bpe_encode(const bpe_tokenizer *tok, const uint8_t *text, size_t n,
+                      int32_t *out, size_t cap, size_t *n_out, moe_error *err) {
+    if (n_out) *n_out = 0;
+    if (!tok || !tok->map_key) return moe_err(err, MOE_ERR_ARG, "bpe_encode: tokenizer is NULL or empty");
+    if (!text && n > 0) return moe_err(err, MOE_ERR_ARG, "bpe_encode: text is NULL with n = %zu", n);
+    if (!out && cap > 0) return moe_err(err, MOE_ERR_ARG, "bpe_encode: out is NULL with cap = %zu", cap);
+    if (!n_out) return moe_err(err, MOE_ERR_ARG, "bpe_encode: n_out is NULL");
+    encoder E;
+    memset(&E, 0, sizeof E);
+    int32_t small[CACHE_MAX_LEN], *buf = NULL;
+    size_t cbuf = 0, total = 0;
+    moe_status st = MOE_OK;
+    /* the cache holds at most one entry per chunk of 2 bytes or more */
+    E.maxcache = n / 2 + 1 < CACHE_MAX ? n / 2 + 1 : CACHE_MAX;
+    for (E.nslot = 16; E.nslot < 2 * E.maxcache; E.nslot *= 2) {}
+    E.slot = malloc(E.nslot * sizeof *E.slot);
+    E.c_off = malloc(E.maxcache * sizeof *E.c_off);
+    E.c_len = malloc(E.maxcache * sizeof *E.c_len);
+    E.c_tok = malloc(E.maxcache * sizeof *E.c_tok);
+    E.c_ntok = malloc(E.maxcache * sizeof *E.c_ntok);
+    if (!E.slot || !E.c_off || !E.c_len || !E.c_tok || !E.c_ntok) goto nomem;
+    for (size_t i = 0; i < E.nslot; i++) E.slot[i] = -1;
+    for (size_t i = 0; i < n;) {
+        size_t e = bpe_chunk_end(text, n, i), len = e - i;
+        const int32_t *ids;
+        int64_t k;
+        if (len > INT32_MAX) { st = moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_encode: a chunk of %zu bytes at offset %zu (limit 2^31 - 1)", len, i); goto out; }
+        if (len == 1) {
+            small[0] = tok->byte_token[text[i]];
+            ids = small;
+            k = 1;
+        } else if (len <= CACHE_MAX_LEN) {
+            uint64_t h = hash_bytes(text + i, len), s = h & (E.nslot - 1);
+            for (; E.slot[s] >= 0; s = (s + 1) & (E.nslot - 1)) {
+                int32_t c = E.slot[s];
+                if (E.c_len[c] == len && !memcmp(text + E.c_off[c], text + i, len)) break;
+            }
+            if (E.slot[s] >= 0) {
+                int32_t c = E.slot[s];
+                ids = E.pool + E.c_tok[c];
+                k = E.c_ntok[c];
+            } else {
+                k = encode_chunk(tok, &E, text + i, (int32_t)len, small);
+                if (k < 0) goto nomem;
+                ids = small;
+                if (E.ncache < E.maxcache && E.npool + (size_t)k <= UINT32_MAX) {
+                    if (!grow((void **)&E.pool, &E.cpool, E.npool + (size_t)k, sizeof *E.pool)) goto nomem;
+                    size_t c = E.ncache++;
+                    memcpy(E.pool + E.npool, small, (size_t)k * sizeof *small);
+                    E.c_off[c] = i;
+                    E.c_len[c] = (uint32_t)len;
+                    E.c_tok[c] = (uint32_t)E.npool;
+                    E.c_ntok[c] = (uint32_t)k;
+                    E.npool += (size_t)k;
+                    E.slot[s] = (int32_t)c;
+                }
+            }
+        } else {
+            if (!grow((void **)&buf, &cbuf, len, sizeof *buf)) goto nomem;
+            k = encode_chunk(tok, &E, text + i, (int32_t)len, buf);
+            if (k < 0) goto nomem;
+            ids = buf;
+        }
+        if (total < cap) {
+            size_t m = cap - total < (size_t)k ? cap - total : (size_t)k;
+            memcpy(out + total, ids, m * sizeof *ids);
+        }
+        total += (size_t)k;
+        i = e;
+    }
+    *n_out = total;
+    if (total > cap)
+        st = moe_err(err, MOE_ERR_SHAPE, "bpe_encode: %zu ids do not fit in cap = %zu", total, cap);
+    goto out;
+nomem:
+    st = moe_err(err, MOE_ERR_NOMEM, "bpe_encode: out of memory (text of %zu bytes)", n);
+out:
+    encoder_free(&E);
+    free(buf);
+    return st;
+}
+
+/* ------------------------------------------------------------ decoding */
+
+moe_status bpe_decode(const bpe_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                      int with_special, uint8_t *out, size_t cap, size_t *n_out,
+                      moe_error *err) {
+    if (n_out) *n_out = 0;
+    if (!tok || !tok->token_off) return moe_err(err, MOE_ERR_ARG, "bpe_decode: tokenizer is NULL or empty");
+    if (!ids && n_ids > 0) return moe_err(err, MOE_ERR_ARG, "bpe_decode: ids is NULL with n_ids = %zu", n_ids);
+    if (!out && cap > 0) return moe_err(err, MOE_ERR_ARG, "bpe_decode: out is NULL with cap = %zu", cap);
+    if (!n_out) return moe_err(err, MOE_ERR_ARG, "bpe_decode: n_out is NULL");
+    size_t total = 0;
+    for (size_t i = 0; i < n_ids; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= tok->n_vocab)
+            return moe_err(err, MOE_ERR_ARG, "bpe_decode: ids[%zu] = %d, expected 0..%d", i, (int)id, (int)tok->n_vocab - 1);
+        int t = tok->token_type[id];
+        if (!with_special && t != BPE_TOKEN_NORMAL && t != BPE_TOKEN_BYTE) continue;
+        size_t len = tok->token_off[id + 1] - tok->token_off[id];
+        if (total < cap)
+            memcpy(out + total, tok->token_bytes + tok->token_off[id], cap - total < len ? cap - total : len);
+        total += len;
+    }
+    *n_out = total;
+    if (total > cap)
+        return moe_err(err, MOE_ERR_SHAPE, "bpe_decode: %zu bytes do not fit in cap = %zu", total, cap);
+    return MOE_OK;
+}
