@@ -1,6 +1,6 @@
 /* tokenizer.c: the public moe_tokenizer, a thin owner of the byte-level BPE
  * of bpe.h (train, encode, decode). Not for: GGUF reading and writing of the
- * vocabulary (checkpoint.c) or other tokenizer families (vocab.c, spm.c, bpe_gguf.c). */
+ * vocabulary (src/model/model_file.c) or other tokenizer families (vocab.c, spm.c, bpe_gguf.c). */
 #include "text/tokenizer.h"
 #include "core/error.h"
 

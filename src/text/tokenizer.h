@@ -1,5 +1,5 @@
 /* tokenizer.h: what moe_tokenizer is (internal): the byte-level BPE of
- * bpe.h, owned. checkpoint.c reads and writes its GGUF form. */
+ * bpe.h, owned. src/model/model_file.c reads and writes its GGUF form. */
 #ifndef MOE_TEXT_TOKENIZER_H
 #define MOE_TEXT_TOKENIZER_H
 

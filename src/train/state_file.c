@@ -1,432 +1,47 @@
-/* checkpoint.c: the model (and training configuration) in GGUF form; the
- * layout is in checkpoint.h. Also moe_model_save and moe_model_load.
- * One table per configuration struct drives both writing and reading, so a
- * new field is one line. */
+/* state_file.c: the training configuration's keys in the training-state
+ * file (state_file.h); the model part of that file is model_file.c's. */
 #include "train/state_file.h"
-#include "text/tokenizer.h"
 #include "core/error.h"
-#include "quant/quant.h"
+#include "io/gguf_fields.h"
+#include "model/model_file.h"
 
-#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------ field tables */
-
-typedef struct cfg_field {
-    const char *key; /* after the prefix */
-    char type;       /* 'i' int (and enums), 'f' float, 'u' uint64, 'l' int64 */
-    size_t off;      /* offset in the struct */
-} cfg_field;
-
-#define FI(s, f) {#f, 'i', offsetof(s, f)}
-#define FF(s, f) {#f, 'f', offsetof(s, f)}
-#define FU(s, f) {#f, 'u', offsetof(s, f)}
-#define FL(s, f) {#f, 'l', offsetof(s, f)}
-
-static const cfg_field model_fields[] = {
-    FI(moe_model_config, vocab_size), FI(moe_model_config, d_model), FI(moe_model_config, n_layers),
-    FI(moe_model_config, n_heads), FI(moe_model_config, n_kv_heads), FI(moe_model_config, head_dim),
-    FI(moe_model_config, ctx_len), FI(moe_model_config, d_ff), FF(moe_model_config, rope_theta),
-    FF(moe_model_config, norm_eps), FI(moe_model_config, tie_embeddings), FI(moe_model_config, moe_every),
-    FI(moe_model_config, n_dense_first),
+static const gguf_field train_fields[] = {
+    GF_I(moe_train_config, batch), GF_I(moe_train_config, accum), GF_L(moe_train_config, steps),
+    GF_F(moe_train_config, lr), GF_F(moe_train_config, min_lr), GF_L(moe_train_config, warmup),
+    GF_L(moe_train_config, eval_every), GF_I(moe_train_config, eval_batches), GF_L(moe_train_config, save_every),
+    GF_F(moe_train_config, val_fraction), GF_U(moe_train_config, seed), GF_L(moe_train_config, corpus_bytes),
+    GF_F(moe_train_config, eval_capacity),
 };
 
-static const cfg_field router_fields[] = {
-    FI(moe_layer_config, d_ff), FI(moe_layer_config, n_experts), FI(moe_layer_config, top_k),
-    FI(moe_layer_config, expert), FI(moe_layer_config, gate), FI(moe_layer_config, select),
-    FF(moe_layer_config, capacity_factor), FI(moe_layer_config, drop_policy), FI(moe_layer_config, renormalize),
-    FF(moe_layer_config, weight_scale), FF(moe_layer_config, aux_loss_coef), FF(moe_layer_config, z_loss_coef),
-    FU(moe_layer_config, seed), FI(moe_layer_config, max_top_k), FF(moe_layer_config, jitter),
-    FI(moe_layer_config, noisy_gate), FF(moe_layer_config, importance_loss_coef),
-    FF(moe_layer_config, load_loss_coef), FI(moe_layer_config, gshard_random_second),
-    FI(moe_layer_config, balance_top1_only), FF(moe_layer_config, top_p), FF(moe_layer_config, entropy_loss_coef),
-    FF(moe_layer_config, ec_capacity), FI(moe_layer_config, ec_inference), FI(moe_layer_config, n_groups),
-    FI(moe_layer_config, topk_groups), FF(moe_layer_config, bias_update_rate),
-    FF(moe_layer_config, seq_aux_loss_coef), FI(moe_layer_config, seq_len), FI(moe_layer_config, shared_d_ff),
-    FI(moe_layer_config, shared_gate), FF(moe_layer_config, relu_l1_coef),
-    FF(moe_layer_config, relu_target_sparsity), FI(moe_layer_config, global_stats),
-    FI(moe_layer_config, dead_window),
+static const gguf_field adamw_fields[] = {
+    GF_F(moe_adamw_config, beta1), GF_F(moe_adamw_config, beta2), GF_F(moe_adamw_config, eps),
+    GF_F(moe_adamw_config, weight_decay), GF_F(moe_adamw_config, grad_clip),
 };
-
-static const cfg_field train_fields[] = {
-    FI(moe_train_config, batch), FI(moe_train_config, accum), FL(moe_train_config, steps),
-    FF(moe_train_config, lr), FF(moe_train_config, min_lr), FL(moe_train_config, warmup),
-    FL(moe_train_config, eval_every), FI(moe_train_config, eval_batches), FL(moe_train_config, save_every),
-    FF(moe_train_config, val_fraction), FU(moe_train_config, seed), FL(moe_train_config, corpus_bytes),
-    FF(moe_train_config, eval_capacity),
-};
-
-static const cfg_field adamw_fields[] = {
-    FF(moe_adamw_config, beta1), FF(moe_adamw_config, beta2), FF(moe_adamw_config, eps),
-    FF(moe_adamw_config, weight_decay), FF(moe_adamw_config, grad_clip),
-};
-
-#define NF(a) ((int)(sizeof(a) / sizeof((a)[0])))
-
-static moe_status put_fields(gguf_writer *w, const char *prefix, const cfg_field *f, int n,
-                             const void *base, moe_error *err) {
-    char key[128];
-    for (int i = 0; i < n; i++) {
-        const char *p = (const char *)base + f[i].off;
-        snprintf(key, sizeof key, "%s%s", prefix, f[i].key);
-        moe_status st;
-        switch (f[i].type) {
-        case 'i': st = gguf_writer_set_i32(w, key, *(const int *)p, err); break;
-        case 'f': st = gguf_writer_set_f32(w, key, *(const float *)p, err); break;
-        case 'u': st = gguf_writer_set_u64(w, key, *(const uint64_t *)p, err); break;
-        default: st = gguf_writer_set_i64(w, key, *(const int64_t *)p, err); break;
-        }
-        if (st != MOE_OK) return st;
-    }
-    return MOE_OK;
-}
-
-static moe_status get_fields(const gguf_ctx *g, const char *prefix, const cfg_field *f, int n, void *base,
-                             moe_error *err) {
-    char key[128];
-    for (int i = 0; i < n; i++) {
-        char *p = (char *)base + f[i].off;
-        snprintf(key, sizeof key, "%s%s", prefix, f[i].key);
-        moe_status st;
-        switch (f[i].type) {
-        case 'i': { int32_t v; st = gguf_get_i32(g, key, &v, err); if (!st) *(int *)p = v; break; }
-        case 'f': st = gguf_get_f32(g, key, (float *)p, err); break;
-        case 'u': st = gguf_get_u64(g, key, (uint64_t *)p, err); break;
-        default: st = gguf_get_i64(g, key, (int64_t *)p, err); break;
-        }
-        if (st != MOE_OK) return st;
-    }
-    return MOE_OK;
-}
-
-/* 1 and a message if a and b differ in a field of the table. */
-static int diff_fields(const char *prefix, const cfg_field *f, int n, const void *a, const void *b, char *buf,
-                       size_t cap) {
-    for (int i = 0; i < n; i++) {
-        const char *pa = (const char *)a + f[i].off, *pb = (const char *)b + f[i].off;
-        switch (f[i].type) {
-        case 'i':
-            if (*(const int *)pa != *(const int *)pb) {
-                snprintf(buf, cap, "%s%s: %d vs %d", prefix, f[i].key, *(const int *)pa, *(const int *)pb);
-                return 1;
-            }
-            break;
-        case 'f':
-            if (memcmp(pa, pb, sizeof(float))) {
-                snprintf(buf, cap, "%s%s: %g vs %g", prefix, f[i].key, (double)*(const float *)pa,
-                         (double)*(const float *)pb);
-                return 1;
-            }
-            break;
-        case 'u':
-            if (*(const uint64_t *)pa != *(const uint64_t *)pb) {
-                snprintf(buf, cap, "%s%s: %llu vs %llu", prefix, f[i].key,
-                         (unsigned long long)*(const uint64_t *)pa, (unsigned long long)*(const uint64_t *)pb);
-                return 1;
-            }
-            break;
-        default:
-            if (*(const int64_t *)pa != *(const int64_t *)pb) {
-                snprintf(buf, cap, "%s%s: %lld vs %lld", prefix, f[i].key, (long long)*(const int64_t *)pa,
-                         (long long)*(const int64_t *)pb);
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------ model */
-
-static int n_moe_layers(const moe_model_config *c) {
-    int n = 0;
-    for (int l = 0; l < c->n_layers; l++) n += moe_model_layer_is_moe(c, l);
-    return n;
-}
 
 #define TRY(x) do { moe_status st_ = (x); if (st_ != MOE_OK) return st_; } while (0)
 
-moe_status ckpt_verify_checksum(const gguf_ctx *g, moe_error *err) {
-    if (!gguf_find_kv(g, "moe.checksum")) return MOE_OK;
-    uint64_t want;
-    TRY(gguf_get_u64(g, "moe.checksum", &want, err));
-    moe_hash h;
-    moe_hash_init(&h);
-    for (size_t i = 0; i < gguf_n_tensors(g); i++) {
-        const gguf_tensor *t = gguf_tensor_at(g, i);
-        moe_hash_update(&h, t->data, t->nbytes);
-    }
-    if (moe_hash_final(&h) != want)
-        return moe_err(err, MOE_ERR_FORMAT, "%s: the tensor data does not match moe.checksum (the file is corrupt)",
-                       gguf_name(g));
-    return MOE_OK;
+moe_status state_file_add_train_config(gguf_writer *w, const moe_train_config *c, moe_error *err) {
+    TRY(gguf_fields_put(w, "moe.train.", train_fields, GF_N(train_fields), c, err));
+    return gguf_fields_put(w, "moe.train.adamw.", adamw_fields, GF_N(adamw_fields), &c->adamw, err);
 }
 
-moe_status ckpt_add_model(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash,
-                          moe_error *err) {
-    const moe_model_config *c = moe_model_get_config(m);
-    const int hd = c->head_dim ? c->head_dim : c->d_model / c->n_heads;
-    const int n_moe = n_moe_layers(c);
-    TRY(gguf_writer_set_str(w, "general.architecture", "llama", err));
-    TRY(gguf_writer_set_str(w, "general.name", n_moe ? "moe-trained-moe" : "moe-trained-dense", err));
-    TRY(gguf_writer_set_u32(w, "general.file_type", 0, err));
-    TRY(gguf_writer_set_u32(w, "llama.context_length", (uint32_t)c->ctx_len, err));
-    TRY(gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->d_model, err));
-    TRY(gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->n_layers, err));
-    /* Mixtral layout: feed_forward_length is the expert width when every
-       block is MoE; a mixed model gives the dense width there and the
-       expert width in expert_feed_forward_length */
-    int ff = (n_moe == c->n_layers) ? c->moe.d_ff : c->d_ff;
-    TRY(gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)ff, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.key_length", (uint32_t)hd, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.value_length", (uint32_t)hd, err));
-    TRY(gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd, err));
-    TRY(gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope_theta, err));
-    TRY(gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps, err));
-    TRY(gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size, err));
-    if (n_moe) {
-        TRY(gguf_writer_set_u32(w, "llama.expert_count", (uint32_t)c->moe.n_experts, err));
-        TRY(gguf_writer_set_u32(w, "llama.expert_used_count", (uint32_t)c->moe.top_k, err));
-        TRY(gguf_writer_set_u32(w, "llama.expert_feed_forward_length", (uint32_t)c->moe.d_ff, err));
-    }
-    TRY(gguf_writer_set_u32(w, "moe.version", 1, err));
-    TRY(put_fields(w, "moe.model.", model_fields, NF(model_fields), c, err));
-    TRY(put_fields(w, "moe.router.", router_fields, NF(router_fields), &c->moe, err));
-    uint8_t mask[1024];
-    for (int l = 0; l < c->n_layers; l++) mask[l] = (uint8_t)moe_model_layer_is_moe(c, l);
-    TRY(gguf_writer_set_arr(w, "moe.layer_is_moe", GGUF_VT_U8, mask, (uint64_t)c->n_layers, err));
-
-    if (tok) {
-        bpe_gguf_vocab v;
-        TRY(bpe_export_gguf(tok, &v, err));
-        moe_status st = gguf_writer_set_str(w, "tokenizer.ggml.model", BPE_GGUF_MODEL, err);
-        if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.pre", BPE_GGUF_PRE, err);
-        if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.tokens, v.n_tokens, err);
-        if (!st) st = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_I32, v.token_type, v.n_tokens, err);
-        if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v.merges, v.n_merges, err);
-        if (!st && v.bos_id >= 0) st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v.bos_id, err);
-        if (!st && v.eos_id >= 0) st = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v.eos_id, err);
-        if (!st) st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", 0, err);
-        bpe_gguf_vocab_free(&v);
-        if (st != MOE_OK) return st;
-    }
-
-    for (int i = 0; i < moe_model_n_tensors(m); i++) {
-        moe_tensor t;
-        moe_model_tensor(m, i, &t);
-        int64_t ne[3];
-        for (int j = 0; j < t.n_dims; j++) ne[j] = t.shape[t.n_dims - 1 - j];
-        TRY(gguf_writer_add_tensor(w, t.name, GGUF_T_F32, (uint32_t)t.n_dims, ne, t.data,
-                                   (size_t)t.n * sizeof(float), err));
-        moe_hash_update(hash, t.data, (size_t)t.n * sizeof(float));
-    }
-    return MOE_OK;
+moe_status state_file_read_train_config(const gguf_ctx *g, moe_train_config *c, moe_error *err) {
+    TRY(gguf_fields_get(g, "moe.train.", train_fields, GF_N(train_fields), c, err));
+    return gguf_fields_get(g, "moe.train.adamw.", adamw_fields, GF_N(adamw_fields), &c->adamw, err);
 }
 
-/* An optional u32 key: *out unchanged when absent. */
-static moe_status opt_u32(const gguf_ctx *g, const char *key, int *out, moe_error *err) {
-    if (!gguf_find_kv(g, key)) return MOE_OK;
-    uint32_t v;
-    TRY(gguf_get_u32(g, key, &v, err));
-    if (v > (1u << 30)) return moe_err(err, MOE_ERR_FORMAT, "%s: %s = %u is out of range", gguf_name(g), key, v);
-    *out = (int)v;
-    return MOE_OK;
-}
-
-moe_status ckpt_read_model_config(const gguf_ctx *g, moe_model_config *c, moe_error *err) {
-    int max_batch = c->max_batch, n_threads = c->n_threads;
-    moe_model_config_default(c);
-    c->max_batch = max_batch;
-    c->n_threads = n_threads;
-    if (gguf_find_kv(g, "moe.model.d_model")) {
-        TRY(get_fields(g, "moe.model.", model_fields, NF(model_fields), c, err));
-        TRY(get_fields(g, "moe.router.", router_fields, NF(router_fields), &c->moe, err));
-    } else {
-        /* a foreign llama / Mixtral file */
-        const char *arch;
-        TRY(gguf_get_str(g, "general.architecture", &arch, NULL, err));
-        if (strcmp(arch, "llama"))
-            return moe_err(err, MOE_ERR_UNSUPPORTED, "%s: architecture '%s': the training model reads 'llama' "
-                           "(and Mixtral-layout) files; run other architectures with `moe run`", gguf_name(g), arch);
-        int v = 0;
-        TRY(opt_u32(g, "llama.embedding_length", &c->d_model, err));
-        TRY(opt_u32(g, "llama.block_count", &c->n_layers, err));
-        TRY(opt_u32(g, "llama.attention.head_count", &c->n_heads, err));
-        c->n_kv_heads = c->n_heads;
-        TRY(opt_u32(g, "llama.attention.head_count_kv", &c->n_kv_heads, err));
-        TRY(opt_u32(g, "llama.context_length", &c->ctx_len, err));
-        if (c->ctx_len > 4096) c->ctx_len = 4096;
-        TRY(opt_u32(g, "llama.feed_forward_length", &c->d_ff, err));
-        if (gguf_find_kv(g, "llama.rope.freq_base")) TRY(gguf_get_f32(g, "llama.rope.freq_base", &c->rope_theta, err));
-        if (gguf_find_kv(g, "llama.attention.layer_norm_rms_epsilon"))
-            TRY(gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &c->norm_eps, err));
-        const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
-        if (!emb || emb->n_dims != 2)
-            return moe_err(err, MOE_ERR_FORMAT, "%s: tensor token_embd.weight is missing or not 2-D", gguf_name(g));
-        c->vocab_size = (int)emb->ne[1];
-        c->tie_embeddings = gguf_find_tensor(g, "output.weight") == NULL;
-        TRY(opt_u32(g, "llama.expert_count", &v, err));
-        c->moe_every = v > 0;
-        if (v > 0) {
-            c->moe.n_experts = v;
-            TRY(opt_u32(g, "llama.expert_used_count", &c->moe.top_k, err));
-            c->moe.d_ff = c->d_ff;
-            c->moe.renormalize = 1;
-        }
-    }
-    /* moe.layer_is_moe must agree with the rule of the configuration */
-    const gguf_kv *kv = gguf_find_kv(g, "moe.layer_is_moe");
-    if (kv) {
-        if (kv->type != GGUF_VT_ARR || kv->arr_type != GGUF_VT_U8 || kv->arr_n != (uint64_t)c->n_layers)
-            return moe_err(err, MOE_ERR_FORMAT, "%s: moe.layer_is_moe must be a u8 array of %d entries",
-                           gguf_name(g), c->n_layers);
-        const uint8_t *mask = kv->arr;
-        for (int l = 0; l < c->n_layers; l++)
-            if (mask[l] != (uint8_t)moe_model_layer_is_moe(c, l))
-                return moe_err(err, MOE_ERR_FORMAT, "%s: moe.layer_is_moe[%d] = %d disagrees with moe.model.moe_every "
-                               "= %d, n_dense_first = %d", gguf_name(g), l, mask[l], c->moe_every, c->n_dense_first);
-    }
-    moe_status st = moe_model_config_check(c, err);
-    if (st != MOE_OK) {
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
-        return moe_err(err, MOE_ERR_FORMAT, "%s: %s", gguf_name(g), msg);
-    }
-    return MOE_OK;
-}
-
-moe_status ckpt_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *err) {
-    char bad[400] = "";
-    size_t used = 0;
-    int n_bad = 0;
-    for (int i = 0; i < moe_model_n_tensors(m); i++) {
-        moe_tensor t;
-        moe_model_tensor(m, i, &t);
-        const gguf_tensor *gt = gguf_find_tensor(g, t.name);
-        int ok = gt && (int)gt->n_dims == t.n_dims;
-        for (int j = 0; ok && j < t.n_dims; j++) ok = gt->ne[j] == t.shape[t.n_dims - 1 - j];
-        if (ok && gt->type != GGUF_T_F32 && gt->type != GGUF_T_F16 && gt->type != GGUF_T_BF16) ok = 0;
-        if (!ok) {
-            n_bad++;
-            if (used < sizeof bad - 80)
-                used += (size_t)snprintf(bad + used, sizeof bad - used, "%s%s (%s)", n_bad > 1 ? ", " : "", t.name,
-                                         !gt ? "missing" : (gt->type > GGUF_T_F16 && gt->type != GGUF_T_BF16)
-                                                               ? "not F32/F16/BF16" : "wrong shape");
-            continue;
-        }
-        int64_t row = gt->ne[0], rows = t.n / row;
-        size_t rb = quant_row_size((quant_type)gt->type, row);
-        for (int64_t r = 0; r < rows; r++)
-            TRY(quant_dequantize_row((quant_type)gt->type, (const uint8_t *)gt->data + (size_t)r * rb,
-                                     t.data + r * row, row, err));
-    }
-    if (n_bad)
-        return moe_err(err, MOE_ERR_FORMAT, "%s: %d tensor%s missing or unusable: %s", gguf_name(g), n_bad,
-                       n_bad > 1 ? "s" : "", bad);
-    return MOE_OK;
-}
-
-moe_status ckpt_read_tokenizer(const gguf_ctx *g, bpe_tokenizer *tok, moe_error *err) {
-    const char *model;
-    TRY(gguf_get_str(g, "tokenizer.ggml.model", &model, NULL, err));
-    if (strcmp(model, BPE_GGUF_MODEL))
-        return moe_err(err, MOE_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model = '%s'; the training tokenizer is '%s'",
-                       gguf_name(g), model, BPE_GGUF_MODEL);
-    uint64_t nt, nm, ntt;
-    const void *toks, *merges, *types;
-    TRY(gguf_get_arr_of(g, "tokenizer.ggml.tokens", GGUF_VT_STR, &nt, &toks, err));
-    TRY(gguf_get_arr_of(g, "tokenizer.ggml.merges", GGUF_VT_STR, &nm, &merges, err));
-    TRY(gguf_get_arr_of(g, "tokenizer.ggml.token_type", GGUF_VT_I32, &ntt, &types, err));
-    if (ntt != nt)
-        return moe_err(err, MOE_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries, tokens %llu",
-                       gguf_name(g), (unsigned long long)ntt, (unsigned long long)nt);
-    int32_t bos = -1, eos = -1;
-    uint32_t v;
-    if (gguf_find_kv(g, "tokenizer.ggml.bos_token_id")) { TRY(gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &v, err)); bos = (int32_t)v; }
-    if (gguf_find_kv(g, "tokenizer.ggml.eos_token_id")) { TRY(gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &v, err)); eos = (int32_t)v; }
-    const char **ts = malloc(sizeof(char *) * (nt + nm + 1));
-    size_t *tl = malloc(sizeof(size_t) * (nt + nm + 1));
-    if (!ts || !tl) { free(ts); free(tl); return moe_err(err, MOE_ERR_NOMEM, "tokenizer: out of memory"); }
-    const gguf_str *a = toks, *b = merges;
-    for (uint64_t i = 0; i < nt; i++) { ts[i] = a[i].s; tl[i] = a[i].n; }
-    for (uint64_t i = 0; i < nm; i++) { ts[nt + i] = b[i].s; tl[nt + i] = b[i].n; }
-    moe_status st = bpe_import_gguf(tok, ts, tl, types, nt, ts + nt, tl + nt, nm, bos, eos, err);
-    free(ts);
-    free(tl);
-    return st;
-}
-
-moe_status ckpt_add_train_config(gguf_writer *w, const moe_train_config *c, moe_error *err) {
-    TRY(put_fields(w, "moe.train.", train_fields, NF(train_fields), c, err));
-    return put_fields(w, "moe.train.adamw.", adamw_fields, NF(adamw_fields), &c->adamw, err);
-}
-
-moe_status ckpt_read_train_config(const gguf_ctx *g, moe_train_config *c, moe_error *err) {
-    TRY(get_fields(g, "moe.train.", train_fields, NF(train_fields), c, err));
-    return get_fields(g, "moe.train.adamw.", adamw_fields, NF(adamw_fields), &c->adamw, err);
-}
-
-int ckpt_train_config_diff(const moe_train_config *a, const moe_train_config *b, char *buf, size_t cap) {
-    if (diff_fields("", model_fields, NF(model_fields), &a->model, &b->model, buf, cap)) return 1;
-    if (n_moe_layers(&a->model) &&
-        diff_fields("router.", router_fields, NF(router_fields), &a->model.moe, &b->model.moe, buf, cap))
-        return 1;
-    if (diff_fields("adamw.", adamw_fields, NF(adamw_fields), &a->adamw, &b->adamw, buf, cap)) return 1;
+int state_file_train_config_diff(const moe_train_config *a, const moe_train_config *b, char *buf, size_t cap) {
+    if (model_file_config_diff(&a->model, &b->model, buf, cap)) return 1;
+    if (gguf_fields_diff("adamw.", adamw_fields, GF_N(adamw_fields), &a->adamw, &b->adamw, buf, cap)) return 1;
     /* the fields a resumed run may change are skipped */
     moe_train_config x = *a, y = *b;
     x.steps = y.steps = 0;
     x.eval_every = y.eval_every = 0;
     x.eval_batches = y.eval_batches = 0;
     x.save_every = y.save_every = 0;
-    return diff_fields("", train_fields, NF(train_fields), &x, &y, buf, cap);
-}
-
-/* ------------------------------------------------------------- model files */
-
-moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *path, moe_error *err) {
-    gguf_writer *w;
-    TRY(gguf_writer_create(&w, err));
-    moe_hash h;
-    moe_hash_init(&h);
-    moe_status st = ckpt_add_model(w, m, tok ? &tok->bpe : NULL, &h, err);
-    if (st == MOE_OK) st = gguf_writer_set_u64(w, "moe.checksum", moe_hash_final(&h), err);
-    if (st == MOE_OK) st = gguf_writer_write(w, path, err);
-    gguf_writer_free(w);
-    return st;
-}
-
-moe_status moe_model_load(moe_model **out, moe_tokenizer **tok_out, const char *path, int max_batch, int n_threads,
-                          moe_error *err) {
-    *out = NULL;
-    if (tok_out) *tok_out = NULL;
-    gguf_ctx *g;
-    TRY(gguf_open_file(&g, path, err));
-    moe_model_config c;
-    c.max_batch = max_batch > 0 ? max_batch : 1;
-    c.n_threads = n_threads;
-    moe_model *m = NULL;
-    moe_tokenizer *tok = NULL;
-    moe_status st = ckpt_verify_checksum(g, err);
-    if (st == MOE_OK) st = ckpt_read_model_config(g, &c, err);
-    if (st == MOE_OK) st = moe_model_create(&m, &c, err);
-    if (st == MOE_OK) st = ckpt_load_tensors(g, m, err);
-    if (st == MOE_OK && tok_out) {
-        tok = calloc(1, sizeof *tok);
-        if (!tok) st = moe_err(err, MOE_ERR_NOMEM, "tokenizer: out of memory");
-        else st = ckpt_read_tokenizer(g, &tok->bpe, err);
-        if (st != MOE_OK) { free(tok); tok = NULL; }
-    }
-    gguf_close(g);
-    if (st != MOE_OK) {
-        moe_model_free(m);
-        return st;
-    }
-    *out = m;
-    if (tok_out) *tok_out = tok;
-    return MOE_OK;
+    return gguf_fields_diff("", train_fields, GF_N(train_fields), &x, &y, buf, cap);
 }

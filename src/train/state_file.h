@@ -1,56 +1,22 @@
-/* checkpoint.h: the model's GGUF form (internal), shared by model files
- * (moe_model_save / moe_model_load) and the trainer's state file.
- *
- * A model file holds:
- *   general.architecture = "llama", general.name, general.file_type = 0
- *   llama.* hyperparameters (context_length, embedding_length, block_count,
- *     feed_forward_length, attention.head_count[_kv], rope.dimension_count,
- *     rope.freq_base, attention.layer_norm_rms_epsilon, vocab_size,
- *     expert_count, expert_used_count, expert_feed_forward_length)
- *   moe.model.* and moe.router.*: every field of moe_model_config and of its
- *     moe_layer_config, so the file rebuilds the model exactly;
- *     moe.layer_is_moe: u8 array, one per block
- *   tokenizer.ggml.* (model "gpt2": tokens, token_type, merges, bos, eos)
- *   moe.checksum: moe_hash of every tensor's bytes in file order
- *   every tensor of the model's table in F32, GGUF dims reversed from the
- *     table's row-major shape; token_embd only when tied (no output.weight)
- * The state file is the same plus moe.train.* and the optimizer moments.
+/* state_file.h: the training-state file's own keys (internal). state.gguf
+ * is a model file (src/model/model_file.h) plus moe.train.* (every field of
+ * moe_train_config but the model's and the tokenizer's, written here), the
+ * step, RNG, data position and the optimizer moments (trainer.c).
  * Not for: the training loop (trainer.c).
  */
 #ifndef MOE_TRAIN_STATE_FILE_H
 #define MOE_TRAIN_STATE_FILE_H
 
 #include "moe.h"
-#include "core/hash.h"
 #include "io/gguf.h"
-#include "text/bpe.h"
-
-/* Adds the model's keys, its tokenizer and its tensors (pointers into the
- * model: write before changing it). */
-moe_status ckpt_add_model(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash,
-                          moe_error *err);
-
-/* Writers feed every tensor's bytes, in the order they add them, to a
- * moe_hash (src/core/hash.h) and store the result as moe.checksum; readers
- * check it with ckpt_verify_checksum, so a flipped bit in a weight is an
- * error, not a silently different model. */
-moe_status ckpt_verify_checksum(const gguf_ctx *g, moe_error *err);
-/* Reads the configuration (moe.* keys, else the llama.* keys of a foreign
- * file). max_batch and n_threads are left as they were in *c. */
-moe_status ckpt_read_model_config(const gguf_ctx *g, moe_model_config *c, moe_error *err);
-/* Copies every tensor of m from the file (F32, F16 or BF16), checking
- * shapes; the error lists every missing or misshaped tensor. */
-moe_status ckpt_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *err);
-/* The tokenizer of the file (model "gpt2" as moe writes it). */
-moe_status ckpt_read_tokenizer(const gguf_ctx *g, bpe_tokenizer *tok, moe_error *err);
 
 /* moe.train.* keys of a training configuration (model and tokenizer excluded). */
-moe_status ckpt_add_train_config(gguf_writer *w, const moe_train_config *c, moe_error *err);
-moe_status ckpt_read_train_config(const gguf_ctx *g, moe_train_config *c, moe_error *err);
+moe_status state_file_add_train_config(gguf_writer *w, const moe_train_config *c, moe_error *err);
+moe_status state_file_read_train_config(const gguf_ctx *g, moe_train_config *c, moe_error *err);
 
 /* The first field where a and b differ among those a resume must keep
  * (everything but steps, eval_every, eval_batches, save_every, threads,
  * max_batch): writes "name: a vs b" into buf and returns 1; 0 if none. */
-int ckpt_train_config_diff(const moe_train_config *a, const moe_train_config *b, char *buf, size_t cap);
+int state_file_train_config_diff(const moe_train_config *a, const moe_train_config *b, char *buf, size_t cap);
 
 #endif

@@ -1,7 +1,7 @@
 /* trainer.c: a training run: data -> tokenizer -> token cache -> model ->
  * AdamW steps -> validation -> checkpoints, and its exact resume.
  * Not for: printing, progress bars or metrics files (the CLI does those from
- * the step reports), nor the file layout (checkpoint.c).
+ * the step reports), nor the file layouts (src/model/model_file.c, state_file.c).
  *
  * A run directory holds:
  *   tokens.bin   the token cache (data.h), reused while sources and
@@ -17,6 +17,7 @@
 #include "moe.h"
 #include "core/error.h"
 #include "io/gguf.h"
+#include "model/model_file.h"
 #include "train/state_file.h"
 #include "corpus/corpus.h"
 #include "train/data.h"
@@ -360,8 +361,8 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     TRY(gguf_writer_create(&w, err));
     moe_hash h;
     moe_hash_init(&h);
-    TRY(ckpt_add_model(w, t->model, &t->tok->bpe, &h, err));
-    TRY(ckpt_add_train_config(w, &t->cfg, err));
+    TRY(model_file_add(w, t->model, &t->tok->bpe, &h, err));
+    TRY(state_file_add_train_config(w, &t->cfg, err));
     TRY(gguf_writer_set_i64(w, "moe.train.step", t->step, err));
     TRY(gguf_writer_set_i64(w, "moe.train.adam_t", moe_adamw_steps(t->opt), err));
     TRY(gguf_writer_set_u64(w, "moe.train.loader_state", data_loader_state(&t->loader), err));
@@ -422,9 +423,9 @@ moe_status moe_trainer_read_config(const char *dir, moe_train_config *c, moe_err
     moe_status st;
     moe_train_config_default(c);
     TRY(gguf_open_file(&g, state, err));
-    TRY(ckpt_read_train_config(g, c, err));
+    TRY(state_file_read_train_config(g, c, err));
     c->model.max_batch = c->batch;
-    TRY(ckpt_read_model_config(g, &c->model, err));
+    TRY(model_file_read_config(g, &c->model, err));
 done:
     gguf_close(g);
     free(state);
@@ -437,7 +438,7 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     moe_status st = moe_trainer_read_config(dir, &saved, err);
     if (st != MOE_OK) return st;
     char diff[256];
-    if (want && ckpt_train_config_diff(&saved, want, diff, sizeof diff))
+    if (want && state_file_train_config_diff(&saved, want, diff, sizeof diff))
         return moe_err(err, MOE_ERR_ARG, "resume: the configuration differs from the checkpoint in %s/state.gguf "
                        "(saved vs asked): %s", dir, diff);
     moe_train_config c = want ? *want : saved;
@@ -451,10 +452,10 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     t->cfg = c;
     t->dir = strdup(dir);
     TRY(gguf_open_file(&g, state, err));
-    TRY(ckpt_verify_checksum(g, err));
+    TRY(model_file_verify_checksum(g, err));
     t->tok = calloc(1, sizeof *t->tok);
     if (!t->dir || !t->tok) { st = moe_err(err, MOE_ERR_NOMEM, "resume: out of memory"); goto done; }
-    TRY(ckpt_read_tokenizer(g, &t->tok->bpe, err));
+    TRY(model_file_read_tokenizer(g, &t->tok->bpe, err));
     TRY(gguf_get_u64(g, "moe.train.tokenizer_fp", &t->tok_fp, err));
     TRY(gguf_get_u64(g, "moe.train.source_fp", &t->src_fp, err));
     if (tokenizer_fingerprint(t->tok) != t->tok_fp) {
@@ -465,7 +466,7 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     t->info.cache_reused = 1;
     TRY(setup_data(t, err));
     TRY(moe_model_create(&t->model, &t->cfg.model, err));
-    TRY(ckpt_load_tensors(g, t->model, err));
+    TRY(model_file_load_tensors(g, t->model, err));
     TRY(moe_adamw_create(&t->opt, t->model, &t->cfg.adamw, err));
     int n = moe_model_n_tensors(t->model);
     for (int i = 0; i < n; i++) {

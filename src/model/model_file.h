@@ -1,0 +1,52 @@
+/* model_file.h: the model's GGUF form (internal), written by moe_model_save
+ * and the trainer, read by moe_model_load and the trainer's resume.
+ *
+ * A model file holds:
+ *   general.architecture = "llama", general.name, general.file_type = 0
+ *   llama.* hyperparameters (context_length, embedding_length, block_count,
+ *     feed_forward_length, attention.head_count[_kv], rope.dimension_count,
+ *     rope.freq_base, attention.layer_norm_rms_epsilon, vocab_size,
+ *     expert_count, expert_used_count, expert_feed_forward_length)
+ *   moe.model.* and moe.router.*: every field of moe_model_config and of its
+ *     moe_layer_config, so the file rebuilds the model exactly;
+ *     moe.layer_is_moe: u8 array, one per block
+ *   tokenizer.ggml.* (model "gpt2": tokens, token_type, merges, bos, eos)
+ *   moe.checksum: moe_hash of every tensor's bytes in file order
+ *   every tensor of the model's table in F32, GGUF dims reversed from the
+ *     table's row-major shape; token_embd only when tied (no output.weight)
+ * The training-state file (src/train/state_file.h) is the same plus
+ * moe.train.* and the optimizer moments.
+ * Not for: the inference engine's reading of GGUF files (src/infer/arch.c).
+ */
+#ifndef MOE_MODEL_MODEL_FILE_H
+#define MOE_MODEL_MODEL_FILE_H
+
+#include "moe.h"
+#include "core/hash.h"
+#include "io/gguf.h"
+#include "text/bpe.h"
+
+/* Adds the model's keys, its tokenizer and its tensors (pointers into the
+ * model: write before changing it). */
+moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash, moe_error *err);
+
+/* Writers feed every tensor's bytes, in the order they add them, to a
+ * moe_hash (src/core/hash.h) and store the result as moe.checksum; readers
+ * check it with model_file_verify_checksum, so a flipped bit in a weight is
+ * an error, not a silently different model. */
+moe_status model_file_verify_checksum(const gguf_ctx *g, moe_error *err);
+/* Reads the configuration (moe.* keys, else the llama.* keys of a foreign
+ * file). max_batch and n_threads are left as they were in *c. */
+moe_status model_file_read_config(const gguf_ctx *g, moe_model_config *c, moe_error *err);
+/* Copies every tensor of m from the file (F32, F16 or BF16), checking
+ * shapes; the error lists every missing or misshaped tensor. */
+moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *err);
+/* The tokenizer of the file (model "gpt2" as moe writes it). */
+moe_status model_file_read_tokenizer(const gguf_ctx *g, bpe_tokenizer *tok, moe_error *err);
+
+/* The first field of the model or (for a model with MoE blocks) router
+ * configuration where a and b differ: "name: a vs b" into buf, returns 1;
+ * 0 if none. */
+int model_file_config_diff(const moe_model_config *a, const moe_model_config *b, char *buf, size_t cap);
+
+#endif
