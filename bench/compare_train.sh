@@ -12,8 +12,13 @@
 # Usage: bench/compare_train.sh [threads (2)] [steps (3)]
 # Assumes `make` has built build/moe (or set MOE_BIN=/path/to/moe). PyTorch
 # runs as /usr/bin/python3 (Debian's python3-torch, OpenBLAS as libblas.so.3)
-# with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset and OMP_WAIT_POLICY=PASSIVE
-# for its command only; moe runs in the caller's environment.
+# with OPENBLAS_L2_SIZE unset, OMP_WAIT_POLICY=PASSIVE and OPENBLAS_CORETYPE
+# set to the fastest core type for this CPU (bench/openblas_best.py tries the
+# candidates and prints them; OpenBLAS 0.3.21's own detection picked
+# "Prescott", a fifth of the speed, on one Xeon), for its command only; moe
+# runs in the caller's environment. When the peer's sgemm is below half of
+# our GEMM in the same run, the peer is not at its best: the script prints
+# the figures but refuses to print a ratio (exit 3).
 # Note: `moe bench train --big` times at most 3 steps whatever --steps says.
 set -euo pipefail
 
@@ -34,11 +39,16 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
 fi
 
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
+echo "== $PY bench/openblas_best.py $T (the peer's OpenBLAS core type)"
+best_out=$("$PY" "$ROOT/bench/openblas_best.py" "$T") || { echo "$best_out"; echo "compare_train.sh: bench/openblas_best.py failed" >&2; exit 1; }
+echo "$best_out"
+CORE=$(printf '%s\n' "$best_out" | sed -n 's/^best \([^ ]*\) .*/\1/p')
+if [ -z "$CORE" ] || [ "$CORE" = "-" ]; then CORESET=(-u OPENBLAS_CORETYPE); else CORESET=(OPENBLAS_CORETYPE="$CORE"); fi
 echo "== $MOE --threads $T bench train --big --steps $S"
 moe_out=$("$MOE" --threads "$T" bench train --big --steps "$S") || { echo "$moe_out"; echo "compare_train.sh: moe failed" >&2; exit 1; }
 echo "$moe_out"
-echo "== env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE $PY bench/train_torch.py --big --threads $T --steps $S"
-torch_out=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE \
+echo "== env -u OPENBLAS_L2_SIZE ${CORESET[*]} OMP_WAIT_POLICY=PASSIVE $PY bench/train_torch.py --big --threads $T --steps $S"
+torch_out=$(env -u OPENBLAS_L2_SIZE "${CORESET[@]}" OMP_WAIT_POLICY=PASSIVE \
     "$PY" "$ROOT/bench/train_torch.py" --big --threads "$T" --steps "$S") || {
     echo "$torch_out"; echo "compare_train.sh: bench/train_torch.py failed" >&2; exit 1; }
 echo "$torch_out"
@@ -72,5 +82,9 @@ awk -v T="$T" -v mt="$moe_tps" -v mg="$moe_gf" -v mm="$moe_gemm" -v tt="$t_tps" 
            mt, mg, mg / mm, mm, mg / ts, ts
     printf "torch %8.0f tokens/s  %7.1f GFLOP/s model = %.2f of OpenBLAS sgemm (%.1f) = %.2f of our GEMM (%.1f)\n",
            tt, tg, tg / ts, ts, tg / mm, mm
+    if (ts < 0.5 * mm) {
+        printf "no ratio: the peer'"'"'s sgemm (%.1f GFLOP/s) is below half of our GEMM (%.1f): it is not at its best (OpenBLAS core type?)\n", ts, mm
+        exit 3
+    }
     printf "moe / torch tokens/s: %.2f (target >= 2)\n", mt / tt
 }'
