@@ -63,6 +63,7 @@ int cmd_inspect(int argc, char **argv, int n_threads) {
     printf("model (as the engine reads it):\n");
     printf("  architecture     %s%s%s%s\n", in->arch, in->name[0] ? " (" : "", in->name,
            in->name[0] ? ")" : "");
+    printf("  runs in          %s\n", in->runs_in);
     printf("  layers           %d (%d with a dense feed-forward block)\n", in->n_layers,
            in->n_dense_layers);
     printf("  d_model          %d\n", in->d_model);

@@ -106,6 +106,8 @@ typedef struct moe_infer_info {
                                is tied to it) */
     int64_t bytes_total;    /* bytes of all weight tensors in the file */
     int64_t bytes_active;   /* bytes of weights read per generated token */
+    char runs_in[160];      /* which tools run the file: "moe, llama.cpp (arch
+                               llama)", or "moe only (hash routing, ...)" */
 } moe_infer_info;
 
 void moe_infer_options_default(moe_infer_options *o);

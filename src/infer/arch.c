@@ -14,11 +14,13 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/model_file.h"
 
 static const char *const k_arch_names[ARCH_COUNT] = {
     [ARCH_LLAMA] = "llama",       [ARCH_QWEN2MOE] = "qwen2moe",
     [ARCH_QWEN3MOE] = "qwen3moe", [ARCH_OLMOE] = "olmoe",
     [ARCH_DEEPSEEK] = "deepseek", [ARCH_GRANITEMOE] = "granitemoe",
+    [ARCH_MOE] = "moe",
 };
 
 const char *arch_name(arch_kind k) {
@@ -240,9 +242,9 @@ static moe_status read_hparams(arch_hparams *hp, const gguf_ctx *g, int **n_ff_o
     TRY(opt_u32(g, akey(k, sizeof k, an, "expert_feed_forward_length"), 0, &ff_exp, err));
     TRY(opt_u32(g, akey(k, sizeof k, an, "expert_shared_feed_forward_length"), 0, &ff_sh, err));
     hp->norm_w = hp->kind == ARCH_LLAMA || hp->kind == ARCH_QWEN3MOE ||
-                 hp->kind == ARCH_GRANITEMOE;
+                 hp->kind == ARCH_GRANITEMOE || hp->kind == ARCH_MOE;
     switch (hp->kind) {
-    case ARCH_LLAMA: case ARCH_GRANITEMOE: case ARCH_OLMOE:
+    case ARCH_LLAMA: case ARCH_GRANITEMOE: case ARCH_OLMOE: case ARCH_MOE:
         if (hp->kind == ARCH_OLMOE || ff_exp == 0) ff_exp = (uint32_t)n_ff[0];
         break;
     case ARCH_QWEN2MOE: case ARCH_QWEN3MOE:
@@ -277,9 +279,47 @@ static moe_status read_hparams(arch_hparams *hp, const gguf_ctx *g, int **n_ff_o
                        "2 sigmoid)", fn, k, u);
     hp->gating_sigmoid = u == 2;
 
+    /* expert groups (llama.cpp's deepseek2 keys) */
+    uint32_t ng, ngu;
+    TRY(opt_u32(g, akey(k, sizeof k, an, "expert_group_count"), 0, &ng, err));
+    TRY(opt_u32(g, akey(k, sizeof k, an, "expert_group_used_count"), 0, &ngu, err));
+    if (ng > 1 && E > 0) {
+        if (E % ng != 0 || ngu < 1 || ngu > ng || (uint64_t)ngu * (E / ng) < K)
+            return moe_err(err, MOE_ERR_FORMAT, "%s: %s.expert_group_count = %u, expert_group_used_count = %u "
+                           "with %u experts, top-k %u (expected groups that divide the experts and kept groups "
+                           "holding at least k experts)", fn, an, ng, ngu, E, K);
+        hp->n_groups = (int)ng;
+        hp->topk_groups = (int)ngu;
+    }
+    /* moe's own selections */
+    hp->select = ARCH_SEL_TOPK;
+    if (hp->kind == ARCH_MOE && gguf_find_kv(g, "moe.expert_selection")) {
+        const char *sel;
+        TRY(gguf_get_str(g, "moe.expert_selection", &sel, NULL, err));
+        static const char *const names[] = {"top_k", "top_p", "hash", "relu", "expert_choice"};
+        int found = -1;
+        for (int i = 0; i < 5; i++) if (!strcmp(sel, names[i])) found = i;
+        if (found < 0)
+            return moe_err(err, MOE_ERR_UNSUPPORTED, "%s: moe.expert_selection = '%s' is not supported (top_k, "
+                           "top_p, hash, relu, expert_choice)", fn, sel);
+        hp->select = (arch_select)found;
+    }
+    if (hp->select == ARCH_SEL_TOPP) {
+        TRY(gguf_get_f32(g, "moe.expert_top_p", &hp->top_p, err));
+        if (!(hp->top_p > 0.0f && hp->top_p <= 1.0f))
+            return moe_err(err, MOE_ERR_FORMAT, "%s: moe.expert_top_p = %g (expected 0 < p <= 1)", fn,
+                           (double)hp->top_p);
+    }
+    if (hp->select == ARCH_SEL_EC) {
+        TRY(gguf_get_f32(g, "moe.expert_choice_capacity", &hp->ec_capacity, err));
+        if (!(hp->ec_capacity > 0.0f) || !isfinite(hp->ec_capacity))
+            return moe_err(err, MOE_ERR_FORMAT, "%s: moe.expert_choice_capacity = %g (expected > 0)", fn,
+                           (double)hp->ec_capacity);
+    }
+
     /* Which layers are MoE. */
     const gguf_kv *lm = gguf_find_kv(g, "moe.layer_is_moe");
-    if (lm && hp->kind == ARCH_LLAMA && E > 0) {
+    if (lm && (hp->kind == ARCH_LLAMA || hp->kind == ARCH_MOE) && E > 0) {
         if (!arr_is_int(lm) || lm->arr_n != (uint64_t)L)
             return moe_err(err, MOE_ERR_FORMAT, "%s: key 'moe.layer_is_moe' must be an array "
                            "of %d bools or integers (one per layer)", fn, L);
@@ -453,7 +493,8 @@ static void want_layer(tload *t, int l, int n_ff, int is_moe) {
         want_vec(t, &ly->ffn_down_b, 0, d, NM("ffn_down.bias"));
         return;
     }
-    want_mat(t, &ly->gate_inp, 1, 0, E, d, NM("ffn_gate_inp.weight"));
+    if (hp->select == ARCH_SEL_HASH) memset(&ly->gate_inp, 0, sizeof ly->gate_inp); /* no router */
+    else want_mat(t, &ly->gate_inp, 1, 0, E, d, NM("ffn_gate_inp.weight"));
     want_vec(t, &ly->exp_probs_b, 0, E, NM("exp_probs_b.bias"));
     want_mat(t, &ly->gate_exps, 1, E, fe, d, NM("ffn_gate_exps.weight"));
     want_mat(t, &ly->up_exps, 1, E, fe, d, NM("ffn_up_exps.weight"));
@@ -462,8 +503,8 @@ static void want_layer(tload *t, int l, int n_ff, int is_moe) {
         want_mat(t, &ly->gate_shexp, 1, 0, fs, d, NM("ffn_gate_shexp.weight"));
         want_mat(t, &ly->up_shexp, 1, 0, fs, d, NM("ffn_up_shexp.weight"));
         want_mat(t, &ly->down_shexp, 1, 0, d, fs, NM("ffn_down_shexp.weight"));
-        if (hp->kind == ARCH_QWEN2MOE)
-            want_vec(t, &ly->gate_inp_shexp, 1, d, NM("ffn_gate_inp_shexp.weight"));
+        if (hp->kind == ARCH_QWEN2MOE || hp->kind == ARCH_MOE)
+            want_vec(t, &ly->gate_inp_shexp, hp->kind == ARCH_QWEN2MOE, d, NM("ffn_gate_inp_shexp.weight"));
     }
 #undef NM
 }
@@ -480,13 +521,14 @@ moe_status arch_load(arch_model *m, const gguf_ctx *g, moe_error *err) {
     memset(m, 0, sizeof *m);
     const char *fn = gguf_name(g);
     const char *an;
+    TRY(model_file_check_keys(g, err)); /* moe.version and moe.* keys this build knows */
     TRY(gguf_get_str(g, "general.architecture", &an, NULL, err));
     int kind = -1;
     for (int i = 0; i < ARCH_COUNT; i++)
         if (strcmp(an, k_arch_names[i]) == 0) kind = i;
     if (kind < 0)
         return moe_err(err, MOE_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported "
-                       "(supported: llama, qwen2moe, qwen3moe, olmoe, deepseek, granitemoe)",
+                       "(supported: llama, qwen2moe, qwen3moe, olmoe, deepseek, granitemoe, moe)",
                        fn, an);
     m->hp.kind = (arch_kind)kind;
     int *n_ff = NULL, *moe = NULL;
@@ -570,4 +612,44 @@ void arch_active(const arch_model *m, int k, int64_t *params_active, int64_t *by
     }
     *params_active = p;
     *bytes_active = b;
+}
+
+void arch_runs_in(const arch_model *m, char *buf, size_t cap) {
+    const arch_hparams *hp = &m->hp;
+    if (hp->kind != ARCH_MOE) {
+        /* llama.cpp's own architectures, as moe reads them; what llama.cpp's
+           version of the architecture does not load (moe.layer_is_moe mixes,
+           selection biases outside deepseek2) is named */
+        int mixed = hp->n_experts > 0 && hp->n_dense_layers > 0 && hp->kind != ARCH_DEEPSEEK;
+        int bias = 0;
+        for (int l = 0; l < hp->n_layers; l++) bias |= m->layers[l].exp_probs_b != NULL;
+        if (mixed || bias)
+            snprintf(buf, cap, "moe only (%s%s%s)", mixed ? "dense and MoE blocks mixed" : "",
+                     mixed && bias ? ", " : "", bias ? "selection bias" : "");
+        else
+            snprintf(buf, cap, "moe, llama.cpp (arch %s)", k_arch_names[hp->kind]);
+        return;
+    }
+    static const char *const sel[] = {"", "top-p routing", "hash routing", "ReLU routing",
+                                      "expert choice over the batch"};
+    size_t len = 0;
+    buf[0] = '\0';
+#define WHY(cond, text) \
+    do { if ((cond) && len + 2 < cap) len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? ", " : "moe only (", text); } while (0)
+    int bias = 0, gated = 0;
+    for (int l = 0; l < hp->n_layers; l++) {
+        bias |= m->layers[l].exp_probs_b != NULL;
+        gated |= m->layers[l].gate_inp_shexp != NULL;
+    }
+    WHY(hp->n_experts > 0 && hp->n_dense_layers > 0, "dense and MoE blocks mixed");
+    WHY(hp->select != ARCH_SEL_TOPK, sel[hp->select]);
+    WHY(hp->gating_sigmoid && hp->select != ARCH_SEL_HASH && hp->select != ARCH_SEL_RELU, "sigmoid gate");
+    WHY(bias, "selection bias");
+    WHY(hp->n_groups > 0, "expert groups");
+    WHY(hp->n_ff_shexp > 0, gated ? "gated shared expert" : "shared expert");
+    WHY(!hp->norm_w && (hp->select == ARCH_SEL_TOPK || hp->select == ARCH_SEL_TOPP), "top-k weights not renormalised");
+    WHY(hp->w_scale != 0.0f && hp->w_scale != 1.0f, "weight scale");
+#undef WHY
+    if (len == 0) snprintf(buf, cap, "moe only");
+    else if (len + 2 < cap) snprintf(buf + len, cap - len, ")");
 }

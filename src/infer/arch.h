@@ -18,6 +18,8 @@
  *   olmoe       neox     raw softmax      whole row [H*hd]  -
  *   deepseek    pairs    raw softmax      -                 expert_shared_count x expert width, ungated
  *   granitemoe  pairs    renormalised     -                 if expert_shared_feed_forward_length
+ *   moe         pairs    expert_weights_norm -              if expert_shared_feed_forward_length,
+ *                                                              gated when ffn_gate_inp_shexp is there
  * "pairs" rotates (x[2i], x[2i+1]), "neox" (x[i], x[i + n_rot/2]). Every
  * architecture: softmax over all E router logits (or sigmoid when
  * {arch}.expert_gating_func = 2), top k (ties to the lower index), weights
@@ -25,7 +27,15 @@
  * {arch}.expert_weights_norm says otherwise, times {arch}.expert_weights_scale
  * when that is neither 0 nor 1. Optional everywhere: q/k/v/output biases,
  * an untied output head (absent: token_embd), rope_freqs.weight, a selection
- * bias blk.N.exp_probs_b.bias. Granite: inputs times embedding_scale, each
+ * bias blk.N.exp_probs_b.bias, expert groups (expert_group_count: E/G
+ * experts each, a group scored by the sum of its two best selection scores,
+ * the best expert_group_used_count groups kept, as llama.cpp's deepseek2).
+ * "moe" (written by `moe train` only when llama.cpp's llama would compute
+ * something else; src/model/model_file.h) adds moe.expert_selection
+ * (top_k, top_p, hash, relu, expert_choice), moe.expert_top_p,
+ * moe.expert_choice_capacity, moe.layer_is_moe; hash routing has no router
+ * tensor and weights 1/k; ReLU and expert choice weigh by the score alone
+ * (no renormalisation), times the scale. Granite: inputs times embedding_scale, each
  * branch times residual_scale before its residual add, logits divided by
  * logit_scale, attention scale from attention.scale.
  */
@@ -46,6 +56,7 @@ typedef enum arch_kind {
     ARCH_OLMOE,
     ARCH_DEEPSEEK,
     ARCH_GRANITEMOE,
+    ARCH_MOE,          /* "moe": models from `moe train` whose routing no other tool has */
     ARCH_COUNT
 } arch_kind;
 
@@ -85,6 +96,16 @@ typedef struct arch_layer {
     const float *gate_inp_shexp;     /* [d] sigmoid gate of the shared expert (qwen2moe) */
 } arch_layer;
 
+/* How a MoE block picks its experts (moe.expert_selection; every other
+ * architecture is ARCH_SEL_TOPK). */
+typedef enum arch_select {
+    ARCH_SEL_TOPK = 0,   /* the k best of score (+ bias), inside the kept groups */
+    ARCH_SEL_TOPP,       /* by score descending until the sum reaches top_p, at most k */
+    ARCH_SEL_HASH,       /* e_j = (splitmix64(token id) + j) mod E, w = 1/k; no router */
+    ARCH_SEL_RELU,       /* every expert with w = relu(z) > 0 */
+    ARCH_SEL_EC,         /* expert choice over the evaluated chunk */
+} arch_select;
+
 typedef struct arch_hparams {
     arch_kind kind;
     int n_layers, d_model, n_heads, n_kv_heads, head_dim, n_rot;
@@ -102,6 +123,10 @@ typedef struct arch_hparams {
     int gating_sigmoid;              /* 0: softmax */
     int norm_w;                      /* renormalise the k weights */
     float w_scale;                   /* applied when != 0 and != 1 */
+    arch_select select;
+    float top_p;                     /* ARCH_SEL_TOPP */
+    float ec_capacity;               /* ARCH_SEL_EC: each expert takes min(n, ceil(c n / E)) */
+    int n_groups, topk_groups;       /* expert groups (0: none) */
 } arch_hparams;
 
 typedef struct arch_model {
@@ -117,8 +142,12 @@ typedef struct arch_model {
     int64_t params_total, bytes_total; /* every tensor of the file */
 } arch_model;
 
-/* "llama" ... "granitemoe"; NULL outside the enum. */
+/* "llama" ... "granitemoe", "moe"; NULL outside the enum. */
 const char *arch_name(arch_kind k);
+
+/* Which tools run the file: "moe, llama.cpp (arch llama)" or "moe only
+ * (hash routing, ...)" into buf. */
+void arch_runs_in(const arch_model *m, char *buf, size_t cap);
 
 /* Reads the hyperparameters and finds every tensor of the file's
  * architecture. A missing key or an unsupported value: MOE_ERR_FORMAT /

@@ -38,6 +38,7 @@ void moe_infer_close(moe_infer *m) {
     free(m->x); free(m->xn); free(m->y);
     free(m->q); free(m->ao); free(m->k); free(m->v);
     free(m->att); free(m->r_logits); free(m->sel); free(m->sel_w); free(m->picked);
+    free(m->sel_sc); free(m->n_sel); free(m->ec_taken);
     free(m->e_count); free(m->e_off); free(m->e_row); free(m->e_w);
     free(m->t_slot); free(m->t_fill);
     free(m->xg); free(m->hg); free(m->hu); free(m->yo); free(m->mm);
@@ -142,6 +143,9 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
          alloc0(&m->sel, B * E, sizeof(int), &total) &&
          alloc0(&m->sel_w, B * E, sizeof(float), &total) &&
          alloc0(&m->picked, E, 1, &total) &&
+         alloc0(&m->sel_sc, E, sizeof(float), &total) &&
+         alloc0(&m->n_sel, B, sizeof(int), &total) &&
+         alloc0(&m->ec_taken, B, 1, &total) &&
          alloc0(&m->e_count, E, sizeof(int), &total) &&
          alloc0(&m->e_off, E + 1, sizeof(int), &total) &&
          alloc0(&m->e_row, B * E, sizeof(int), &total) &&
@@ -234,6 +238,7 @@ static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_o
     const char *s = NULL;
     gguf_get_str(m->g, "general.architecture", &s, NULL, NULL);
     snprintf(in->arch, sizeof in->arch, "%s", s ? s : "");
+    arch_runs_in(&m->am, in->runs_in, sizeof in->runs_in);
     s = NULL;
     if (gguf_find_kv(m->g, "general.name") &&
         gguf_get_str(m->g, "general.name", &s, NULL, NULL) == MOE_OK)

@@ -58,10 +58,14 @@ struct moe_infer {
     int *sel;                  /* [B, E] selected experts per token */
     float *sel_w;              /* [B, E] their weights */
     unsigned char *picked;     /* [E] top-k marks of one token */
+    float *sel_sc;             /* [E] selection scores of one token (with the bias) */
+    int *n_sel;                /* [B] experts of each token (k; 0..E for ReLU, expert choice) */
+    unsigned char *ec_taken;   /* [B] expert choice: tokens one expert took */
+    const int32_t *cur_tokens; /* [n] the chunk's token ids (hash routing) */
     int *e_count, *e_off;      /* [E], [E+1] assignments per expert */
     int *e_row;                /* [B*E] token of each assignment, expert-major */
     float *e_w;                /* [B*E] its weight */
-    int *t_slot;               /* [B*E] each token's assignments in expert order */
+    int *t_slot;               /* [B, E] each token's assignments in expert order */
     int *t_fill;               /* [B] */
     int moe_rows;              /* R = B * max(1, top_k at open): rows of one wave */
     float *xg;                 /* [R, d] gathered rows of a wave of experts */

@@ -295,6 +295,7 @@ moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, int pos,
     const int d = hp->d_model;
     const size_t nd = (size_t)n * d;
     moe_status st;
+    m->cur_tokens = tokens;
 
     for (int i = 0; i < n; i++) {
         st = quant_dequantize_row(m->am.token_embd.type,

@@ -92,17 +92,18 @@ static void gather_rows(void *p, int r0, int r1) {
 typedef struct scatter_ctx {
     float *y;          /* [n, d] */
     const float *yo;   /* [s1 - s0, d] expert outputs of the wave */
-    const int *tslot;  /* [n, k] each token's slots, ascending (= expert order) */
-    const float *w;    /* [n * k] weight of each slot */
-    int k, s0, s1, d;
+    const int *tslot;  /* [n, stride] each token's slots, ascending (= expert order) */
+    const int *nslot;  /* [n] how many */
+    const float *w;    /* weight of each slot */
+    int stride, s0, s1, d;
 } scatter_ctx;
 
 static void scatter_rows(void *p, int t0, int t1) {
     const scatter_ctx *c = p;
     for (int t = t0; t < t1; t++) {
         float *yt = c->y + (size_t)t * c->d;
-        for (int j = 0; j < c->k; j++) {
-            const int sl = c->tslot[(size_t)t * c->k + j];
+        for (int j = 0; j < c->nslot[t]; j++) {
+            const int sl = c->tslot[(size_t)t * c->stride + j];
             if (sl < c->s0 || sl >= c->s1) continue;
             const float *yr = c->yo + (size_t)(sl - c->s0) * c->d;
             const float w = c->w[sl];
@@ -142,14 +143,66 @@ static void shared_rows(void *p, int t0, int t1) {
     }
 }
 
-/* Router: m->sel / m->sel_w [n, k] from m->r_logits [n, E]; counts. */
+/* splitmix64's finaliser: the hash of hash routing (src/layer/select.c). */
+static uint64_t hash_id(uint64_t id) {
+    uint64_t z = id + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Expert groups: allow[e] = 1 for the experts of the best topk_groups of
+ * n_groups groups, a group scored by the sum of its two best sc (its best
+ * alone for groups of one); ties to the lower group. */
+static void group_mask(unsigned char *allow, const float *sc, int E, int G, int g) {
+    const int gs = E / G;
+    float gscore[G];
+    unsigned char keep[G];
+    for (int q = 0; q < G; q++) {
+        float b1 = -INFINITY, b2 = -INFINITY;
+        for (int e = q * gs; e < (q + 1) * gs; e++) {
+            if (sc[e] > b1) { b2 = b1; b1 = sc[e]; }
+            else if (sc[e] > b2) b2 = sc[e];
+        }
+        gscore[q] = gs > 1 ? b1 + b2 : b1;
+        keep[q] = 0;
+    }
+    for (int n = 0; n < g; n++) {
+        int best = -1;
+        for (int q = 0; q < G; q++)
+            if (!keep[q] && (best < 0 || gscore[q] > gscore[best])) best = q;
+        keep[best] = 1;
+    }
+    for (int e = 0; e < E; e++) allow[e] = keep[e / gs];
+}
+
+/* Router: per token t, m->n_sel[t] experts in m->sel[t, :] with weights
+ * m->sel_w[t, :] (stride E), from m->r_logits [n, E] (the token ids for
+ * hash routing); counts. */
 static void route(moe_infer *m, int l, int n) {
     const arch_hparams *hp = &m->am.hp;
     const arch_layer *ly = &m->am.layers[l];
     const int E = hp->n_experts, k = m->top_k;
     int64_t *cnt = m->counts + (size_t)l * E;
+    const int scale = hp->w_scale != 0.0f && hp->w_scale != 1.0f;
+    if (hp->select == ARCH_SEL_EC) for (int t = 0; t < n; t++) m->n_sel[t] = 0;
     for (int t = 0; t < n; t++) {
         float *p = m->r_logits + (size_t)t * E;
+        int *sel = m->sel + (size_t)t * E;
+        float *w = m->sel_w + (size_t)t * E;
+        if (hp->select == ARCH_SEL_HASH) {
+            const int e0 = (int)(hash_id((uint64_t)(int64_t)m->cur_tokens[t]) % (uint64_t)E);
+            for (int j = 0; j < k; j++) { sel[j] = (e0 + j) % E; w[j] = 1.0f / (float)k; }
+            m->n_sel[t] = k;
+            continue;
+        }
+        if (hp->select == ARCH_SEL_RELU) {
+            int c = 0;
+            for (int e = 0; e < E; e++)
+                if (p[e] > 0.0f) { sel[c] = e; w[c] = p[e]; c++; }
+            m->n_sel[t] = c;
+            continue;
+        }
         if (hp->gating_sigmoid) {
             #pragma omp simd
             for (int e = 0; e < E; e++) p[e] = 1.0f / (1.0f + exp_vec(-p[e]));
@@ -163,32 +216,72 @@ static void route(moe_infer *m, int l, int n) {
             const float inv = (float)(1.0 / sum);
             for (int e = 0; e < E; e++) p[e] *= inv;
         }
-        int *sel = m->sel + (size_t)t * E;
-        float *w = m->sel_w + (size_t)t * E;
-        /* k passes of argmax over the unpicked experts; '>' keeps the lower index on ties */
+        if (hp->select == ARCH_SEL_EC) continue; /* after every token's scores */
+        /* selection scores: p (+ bias), then the kept groups */
+        float *sc = p;
+        if (ly->exp_probs_b) {
+            sc = m->sel_sc;
+            for (int e = 0; e < E; e++) sc[e] = p[e] + ly->exp_probs_b[e];
+        }
+        /* picked[e]: 1 taken or outside the kept groups */
         unsigned char *picked = m->picked;
         memset(picked, 0, (size_t)E);
+        if (hp->n_groups > 0) {
+            group_mask(picked, sc, E, hp->n_groups, hp->topk_groups);
+            for (int e = 0; e < E; e++) picked[e] = !picked[e];
+        }
+        /* k passes of argmax over the open experts, best first; '>' keeps the lower index on ties */
+        int c = 0;
         for (int j = 0; j < k; j++) {
             int best = -1;
-            float bv = 0.0f;
             for (int e = 0; e < E; e++) {
                 if (picked[e]) continue;
-                const float v = ly->exp_probs_b ? p[e] + ly->exp_probs_b[e] : p[e];
-                if (best < 0 || v > bv) { best = e; bv = v; }
+                if (best < 0 || sc[e] > sc[best]) best = e;
             }
+            if (best < 0) break;
             picked[best] = 1;
-            sel[j] = best;
-            w[j] = p[best];
+            sel[c] = best;
+            w[c] = p[best];
+            c++;
         }
+        if (hp->select == ARCH_SEL_TOPP) { /* the prefix whose sum reaches top_p */
+            float cum = 0.0f;
+            int j = 0;
+            while (j < c) { cum += w[j]; j++; if (cum >= hp->top_p) break; }
+            c = j;
+        }
+        m->n_sel[t] = c;
         if (hp->norm_w) {
             float sum = 0.0f;
-            for (int j = 0; j < k; j++) sum += w[j];
+            for (int j = 0; j < c; j++) sum += w[j];
             sum = fmaxf(sum, 6.103515625e-5f); /* llama.cpp's clamp: the smallest f16 normal */
-            for (int j = 0; j < k; j++) w[j] /= sum;
+            for (int j = 0; j < c; j++) w[j] /= sum;
         }
-        if (hp->w_scale != 0.0f && hp->w_scale != 1.0f)
-            for (int j = 0; j < k; j++) w[j] *= hp->w_scale;
-        for (int j = 0; j < k; j++) cnt[sel[j]]++;
+    }
+    if (hp->select == ARCH_SEL_EC) {
+        /* expert e takes the C tokens of the chunk with the largest p[:, e]
+           (ties to the lower token), w = p; in expert order per token */
+        const double want = ceil((double)hp->ec_capacity * n / E);
+        const int C = want > n ? n : (int)want;
+        unsigned char *taken = m->ec_taken;
+        for (int e = 0; e < E; e++) {
+            memset(taken, 0, (size_t)n);
+            for (int r = 0; r < C; r++) {
+                int best = -1;
+                for (int t = 0; t < n; t++)
+                    if (!taken[t] && (best < 0 || m->r_logits[(size_t)t * E + e] >
+                                                  m->r_logits[(size_t)best * E + e])) best = t;
+                taken[best] = 1;
+                const int j = m->n_sel[best]++;
+                m->sel[(size_t)best * E + j] = e;
+                m->sel_w[(size_t)best * E + j] = m->r_logits[(size_t)best * E + e];
+            }
+        }
+    }
+    for (int t = 0; t < n; t++) {
+        float *w = m->sel_w + (size_t)t * E;
+        if (scale) for (int j = 0; j < m->n_sel[t]; j++) w[j] *= hp->w_scale;
+        for (int j = 0; j < m->n_sel[t]; j++) cnt[m->sel[(size_t)t * E + j]]++;
     }
 }
 
@@ -196,31 +289,36 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
                             moe_error *err) {
     const arch_hparams *hp = &m->am.hp;
     const arch_layer *ly = &m->am.layers[l];
-    const int E = hp->n_experts, k = m->top_k, d = hp->d_model;
+    const int E = hp->n_experts, d = hp->d_model;
     moe_status st;
-    if ((st = infer_matmul(m, m->r_logits, xn, &ly->gate_inp, 0, n, err)) != MOE_OK) return st;
+    if (hp->select != ARCH_SEL_HASH &&
+        (st = infer_matmul(m, m->r_logits, xn, &ly->gate_inp, 0, n, err)) != MOE_OK) return st;
     route(m, l, n);
 
-    /* Group the n*k assignments by expert (token order inside each). */
+    /* Group the assignments by expert (token order inside each). */
     memset(m->e_count, 0, sizeof(int) * (size_t)E);
     for (int t = 0; t < n; t++)
-        for (int j = 0; j < k; j++) m->e_count[m->sel[(size_t)t * E + j]]++;
+        for (int j = 0; j < m->n_sel[t]; j++) m->e_count[m->sel[(size_t)t * E + j]]++;
     m->e_off[0] = 0;
     for (int e = 0; e < E; e++) m->e_off[e + 1] = m->e_off[e] + m->e_count[e];
     memset(m->e_count, 0, sizeof(int) * (size_t)E);
     for (int t = 0; t < n; t++)
-        for (int j = 0; j < k; j++) {
+        for (int j = 0; j < m->n_sel[t]; j++) {
             const int e = m->sel[(size_t)t * E + j];
             const int slot = m->e_off[e] + m->e_count[e]++;
             m->e_row[slot] = t;
             m->e_w[slot] = m->sel_w[(size_t)t * E + j];
         }
 
-    /* Each token's slots in expert order. */
-    for (int t = 0; t < n; t++) m->t_fill[t] = 0;
-    for (int sl = 0; sl < n * k; sl++) {
+    /* Each token's slots in expert order (stride E); a token without
+       experts (ReLU, expert choice) gets y = 0 from the routed part. */
+    for (int t = 0; t < n; t++) {
+        m->t_fill[t] = 0;
+        if (m->n_sel[t] == 0) memset(y + (size_t)t * d, 0, sizeof(float) * (size_t)d);
+    }
+    for (int sl = 0; sl < m->e_off[E]; sl++) {
         const int t = m->e_row[sl];
-        m->t_slot[(size_t)t * k + m->t_fill[t]++] = sl;
+        m->t_slot[(size_t)t * E + m->t_fill[t]++] = sl;
     }
 
     /* Waves: runs of experts whose rows fit the scratch (m->moe_rows, all of
@@ -255,7 +353,7 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
                                    e, c);
         }
         if ((st = infer_matmul_batch(m, m->mm, np, err)) != MOE_OK) return st;
-        scatter_ctx sc = {y, m->yo, m->t_slot, m->e_w, k, s0, s1, d};
+        scatter_ctx sc = {y, m->yo, m->t_slot, m->t_fill, m->e_w, E, s0, s1, d};
         infer_for_rows(m, n, (size_t)d, scatter_rows, &sc);
     }
 

@@ -68,47 +68,120 @@ moe_status model_file_verify_checksum(const gguf_ctx *g, moe_error *err) {
     return MOE_OK;
 }
 
-moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash,
+/* Why another tool cannot reproduce c's routing: "" when llama.cpp's `llama`
+ * architecture computes exactly what the training forward computes in
+ * evaluation mode (softmax, top-k, renormalised, scale 1, every block MoE or
+ * every block dense), else the first reasons, comma-separated. */
+static void foreign_reasons(const moe_model_config *c, char *why, size_t cap) {
+    const moe_layer_config *r = &c->moe;
+    why[0] = '\0';
+    const int n_moe = n_moe_layers(c);
+    if (!n_moe) return;
+    size_t len = 0;
+#define WHY(cond, text) \
+    do { if ((cond) && len + 40 < cap) len += (size_t)snprintf(why + len, cap - len, "%s%s", len ? ", " : "", text); } while (0)
+    WHY(n_moe != c->n_layers, "dense and MoE blocks mixed");
+    WHY(r->select == MOE_SELECT_HASH, "hash routing");
+    WHY(r->select == MOE_SELECT_ALL, "ReLU routing");
+    WHY(r->select == MOE_SELECT_TOPP, "top-p routing");
+    WHY(r->select == MOE_SELECT_EXPERT_CHOICE && r->ec_inference, "expert choice over the batch");
+    WHY(r->select != MOE_SELECT_HASH && r->select != MOE_SELECT_ALL && r->gate == MOE_GATE_SIGMOID, "sigmoid gate");
+    WHY(r->bias_update_rate > 0.0f, "selection bias");
+    WHY(r->n_groups > 0, "expert groups");
+    WHY(r->shared_d_ff > 0, r->shared_gate ? "gated shared expert" : "shared expert");
+    WHY((r->select == MOE_SELECT_TOPK || (r->select == MOE_SELECT_EXPERT_CHOICE && !r->ec_inference) ||
+         r->select == MOE_SELECT_TOPP) && !r->renormalize, "top-k weights not renormalised");
+    WHY(r->weight_scale != 1.0f, "weight scale");
+    WHY(r->expert != MOE_EXPERT_SWIGLU, "GELU experts");
+#undef WHY
+}
+
+const char *model_file_arch(const moe_model_config *c, char *why, size_t cap) {
+    foreign_reasons(c, why, cap);
+    return why[0] ? MODEL_FILE_ARCH : "llama";
+}
+
+/* "<arch>.<suffix>" */
+static const char *ak(char *buf, size_t cap, const char *arch, const char *suffix) {
+    snprintf(buf, cap, "%s.%s", arch, suffix);
+    return buf;
+}
+
+/* The keys of the engine's routing for the "moe" architecture (see model_file.h). */
+static moe_status add_moe_routing(gguf_writer *w, const moe_model_config *c, moe_error *err) {
+    const moe_layer_config *r = &c->moe;
+    const char *sel = "top_k";
+    switch (r->select) {
+    case MOE_SELECT_TOPP: sel = "top_p"; break;
+    case MOE_SELECT_HASH: sel = "hash"; break;
+    case MOE_SELECT_ALL: sel = "relu"; break;
+    case MOE_SELECT_EXPERT_CHOICE: sel = r->ec_inference ? "expert_choice" : "top_k"; break;
+    default: break;
+    }
+    TRY(gguf_writer_set_str(w, "moe.expert_selection", sel, err));
+    if (r->select != MOE_SELECT_HASH && r->select != MOE_SELECT_ALL)
+        TRY(gguf_writer_set_u32(w, "moe.expert_gating_func", r->gate == MOE_GATE_SIGMOID ? 2 : 1, err));
+    TRY(gguf_writer_set_bool(w, "moe.expert_weights_norm", r->renormalize != 0, err));
+    TRY(gguf_writer_set_f32(w, "moe.expert_weights_scale", r->weight_scale, err));
+    if (r->select == MOE_SELECT_TOPP) TRY(gguf_writer_set_f32(w, "moe.expert_top_p", r->top_p, err));
+    if (r->select == MOE_SELECT_EXPERT_CHOICE && r->ec_inference)
+        TRY(gguf_writer_set_f32(w, "moe.expert_choice_capacity", r->ec_capacity, err));
+    if (r->n_groups > 0) {
+        TRY(gguf_writer_set_u32(w, "moe.expert_group_count", (uint32_t)r->n_groups, err));
+        TRY(gguf_writer_set_u32(w, "moe.expert_group_used_count", (uint32_t)r->topk_groups, err));
+    }
+    if (r->shared_d_ff > 0)
+        TRY(gguf_writer_set_u32(w, "moe.expert_shared_feed_forward_length", (uint32_t)r->shared_d_ff, err));
+    return MOE_OK;
+}
+
+moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, int for_state, moe_hash *hash,
                           moe_error *err) {
     const moe_model_config *c = moe_model_get_config(m);
     const int hd = c->head_dim ? c->head_dim : c->d_model / c->n_heads;
     const int n_moe = n_moe_layers(c);
-    TRY(gguf_writer_set_str(w, "general.architecture", "llama", err));
+    char why[200], k[96];
+    const char *an = model_file_arch(c, why, sizeof why);
+    TRY(gguf_writer_set_str(w, "general.architecture", an, err));
     TRY(gguf_writer_set_str(w, "general.name", n_moe ? "moe-trained-moe" : "moe-trained-dense", err));
     TRY(gguf_writer_set_u32(w, "general.file_type", 0, err));
-    TRY(gguf_writer_set_u32(w, "llama.context_length", (uint32_t)c->ctx_len, err));
-    TRY(gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->d_model, err));
-    TRY(gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->n_layers, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "context_length"), (uint32_t)c->ctx_len, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "embedding_length"), (uint32_t)c->d_model, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "block_count"), (uint32_t)c->n_layers, err));
     /* Mixtral layout: feed_forward_length is the expert width when every
        block is MoE; a mixed model gives the dense width there and the
        expert width in expert_feed_forward_length */
     int ff = (n_moe == c->n_layers) ? c->moe.d_ff : c->d_ff;
-    TRY(gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)ff, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.key_length", (uint32_t)hd, err));
-    TRY(gguf_writer_set_u32(w, "llama.attention.value_length", (uint32_t)hd, err));
-    TRY(gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd, err));
-    TRY(gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope_theta, err));
-    TRY(gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps, err));
-    TRY(gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "feed_forward_length"), (uint32_t)ff, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "attention.head_count"), (uint32_t)c->n_heads, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "attention.head_count_kv"), (uint32_t)c->n_kv_heads, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "attention.key_length"), (uint32_t)hd, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "attention.value_length"), (uint32_t)hd, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "rope.dimension_count"), (uint32_t)hd, err));
+    TRY(gguf_writer_set_f32(w, ak(k, sizeof k, an, "rope.freq_base"), c->rope_theta, err));
+    TRY(gguf_writer_set_f32(w, ak(k, sizeof k, an, "attention.layer_norm_rms_epsilon"), c->norm_eps, err));
+    TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "vocab_size"), (uint32_t)c->vocab_size, err));
     if (n_moe) {
-        TRY(gguf_writer_set_u32(w, "llama.expert_count", (uint32_t)c->moe.n_experts, err));
-        TRY(gguf_writer_set_u32(w, "llama.expert_used_count", (uint32_t)c->moe.top_k, err));
-        TRY(gguf_writer_set_u32(w, "llama.expert_feed_forward_length", (uint32_t)c->moe.d_ff, err));
+        TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "expert_count"), (uint32_t)c->moe.n_experts, err));
+        TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "expert_used_count"), (uint32_t)c->moe.top_k, err));
+        TRY(gguf_writer_set_u32(w, ak(k, sizeof k, an, "expert_feed_forward_length"), (uint32_t)c->moe.d_ff, err));
     }
-    TRY(gguf_writer_set_u32(w, "moe.version", 1, err));
+    TRY(gguf_writer_set_u32(w, "moe.version", MODEL_FILE_VERSION, err));
     TRY(gguf_fields_put(w, "moe.model.", model_fields, GF_N(model_fields), c, err));
     TRY(gguf_fields_put(w, "moe.router.", router_fields, GF_N(router_fields), &c->moe, err));
-    uint8_t mask[1024];
-    for (int l = 0; l < c->n_layers; l++) mask[l] = (uint8_t)moe_model_layer_is_moe(c, l);
-    TRY(gguf_writer_set_arr(w, "moe.layer_is_moe", GGUF_VT_U8, mask, (uint64_t)c->n_layers, err));
+    if (strcmp(an, "llama")) {
+        if (n_moe) TRY(add_moe_routing(w, c, err));
+        uint8_t mask[1024];
+        for (int l = 0; l < c->n_layers; l++) mask[l] = (uint8_t)moe_model_layer_is_moe(c, l);
+        TRY(gguf_writer_set_arr(w, "moe.layer_is_moe", GGUF_VT_U8, mask, (uint64_t)c->n_layers, err));
+    }
 
     if (tok) {
         bpe_gguf_vocab v;
         TRY(bpe_export_gguf(tok, &v, err));
         moe_status st = gguf_writer_set_str(w, "tokenizer.ggml.model", BPE_GGUF_MODEL, err);
-        if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.pre", BPE_GGUF_PRE, err);
+        if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.pre", MODEL_FILE_PRE, err);
+        if (!st) st = gguf_writer_set_str(w, "moe.tokenizer.pre", BPE_GGUF_PRE, err);
         if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.tokens, v.n_tokens, err);
         if (!st) st = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_I32, v.token_type, v.n_tokens, err);
         if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v.merges, v.n_merges, err);
@@ -122,11 +195,76 @@ moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
         moe_model_tensor(m, i, &t);
+        /* the noisy gate's noise weights do nothing at inference (H = z):
+           only the training state keeps them */
+        if (!for_state && strstr(t.name, "ffn_gate_inp_noise")) continue;
         int64_t ne[3];
         for (int j = 0; j < t.n_dims; j++) ne[j] = t.shape[t.n_dims - 1 - j];
         TRY(gguf_writer_add_tensor(w, t.name, GGUF_T_F32, (uint32_t)t.n_dims, ne, t.data,
                                    (size_t)t.n * sizeof(float), err));
         moe_hash_update(hash, t.data, (size_t)t.n * sizeof(float));
+    }
+    /* the aux-loss-free selection bias: computation, so the model file has it */
+    if (c->moe.bias_update_rate > 0.0f) {
+        for (int l = 0; l < c->n_layers; l++) {
+            moe_layer *L = moe_model_moe_layer(m, l);
+            if (!L) continue;
+            const int64_t ne[1] = {c->moe.n_experts};
+            char name[48];
+            snprintf(name, sizeof name, "blk.%d.exp_probs_b.bias", l);
+            TRY(gguf_writer_add_tensor(w, name, GGUF_T_F32, 1, ne, moe_layer_balance_bias(L),
+                                       sizeof(float) * (size_t)c->moe.n_experts, err));
+            moe_hash_update(hash, moe_layer_balance_bias(L), sizeof(float) * (size_t)c->moe.n_experts);
+        }
+    }
+    return MOE_OK;
+}
+
+/* ------------------------------------------------------ versions and keys */
+
+/* moe.* keys other than the moe.model.* / moe.router.* field tables: every
+ * key this build writes, reads or knows to be informational. */
+static const char *const known_keys[] = {
+    "moe.version", "moe.checksum", "moe.layer_is_moe", "moe.tokenizer.pre",
+    "moe.expert_selection", "moe.expert_gating_func", "moe.expert_weights_norm", "moe.expert_weights_scale",
+    "moe.expert_top_p", "moe.expert_choice_capacity", "moe.expert_group_count", "moe.expert_group_used_count",
+    "moe.expert_shared_feed_forward_length",
+    /* the hyperparameters of general.architecture = "moe" */
+    "moe.context_length", "moe.embedding_length", "moe.block_count", "moe.feed_forward_length",
+    "moe.attention.head_count", "moe.attention.head_count_kv", "moe.attention.key_length",
+    "moe.attention.value_length", "moe.rope.dimension_count", "moe.rope.freq_base",
+    "moe.attention.layer_norm_rms_epsilon", "moe.vocab_size", "moe.expert_count", "moe.expert_used_count",
+    "moe.expert_feed_forward_length",
+    NULL,
+};
+
+static int in_fields(const char *name, const gguf_field *f, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(name, f[i].key)) return 1;
+    return 0;
+}
+
+moe_status model_file_check_keys(const gguf_ctx *g, moe_error *err) {
+    const gguf_kv *vk = gguf_find_kv(g, "moe.version");
+    if (vk) {
+        uint32_t v;
+        TRY(gguf_get_u32(g, "moe.version", &v, err));
+        if (v > MODEL_FILE_VERSION)
+            return moe_err(err, MOE_ERR_UNSUPPORTED, "%s: moe.version = %u: the file is newer than this build, "
+                           "which reads moe.version <= %d (update moe)", gguf_name(g), v, MODEL_FILE_VERSION);
+    }
+    for (size_t i = 0; i < gguf_n_kv(g); i++) {
+        const char *key = gguf_kv_at(g, i)->key.s;
+        if (strncmp(key, "moe.", 4)) continue;
+        int ok = 0;
+        for (int j = 0; known_keys[j] && !ok; j++) ok = !strcmp(key, known_keys[j]);
+        if (!ok && !strncmp(key, "moe.model.", 10)) ok = in_fields(key + 10, model_fields, GF_N(model_fields));
+        if (!ok && !strncmp(key, "moe.router.", 11)) ok = in_fields(key + 11, router_fields, GF_N(router_fields));
+        if (!ok && !strncmp(key, "moe.train.", 10)) ok = 1; /* the training state's (state_file.c reads them) */
+        if (!ok)
+            return moe_err(err, MOE_ERR_UNSUPPORTED, "%s: unknown key '%s' (moe.version %u): a moe.* key this build "
+                           "does not know may change the computation, so the file is refused (update moe)",
+                           gguf_name(g), key, vk ? (unsigned)vk->v.u : 0u);
     }
     return MOE_OK;
 }
@@ -143,6 +281,7 @@ static moe_status opt_u32(const gguf_ctx *g, const char *key, int *out, moe_erro
 
 moe_status model_file_read_config(const gguf_ctx *g, moe_model_config *c, moe_error *err) {
     int max_batch = c->max_batch, n_threads = c->n_threads;
+    TRY(model_file_check_keys(g, err));
     moe_model_config_default(c);
     c->max_batch = max_batch;
     c->n_threads = n_threads;
@@ -211,6 +350,11 @@ moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *e
         moe_tensor t;
         moe_model_tensor(m, i, &t);
         const gguf_tensor *gt = gguf_find_tensor(g, t.name);
+        if (!gt && strstr(t.name, "ffn_gate_inp_noise")) {
+            /* a model file leaves the noise weights out (inference-free): their init, 0 */
+            memset(t.data, 0, sizeof(float) * (size_t)t.n);
+            continue;
+        }
         int ok = gt && (int)gt->n_dims == t.n_dims;
         for (int j = 0; ok && j < t.n_dims; j++) ok = gt->ne[j] == t.shape[t.n_dims - 1 - j];
         if (ok && gt->type != GGUF_T_F32 && gt->type != GGUF_T_F16 && gt->type != GGUF_T_BF16) ok = 0;
@@ -227,6 +371,29 @@ moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *e
         for (int64_t r = 0; r < rows; r++)
             TRY(quant_dequantize_row((quant_type)gt->type, (const uint8_t *)gt->data + (size_t)r * rb,
                                      t.data + r * row, row, err));
+    }
+    /* the selection bias (aux-loss-free balancing), F32 [E] per MoE block;
+       absent only in files from before moe.version 2 (zeros then) */
+    const moe_model_config *c = moe_model_get_config(m);
+    for (int l = 0; l < c->n_layers && c->moe.bias_update_rate > 0.0f; l++) {
+        moe_layer *L = moe_model_moe_layer(m, l);
+        if (!L) continue;
+        char name[48];
+        snprintf(name, sizeof name, "blk.%d.exp_probs_b.bias", l);
+        const gguf_tensor *gt = gguf_find_tensor(g, name);
+        float *b = moe_layer_balance_bias(L);
+        if (!gt) {
+            memset(b, 0, sizeof(float) * (size_t)c->moe.n_experts);
+            continue;
+        }
+        if (gt->type != GGUF_T_F32 || gt->n_dims != 1 || gt->n_elem != c->moe.n_experts) {
+            n_bad++;
+            if (used < sizeof bad - 80)
+                used += (size_t)snprintf(bad + used, sizeof bad - used, "%s%s (not F32 [%d])", n_bad > 1 ? ", " : "",
+                                         name, c->moe.n_experts);
+            continue;
+        }
+        memcpy(b, gt->data, sizeof(float) * (size_t)c->moe.n_experts);
     }
     if (n_bad)
         return moe_err(err, MOE_ERR_FORMAT, "%s: %d tensor%s missing or unusable: %s", gguf_name(g), n_bad,
@@ -278,7 +445,7 @@ moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *pa
     TRY(gguf_writer_create(&w, err));
     moe_hash h;
     moe_hash_init(&h);
-    moe_status st = model_file_add(w, m, tok ? &tok->bpe : NULL, &h, err);
+    moe_status st = model_file_add(w, m, tok ? &tok->bpe : NULL, 0, &h, err);
     if (st == MOE_OK) st = gguf_writer_set_u64(w, "moe.checksum", moe_hash_final(&h), err);
     if (st == MOE_OK) st = gguf_writer_write(w, path, err);
     gguf_writer_free(w);

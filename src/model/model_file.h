@@ -26,9 +26,27 @@
 #include "io/gguf.h"
 #include "text/bpe.h"
 
+#define MODEL_FILE_VERSION 2     /* moe.version written; readers refuse newer files */
+#define MODEL_FILE_ARCH "moe"    /* general.architecture of models no other tool runs */
+#define MODEL_FILE_PRE "gpt-2"   /* tokenizer.ggml.pre written: the name llama.cpp knows */
+
 /* Adds the model's keys, its tokenizer and its tensors (pointers into the
- * model: write before changing it). */
-moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash, moe_error *err);
+ * model: write before changing it). for_state: 1 adds every parameter (the
+ * training state), 0 only what inference reads (the model file: no noise
+ * weights of the noisy gate). */
+moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, int for_state, moe_hash *hash,
+                          moe_error *err);
+
+/* The general.architecture a model file of c gets: "llama" when llama.cpp's
+ * llama computes exactly the training forward's evaluation, else
+ * MODEL_FILE_ARCH with the reasons in why ("" for llama). */
+const char *model_file_arch(const moe_model_config *c, char *why, size_t cap);
+
+/* moe.version no newer than MODEL_FILE_VERSION, and no moe.* key outside
+ * the known ones (an unknown key may change the computation): else
+ * MOE_ERR_UNSUPPORTED naming the key or both versions. Read by the trainer
+ * (model_file_read_config) and the engine (arch_load). */
+moe_status model_file_check_keys(const gguf_ctx *g, moe_error *err);
 
 /* Writers feed every tensor's bytes, in the order they add them, to a
  * moe_hash (src/core/hash.h) and store the result as moe.checksum; readers

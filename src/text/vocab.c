@@ -174,7 +174,10 @@ moe_status vocab_from_gguf(moe_vocab **out, const gguf_ctx *g, moe_error *err) {
     pretok_kind pk = PRETOK_DEFAULT;
     int llama3 = 0;
     if (kind == VOCAB_BPE) {
-        if (gguf_find_kv(g, "tokenizer.ggml.pre") && (st = gguf_get_str(g, "tokenizer.ggml.pre", &pre, NULL, err)))
+        /* moe.tokenizer.pre (files moe writes) names moe's own rules, which
+           the tokenizer.ggml.pre written for other tools approximates */
+        const char *pkey = gguf_find_kv(g, "moe.tokenizer.pre") ? "moe.tokenizer.pre" : "tokenizer.ggml.pre";
+        if (gguf_find_kv(g, pkey) && (st = gguf_get_str(g, pkey, &pre, NULL, err)))
             return st;
         if (!pretok_lookup(pre, &pk, &llama3))
             return moe_err(err, MOE_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre = \"%s\" is a pre-tokenizer this build does not know", file, pre);

@@ -430,7 +430,8 @@ static moe_status add_tokenizer(gguf_writer *w, const synth_spec *s, moe_error *
         }
     }
     if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.model", BPE_GGUF_MODEL, err);
-    if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.pre", BPE_GGUF_PRE, err);
+    if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt-2", err); /* the name llama.cpp knows */
+    if (!st) st = gguf_writer_set_str(w, "moe.tokenizer.pre", BPE_GGUF_PRE, err); /* moe's exact rules */
     if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, n, err);
     if (!st) st = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_I32, types, n, err);
     if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v.merges,

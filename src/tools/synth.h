@@ -87,7 +87,8 @@
  * own stream seeded by (seed, t's name, r), so values do not depend on the
  * type, the thread count or the other tensors.
  *
- * Tokenizer (with_tokenizer): tokenizer.ggml.model = pre = "gpt2", the 256
+ * Tokenizer (with_tokenizer): tokenizer.ggml.model = "gpt2", .pre = "gpt-2"
+ * (the name llama.cpp knows) and moe.tokenizer.pre = "gpt2" (moe's rules), the 256
  * byte tokens, merges learned by bpe_train on a fixed built-in English text,
  * <|bos|> and <|eos|> (control), then "<|unused_N|>" tokens (type 5) up to
  * vocab_size; bos/eos ids and add_bos_token = true. Needs vocab_size >= 258.

@@ -361,7 +361,7 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     TRY(gguf_writer_create(&w, err));
     moe_hash h;
     moe_hash_init(&h);
-    TRY(model_file_add(w, t->model, &t->tok->bpe, &h, err));
+    TRY(model_file_add(w, t->model, &t->tok->bpe, 1, &h, err));
     TRY(state_file_add_train_config(w, &t->cfg, err));
     TRY(gguf_writer_set_i64(w, "moe.train.step", t->step, err));
     TRY(gguf_writer_set_i64(w, "moe.train.adam_t", moe_adamw_steps(t->opt), err));
@@ -388,15 +388,6 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
                                        moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float), err));
             moe_hash_update(&h, moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float));
         }
-    }
-    for (int l = 0; l < mc->n_layers; l++) {
-        moe_layer *L = moe_model_moe_layer(t->model, l);
-        if (!L || !(mc->moe.bias_update_rate > 0)) continue;
-        int64_t ne[1] = {mc->moe.n_experts};
-        snprintf(names[2 * n + l], sizeof names[0], "blk.%d.exp_probs_b.bias", l);
-        TRY(gguf_writer_add_tensor(w, names[2 * n + l], GGUF_T_F32, 1, ne, moe_layer_balance_bias(L),
-                                   sizeof(float) * (size_t)mc->moe.n_experts, err));
-        moe_hash_update(&h, moe_layer_balance_bias(L), sizeof(float) * (size_t)mc->moe.n_experts);
     }
     TRY(gguf_writer_set_u64(w, "moe.checksum", moe_hash_final(&h), err));
     TRY(gguf_writer_write(w, state, err));
@@ -507,17 +498,6 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
         moe_layer *L = moe_model_moe_layer(t->model, l);
         if (!L) continue;
         moe_layer_set_rng_state(L, ((const uint64_t *)rng)[l]);
-        if (mc->moe.bias_update_rate > 0) {
-            char name[64];
-            snprintf(name, sizeof name, "blk.%d.exp_probs_b.bias", l);
-            const gguf_tensor *gt;
-            TRY(gguf_get_tensor(g, name, &gt, err));
-            if (gt->type != GGUF_T_F32 || gt->n_elem != mc->moe.n_experts) {
-                st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: %s is not F32 [%d]", state, name, mc->moe.n_experts);
-                goto done;
-            }
-            memcpy(moe_layer_balance_bias(L), gt->data, sizeof(float) * (size_t)mc->moe.n_experts);
-        }
     }
 done:
     gguf_close(g);
