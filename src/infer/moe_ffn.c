@@ -7,7 +7,12 @@
  *
  * MoE, per token t (router in fp32 whatever the router weight's type):
  *   p = softmax(xn_t Wr^T) over all E (or sigmoid, each alone)
- *   S = the k largest of p (+ selection bias), ties to the lower index
+ *   S = the k largest of p (+ selection bias), ties to the lower index, only
+ *       among the kept expert groups when there are groups; top-p: the
+ *       prefix of S (best first) whose sum reaches top_p
+ *   (moe's own selections, arch.h: hash S = (h(id) + j) mod E, w = 1/k;
+ *   ReLU S = {e : z_e > 0}, w = z_e; expert choice over the chunk, w = p_e;
+ *   none renormalised; a token may get no expert: y_t = 0 + shared)
  *   w_e = p_e for e in S; w /= max(sum(w), 2^-14) when renormalised; w *= scale when
  *         scale is neither 0 nor 1
  *   y_t = sum_{e in S} w_e down_e(silu(gate_e xn_t) * up_e xn_t)

@@ -1,19 +1,37 @@
 /* model_file.h: the model's GGUF form (internal), written by moe_model_save
  * and the trainer, read by moe_model_load and the trainer's resume.
  *
+ * The rule: a model file says everything inference needs, in llama.cpp's
+ * keys and tensor names wherever they express the method, and
+ * general.architecture = "llama" only when llama.cpp's llama computes exactly
+ * what the training forward computes in evaluation mode (softmax, top-k,
+ * renormalised, weight scale 1, every block MoE or every block dense, no
+ * bias, groups or shared expert). Any other model is "moe" (MODEL_FILE_ARCH),
+ * so no other tool loads it and silently computes something else.
+ *
  * A model file holds:
- *   general.architecture = "llama", general.name, general.file_type = 0
- *   llama.* hyperparameters (context_length, embedding_length, block_count,
- *     feed_forward_length, attention.head_count[_kv], rope.dimension_count,
- *     rope.freq_base, attention.layer_norm_rms_epsilon, vocab_size,
- *     expert_count, expert_used_count, expert_feed_forward_length)
+ *   general.architecture ("llama" or "moe"), general.name, general.file_type = 0
+ *   {arch}.* hyperparameters (context_length, embedding_length, block_count,
+ *     feed_forward_length, attention.head_count[_kv], attention.key_length,
+ *     attention.value_length, rope.dimension_count, rope.freq_base,
+ *     attention.layer_norm_rms_epsilon, vocab_size, expert_count,
+ *     expert_used_count, expert_feed_forward_length)
+ *   "moe" only: moe.expert_selection (top_k, top_p, hash, relu,
+ *     expert_choice), moe.expert_gating_func (1 softmax, 2 sigmoid),
+ *     moe.expert_weights_norm, moe.expert_weights_scale, moe.expert_top_p,
+ *     moe.expert_choice_capacity, moe.expert_group_count,
+ *     moe.expert_group_used_count, moe.expert_shared_feed_forward_length,
+ *     moe.layer_is_moe (u8 per block)
+ *   moe.version = MODEL_FILE_VERSION
  *   moe.model.* and moe.router.*: every field of moe_model_config and of its
- *     moe_layer_config, so the file rebuilds the model exactly;
- *     moe.layer_is_moe: u8 array, one per block
- *   tokenizer.ggml.* (model "gpt2": tokens, token_type, merges, bos, eos)
+ *     moe_layer_config, so the file rebuilds the model exactly
+ *   tokenizer.ggml.* (model "gpt2", pre "gpt-2": tokens, token_type, merges,
+ *     bos, eos) and moe.tokenizer.pre = "gpt2" (moe's own splitting rules)
  *   moe.checksum: moe_hash of every tensor's bytes in file order
  *   every tensor of the model's table in F32, GGUF dims reversed from the
- *     table's row-major shape; token_embd only when tied (no output.weight)
+ *     table's row-major shape; token_embd only when tied (no output.weight);
+ *     no ffn_gate_inp_noise (training only); blk.N.exp_probs_b.bias [E]
+ *     when the selection bias is on
  * The training-state file (src/train/state_file.h) is the same plus
  * moe.train.* and the optimizer moments.
  * Not for: the inference engine's reading of GGUF files (src/infer/arch.c).
