@@ -30,7 +30,7 @@ static void usage(FILE *f) {
         "  bench bandwidth      this machine's memory read bandwidth\n"
         "  convert DIR OUT.gguf [--type T]  a Hugging Face folder to GGUF, quantized: moe convert --help\n"
         "  version              print the version\n"
-        "threads: --threads N, or MOE_THREADS=N, else all cores\n", MOE_VERSION);
+        "threads: --threads N, or MOE_THREADS=N, else all cores\n", moe_version());
 }
 
 double cli_now(void) {
@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         usage(argc2 == 0 ? stderr : stdout);
         rc = argc2 == 0 ? 2 : 0;
     } else if (!strcmp(argv2[0], "version") || !strcmp(argv2[0], "--version")) {
-        printf("moe %s (gemm kernel: %s)\n", MOE_VERSION, moe_sgemm_kernel_name());
+        printf("moe %s (gemm kernel: %s)\n", moe_version(), moe_sgemm_kernel_name());
         rc = 0;
     } else if (!strcmp(argv2[0], "demo")) rc = cmd_demo(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "bench")) rc = cmd_bench(argc2 - 1, argv2 + 1, n_threads);

@@ -18,11 +18,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MOE_API marks the functions the library exports: libmoe is compiled with
+ * -fvisibility=hidden, so every other function stays inside it
+ * (scripts/annotate_api.py puts MOE_API on the declarations). */
+#ifndef MOE_API
+#if defined(__GNUC__) || defined(__clang__)
+#define MOE_API __attribute__((visibility("default")))
+#else
+#define MOE_API
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define MOE_VERSION "0.1.0"
+/* ------------------------------------------------------------- version */
+
+/* The version of these headers; moe_version() gives the library's. The
+ * shared library's soname carries the major number (libmoe.so.0). */
+#define MOE_VERSION_MAJOR 0
+#define MOE_VERSION_MINOR 1
+#define MOE_VERSION_PATCH 0
+#define MOE_VERSION_STRING "0.1.0"
+#define MOE_VERSION MOE_VERSION_STRING /* the older name */
+/* One comparable number: major * 10000 + minor * 100 + patch. */
+#define MOE_VERSION_NUMBER \
+    (MOE_VERSION_MAJOR * 10000 + MOE_VERSION_MINOR * 100 + MOE_VERSION_PATCH)
+
+/* The version of the library linked in ("0.1.0"), which may differ from the
+ * headers' MOE_VERSION_STRING when a newer shared library is loaded. */
+MOE_API const char *moe_version(void);
+/* The same as one number (MOE_VERSION_NUMBER's form). */
+MOE_API int moe_version_number(void);
 
 /* ---------------------------------------------------------------- status */
 
@@ -39,7 +67,7 @@ typedef enum moe_status {
 } moe_status;
 
 /* A short fixed name for a status ("ok", "bad argument", ...). */
-const char *moe_status_str(moe_status s);
+MOE_API const char *moe_status_str(moe_status s);
 
 /* Where functions without a handle put the message of a failure. */
 typedef struct moe_error {
@@ -53,13 +81,13 @@ typedef struct moe_error {
  * transB = 0: B is [K, N] with row stride ldb; 1: B is [N, K].
  * beta == 0 means C is not read (it may hold NaN). Threads: n_threads <= 0
  * uses the OpenMP default. The result does not depend on the thread count. */
-void moe_sgemm(int n_threads, int transA, int transB, int M, int N, int K,
-               float alpha, const float *A, int lda, const float *B, int ldb,
-               float beta, float *C, int ldc);
+MOE_API void moe_sgemm(int n_threads, int transA, int transB, int M, int N, int K,
+                       float alpha, const float *A, int lda, const float *B, int ldb,
+                       float beta, float *C, int ldc);
 
 /* A short name of the kernel moe_sgemm chose for this processor
  * ("avx512", "avx2", "scalar"). */
-const char *moe_sgemm_kernel_name(void);
+MOE_API const char *moe_sgemm_kernel_name(void);
 
 /* ------------------------------------------------------------- MoE layer */
 
@@ -157,17 +185,17 @@ typedef struct moe_layer_config {
 } moe_layer_config;
 
 /* Fills *c with the defaults above for the given sizes (max_tokens = 4096). */
-void moe_layer_config_default(moe_layer_config *c, int d_model, int d_ff,
-                              int n_experts, int top_k);
+MOE_API void moe_layer_config_default(moe_layer_config *c, int d_model, int d_ff,
+                                      int n_experts, int top_k);
 
 /* Sets the routing fields of *c for a method of docs/ROUTING.md by name:
  * softmax, switch, noisy, gshard, expert-choice, sigmoid, group, shared,
  * top-p, hash, relu. moe_router_names() lists them (NULL-terminated). */
-moe_status moe_layer_config_router(moe_layer_config *c, const char *name, moe_error *err);
-const char *const *moe_router_names(void);
+MOE_API moe_status moe_layer_config_router(moe_layer_config *c, const char *name, moe_error *err);
+MOE_API const char *const *moe_router_names(void);
 
 /* Checks a configuration without building anything. */
-moe_status moe_layer_config_check(const moe_layer_config *c, moe_error *err);
+MOE_API moe_status moe_layer_config_check(const moe_layer_config *c, moe_error *err);
 
 /* Pointers to the parameters (or to their gradients) of a layer. Experts are
  * stacked, so expert e of `up` starts at up + e * d_ff * d. The layouts are
@@ -222,72 +250,72 @@ typedef struct moe_layer moe_layer;
 
 /* Builds a layer with its own zeroed parameters and gradients.
  * On failure *out is NULL and err (if not NULL) says why. */
-moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg,
-                            moe_error *err);
-void moe_layer_free(moe_layer *L);
+MOE_API moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg,
+                                    moe_error *err);
+MOE_API void moe_layer_free(moe_layer *L);
 
-const moe_layer_config *moe_layer_get_config(const moe_layer *L);
+MOE_API const moe_layer_config *moe_layer_get_config(const moe_layer *L);
 /* The message of the last failure of a call on L ("" when none). */
-const char *moe_layer_errmsg(const moe_layer *L);
+MOE_API const char *moe_layer_errmsg(const moe_layer *L);
 
 /* Parameters and gradients, owned by the layer. */
-moe_layer_weights moe_layer_params(moe_layer *L);
-moe_layer_weights moe_layer_grads(moe_layer *L);
+MOE_API moe_layer_weights moe_layer_params(moe_layer *L);
+MOE_API moe_layer_weights moe_layer_grads(moe_layer *L);
 /* Number of floats in all parameters. */
-size_t moe_layer_param_count(const moe_layer *L);
+MOE_API size_t moe_layer_param_count(const moe_layer *L);
 
 /* Initialises the parameters from a seed: router and input projections
  * ~ U(-1/sqrt(d), 1/sqrt(d)), down ~ U(-1/sqrt(d_ff), 1/sqrt(d_ff)). */
-void moe_layer_init_params(moe_layer *L, uint64_t seed);
+MOE_API void moe_layer_init_params(moe_layer *L, uint64_t seed);
 /* Clears the gradients in memory. */
-void moe_layer_zero_grads(moe_layer *L);
+MOE_API void moe_layer_zero_grads(moe_layer *L);
 /* Drops the gradients without touching their memory (PyTorch's
  * zero_grad(set_to_none=True)): the next backward WRITES them instead of
  * adding, which saves a pass over every gradient and the weight-gradient
  * GEMMs' reads of the old values. Until that backward completes, the
  * gradients' values are undefined. */
-void moe_layer_drop_grads(moe_layer *L);
-void moe_layer_set_threads(moe_layer *L, int n_threads);
+MOE_API void moe_layer_drop_grads(moe_layer *L);
+MOE_API void moe_layer_set_threads(moe_layer *L, int n_threads);
 
 /* y[T, d] = MoE(x[T, d]). Saves what backward needs. `train` is reserved for
  * the gates that behave differently while training (noise, jitter).
  * Fails on T < 1, T > max_tokens, or a non-finite x. */
-moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T,
-                             int train);
+MOE_API moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T,
+                                     int train);
 
 /* Given dy[T, d] for the T of the last forward, writes dx[T, d] and ADDS the
  * parameter gradients into moe_layer_grads(L) (WRITES them after
  * moe_layer_drop_grads). The gradients include those of
  * the auxiliary and z losses (as if each were added to the objective). */
-moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy);
+MOE_API moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy);
 
 /* Routing statistics of the last forward. */
-const moe_route_stats *moe_layer_stats(const moe_layer *L);
+MOE_API const moe_route_stats *moe_layer_stats(const moe_layer *L);
 
 /* Token ids for MOE_SELECT_HASH: ids[T] of the next forward (copied). */
-moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T);
+MOE_API moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T);
 
 /* Run-time overrides (generation): k <= max_top_k (or top_k), and the top-p
  * threshold in (0, 1]. */
-moe_status moe_layer_set_top_k(moe_layer *L, int k);
-moe_status moe_layer_set_top_p(moe_layer *L, float p);
+MOE_API moe_status moe_layer_set_top_k(moe_layer *L, int k);
+MOE_API moe_status moe_layer_set_top_p(moe_layer *L, float p);
 
 /* Call after each optimizer step: moves the aux-loss-free selection bias,
  * b_i += gamma sign(mean load - load_i), and the ReLU router's L1
  * coefficient, lambda *= 1.2^sign(target - sparsity), from the loads of the
  * last forward (or of the accumulated batch with global_stats). */
-void moe_layer_update_balance(moe_layer *L);
+MOE_API void moe_layer_update_balance(moe_layer *L);
 
 /* The state of the layer's random generator (noise, jitter, GShard's policy):
  * save it and set it back to repeat a training forward exactly. */
-uint64_t moe_layer_rng_state(const moe_layer *L);
-void moe_layer_set_rng_state(moe_layer *L, uint64_t state);
+MOE_API uint64_t moe_layer_rng_state(const moe_layer *L);
+MOE_API void moe_layer_set_rng_state(moe_layer *L, uint64_t state);
 
 /* The selection bias [E] of aux-loss-free balancing (read or restore it). */
-float *moe_layer_balance_bias(moe_layer *L);
+MOE_API float *moe_layer_balance_bias(moe_layer *L);
 
 /* Starts a new global batch for global_stats (clears accumulated counts). */
-void moe_layer_reset_stats(moe_layer *L);
+MOE_API void moe_layer_reset_stats(moe_layer *L);
 
 /* The random draws of the last training forward, for reproducing it
  * elsewhere (any may be NULL when unused). */
@@ -296,7 +324,7 @@ typedef struct moe_layer_draws {
     const float *noise;  /* [T, E] the N(0,1) draws of the noisy gate */
     const float *second; /* [T] the U(0,1) draws of GShard's random policy */
 } moe_layer_draws;
-moe_layer_draws moe_layer_get_draws(const moe_layer *L);
+MOE_API moe_layer_draws moe_layer_get_draws(const moe_layer *L);
 
 /* Where the time of the last forward and backward went, in seconds, stage by
  * stage (wall clock, measured around each stage). */
@@ -314,24 +342,24 @@ typedef struct moe_layer_profile {
     double bwd_route;   /* router backward: dlogits, dWr, dx */
 } moe_layer_profile;
 
-const moe_layer_profile *moe_layer_get_profile(const moe_layer *L);
+MOE_API const moe_layer_profile *moe_layer_get_profile(const moe_layer *L);
 
 /* Slots per token of this layer's routing decisions: top_k (or max_top_k)
  * for token choice, E for expert choice and ReLU routing. */
-int moe_layer_slots(const moe_layer *L);
+MOE_API int moe_layer_slots(const moe_layer *L);
 
 /* The routing decisions of the last forward, each [T, slots] (any may be
  * NULL): expert index of slot j of token t (best first; -1 for an empty slot;
  * slot e is expert e for expert choice and ReLU), its gate weight after
  * renormalisation and scale, and 1 if that assignment was kept, 0 if not. */
-void moe_layer_routing(const moe_layer *L, int *experts, float *weights,
-                       int *kept);
+MOE_API void moe_layer_routing(const moe_layer *L, int *experts, float *weights,
+                               int *kept);
 
 
 /* Changes the capacity factor of the next forwards (MOE_DROPLESS, or >= 0):
  * e.g. dropless evaluation of a model trained with capacity. Not allowed
  * for expert choice (MOE_ERR_ARG). */
-moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf);
+MOE_API moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf);
 
 /* ----------------------------------------------------------------- model */
 
@@ -366,17 +394,17 @@ typedef struct moe_model_config {
 /* Defaults: V 512, d 128, L 4, H 4, Hkv 4, T 128, d_ff 384, MoE every
  * layer with 8 experts top-2 of width 192 (softmax, renormalised, dropless),
  * rope_theta 10000, eps 1e-5, untied, max_batch 8. */
-void moe_model_config_default(moe_model_config *c);
-moe_status moe_model_config_check(const moe_model_config *c, moe_error *err);
+MOE_API void moe_model_config_default(moe_model_config *c);
+MOE_API moe_status moe_model_config_check(const moe_model_config *c, moe_error *err);
 /* 1 if layer l of c is an MoE layer. */
-int moe_model_layer_is_moe(const moe_model_config *c, int l);
+MOE_API int moe_model_layer_is_moe(const moe_model_config *c, int l);
 
 /* Parameter and activation bytes a model of this configuration allocates
  * (forward and backward at max_batch x ctx_len). */
-size_t moe_model_memory_bytes(const moe_model_config *c);
+MOE_API size_t moe_model_memory_bytes(const moe_model_config *c);
 /* MOE_ERR_NOMEM with a message giving both sizes when that is more than
  * 90% of this machine's physical memory. */
-moe_status moe_model_check_memory(const moe_model_config *c, moe_error *err);
+MOE_API moe_status moe_model_check_memory(const moe_model_config *c, moe_error *err);
 
 /* Sizes of a configuration. Active parameters count k of E experts; FLOPs
  * are those of the matrix products and attention (2 per multiply-add) for
@@ -388,23 +416,23 @@ typedef struct moe_model_counts {
     double fwd_flops;      /* forward FLOPs per token */
     double train_flops;    /* forward + backward FLOPs per token */
 } moe_model_counts;
-void moe_model_count(const moe_model_config *c, moe_model_counts *out);
+MOE_API void moe_model_count(const moe_model_config *c, moe_model_counts *out);
 
 typedef struct moe_model moe_model;
 
 /* Builds a model with zeroed parameters; fails with a clear message when the
  * configuration is invalid or does not fit in memory. */
-moe_status moe_model_create(moe_model **out, const moe_model_config *c,
-                            moe_error *err);
-void moe_model_free(moe_model *m);
-const moe_model_config *moe_model_get_config(const moe_model *m);
-const char *moe_model_errmsg(const moe_model *m);
-void moe_model_set_threads(moe_model *m, int n_threads);
+MOE_API moe_status moe_model_create(moe_model **out, const moe_model_config *c,
+                                    moe_error *err);
+MOE_API void moe_model_free(moe_model *m);
+MOE_API const moe_model_config *moe_model_get_config(const moe_model *m);
+MOE_API const char *moe_model_errmsg(const moe_model *m);
+MOE_API void moe_model_set_threads(moe_model *m, int n_threads);
 
 /* Initialises every parameter from a seed: matrices ~ N(0, 0.02), the
  * residual output projections (attn_output, ffn_down) ~ N(0, 0.02/sqrt(2L)),
  * norm weights 1. */
-void moe_model_init_params(moe_model *m, uint64_t seed);
+MOE_API void moe_model_init_params(moe_model *m, uint64_t seed);
 
 /* One parameter tensor with its gradient. Names and layouts are those of
  * GGUF's llama / Mixtral tensors (token_embd.weight, blk.N.attn_q.weight,
@@ -420,21 +448,21 @@ typedef struct moe_tensor {
     int decay;    /* 1: weight decay applies (matrices); 0: norms */
 } moe_tensor;
 
-int moe_model_n_tensors(const moe_model *m);
-moe_status moe_model_tensor(moe_model *m, int i, moe_tensor *out);
+MOE_API int moe_model_n_tensors(const moe_model *m);
+MOE_API moe_status moe_model_tensor(moe_model *m, int i, moe_tensor *out);
 /* Index of the tensor of that name, -1 when none. */
-int moe_model_find_tensor(const moe_model *m, const char *name);
+MOE_API int moe_model_find_tensor(const moe_model *m, const char *name);
 
 /* Forward over tokens[B, T] (B <= max_batch, T <= ctx_len). targets[B, T]
  * (NULL: no loss) are the next tokens; a target < 0 is ignored. *loss gets
  * the mean cross-entropy over counted targets (loss may be NULL). train = 1
  * turns on the routers' training behaviour (noise, jitter). */
-moe_status moe_model_forward(moe_model *m, const int32_t *tokens,
-                             const int32_t *targets, int B, int T, int train,
-                             float *loss);
+MOE_API moe_status moe_model_forward(moe_model *m, const int32_t *tokens,
+                                     const int32_t *targets, int B, int T, int train,
+                                     float *loss);
 /* Logits [B*T, V] of the last forward (valid until the next forward or
  * backward: backward overwrites them). */
-const float *moe_model_logits(const moe_model *m);
+MOE_API const float *moe_model_logits(const moe_model *m);
 
 /* The losses of the last forward: the cross-entropy, and the router losses
  * summed over the MoE layers (each already times its coefficient). */
@@ -445,28 +473,28 @@ typedef struct moe_model_losses {
     float router;    /* every router loss (aux, z and the others) */
     int n_targets;   /* targets counted in ce */
 } moe_model_losses;
-moe_model_losses moe_model_get_losses(const moe_model *m);
+MOE_API moe_model_losses moe_model_get_losses(const moe_model *m);
 
 /* Gradient of ce + router losses of the last forward (which needs targets),
  * ADDED into the parameter gradients (WRITTEN after moe_model_drop_grads,
  * so a micro-batch loop is drop, then forward + backward per micro-batch). */
-moe_status moe_model_backward(moe_model *m);
+MOE_API moe_status moe_model_backward(moe_model *m);
 /* Clears every parameter gradient in memory. */
-void moe_model_zero_grads(moe_model *m);
+MOE_API void moe_model_zero_grads(moe_model *m);
 /* Drops the gradients without touching their memory (PyTorch's
  * zero_grad(set_to_none=True)): the next backward WRITES every gradient
  * instead of adding, which saves a pass over all gradients and the
  * weight-gradient GEMMs' reads of the old values. Until a backward
  * completes, the values are undefined and moe_adamw_step refuses to run
  * (moe_model_grads_ready says 0). */
-void moe_model_drop_grads(moe_model *m);
+MOE_API void moe_model_drop_grads(moe_model *m);
 /* 1 when the gradients hold values (always, except after
  * moe_model_drop_grads and before the next backward completes). */
-int moe_model_grads_ready(const moe_model *m);
+MOE_API int moe_model_grads_ready(const moe_model *m);
 
 /* The MoE layer of block l, or NULL for a dense block (statistics,
  * update_balance, routing). */
-moe_layer *moe_model_moe_layer(moe_model *m, int l);
+MOE_API moe_layer *moe_model_moe_layer(moe_model *m, int l);
 
 
 /* ------------------------------------------------------------- optimizer */
@@ -486,28 +514,28 @@ typedef struct moe_adamw_config {
     float grad_clip;     /* 1.0; 0 turns clipping off */
 } moe_adamw_config;
 
-void moe_adamw_config_default(moe_adamw_config *c);
+MOE_API void moe_adamw_config_default(moe_adamw_config *c);
 
 typedef struct moe_adamw moe_adamw;
 
 /* Moments (zero) for every tensor of m; the optimizer is tied to m. */
-moe_status moe_adamw_create(moe_adamw **out, moe_model *m, const moe_adamw_config *c,
-                            moe_error *err);
-void moe_adamw_free(moe_adamw *o);
+MOE_API moe_status moe_adamw_create(moe_adamw **out, moe_model *m, const moe_adamw_config *c,
+                                    moe_error *err);
+MOE_API void moe_adamw_free(moe_adamw *o);
 /* One update of every parameter of the model from its gradients, at
  * learning rate lr. *grad_norm (may be NULL) gets the norm before clipping.
  * Fails (changing nothing) when a gradient is not finite. */
-moe_status moe_adamw_step(moe_adamw *o, float lr, float *grad_norm, moe_error *err);
+MOE_API moe_status moe_adamw_step(moe_adamw *o, float lr, float *grad_norm, moe_error *err);
 /* Steps taken so far (t of the bias correction); settable for a resume. */
-int64_t moe_adamw_steps(const moe_adamw *o);
-void moe_adamw_set_steps(moe_adamw *o, int64_t t);
+MOE_API int64_t moe_adamw_steps(const moe_adamw *o);
+MOE_API void moe_adamw_set_steps(moe_adamw *o, int64_t t);
 /* The first and second moments of tensor i (same shape as the tensor). */
-float *moe_adamw_moment(moe_adamw *o, int i, int which /* 0: m, 1: v */);
+MOE_API float *moe_adamw_moment(moe_adamw *o, int i, int which /* 0: m, 1: v */);
 
 /* The learning rate of step `step` (0-based) of `total`: linear warmup from
  * lr/warmup to lr over `warmup` steps, then cosine decay to min_lr at the
  * last step. */
-float moe_lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_lr);
+MOE_API float moe_lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_lr);
 
 
 /* ------------------------------------------------------------- tokenizer */
@@ -517,19 +545,19 @@ float moe_lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, flo
  * encode then decode gives back any byte string exactly. */
 typedef struct moe_tokenizer moe_tokenizer;
 
-moe_status moe_tokenizer_train(moe_tokenizer **out, const char *text, size_t n,
-                               int vocab_size, moe_error *err);
-void moe_tokenizer_free(moe_tokenizer *t);
-int moe_tokenizer_n_vocab(const moe_tokenizer *t);
-int moe_tokenizer_bos(const moe_tokenizer *t);
-int moe_tokenizer_eos(const moe_tokenizer *t);
+MOE_API moe_status moe_tokenizer_train(moe_tokenizer **out, const char *text, size_t n,
+                                       int vocab_size, moe_error *err);
+MOE_API void moe_tokenizer_free(moe_tokenizer *t);
+MOE_API int moe_tokenizer_n_vocab(const moe_tokenizer *t);
+MOE_API int moe_tokenizer_bos(const moe_tokenizer *t);
+MOE_API int moe_tokenizer_eos(const moe_tokenizer *t);
 /* At most cap ids (cap = n always suffices); *n_out gets the full count. */
-moe_status moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t n,
-                                int32_t *out, size_t cap, size_t *n_out, moe_error *err);
+MOE_API moe_status moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t n,
+                                        int32_t *out, size_t cap, size_t *n_out, moe_error *err);
 /* Bytes of ids (BOS/EOS give nothing); at most cap bytes, *n_out the full
  * length (no NUL is added). */
-moe_status moe_tokenizer_decode(const moe_tokenizer *t, const int32_t *ids, size_t n,
-                                char *out, size_t cap, size_t *n_out, moe_error *err);
+MOE_API moe_status moe_tokenizer_decode(const moe_tokenizer *t, const int32_t *ids, size_t n,
+                                        char *out, size_t cap, size_t *n_out, moe_error *err);
 
 /* ------------------------------------------------------------ model files */
 
@@ -538,26 +566,26 @@ moe_status moe_tokenizer_decode(const moe_tokenizer *t, const int32_t *ids, size
  * layers, qwen2moe names for shared experts), fp32 tensors, the tokenizer
  * as tokenizer.ggml.* (model "gpt2"), and the full configuration under
  * moe.* keys. */
-moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *path,
-                          moe_error *err);
+MOE_API moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *path,
+                                  moe_error *err);
 /* Reads a model file written by moe_model_save (or an fp32 llama/Mixtral
  * GGUF) into a new model able to run max_batch sequences; *tok gets its
  * tokenizer (tok may be NULL). */
-moe_status moe_model_load(moe_model **m, moe_tokenizer **tok, const char *path,
-                          int max_batch, int n_threads, moe_error *err);
+MOE_API moe_status moe_model_load(moe_model **m, moe_tokenizer **tok, const char *path,
+                                  int max_batch, int n_threads, moe_error *err);
 
 /* ----------------------------------------------------------------- corpus */
 
 /* The built-in corpus: documents of several clearly different domains,
  * generated from a seed (nothing is downloaded). */
-int moe_corpus_n_domains(void);
-const char *moe_corpus_domain_name(int domain);
+MOE_API int moe_corpus_n_domains(void);
+MOE_API const char *moe_corpus_domain_name(int domain);
 /* A short opening typical of the domain, for sampling. */
-const char *moe_corpus_domain_prompt(int domain);
+MOE_API const char *moe_corpus_domain_prompt(int domain);
 /* About `bytes` bytes of the domain (domain = -1: all domains mixed);
  * *text is malloc'd (free it with free()). */
-moe_status moe_corpus_text(char **text, size_t *n, int domain, size_t bytes,
-                           uint64_t seed, moe_error *err);
+MOE_API moe_status moe_corpus_text(char **text, size_t *n, int domain, size_t bytes,
+                                   uint64_t seed, moe_error *err);
 
 /* ---------------------------------------------------------------- trainer */
 
@@ -578,7 +606,7 @@ typedef struct moe_train_config {
     float eval_capacity;     /* capacity factor of validation (MOE_DROPLESS) */
 } moe_train_config;
 
-void moe_train_config_default(moe_train_config *c);
+MOE_API void moe_train_config_default(moe_train_config *c);
 
 typedef struct moe_trainer moe_trainer;
 
@@ -588,18 +616,18 @@ typedef struct moe_trainer moe_trainer;
  * tokenizer, tokenizes once into dir/tokens.bin (reused when the sources
  * and tokenizer match), splits off the validation tokens, builds and
  * initialises the model and the optimizer. */
-moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *c,
-                              const char *const *data, int n_data, const char *dir,
-                              moe_error *err);
+MOE_API moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *c,
+                                      const char *const *data, int n_data, const char *dir,
+                                      moe_error *err);
 /* The configuration saved in dir's checkpoint (to change what may change:
  * steps, eval_every, eval_batches, save_every, threads). */
-moe_status moe_trainer_read_config(const char *dir, moe_train_config *c, moe_error *err);
+MOE_API moe_status moe_trainer_read_config(const char *dir, moe_train_config *c, moe_error *err);
 /* Continues the run saved in dir exactly. c (NULL: as saved) must equal the
  * saved configuration except in the fields that may change; a difference
  * is an error naming the field and both values. */
-moe_status moe_trainer_resume(moe_trainer **out, const char *dir,
-                              const moe_train_config *c, moe_error *err);
-void moe_trainer_free(moe_trainer *t);
+MOE_API moe_status moe_trainer_resume(moe_trainer **out, const char *dir,
+                                      const moe_train_config *c, moe_error *err);
+MOE_API void moe_trainer_free(moe_trainer *t);
 
 typedef struct moe_train_step_info {
     int64_t step;        /* steps done after this one */
@@ -613,17 +641,17 @@ typedef struct moe_train_step_info {
 } moe_train_step_info;
 
 /* One optimizer step (accum micro-batches). */
-moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err);
+MOE_API moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err);
 /* Mean validation cross-entropy (eval_batches batches, dropless routing). */
-moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err);
+MOE_API moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err);
 /* Writes dir/model.gguf and dir/state.gguf (model, optimizer, data and
  * random state), each atomically. */
-moe_status moe_trainer_save(moe_trainer *t, moe_error *err);
+MOE_API moe_status moe_trainer_save(moe_trainer *t, moe_error *err);
 
-int64_t moe_trainer_steps_done(const moe_trainer *t);
-const moe_train_config *moe_trainer_config(const moe_trainer *t);
-moe_model *moe_trainer_model(moe_trainer *t);
-const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t);
+MOE_API int64_t moe_trainer_steps_done(const moe_trainer *t);
+MOE_API const moe_train_config *moe_trainer_config(const moe_trainer *t);
+MOE_API moe_model *moe_trainer_model(moe_trainer *t);
+MOE_API const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t);
 
 typedef struct moe_data_info {
     int64_t train_tokens, val_tokens;
@@ -633,7 +661,7 @@ typedef struct moe_data_info {
                              ignores context: unigram_bits * ln 2 nats) */
     int cache_reused;     /* 1 if dir/tokens.bin was reused */
 } moe_data_info;
-moe_data_info moe_trainer_data_info(const moe_trainer *t);
+MOE_API moe_data_info moe_trainer_data_info(const moe_trainer *t);
 
 #ifdef __cplusplus
 }

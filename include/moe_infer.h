@@ -23,26 +23,26 @@ typedef struct moe_vocab moe_vocab; /* a tokenizer read from GGUF metadata */
 
 /* Reads tokenizer.ggml.* from a GGUF file ("llama" SentencePiece style or
  * "gpt2" byte-level BPE with its .pre pattern). */
-moe_status moe_vocab_load(moe_vocab **out, const char *gguf_path, moe_error *err);
-void moe_vocab_free(moe_vocab *v);
-int moe_vocab_size(const moe_vocab *v);
-int moe_vocab_bos(const moe_vocab *v); /* -1 when none */
-int moe_vocab_eos(const moe_vocab *v); /* -1 when none */
+MOE_API moe_status moe_vocab_load(moe_vocab **out, const char *gguf_path, moe_error *err);
+MOE_API void moe_vocab_free(moe_vocab *v);
+MOE_API int moe_vocab_size(const moe_vocab *v);
+MOE_API int moe_vocab_bos(const moe_vocab *v); /* -1 when none */
+MOE_API int moe_vocab_eos(const moe_vocab *v); /* -1 when none */
 /* 1 if id ends generation (EOS, <|im_end|>, <|eot_id|>, ...). */
-int moe_vocab_is_eog(const moe_vocab *v, int id);
+MOE_API int moe_vocab_is_eog(const moe_vocab *v, int id);
 /* Encodes text[0, n). add_bos: prepend BOS when the model asks for it
  * (tokenizer.ggml.add_bos_token, or the family's default). parse_special:
  * text of control tokens ("<|im_start|>", "[INST]") becomes those tokens.
  * Writes at most cap ids, *n_out gets the full count; MOE_ERR_SHAPE when
  * more than cap. */
-moe_status moe_vocab_encode(const moe_vocab *v, const char *text, size_t n,
-                            int add_bos, int parse_special, int32_t *out,
-                            size_t cap, size_t *n_out, moe_error *err);
+MOE_API moe_status moe_vocab_encode(const moe_vocab *v, const char *text, size_t n,
+                                    int add_bos, int parse_special, int32_t *out,
+                                    size_t cap, size_t *n_out, moe_error *err);
 /* The bytes a token contributes to the output text (SentencePiece's U+2581
  * becomes a space, byte tokens <0xNN> their byte, gpt2's byte map undone;
  * control tokens give "" unless with_special). *len gets the length. */
-const char *moe_vocab_piece(const moe_vocab *v, int id, int with_special,
-                            char *buf, size_t cap, size_t *len);
+MOE_API const char *moe_vocab_piece(const moe_vocab *v, int id, int with_special,
+                                    char *buf, size_t cap, size_t *len);
 
 /* Chat templates: "chatml", "mistral" ([INST]), "llama3", "deepseek",
  * "granite" ... moe_chat_template_for picks one from the GGUF metadata
@@ -51,14 +51,14 @@ typedef struct moe_chat_msg {
     const char *role;    /* "system", "user", "assistant" */
     const char *content;
 } moe_chat_msg;
-const char *moe_chat_template_for(const char *gguf_path); /* never NULL */
+MOE_API const char *moe_chat_template_for(const char *gguf_path); /* never NULL */
 /* Renders msgs[0, n) ending with the opening of the assistant's turn when
  * add_assistant. Writes at most cap bytes (NUL-terminated), *len gets the
  * full length; MOE_ERR_SHAPE when it does not fit, MOE_ERR_ARG for an
  * unknown template name. */
-moe_status moe_chat_render(const char *tmpl, const moe_chat_msg *msgs, int n,
-                           int add_assistant, char *out, size_t cap,
-                           size_t *len, moe_error *err);
+MOE_API moe_status moe_chat_render(const char *tmpl, const moe_chat_msg *msgs, int n,
+                                   int add_assistant, char *out, size_t cap,
+                                   size_t *len, moe_error *err);
 
 /* -------------------------------------------------------------- sampler */
 
@@ -74,13 +74,13 @@ typedef struct moe_sampler_config {
 } moe_sampler_config;
 
 typedef struct moe_sampler moe_sampler;
-void moe_sampler_config_default(moe_sampler_config *c); /* temp 0.8, top_k 40, top_p 0.95, min_p 0.05, penalty 1.0 (off), last_n 64, seed 1 */
-moe_status moe_sampler_create(moe_sampler **out, const moe_sampler_config *c, int n_vocab, moe_error *err);
-void moe_sampler_free(moe_sampler *s);
+MOE_API void moe_sampler_config_default(moe_sampler_config *c); /* temp 0.8, top_k 40, top_p 0.95, min_p 0.05, penalty 1.0 (off), last_n 64, seed 1 */
+MOE_API moe_status moe_sampler_create(moe_sampler **out, const moe_sampler_config *c, int n_vocab, moe_error *err);
+MOE_API void moe_sampler_free(moe_sampler *s);
 /* Picks the next token from logits[n_vocab] (the array may be modified);
  * history[0, n_hist) are the tokens so far (for the repetition penalty).
  * Deterministic for a given seed and sequence of calls. */
-int moe_sampler_sample(moe_sampler *s, float *logits, const int32_t *history, int n_hist);
+MOE_API int moe_sampler_sample(moe_sampler *s, float *logits, const int32_t *history, int n_hist);
 
 /* --------------------------------------------------------------- engine */
 
@@ -110,14 +110,14 @@ typedef struct moe_infer_info {
                                llama)", or "moe only (hash routing, ...)" */
 } moe_infer_info;
 
-void moe_infer_options_default(moe_infer_options *o);
+MOE_API void moe_infer_options_default(moe_infer_options *o);
 /* Maps the GGUF file and checks every tensor the architecture needs; a
  * missing or misshaped tensor is an error listing all that are missing. */
-moe_status moe_infer_open(moe_infer **out, const char *path,
-                          const moe_infer_options *opt, moe_error *err);
-void moe_infer_close(moe_infer *m);
-const moe_infer_info *moe_infer_get_info(const moe_infer *m);
-const moe_vocab *moe_infer_vocab(const moe_infer *m);
+MOE_API moe_status moe_infer_open(moe_infer **out, const char *path,
+                                  const moe_infer_options *opt, moe_error *err);
+MOE_API void moe_infer_close(moe_infer *m);
+MOE_API const moe_infer_info *moe_infer_get_info(const moe_infer *m);
+MOE_API const moe_vocab *moe_infer_vocab(const moe_infer *m);
 
 /* Runs tokens[0, n) at positions pos .. pos+n-1 (the cache must hold
  * positions 0 .. pos-1 from earlier calls), appending to the KV cache. A pos
@@ -127,15 +127,15 @@ const moe_vocab *moe_infer_vocab(const moe_infer *m);
  * n tokens are processed as one batch (each expert's tokens grouped), in
  * chunks of max_batch. logits: NULL, or [n, V] (all_logits = 1) or [V] (the
  * last token's only). Errors: pos + n > ctx_len, a token id out of range. */
-moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos,
-                          float *logits, int all_logits, moe_error *err);
+MOE_API moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos,
+                                  float *logits, int all_logits, moe_error *err);
 /* Empties the KV cache and the expert statistics. */
-void moe_infer_reset(moe_infer *m);
-moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err);
+MOE_API void moe_infer_reset(moe_infer *m);
+MOE_API moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err);
 
 /* Tokens routed to each expert since the last reset: counts[l * E + e]
  * for MoE layer l (dense layers give zeros). */
-const int64_t *moe_infer_expert_counts(const moe_infer *m);
+MOE_API const int64_t *moe_infer_expert_counts(const moe_infer *m);
 
 /* ------------------------------------------------------ GGUF listing */
 
@@ -145,7 +145,7 @@ const int64_t *moe_infer_expert_counts(const moe_infer *m);
  * elements), then the tensor table (name, type, dims innermost first,
  * bytes, offset) and the totals. Fails, writing nothing, when the file is
  * missing or not a valid GGUF file (the message names it). */
-moe_status moe_gguf_dump(const char *path, FILE *out, moe_error *err);
+MOE_API moe_status moe_gguf_dump(const char *path, FILE *out, moe_error *err);
 
 /* ----------------------------------------------------- synthetic models */
 
@@ -173,12 +173,12 @@ typedef struct moe_synth_config {
     uint64_t seed;     /* 0: 1 */
 } moe_synth_config;
 
-void moe_synth_config_default(moe_synth_config *c); /* mixtral, f32, tiny, seed 1 */
+MOE_API void moe_synth_config_default(moe_synth_config *c); /* mixtral, f32, tiny, seed 1 */
 /* Writes the model to path atomically. *params_total (may be NULL) gets
  * the number of weights. Errors: an unknown arch or type, widths the type's
  * block size does not divide, out of memory, I/O. */
-moe_status moe_synth_model(const char *path, const moe_synth_config *c,
-                           int64_t *params_total, moe_error *err);
+MOE_API moe_status moe_synth_model(const char *path, const moe_synth_config *c,
+                                   int64_t *params_total, moe_error *err);
 
 /* ------------------------------------------------------------ convert */
 
@@ -193,8 +193,8 @@ moe_status moe_synth_model(const char *path, const moe_synth_config *c,
  * existing file is untouched). On MOE_OK, err->msg (err may be NULL) holds
  * notes for the user, one per line, or "": type fallbacks, ignored
  * settings, unused tensors. Errors name the file, key or tensor. */
-moe_status moe_convert_hf(const char *dir, const char *out_path, const char *type,
-                          moe_error *err);
+MOE_API moe_status moe_convert_hf(const char *dir, const char *out_path, const char *type,
+                                  moe_error *err);
 
 #ifdef __cplusplus
 }
