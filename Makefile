@@ -5,6 +5,8 @@
 #   make portable   no -march=native, into build/portable/, and run the tests
 #   make sanitize   ASan + UBSan build into build/sanitize/, and run the tests
 #   make deps       install what the tests need (Debian packages)
+#   make install    headers, libmoe.a, libmoe.so.*, moe.pc and moe into
+#                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
 
 CC      ?= cc
 B       ?= build
@@ -26,8 +28,62 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all test demo portable sanitize deps clean bench
-all: $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN)
+.PHONY: all test demo portable sanitize deps clean bench install uninstall
+all: $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN) $(B)/libmoe_testhooks.so
+
+# ---------------------------------------------------------------- the library
+# Only the public API leaves it: everything is compiled -fvisibility=hidden and
+# the declarations of include/moe*.h carry MOE_API (scripts/annotate_api.py).
+# libmoe.so.X.Y.Z (soname libmoe.so.X) drops the hidden names; libmoe.a holds one
+# object, all objects linked with ld -r and the hidden names made local, so
+# that an internal name (gguf_find_tensor ...) cannot clash with another
+# library's. The C tests call internal functions: they link libmoe_internal.a,
+# the plain objects; the Python tests call a few through libmoe_testhooks.so.
+# tests/test_symbols.py and tests/test_install.py check all of this.
+CFLAGS_ALL += -fvisibility=hidden
+version_part = $(shell sed -n 's/^\#define MOE_VERSION_$(1) *\([0-9]*\).*/\1/p' include/moe.h)
+MOE_MAJOR := $(call version_part,MAJOR)
+MOE_VER   := $(MOE_MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+SONAME    := libmoe.so.$(MOE_MAJOR)
+
+$(B)/libmoe_internal.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(B)/libmoe.o: $(LIB_OBJ)
+	$(LD) -r -o $@ $^
+	objcopy --localize-hidden $@
+$(B)/libmoe.a: $(B)/libmoe.o
+	@rm -f $@
+	ar rcs $@ $^
+$(B)/libmoe.so.$(MOE_VER): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS_ALL)
+$(B)/libmoe.so: $(B)/libmoe.so.$(MOE_VER)
+	ln -sf libmoe.so.$(MOE_VER) $(B)/$(SONAME)
+	ln -sf $(SONAME) $@
+$(B)/libmoe_testhooks.so: $(B)/tests/testhooks.o $(B)/libmoe_internal.a
+	$(CC) -shared -o $@ $^ $(LDLIBS_ALL)
+$(B)/tests/testhooks.o: tests/testhooks.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+install: $(B)/libmoe.a $(B)/libmoe.so $(B)/moe
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
+	install -m 644 include/moe.h include/moe_infer.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(B)/libmoe.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/libmoe.so.$(MOE_VER) $(DESTDIR)$(LIBDIR)/
+	ln -sf libmoe.so.$(MOE_VER) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmoe.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(MOE_VER)|' moe.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/moe.pc
+	install -m 755 $(B)/moe $(DESTDIR)$(BINDIR)/
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/moe.h $(DESTDIR)$(INCLUDEDIR)/moe_infer.h \
+	  $(DESTDIR)$(LIBDIR)/libmoe.a $(DESTDIR)$(LIBDIR)/libmoe.so $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	  $(DESTDIR)$(LIBDIR)/libmoe.so.$(MOE_VER) $(DESTDIR)$(LIBDIR)/pkgconfig/moe.pc $(DESTDIR)$(BINDIR)/moe
 
 $(B)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
@@ -42,16 +98,11 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
-$(B)/libmoe.a: $(LIB_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-$(B)/libmoe.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS_ALL)
 $(B)/moe: $(CLI_OBJ) $(B)/libmoe.a
 	$(CC) -o $@ $(CLI_OBJ) $(B)/libmoe.a $(LDLIBS_ALL)
-$(B)/tests/%: tests/%.c $(B)/libmoe.a tests/testutil.h
+$(B)/tests/%: tests/%.c $(B)/libmoe_internal.a tests/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(B)/libmoe.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(B)/libmoe_internal.a $(LDLIBS_ALL)
 
 test: all
 	@B=$(B) SANITIZE_PRELOAD="$(SANITIZE_PRELOAD)" bash tests/run.sh
@@ -75,4 +126,4 @@ deps:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(B)/tests/testhooks.d

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: the compiler tool
 # chain is assumed; PyTorch and NumPy for the reference tests (run with
-# /usr/bin/python3), OpenBLAS so that the PyTorch peer in bench/ runs at its best.
+# /usr/bin/python3), OpenBLAS so that the PyTorch peer in bench/ runs at its best,
+# pkg-config and g++ for the install test.
 set -euo pipefail
 need=()
 /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null || need+=(python3-torch python3-numpy)
 dpkg -s libopenblas0 >/dev/null 2>&1 || need+=(libopenblas0)
+# tests/test_install.py: pkg-config reads the installed moe.pc, g++ builds a C++ user
+command -v pkg-config >/dev/null || need+=(pkg-config)  # the pkgconf package on newer Debian
+command -v g++ >/dev/null || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq

@@ -398,6 +398,21 @@ def load_for_test(test_name, needed=()):
     return lib
 
 
+def testhooks_path():
+    """build/libmoe_testhooks.so, next to MOE_LIB: the internal functions the
+    tests call (tests/testhooks.c), which libmoe.so does not export."""
+    return os.environ.get("MOE_TESTHOOKS") or os.path.join(
+        os.path.dirname(default_lib_path()), "libmoe_testhooks.so")
+
+
+def bind_internal(lib, *names):
+    """Makes lib.NAME the internal function NAME (tests/testhooks.c exports it
+    as moe_test_NAME) for each name; set restype/argtypes on them as usual."""
+    hooks = ctypes.CDLL(testhooks_path())
+    for name in names:
+        setattr(lib, name, getattr(hooks, "moe_test_" + name))
+
+
 def has(lib, name):
     """True when the loaded library exports `name`."""
     try:

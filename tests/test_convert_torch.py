@@ -91,6 +91,7 @@ InferOptions, InferInfo = mc.InferOptions, mc.InferInfo  # include/moe_infer.h
 
 def load_lib():
     lib = ctypes.CDLL(mc.default_lib_path())
+    mc.bind_internal(lib, "synth_dequantize")  # tests/testhooks.c
     if not mc.has(lib, "moe_convert_hf"):
         return None
     E = POINTER(MoeError)

@@ -4,7 +4,7 @@ independent PyTorch float64 forward pass of every model family.
 
 For each architecture (llama dense, mixtral, qwen2moe, qwen3moe, olmoe,
 deepseek, granitemoe) a random model is written by the library's generator
-(synth_write, src/tools/synth.h, called through ctypes) in F32, F16 and BF16;
+(synth_write, src/tools/synth.h, called through ctypes and tests/testhooks.c) in F32, F16 and BF16;
 tests/infer_ref.py reads the file with tests/gguf_ref.py (a reader written
 from the format, not the C one) and computes the logits of a random token
 sequence in float64 from the Hugging Face semantics of the family. The engine
@@ -90,6 +90,7 @@ ENGINE_SYMS = ["moe_infer_options_default", "moe_infer_open", "moe_infer_close",
 
 def load_lib():
     lib = ctypes.CDLL(mc.default_lib_path())
+    mc.bind_internal(lib, "synth_spec_default", "synth_write", "synth_count")  # tests/testhooks.c
     lib.synth_spec_default.restype = None
     lib.synth_spec_default.argtypes = [POINTER(SynthSpec), c_char_p]
     lib.synth_write.restype = c_int

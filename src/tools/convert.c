@@ -512,7 +512,7 @@ static moe_status fill_rows(const cv_tensor *t, int64_t r0, int64_t r1, uint8_t 
                                          out + (size_t)(i - r0) * t->row_bytes, cols, &e);
             }
             if (bad) {
-#pragma omp critical(cv_fail)
+#pragma omp critical /* unnamed: a named one is a global symbol of libmoe */
                 if (!failed || i < bad_row) {
                     failed = 1;
                     bad_row = i;
