@@ -125,7 +125,8 @@ def main():
         syms = exported(path)
         bad = foreign(syms)
         check("symbols/%s_only_public" % kind, not bad,
-              "%s exports %d names outside moe_/MOE_: %s" % (path, len(bad), " ".join(bad[:12])))
+              "%s exports %d names outside moe_/MOE_ (objects from before -fvisibility=hidden? make clean): %s"
+              % (path, len(bad), " ".join(bad[:12])))
         clash = [n for n in ("gguf_find_tensor", "gguf_type_name") if n in syms]
         check("symbols/%s_no_ggml_clash" % kind, not clash, "%s exports %s" % (path, clash))
         missing = [n for n in api if syms.get(n) not in ("T", "t", "W")]
