@@ -288,7 +288,6 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
 }
 
 const moe_layer_config *moe_layer_get_config(const moe_layer *L) { return &L->cfg; }
-const char *moe_layer_errmsg(const moe_layer *L) { return L ? L->err.msg : "layer is NULL"; }
 moe_layer_weights moe_layer_params(moe_layer *L) { return L->w; }
 moe_layer_weights moe_layer_grads(moe_layer *L) { return L->g; }
 size_t moe_layer_param_count(const moe_layer *L) { return L->n_params; }
@@ -322,26 +321,30 @@ void moe_layer_init_params(moe_layer *L, uint64_t seed) {
     if (L->w.shared_router) for (size_t i = 0; i < d; i++) L->w.shared_router[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
 }
 
-moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int train) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int train, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_forward: layer is NULL");
     L->have_forward = 0;
-    if (!y || !x) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_forward: y or x is NULL");
+    if (!y || !x) return moe_err(err, MOE_ERR_ARG, "moe_layer_forward: y or x is NULL");
     if (T < 1 || T > L->cfg.max_tokens)
-        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d tokens, expected 1 <= T <= max_tokens = %d",
+        return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d tokens, expected 1 <= T <= max_tokens = %d",
                        T, L->cfg.max_tokens);
     const size_t n = (size_t)T * L->cfg.d_model;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i]))
-            return moe_err(&L->err, MOE_ERR_NONFINITE, "moe_layer_forward: x[%zu, %zu] = %g is not finite",
+            return moe_err(err, MOE_ERR_NONFINITE, "moe_layer_forward: x[%zu, %zu] = %g is not finite",
                            i / (size_t)L->cfg.d_model, i % (size_t)L->cfg.d_model, (double)x[i]);
     const moe_layer_config *c = &L->cfg;
     if (c->select == MOE_SELECT_HASH && !L->have_ids)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_forward: hash routing needs token ids "
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_forward: hash routing needs token ids "
                        "(moe_layer_set_token_ids before each forward)");
     if (c->select == MOE_SELECT_HASH && L->T_ids != T)
-        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: %d token ids were set for %d tokens", L->T_ids, T);
+        return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: %d token ids were set for %d tokens", L->T_ids, T);
     if (c->seq_aux_loss_coef > 0.0f && T % c->seq_len)
-        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d is not a multiple of seq_len = %d", T, c->seq_len);
+        return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d is not a multiple of seq_len = %d", T, c->seq_len);
+    /* every stage reads the copy, never x: y may be x, or overlap it */
+    memcpy(L->x_saved, x, sizeof(float) * n);
+    x = L->x_saved;
     L->train = train ? 1 : 0;
     L->ec_now = c->select == MOE_SELECT_EXPERT_CHOICE && (train || c->ec_inference);
     L->T = T;
@@ -355,16 +358,21 @@ moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int 
     experts_forward(L, y, x, T);
     if (L->Fs) shared_forward(L, y, x, T);
     L->have_ids = 0;
-    memcpy(L->x_saved, x, sizeof(float) * n);
     L->have_forward = 1;
     return MOE_OK;
 }
 
-moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: layer is NULL");
     if (!L->have_forward)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
-    if (!dx || !dy) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
+    if (!dx || !dy) return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
+    /* dy is read again after dx is first written (shared expert, router) */
+    const size_t nb = sizeof(float) * (size_t)L->T * (size_t)L->cfg.d_model;
+    if (moe_overlap(dx, nb, dy, nb))
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: dx and dy overlap (%d x %d floats each); "
+                       "give dx its own buffer", L->T, L->cfg.d_model);
     /* 1: add into the gradients; 0: write them (moe_layer_drop_grads) */
     const float gbeta = L->grads_dropped ? 0.0f : 1.0f;
     experts_backward(L, dx, dy, L->T, gbeta);
@@ -378,10 +386,11 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
 
 int moe_layer_slots(const moe_layer *L) { return L->S; }
 
-moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_token_ids: layer is NULL");
     if (!ids || T < 1 || T > L->cfg.max_tokens)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_token_ids: %d ids, expected 1..max_tokens = %d",
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_token_ids: %d ids, expected 1..max_tokens = %d",
                        T, L->cfg.max_tokens);
     memcpy(L->token_ids, ids, sizeof(int32_t) * (size_t)T);
     L->T_ids = T;
@@ -389,37 +398,40 @@ moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T) {
     return MOE_OK;
 }
 
-moe_status moe_layer_set_top_k(moe_layer *L, int k) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_top_k(moe_layer *L, int k, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: layer is NULL");
     const moe_layer_config *c = &L->cfg;
     int maxk = c->max_top_k ? c->max_top_k : c->top_k;
     if (c->select == MOE_SELECT_EXPERT_CHOICE || c->select == MOE_SELECT_ALL) maxk = c->n_experts;
     if (k < 1 || k > maxk)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d, expected 1..%d (max_top_k)", k, maxk);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d, expected 1..%d (max_top_k)", k, maxk);
     if (c->n_groups && k > c->topk_groups * (c->n_experts / c->n_groups))
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d exceeds the experts of the kept groups", k);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d exceeds the experts of the kept groups", k);
     if (c->gshard_random_second && k != 2)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: GShard's random policy needs k = 2");
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: GShard's random policy needs k = 2");
     if (c->load_loss_coef > 0 && k >= c->n_experts)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: the load loss needs k < E");
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: the load loss needs k < E");
     L->k = k;
     return MOE_OK;
 }
 
-moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: layer is NULL");
     if (L->cfg.select == MOE_SELECT_EXPERT_CHOICE)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: expert choice sets its own capacity (ec_capacity)");
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: expert choice sets its own capacity (ec_capacity)");
     if (!isfinite(cf) || (cf < 0.0f && cf != MOE_DROPLESS))
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: cf = %g, expected >= 0 or MOE_DROPLESS (-1)", (double)cf);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: cf = %g, expected >= 0 or MOE_DROPLESS (-1)", (double)cf);
     L->cfg.capacity_factor = cf; /* buffers are sized for dropless already */
     return MOE_OK;
 }
 
-moe_status moe_layer_set_top_p(moe_layer *L, float p) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_top_p(moe_layer *L, float p, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_p: layer is NULL");
     if (!(p > 0.0f && p <= 1.0f))
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_p: p = %g, expected 0 < p <= 1", (double)p);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_p: p = %g, expected 0 < p <= 1", (double)p);
     L->top_p = p;
     return MOE_OK;
 }

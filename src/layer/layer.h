@@ -33,7 +33,6 @@ typedef struct moe_plan {
 
 struct moe_layer {
     moe_layer_config cfg;
-    moe_error err;           /* message of the last failure */
     int S;                   /* slots per token */
     int hid;                 /* rows of h per assignment: 2*d_ff (SwiGLU) or d_ff */
 

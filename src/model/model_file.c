@@ -194,7 +194,7 @@ moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok
 
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, NULL);
         /* the noisy gate's noise weights do nothing at inference (H = z):
            only the training state keeps them */
         if (!for_state && strstr(t.name, "ffn_gate_inp_noise")) continue;
@@ -348,7 +348,7 @@ moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *e
     int n_bad = 0;
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, NULL);
         const gguf_tensor *gt = gguf_find_tensor(g, t.name);
         if (!gt && strstr(t.name, "ffn_gate_inp_noise")) {
             /* a model file leaves the noise weights out (inference-free): their init, 0 */
@@ -454,6 +454,7 @@ moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *pa
 
 moe_status moe_model_load(moe_model **out, moe_tokenizer **tok_out, const char *path, int max_batch, int n_threads,
                           moe_error *err) {
+    if (!out || !path) return moe_err(err, MOE_ERR_ARG, "moe_model_load: %s is NULL", out ? "path" : "out");
     *out = NULL;
     if (tok_out) *tok_out = NULL;
     gguf_ctx *g;

@@ -51,6 +51,8 @@ void moe_adamw_free(moe_adamw *o) {
 }
 
 moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_config *c, moe_error *err) {
+    if (!out || !model || !c)
+        return moe_err(err, MOE_ERR_ARG, "moe_adamw_create: %s is NULL", !out ? "out" : !model ? "model" : "config");
     *out = NULL;
     if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
         return moe_err(err, MOE_ERR_ARG, "adamw: betas (%g, %g) must lie in [0, 1)", (double)c->beta1, (double)c->beta2);
@@ -69,7 +71,7 @@ moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_c
     if (!o->m || !o->v || !o->tensors) goto nomem;
     for (int i = 0; i < o->n_tensors; i++) {
         moe_tensor *t = &o->tensors[i];
-        moe_model_tensor(model, i, t);
+        moe_model_tensor(model, i, t, NULL);
         o->m[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
         o->v[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
         if (!o->m[i] || !o->v[i]) goto nomem;
