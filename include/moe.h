@@ -146,6 +146,17 @@ typedef enum moe_drop_policy {
 /* capacity_factor value meaning "never drop". */
 #define MOE_DROPLESS (-1.0f)
 
+/* Bounds the configuration checks enforce (beyond them, sizes overflow or
+ * per-token scratch outgrows a worker thread's stack). */
+#define MOE_MAX_EXPERTS 4096          /* n_experts */
+#define MOE_MAX_D_MODEL 65536         /* d_model */
+#define MOE_MAX_D_FF (1 << 20)        /* d_ff, shared_d_ff, the model's d_ff */
+#define MOE_MAX_THREADS 1024          /* n_threads */
+#define MOE_MAX_CAPACITY_FACTOR 1e6f  /* capacity_factor, ec_capacity */
+#define MOE_MAX_COEF 1e6f             /* |weight_scale|, loss coefficients, rates */
+#define MOE_MAX_ACCUM 65536           /* moe_train_config.accum */
+#define MOE_MAX_CORPUS_BYTES ((int64_t)1 << 36) /* moe_train_config.corpus_bytes */
+
 typedef struct moe_layer_config {
     int d_model;               /* d: width of the token vectors */
     int d_ff;                  /* expert hidden width */
@@ -158,7 +169,8 @@ typedef struct moe_layer_config {
                                   MOE_DROPLESS (default) never drops; 0 drops all */
     moe_drop_policy drop_policy; /* default MOE_DROP_POSITION */
     int renormalize;           /* 1: the k selected weights are divided by
-                                  their sum (Mixtral); 0: raw probabilities */
+                                  their sum (Mixtral); 0: raw probabilities
+                                  (the noisy gate renormalises either way) */
     float weight_scale;        /* multiplies every gate weight (default 1) */
     float aux_loss_coef;       /* alpha of the Switch load-balancing loss
                                   alpha * E * sum_i f_i P_i (default 0) */
@@ -174,9 +186,11 @@ typedef struct moe_layer_config {
                                   (0: top_k); sizes the buffers */
     float jitter;              /* Switch: router input x * U(1-j, 1+j), training */
     int noisy_gate;            /* Shazeer: logits += N(0,1) softplus(x Wn^T) in
-                                  training; adds the parameter `noise` [E, d] */
+                                  training; weights softmax over the k kept
+                                  logits; adds the parameter `noise` [E, d] */
     float importance_loss_coef; /* Shazeer: coef * CV(sum_t w[t, :])^2 */
-    float load_loss_coef;      /* Shazeer: coef * CV(smooth load)^2 (noisy gate) */
+    float load_loss_coef;      /* Shazeer: coef * CV(smooth load)^2 (noisy gate;
+                                  computed in training forwards only) */
     int gshard_random_second;  /* GShard: slot 1 kept with prob min(1, 2 w_1)
                                   while training (top_k = 2) */
     int balance_top1_only;     /* balance loss counts first choices only (GShard) */
@@ -534,6 +548,9 @@ typedef struct moe_adamw_config {
 } moe_adamw_config;
 
 void moe_adamw_config_default(moe_adamw_config *c);
+/* Checks a configuration: betas in [0, 1), eps finite > 0, weight_decay and
+ * grad_clip finite >= 0. */
+moe_status moe_adamw_config_check(const moe_adamw_config *c, moe_error *err);
 
 typedef struct moe_adamw moe_adamw;
 
@@ -626,6 +643,11 @@ typedef struct moe_train_config {
 } moe_train_config;
 
 void moe_train_config_default(moe_train_config *c);
+/* Checks a configuration as moe_trainer_create does before any work
+ * (model.max_batch is taken to be batch): the model, the optimizer,
+ * accum <= MOE_MAX_ACCUM, corpus_bytes <= MOE_MAX_CORPUS_BYTES, finite
+ * rates, and the memory the model needs against this machine's. */
+moe_status moe_train_config_check(const moe_train_config *c, moe_error *err);
 
 typedef struct moe_trainer moe_trainer;
 

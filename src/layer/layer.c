@@ -37,8 +37,9 @@ void moe_layer_config_default(moe_layer_config *c, int d_model, int d_ff,
 }
 
 #define NONNEG(field) \
-    if (!isfinite(c->field) || c->field < 0.0f) \
-        return moe_err(err, MOE_ERR_ARG, "layer config: " #field " = %g, expected finite and >= 0", (double)c->field)
+    if (!isfinite(c->field) || c->field < 0.0f || c->field > MOE_MAX_COEF) \
+        return moe_err(err, MOE_ERR_ARG, "layer config: " #field " = %g, expected 0..%g", (double)c->field, \
+                       (double)MOE_MAX_COEF)
 
 /* The routing family's options and which combinations make sense. */
 static moe_status check_routing(const moe_layer_config *c, moe_error *err) {
@@ -52,6 +53,10 @@ static moe_status check_routing(const moe_layer_config *c, moe_error *err) {
     NONNEG(seq_aux_loss_coef);
     NONNEG(relu_l1_coef);
     NONNEG(relu_target_sparsity);
+    if (!isfinite(c->top_p)) return moe_err(err, MOE_ERR_ARG, "layer config: top_p = %g, expected finite", (double)c->top_p);
+    if (c->ec_capacity > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "layer config: ec_capacity = %g, expected at most %g", (double)c->ec_capacity,
+                       (double)MOE_MAX_CAPACITY_FACTOR);
     if (c->jitter >= 1.0f) return moe_err(err, MOE_ERR_ARG, "layer config: jitter = %g, expected < 1", (double)c->jitter);
     if (c->max_top_k < 0 || c->max_top_k > E || (c->max_top_k && c->max_top_k < c->top_k))
         return moe_err(err, MOE_ERR_ARG, "layer config: max_top_k = %d, expected 0 or top_k = %d <= max_top_k <= E = %d",
@@ -96,7 +101,8 @@ static moe_status check_routing(const moe_layer_config *c, moe_error *err) {
         return moe_err(err, MOE_ERR_ARG, "layer config: the balance bias applies to top-k selection");
     if (c->seq_len < 0 || (c->seq_aux_loss_coef > 0 && c->seq_len < 1))
         return moe_err(err, MOE_ERR_ARG, "layer config: seq_aux_loss_coef needs seq_len >= 1 (got %d)", c->seq_len);
-    if (c->shared_d_ff < 0) return moe_err(err, MOE_ERR_ARG, "layer config: shared_d_ff = %d, expected >= 0", c->shared_d_ff);
+    if (c->shared_d_ff < 0 || c->shared_d_ff > MOE_MAX_D_FF)
+        return moe_err(err, MOE_ERR_ARG, "layer config: shared_d_ff = %d, expected 0..%d", c->shared_d_ff, MOE_MAX_D_FF);
     if (c->shared_gate && !c->shared_d_ff)
         return moe_err(err, MOE_ERR_ARG, "layer config: shared_gate needs a shared expert (shared_d_ff > 0)");
     if (c->dead_window < 0) return moe_err(err, MOE_ERR_ARG, "layer config: dead_window = %d, expected >= 0", c->dead_window);
@@ -107,44 +113,57 @@ moe_status moe_layer_config_check(const moe_layer_config *c, moe_error *err) {
     moe_status st;
     moe_err_clear(err);
     if (!c) return moe_err(err, MOE_ERR_ARG, "layer config: NULL");
-    if (c->d_model < 1) return moe_err(err, MOE_ERR_ARG, "layer config: d_model = %d, expected >= 1", c->d_model);
-    if (c->d_ff < 1) return moe_err(err, MOE_ERR_ARG, "layer config: d_ff = %d, expected >= 1", c->d_ff);
-    if (c->n_experts < 1) return moe_err(err, MOE_ERR_ARG, "layer config: n_experts = %d, expected >= 1", c->n_experts);
+    /* bounds: products of sizes stay far inside int64 and size_t, and the
+       per-token scratch arrays sized by E on worker stacks stay small */
+    if (c->d_model < 1 || c->d_model > MOE_MAX_D_MODEL)
+        return moe_err(err, MOE_ERR_ARG, "layer config: d_model = %d, expected 1..%d", c->d_model, MOE_MAX_D_MODEL);
+    if (c->d_ff < 1 || c->d_ff > MOE_MAX_D_FF)
+        return moe_err(err, MOE_ERR_ARG, "layer config: d_ff = %d, expected 1..%d", c->d_ff, MOE_MAX_D_FF);
+    if (c->n_experts < 1 || c->n_experts > MOE_MAX_EXPERTS)
+        return moe_err(err, MOE_ERR_ARG, "layer config: n_experts = %d, expected 1..%d (MOE_MAX_EXPERTS)",
+                       c->n_experts, MOE_MAX_EXPERTS);
     if (c->top_k < 1 || c->top_k > c->n_experts)
         return moe_err(err, MOE_ERR_ARG, "layer config: top_k = %d, expected 1 <= top_k <= n_experts = %d",
                        c->top_k, c->n_experts);
     if ((unsigned)c->expert >= MOE_EXPERT_COUNT)
-        return moe_err(err, MOE_ERR_ARG, "layer config: expert type %d unknown", (int)c->expert);
+        return moe_err(err, MOE_ERR_ARG, "layer config: expert %d unknown", (int)c->expert);
     if ((unsigned)c->gate >= MOE_GATE_COUNT)
         return moe_err(err, MOE_ERR_ARG, "layer config: gate %d unknown", (int)c->gate);
     if ((unsigned)c->select >= MOE_SELECT_COUNT)
-        return moe_err(err, MOE_ERR_ARG, "layer config: selection %d unknown", (int)c->select);
+        return moe_err(err, MOE_ERR_ARG, "layer config: select %d unknown", (int)c->select);
     if ((unsigned)c->drop_policy >= MOE_DROP_COUNT)
-        return moe_err(err, MOE_ERR_ARG, "layer config: drop policy %d unknown", (int)c->drop_policy);
-    if (!isfinite(c->capacity_factor) || (c->capacity_factor < 0.0f && c->capacity_factor != MOE_DROPLESS))
-        return moe_err(err, MOE_ERR_ARG, "layer config: capacity_factor = %g, expected >= 0 or MOE_DROPLESS (-1)",
-                       (double)c->capacity_factor);
-    if (!isfinite(c->weight_scale))
-        return moe_err(err, MOE_ERR_ARG, "layer config: weight_scale = %g, expected a finite number", (double)c->weight_scale);
-    if (!isfinite(c->aux_loss_coef) || c->aux_loss_coef < 0.0f)
-        return moe_err(err, MOE_ERR_ARG, "layer config: aux_loss_coef = %g, expected finite and >= 0", (double)c->aux_loss_coef);
-    if (!isfinite(c->z_loss_coef) || c->z_loss_coef < 0.0f)
-        return moe_err(err, MOE_ERR_ARG, "layer config: z_loss_coef = %g, expected finite and >= 0", (double)c->z_loss_coef);
+        return moe_err(err, MOE_ERR_ARG, "layer config: drop_policy %d unknown", (int)c->drop_policy);
+    if (!isfinite(c->capacity_factor) || (c->capacity_factor < 0.0f && c->capacity_factor != MOE_DROPLESS) ||
+        c->capacity_factor > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "layer config: capacity_factor = %g, expected 0..%g or MOE_DROPLESS (-1)",
+                       (double)c->capacity_factor, (double)MOE_MAX_CAPACITY_FACTOR);
+    if (!(fabsf(c->weight_scale) <= MOE_MAX_COEF))
+        return moe_err(err, MOE_ERR_ARG, "layer config: weight_scale = %g, expected -%g..%g", (double)c->weight_scale,
+                       (double)MOE_MAX_COEF, (double)MOE_MAX_COEF);
+    NONNEG(aux_loss_coef);
+    NONNEG(z_loss_coef);
     if (c->max_tokens < 1) return moe_err(err, MOE_ERR_ARG, "layer config: max_tokens = %d, expected >= 1", c->max_tokens);
+    if (c->n_threads > MOE_MAX_THREADS)
+        return moe_err(err, MOE_ERR_ARG, "layer config: n_threads = %d, expected at most %d (<= 0: the OpenMP default)",
+                       c->n_threads, MOE_MAX_THREADS);
     st = check_routing(c, err);
     if (st != MOE_OK) return st;
-    /* every row index is an int: T * k rows must fit, and so must row * width */
-    int64_t rows = (int64_t)c->max_tokens * c->top_k;
+    /* every row index is an int: T * slots rows must fit, and so must row * width */
+    int64_t slots = c->max_top_k > c->top_k ? c->max_top_k : c->top_k;
+    if (c->select == MOE_SELECT_EXPERT_CHOICE || c->select == MOE_SELECT_ALL) slots = c->n_experts;
+    int64_t rows = (int64_t)c->max_tokens * slots;
     int64_t widest = (int64_t)2 * c->d_ff > c->d_model ? (int64_t)2 * c->d_ff : c->d_model;
-    if (rows > INT32_MAX / 2 || (int64_t)c->n_experts * c->d_model * c->d_ff > INT64_MAX / 16 ||
-        rows * widest > ((int64_t)1 << 40))
-        return moe_err(err, MOE_ERR_ARG, "layer config: max_tokens = %d with top_k = %d, d_model = %d, d_ff = %d "
-                       "needs buffers beyond 4 TiB", c->max_tokens, c->top_k, c->d_model, c->d_ff);
+    if ((int64_t)2 * c->shared_d_ff > widest) widest = (int64_t)2 * c->shared_d_ff;
+    if (rows > INT32_MAX / 2 || rows * widest > ((int64_t)1 << 40))
+        return moe_err(err, MOE_ERR_ARG, "layer config: max_tokens = %d with %lld slots per token, d_model = %d, "
+                       "d_ff = %d, shared_d_ff = %d needs buffers beyond 4 TiB", c->max_tokens, (long long)slots,
+                       c->d_model, c->d_ff, c->shared_d_ff);
     return MOE_OK;
 }
 
 int layer_threads(const moe_layer *L) {
-    return L->cfg.n_threads > 0 ? L->cfg.n_threads : omp_get_max_threads();
+    int n = L->cfg.n_threads > 0 ? L->cfg.n_threads : omp_get_max_threads();
+    return n < MOE_MAX_THREADS ? n : MOE_MAX_THREADS;
 }
 
 void moe_layer_free(moe_layer *L) {
@@ -421,8 +440,9 @@ moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf, moe_error *err)
     if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: layer is NULL");
     if (L->cfg.select == MOE_SELECT_EXPERT_CHOICE)
         return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: expert choice sets its own capacity (ec_capacity)");
-    if (!isfinite(cf) || (cf < 0.0f && cf != MOE_DROPLESS))
-        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: cf = %g, expected >= 0 or MOE_DROPLESS (-1)", (double)cf);
+    if (!isfinite(cf) || (cf < 0.0f && cf != MOE_DROPLESS) || cf > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: cf = %g, expected 0..%g or MOE_DROPLESS (-1)",
+                       (double)cf, (double)MOE_MAX_CAPACITY_FACTOR);
     L->cfg.capacity_factor = cf; /* buffers are sized for dropless already */
     return MOE_OK;
 }

@@ -142,4 +142,9 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
 
 int layer_threads(const moe_layer *L);
 
+/* 1 when the selected weights are divided by their sum: renormalize, or the
+ * noisy gate, whose weights are by definition (Shazeer et al. 2017,
+ * G = softmax(KeepTopK(H, k))) a softmax over the kept logits alone. */
+static inline int layer_renormalizes(const moe_layer_config *c) { return c->renormalize || c->noisy_gate; }
+
 #endif

@@ -254,6 +254,7 @@ nomem:
 const moe_model_config *moe_model_get_config(const moe_model *m) { return &m->cfg; }
 
 void moe_model_set_threads(moe_model *m, int n_threads) {
+    if (n_threads > MOE_MAX_THREADS) n_threads = MOE_MAX_THREADS;
     m->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     m->cfg.n_threads = n_threads;
     for (int l = 0; l < m->cfg.n_layers; l++)

@@ -24,6 +24,7 @@
 #include "text/tokenizer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,9 +181,20 @@ static moe_status check_train_config(const moe_train_config *c, moe_error *err) 
     if (c->batch < 1 || c->accum < 1 || c->steps < 1)
         return moe_err(err, MOE_ERR_ARG, "train config: batch = %d, accum = %d, steps = %lld must be >= 1", c->batch,
                        c->accum, (long long)c->steps);
-    if (!(c->lr > 0) || !(c->min_lr >= 0) || c->min_lr > c->lr)
-        return moe_err(err, MOE_ERR_ARG, "train config: lr = %g, min_lr = %g: expected 0 <= min_lr <= lr, lr > 0",
-                       (double)c->lr, (double)c->min_lr);
+    if (c->accum > MOE_MAX_ACCUM)
+        return moe_err(err, MOE_ERR_ARG, "train config: accum = %d, expected 1..%d", c->accum, MOE_MAX_ACCUM);
+    if (!(c->lr > 0) || !(c->min_lr >= 0) || c->min_lr > c->lr || !isfinite(c->lr))
+        return moe_err(err, MOE_ERR_ARG, "train config: lr = %g, min_lr = %g: expected 0 <= min_lr <= lr, lr > 0 "
+                       "and finite", (double)c->lr, (double)c->min_lr);
+    if (c->corpus_bytes < 0 || c->corpus_bytes > MOE_MAX_CORPUS_BYTES)
+        return moe_err(err, MOE_ERR_ARG, "train config: corpus_bytes = %lld, expected 0..%lld", (long long)c->corpus_bytes,
+                       (long long)MOE_MAX_CORPUS_BYTES);
+    if (!isfinite(c->eval_capacity) || (c->eval_capacity < 0 && c->eval_capacity != MOE_DROPLESS) ||
+        c->eval_capacity > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "train config: eval_capacity = %g, expected 0..%g or MOE_DROPLESS (-1)",
+                       (double)c->eval_capacity, (double)MOE_MAX_CAPACITY_FACTOR);
+    st = moe_adamw_config_check(&c->adamw, err);
+    if (st != MOE_OK) return st;
     if (c->warmup < 0 || c->eval_every < 0 || c->save_every < 0 || c->eval_batches < 0)
         return moe_err(err, MOE_ERR_ARG, "train config: warmup, eval_every, save_every, eval_batches must be >= 0");
     if (!(c->val_fraction > 0 && c->val_fraction < 0.5f))
@@ -196,6 +208,14 @@ static moe_status check_train_config(const moe_train_config *c, moe_error *err) 
     st = moe_model_check_memory(&c->model, err);
     if (st != MOE_OK) return st;
     return MOE_OK;
+}
+
+moe_status moe_train_config_check(const moe_train_config *c, moe_error *err) {
+    moe_err_clear(err);
+    if (!c) return moe_err(err, MOE_ERR_ARG, "train config: NULL");
+    moe_train_config k = *c;
+    k.model.max_batch = k.batch; /* as moe_trainer_create sets it */
+    return check_train_config(&k, err);
 }
 
 moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, const char *const *data, int n_data,
