@@ -90,7 +90,7 @@ static void foreign_reasons(const moe_model_config *c, char *why, size_t cap) {
     WHY(r->n_groups > 0, "expert groups");
     WHY(r->shared_d_ff > 0, r->shared_gate ? "gated shared expert" : "shared expert");
     WHY((r->select == MOE_SELECT_TOPK || (r->select == MOE_SELECT_EXPERT_CHOICE && !r->ec_inference) ||
-         r->select == MOE_SELECT_TOPP) && !r->renormalize, "top-k weights not renormalised");
+         r->select == MOE_SELECT_TOPP) && !r->renormalize && !r->noisy_gate, "top-k weights not renormalised");
     WHY(r->weight_scale != 1.0f, "weight scale");
     WHY(r->expert != MOE_EXPERT_SWIGLU, "GELU experts");
 #undef WHY
@@ -121,7 +121,7 @@ static moe_status add_moe_routing(gguf_writer *w, const moe_model_config *c, moe
     TRY(gguf_writer_set_str(w, "moe.expert_selection", sel, err));
     if (r->select != MOE_SELECT_HASH && r->select != MOE_SELECT_ALL)
         TRY(gguf_writer_set_u32(w, "moe.expert_gating_func", r->gate == MOE_GATE_SIGMOID ? 2 : 1, err));
-    TRY(gguf_writer_set_bool(w, "moe.expert_weights_norm", r->renormalize != 0, err));
+    TRY(gguf_writer_set_bool(w, "moe.expert_weights_norm", r->renormalize || r->noisy_gate, err));
     TRY(gguf_writer_set_f32(w, "moe.expert_weights_scale", r->weight_scale, err));
     if (r->select == MOE_SELECT_TOPP) TRY(gguf_writer_set_f32(w, "moe.expert_top_p", r->top_p, err));
     if (r->select == MOE_SELECT_EXPERT_CHOICE && r->ec_inference)
