@@ -98,18 +98,18 @@ static int bench_layer(int argc, char **argv, int nt) {
     if (!x || !y || !dy || !dx || !tf || !tb || !pf) { fprintf(stderr, "moe bench layer: out of memory\n"); return 1; }
 
     /* warm up, then time forward alone and forward+backward */
-    if (c.select == MOE_SELECT_HASH) moe_layer_set_token_ids(L, ids, T);
-    if (moe_layer_forward(L, y, x, T, 1) != MOE_OK || moe_layer_backward(L, dx, dy) != MOE_OK) {
-        fprintf(stderr, "moe bench layer: %s\n", moe_layer_errmsg(L));
+    if (c.select == MOE_SELECT_HASH) moe_layer_set_token_ids(L, ids, T, NULL);
+    if (moe_layer_forward(L, y, x, T, 1, &err) != MOE_OK || moe_layer_backward(L, dx, dy, &err) != MOE_OK) {
+        fprintf(stderr, "moe bench layer: %s\n", err.msg);
         return 1;
     }
     for (int i = 0; i < iters; i++) {
-        if (c.select == MOE_SELECT_HASH) moe_layer_set_token_ids(L, ids, T);
+        if (c.select == MOE_SELECT_HASH) moe_layer_set_token_ids(L, ids, T, NULL);
         double t0 = cli_now();
-        moe_layer_forward(L, y, x, T, 1);
+        moe_layer_forward(L, y, x, T, 1, NULL);
         double t1 = cli_now();
         moe_layer_drop_grads(L); /* a training step writes the gradients */
-        moe_layer_backward(L, dx, dy);
+        moe_layer_backward(L, dx, dy, NULL);
         double t2 = cli_now();
         moe_layer_update_balance(L);
         tf[i] = t1 - t0;

@@ -66,13 +66,13 @@ static int run_one(const char *name, moe_train_config *c, int steps, int accum, 
             }
             double ta = cli_now();
             float loss;
-            if (moe_model_forward(m, x, y, B, T, 1, &loss) != MOE_OK) {
-                fprintf(stderr, "moe bench train: %s\n", moe_model_errmsg(m));
+            if (moe_model_forward(m, x, y, B, T, 1, &loss, &err) != MOE_OK) {
+                fprintf(stderr, "moe bench train: %s\n", err.msg);
                 goto done;
             }
             fwd += cli_now() - ta;
-            if (moe_model_backward(m) != MOE_OK) {
-                fprintf(stderr, "moe bench train: %s\n", moe_model_errmsg(m));
+            if (moe_model_backward(m, &err) != MOE_OK) {
+                fprintf(stderr, "moe bench train: %s\n", err.msg);
                 goto done;
             }
         }

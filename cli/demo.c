@@ -50,8 +50,8 @@ static int domain_table(moe_model *m, const moe_tokenizer *tok) {
         if (st != MOE_OK) goto fail;
         int Bd = (int)(nt / (size_t)T) < B ? (int)(nt / (size_t)T) : B;
         if (Bd < 1) continue;
-        if (moe_model_forward(m, ids, NULL, Bd, T, 0, NULL) != MOE_OK) {
-            fprintf(stderr, "moe: %s\n", moe_model_errmsg(m));
+        if (moe_model_forward(m, ids, NULL, Bd, T, 0, NULL, &err) != MOE_OK) {
+            fprintf(stderr, "moe: %s\n", err.msg);
             goto done;
         }
         for (int l = 0; l < c->n_layers; l++) {

@@ -87,7 +87,7 @@ int cmd_demo_routing(int argc, char **argv, int n_threads) {
            "capacity factor %.2f (drop by position), balance loss coefficient %.2f\n\n",
            D, F, E, K, T, DOMAINS, c.capacity_factor, c.aux_loss_coef);
     double t0 = cli_now();
-    if (moe_layer_forward(L, y, x, T, 1) != MOE_OK) { fprintf(stderr, "moe demo: %s\n", moe_layer_errmsg(L)); return 1; }
+    if (moe_layer_forward(L, y, x, T, 1, &err) != MOE_OK) { fprintf(stderr, "moe demo: %s\n", err.msg); return 1; }
     printf("routing at initialisation (forward pass %.1f ms):\n", 1e3 * (cli_now() - t0));
     print_loads(L, domain);
 
@@ -97,8 +97,8 @@ int cmd_demo_routing(int argc, char **argv, int n_threads) {
     const float lr = 0.05f;
     for (int step = 0; step < steps; step++) {
         moe_layer_zero_grads(L);
-        if (moe_layer_forward(L, y, x, T, 1) != MOE_OK || moe_layer_backward(L, dx, dy) != MOE_OK) {
-            fprintf(stderr, "moe demo: %s\n", moe_layer_errmsg(L));
+        if (moe_layer_forward(L, y, x, T, 1, &err) != MOE_OK || moe_layer_backward(L, dx, dy, &err) != MOE_OK) {
+            fprintf(stderr, "moe demo: %s\n", err.msg);
             return 1;
         }
         for (int i = 0; i < E * D; i++) w.router[i] -= lr * g.router[i];
@@ -106,7 +106,7 @@ int cmd_demo_routing(int argc, char **argv, int n_threads) {
             printf("  step %3d: balance loss %.4f, dropped %5.1f%%\n", step, moe_layer_stats(L)->aux_loss,
                    100.0 * moe_layer_stats(L)->dropped / moe_layer_stats(L)->assignments);
     }
-    moe_layer_forward(L, y, x, T, 1);
+    moe_layer_forward(L, y, x, T, 1, NULL);
     printf("\nrouting after %d router steps on the balance loss:\n", steps);
     print_loads(L, domain);
     free(x); free(y); free(dy); free(dx); free(domain);

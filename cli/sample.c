@@ -38,8 +38,8 @@ int sample_generate(moe_model *m, const moe_tokenizer *tok, const char *prompt, 
     for (int i = 0; i < n; i++) {
         int T = (int)len < c->ctx_len ? (int)len : c->ctx_len;
         const int32_t *win = ids + len - (size_t)T;
-        if (moe_model_forward(m, win, NULL, 1, T, 0, NULL) != MOE_OK) {
-            fprintf(stderr, "moe: %s\n", moe_model_errmsg(m));
+        if (moe_model_forward(m, win, NULL, 1, T, 0, NULL, &err) != MOE_OK) {
+            fprintf(stderr, "moe: %s\n", err.msg);
             goto done;
         }
         memcpy(logits, moe_model_logits(m) + (size_t)(T - 1) * V, sizeof(float) * (size_t)V);

@@ -1,16 +1,61 @@
 /* moe.h: the public C API of libmoe, a library for sparse Mixture-of-Experts
- * (MoE) transformer models.
+ * (MoE) transformer models: build them, train them, save and load them.
+ * Running GGUF models (ours and real checkpoints, quantized or not) is in
+ * moe_infer.h. What is not here: anything internal. Every name starts with
+ * moe_ / MOE_.
  *
- * What is here: status codes, the dense fp32 matrix product, and the MoE layer
- * (router, capacity plan, dispatch, experts, combine; forward and backward).
- * What is not here: anything internal. Every name starts with moe_ / MOE_.
+ * Contents, in this order:
+ *   status       moe_status, moe_status_str, moe_error
+ *   dense GEMM   moe_sgemm, moe_sgemm_kernel_name
+ *   MoE layer    moe_layer_config (experts, gate, selection, capacity and the
+ *                routing family of docs/ROUTING.md), moe_router_names;
+ *                moe_layer_*: create, parameters and gradients, forward,
+ *                backward, statistics (moe_route_stats), run-time overrides,
+ *                balance updates, RNG state, draws, profile, routing decisions
+ *   model        moe_model_config, counts and memory; moe_model_*: a
+ *                decoder-only transformer with dense or MoE feed-forward
+ *                blocks: create, the parameter table (moe_tensor), forward,
+ *                logits, losses, backward, gradients, its MoE layers
+ *   optimizer    moe_adamw_*: AdamW with gradient clipping; moe_lr_schedule
+ *   tokenizer    moe_tokenizer_*: the byte-level BPE moe trains
+ *   model files  moe_model_save, moe_model_load (GGUF)
+ *   corpus       moe_corpus_*: the built-in text, generated from a seed
+ *   trainer      moe_train_config, moe_trainer_*: a run with data, evaluation
+ *                and checkpoints that resume exactly
  *
  * Conventions
  * - Matrices are row-major fp32. A shape comment [R, C] means R rows of C.
- * - Functions that can fail return moe_status. The message naming what was
- *   wrong is in the moe_error passed in, or in moe_layer_errmsg(layer).
- *   The library never exits and never prints.
- * - Nothing here keeps global state; thread counts are passed in.
+ * - Errors: every function that can fail returns moe_status and takes a
+ *   moe_error *err as its last argument (NULL: no message wanted). On
+ *   failure err->msg names the function, field or argument and what was
+ *   expected; on success it is "" (or, where said, notes). Handles keep no
+ *   message. A create function checks its out pointer (NULL: MOE_ERR_ARG)
+ *   and sets *out to NULL on failure. The library never exits or prints.
+ * - Configurations: the *_config_check functions bound every field so that
+ *   no size or product overflows and no absurd buffer is asked for (e.g.
+ *   n_experts <= MOE_MAX_EXPERTS, d_model <= 65536); NaN, Inf and negative
+ *   values are refused where they make no sense. The message names the
+ *   field and the bound.
+ * - Threads: nothing here keeps global state. A handle (moe_layer,
+ *   moe_model, moe_adamw, moe_trainer; moe_infer and moe_sampler of
+ *   moe_infer.h) is used by one thread at a time: calls on the same handle
+ *   must not overlap, even those that only read (stats, logits, routing read
+ *   buffers that the next call rewrites). Different handles may be used from
+ *   different threads at once; a model's layers (moe_model_moe_layer), its
+ *   optimizer and a trainer's model count as part of that model. A
+ *   moe_tokenizer (and a moe_vocab) does not change after it is built: its
+ *   const functions may run on several threads at once. Each call runs its
+ *   own OpenMP team of n_threads (<= 0: the OpenMP default), so concurrent
+ *   calls multiply the threads.
+ * - Aliasing: an output must not overlap an input unless said. Refused with
+ *   MOE_ERR_ARG (real overlap of the address ranges, not only equality):
+ *   moe_layer_backward (dx vs dy), moe_tokenizer_encode / _decode (out vs
+ *   the input), moe_vocab_encode and moe_infer_eval (moe_infer.h).
+ *   Allowed: moe_layer_forward in place (y may be x or overlap it). Not
+ *   checked, as they return no status: moe_sgemm (C must not overlap A or
+ *   B) and moe_sampler_sample (history must not overlap logits).
+ *   moe_model_forward writes only *loss, after its last read of the inputs;
+ *   moe_model_backward takes no buffers.
  */
 #ifndef MOE_H
 #define MOE_H
@@ -69,7 +114,7 @@ typedef enum moe_status {
 /* A short fixed name for a status ("ok", "bad argument", ...). */
 MOE_API const char *moe_status_str(moe_status s);
 
-/* Where functions without a handle put the message of a failure. */
+/* The message of a failure: the last argument of every fallible function. */
 typedef struct moe_error {
     char msg[512]; /* NUL-terminated; empty when nothing failed */
 } moe_error;
@@ -129,6 +174,17 @@ typedef enum moe_drop_policy {
 /* capacity_factor value meaning "never drop". */
 #define MOE_DROPLESS (-1.0f)
 
+/* Bounds the configuration checks enforce (beyond them, sizes overflow or
+ * per-token scratch outgrows a worker thread's stack). */
+#define MOE_MAX_EXPERTS 4096          /* n_experts */
+#define MOE_MAX_D_MODEL 65536         /* d_model */
+#define MOE_MAX_D_FF (1 << 20)        /* d_ff, shared_d_ff, the model's d_ff */
+#define MOE_MAX_THREADS 1024          /* n_threads */
+#define MOE_MAX_CAPACITY_FACTOR 1e6f  /* capacity_factor, ec_capacity */
+#define MOE_MAX_COEF 1e6f             /* |weight_scale|, loss coefficients, rates */
+#define MOE_MAX_ACCUM 65536           /* moe_train_config.accum */
+#define MOE_MAX_CORPUS_BYTES ((int64_t)1 << 36) /* moe_train_config.corpus_bytes */
+
 typedef struct moe_layer_config {
     int d_model;               /* d: width of the token vectors */
     int d_ff;                  /* expert hidden width */
@@ -141,7 +197,8 @@ typedef struct moe_layer_config {
                                   MOE_DROPLESS (default) never drops; 0 drops all */
     moe_drop_policy drop_policy; /* default MOE_DROP_POSITION */
     int renormalize;           /* 1: the k selected weights are divided by
-                                  their sum (Mixtral); 0: raw probabilities */
+                                  their sum (Mixtral); 0: raw probabilities
+                                  (the noisy gate renormalises either way) */
     float weight_scale;        /* multiplies every gate weight (default 1) */
     float aux_loss_coef;       /* alpha of the Switch load-balancing loss
                                   alpha * E * sum_i f_i P_i (default 0) */
@@ -157,9 +214,11 @@ typedef struct moe_layer_config {
                                   (0: top_k); sizes the buffers */
     float jitter;              /* Switch: router input x * U(1-j, 1+j), training */
     int noisy_gate;            /* Shazeer: logits += N(0,1) softplus(x Wn^T) in
-                                  training; adds the parameter `noise` [E, d] */
+                                  training; weights softmax over the k kept
+                                  logits; adds the parameter `noise` [E, d] */
     float importance_loss_coef; /* Shazeer: coef * CV(sum_t w[t, :])^2 */
-    float load_loss_coef;      /* Shazeer: coef * CV(smooth load)^2 (noisy gate) */
+    float load_loss_coef;      /* Shazeer: coef * CV(smooth load)^2 (noisy gate;
+                                  computed in training forwards only) */
     int gshard_random_second;  /* GShard: slot 1 kept with prob min(1, 2 w_1)
                                   while training (top_k = 2) */
     int balance_top1_only;     /* balance loss counts first choices only (GShard) */
@@ -255,8 +314,6 @@ MOE_API moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg
 MOE_API void moe_layer_free(moe_layer *L);
 
 MOE_API const moe_layer_config *moe_layer_get_config(const moe_layer *L);
-/* The message of the last failure of a call on L ("" when none). */
-MOE_API const char *moe_layer_errmsg(const moe_layer *L);
 
 /* Parameters and gradients, owned by the layer. */
 MOE_API moe_layer_weights moe_layer_params(moe_layer *L);
@@ -279,26 +336,31 @@ MOE_API void moe_layer_set_threads(moe_layer *L, int n_threads);
 
 /* y[T, d] = MoE(x[T, d]). Saves what backward needs. `train` is reserved for
  * the gates that behave differently while training (noise, jitter).
- * Fails on T < 1, T > max_tokens, or a non-finite x. */
+ * Fails on T < 1, T > max_tokens, or a non-finite x. In place is allowed:
+ * x is copied before y is written, so y may be x or overlap it. */
 MOE_API moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T,
-                                     int train);
+                                     int train, moe_error *err);
 
 /* Given dy[T, d] for the T of the last forward, writes dx[T, d] and ADDS the
  * parameter gradients into moe_layer_grads(L) (WRITES them after
  * moe_layer_drop_grads). The gradients include those of
- * the auxiliary and z losses (as if each were added to the objective). */
-MOE_API moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy);
+ * the auxiliary and z losses (as if each were added to the objective).
+ * Not in place: dx overlapping dy is refused (MOE_ERR_ARG), since dy is
+ * read again after dx is first written. */
+MOE_API moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy,
+                                      moe_error *err);
 
 /* Routing statistics of the last forward. */
 MOE_API const moe_route_stats *moe_layer_stats(const moe_layer *L);
 
 /* Token ids for MOE_SELECT_HASH: ids[T] of the next forward (copied). */
-MOE_API moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T);
+MOE_API moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T,
+                                           moe_error *err);
 
 /* Run-time overrides (generation): k <= max_top_k (or top_k), and the top-p
  * threshold in (0, 1]. */
-MOE_API moe_status moe_layer_set_top_k(moe_layer *L, int k);
-MOE_API moe_status moe_layer_set_top_p(moe_layer *L, float p);
+MOE_API moe_status moe_layer_set_top_k(moe_layer *L, int k, moe_error *err);
+MOE_API moe_status moe_layer_set_top_p(moe_layer *L, float p, moe_error *err);
 
 /* Call after each optimizer step: moves the aux-loss-free selection bias,
  * b_i += gamma sign(mean load - load_i), and the ReLU router's L1
@@ -359,7 +421,7 @@ MOE_API void moe_layer_routing(const moe_layer *L, int *experts, float *weights,
 /* Changes the capacity factor of the next forwards (MOE_DROPLESS, or >= 0):
  * e.g. dropless evaluation of a model trained with capacity. Not allowed
  * for expert choice (MOE_ERR_ARG). */
-MOE_API moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf);
+MOE_API moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf, moe_error *err);
 
 /* ----------------------------------------------------------------- model */
 
@@ -426,7 +488,6 @@ MOE_API moe_status moe_model_create(moe_model **out, const moe_model_config *c,
                                     moe_error *err);
 MOE_API void moe_model_free(moe_model *m);
 MOE_API const moe_model_config *moe_model_get_config(const moe_model *m);
-MOE_API const char *moe_model_errmsg(const moe_model *m);
 MOE_API void moe_model_set_threads(moe_model *m, int n_threads);
 
 /* Initialises every parameter from a seed: matrices ~ N(0, 0.02), the
@@ -449,7 +510,7 @@ typedef struct moe_tensor {
 } moe_tensor;
 
 MOE_API int moe_model_n_tensors(const moe_model *m);
-MOE_API moe_status moe_model_tensor(moe_model *m, int i, moe_tensor *out);
+MOE_API moe_status moe_model_tensor(moe_model *m, int i, moe_tensor *out, moe_error *err);
 /* Index of the tensor of that name, -1 when none. */
 MOE_API int moe_model_find_tensor(const moe_model *m, const char *name);
 
@@ -459,7 +520,7 @@ MOE_API int moe_model_find_tensor(const moe_model *m, const char *name);
  * turns on the routers' training behaviour (noise, jitter). */
 MOE_API moe_status moe_model_forward(moe_model *m, const int32_t *tokens,
                                      const int32_t *targets, int B, int T, int train,
-                                     float *loss);
+                                     float *loss, moe_error *err);
 /* Logits [B*T, V] of the last forward (valid until the next forward or
  * backward: backward overwrites them). */
 MOE_API const float *moe_model_logits(const moe_model *m);
@@ -478,7 +539,7 @@ MOE_API moe_model_losses moe_model_get_losses(const moe_model *m);
 /* Gradient of ce + router losses of the last forward (which needs targets),
  * ADDED into the parameter gradients (WRITTEN after moe_model_drop_grads,
  * so a micro-batch loop is drop, then forward + backward per micro-batch). */
-MOE_API moe_status moe_model_backward(moe_model *m);
+MOE_API moe_status moe_model_backward(moe_model *m, moe_error *err);
 /* Clears every parameter gradient in memory. */
 MOE_API void moe_model_zero_grads(moe_model *m);
 /* Drops the gradients without touching their memory (PyTorch's
@@ -515,6 +576,9 @@ typedef struct moe_adamw_config {
 } moe_adamw_config;
 
 MOE_API void moe_adamw_config_default(moe_adamw_config *c);
+/* Checks a configuration: betas in [0, 1), eps finite > 0, weight_decay and
+ * grad_clip finite >= 0. */
+MOE_API moe_status moe_adamw_config_check(const moe_adamw_config *c, moe_error *err);
 
 typedef struct moe_adamw moe_adamw;
 
@@ -607,6 +671,11 @@ typedef struct moe_train_config {
 } moe_train_config;
 
 MOE_API void moe_train_config_default(moe_train_config *c);
+/* Checks a configuration as moe_trainer_create does before any work
+ * (model.max_batch is taken to be batch): the model, the optimizer,
+ * accum <= MOE_MAX_ACCUM, corpus_bytes <= MOE_MAX_CORPUS_BYTES, finite
+ * rates, and the memory the model needs against this machine's. */
+MOE_API moe_status moe_train_config_check(const moe_train_config *c, moe_error *err);
 
 typedef struct moe_trainer moe_trainer;
 

@@ -3,8 +3,19 @@
  * Granite-MoE, dense llama), quantized weights, KV cache, tokenizers from the
  * GGUF metadata, sampling, chat templates.
  *
+ * Contents, in this order: tokenizer (moe_vocab_*), chat templates
+ * (moe_chat_*), sampler (moe_sampler_*), engine (moe_infer_*), GGUF listing
+ * (moe_gguf_dump), synthetic models (moe_synth_*), conversion from Hugging
+ * Face (moe_convert_hf).
+ *
  * What is not here: training (moe.h). Conventions as in moe.h: status codes,
- * messages in a moe_error, no globals, never exits or prints.
+ * a moe_error *err last in every fallible call, no globals, never exits or
+ * prints. Threads: a moe_infer or moe_sampler handle is used by one thread
+ * at a time (eval, reset, set_top_k and sample change it); a moe_vocab is
+ * read-only once loaded, so moe_vocab_* may run on several threads at once,
+ * also on moe_infer_vocab(m) while m is not closed. Aliasing: moe_vocab_encode
+ * refuses out overlapping text, moe_infer_eval logits overlapping tokens
+ * (MOE_ERR_ARG); moe_sampler_sample's history must not overlap logits.
  */
 #ifndef MOE_INFER_H
 #define MOE_INFER_H
@@ -78,7 +89,8 @@ MOE_API void moe_sampler_config_default(moe_sampler_config *c); /* temp 0.8, top
 MOE_API moe_status moe_sampler_create(moe_sampler **out, const moe_sampler_config *c, int n_vocab, moe_error *err);
 MOE_API void moe_sampler_free(moe_sampler *s);
 /* Picks the next token from logits[n_vocab] (the array may be modified);
- * history[0, n_hist) are the tokens so far (for the repetition penalty).
+ * history[0, n_hist) are the tokens so far (for the repetition penalty;
+ * it must not overlap logits).
  * Deterministic for a given seed and sequence of calls. */
 MOE_API int moe_sampler_sample(moe_sampler *s, float *logits, const int32_t *history, int n_hist);
 

@@ -322,21 +322,20 @@ def load(path=None):
     proto("moe_layer_create", c_int, POINTER(c_void_p), POINTER(LayerConfig), POINTER(MoeError))
     proto("moe_layer_free", None, c_void_p)
     proto("moe_layer_get_config", POINTER(LayerConfig), c_void_p)
-    proto("moe_layer_errmsg", c_char_p, c_void_p)
     proto("moe_layer_params", LayerWeights, c_void_p)
     proto("moe_layer_grads", LayerWeights, c_void_p)
     proto("moe_layer_param_count", c_size_t, c_void_p)
     proto("moe_layer_init_params", None, c_void_p, c_uint64)
     proto("moe_layer_zero_grads", None, c_void_p)
     proto("moe_layer_set_threads", None, c_void_p, c_int)
-    proto("moe_layer_forward", c_int, c_void_p, FP, FP, c_int, c_int)
-    proto("moe_layer_backward", c_int, c_void_p, FP, FP)
+    proto("moe_layer_forward", c_int, c_void_p, FP, FP, c_int, c_int, POINTER(MoeError))
+    proto("moe_layer_backward", c_int, c_void_p, FP, FP, POINTER(MoeError))
     proto("moe_layer_stats", POINTER(RouteStats), c_void_p)
     proto("moe_layer_routing", None, c_void_p, IP, FP, IP)
     # The routing family: optional so that an older library still loads.
-    proto("moe_layer_set_token_ids", c_int, c_void_p, I32P, c_int, optional=True)
-    proto("moe_layer_set_top_k", c_int, c_void_p, c_int, optional=True)
-    proto("moe_layer_set_top_p", c_int, c_void_p, c_float, optional=True)
+    proto("moe_layer_set_token_ids", c_int, c_void_p, I32P, c_int, POINTER(MoeError), optional=True)
+    proto("moe_layer_set_top_k", c_int, c_void_p, c_int, POINTER(MoeError), optional=True)
+    proto("moe_layer_set_top_p", c_int, c_void_p, c_float, POINTER(MoeError), optional=True)
     proto("moe_layer_update_balance", None, c_void_p, optional=True)
     proto("moe_layer_balance_bias", FP, c_void_p, optional=True)
     proto("moe_layer_reset_stats", None, c_void_p, optional=True)
@@ -353,17 +352,16 @@ def load(path=None):
           optional=True)
     proto("moe_model_free", None, c_void_p, optional=True)
     proto("moe_model_get_config", POINTER(ModelConfig), c_void_p, optional=True)
-    proto("moe_model_errmsg", c_char_p, c_void_p, optional=True)
     proto("moe_model_set_threads", None, c_void_p, c_int, optional=True)
     proto("moe_model_init_params", None, c_void_p, c_uint64, optional=True)
     proto("moe_model_n_tensors", c_int, c_void_p, optional=True)
-    proto("moe_model_tensor", c_int, c_void_p, c_int, POINTER(Tensor), optional=True)
+    proto("moe_model_tensor", c_int, c_void_p, c_int, POINTER(Tensor), POINTER(MoeError), optional=True)
     proto("moe_model_find_tensor", c_int, c_void_p, c_char_p, optional=True)
     proto("moe_model_forward", c_int, c_void_p, I32P, I32P, c_int, c_int, c_int, FP,
-          optional=True)
+          POINTER(MoeError), optional=True)
     proto("moe_model_logits", FP, c_void_p, optional=True)
     proto("moe_model_get_losses", ModelLosses, c_void_p, optional=True)
-    proto("moe_model_backward", c_int, c_void_p, optional=True)
+    proto("moe_model_backward", c_int, c_void_p, POINTER(MoeError), optional=True)
     proto("moe_model_zero_grads", None, c_void_p, optional=True)
     proto("moe_model_moe_layer", c_void_p, c_void_p, c_int, optional=True)
     proto("moe_adamw_config_default", None, POINTER(AdamWConfig), optional=True)
@@ -451,8 +449,9 @@ def iptr(a):
 class _Handle(object):
     """What Layer and Model share: an owned C handle `h`, freed by the
     library function named FREE (also on leaving a `with` block), and the
-    message of its last failure from the function named ERRMSG."""
-    FREE = ERRMSG = None
+    moe_error `err` every fallible call of the wrapper passes (errmsg():
+    the message of the last failure)."""
+    FREE = None
 
     def free(self):
         if self.h:
@@ -466,16 +465,20 @@ class _Handle(object):
         self.free()
 
     def errmsg(self):
-        m = getattr(self.lib, self.ERRMSG)(self.h)
-        return m.decode(errors="replace") if m is not None else None
+        return self.err.msg.decode(errors="replace")
+
+    def eref(self):
+        """ctypes.byref of this handle's moe_error, for a call's last argument."""
+        return ctypes.byref(self.err)
 
 
 class Layer(_Handle):
     """A moe_layer handle with numpy-facing helpers."""
-    FREE, ERRMSG = "moe_layer_free", "moe_layer_errmsg"
+    FREE = "moe_layer_free"
 
     def __init__(self, lib, cfg):
         self.lib = lib
+        self.err = MoeError()
         self.cfg = cfg
         h = c_void_p()
         err = MoeError()
@@ -550,7 +553,7 @@ class Layer(_Handle):
         x = np.ascontiguousarray(x, dtype=np.float32)
         if y is None:
             y = np.full((max(T, 1), self.d), np.nan, dtype=np.float32)
-        st = self.lib.moe_layer_forward(self.h, fptr(y), fptr(x), T, train)
+        st = self.lib.moe_layer_forward(self.h, fptr(y), fptr(x), T, train, self.eref())
         return st, y
 
     def forward(self, x, train=1):
@@ -565,7 +568,7 @@ class Layer(_Handle):
         import numpy as np
         dy = np.ascontiguousarray(dy, dtype=np.float32)
         dx = np.full(dy.shape, np.nan, dtype=np.float32)
-        st = self.lib.moe_layer_backward(self.h, fptr(dx), fptr(dy))
+        st = self.lib.moe_layer_backward(self.h, fptr(dx), fptr(dy), self.eref())
         if st != MOE_OK:
             raise MoeCallError(st, self.errmsg())
         return dx
@@ -596,16 +599,16 @@ class Layer(_Handle):
     def set_token_ids(self, ids):
         import numpy as np
         ids = np.ascontiguousarray(ids, dtype=np.int32)
-        st = self.lib.moe_layer_set_token_ids(self.h, ids.ctypes.data_as(I32P), ids.shape[0])
+        st = self.lib.moe_layer_set_token_ids(self.h, ids.ctypes.data_as(I32P), ids.shape[0], self.eref())
         if st != MOE_OK:
             raise MoeCallError(st, self.errmsg())
 
     def set_top_k(self, k):
         """Returns the status (no exception: failures are tested)."""
-        return self.lib.moe_layer_set_top_k(self.h, k)
+        return self.lib.moe_layer_set_top_k(self.h, k, self.eref())
 
     def set_top_p(self, p):
-        return self.lib.moe_layer_set_top_p(self.h, p)
+        return self.lib.moe_layer_set_top_p(self.h, p, self.eref())
 
     def update_balance(self):
         self.lib.moe_layer_update_balance(self.h)
@@ -647,10 +650,11 @@ class Layer(_Handle):
 class Model(_Handle):
     """A moe_model handle with numpy-facing helpers (the tensor table as
     live views, forward / backward raising MoeCallError on failure)."""
-    FREE, ERRMSG = "moe_model_free", "moe_model_errmsg"
+    FREE = "moe_model_free"
 
     def __init__(self, lib, cfg):
         self.lib = lib
+        self.err = MoeError()
         self.cfg = cfg
         h = c_void_p()
         err = MoeError()
@@ -667,7 +671,7 @@ class Model(_Handle):
         out = []
         for i in range(self.lib.moe_model_n_tensors(self.h)):
             t = Tensor()
-            st = self.lib.moe_model_tensor(self.h, i, ctypes.byref(t))
+            st = self.lib.moe_model_tensor(self.h, i, ctypes.byref(t), self.eref())
             if st != MOE_OK:
                 raise MoeCallError(st, self.errmsg())
             shape = tuple(int(t.shape[j]) for j in range(t.n_dims))
@@ -693,7 +697,7 @@ class Model(_Handle):
         loss = c_float(np.nan)
         st = self.lib.moe_model_forward(self.h, tok.ctypes.data_as(I32P),
                                         None if tg is None else tg.ctypes.data_as(I32P),
-                                        B, T, train, ctypes.byref(loss))
+                                        B, T, train, ctypes.byref(loss), self.eref())
         if st != MOE_OK:
             raise MoeCallError(st, self.errmsg())
         self.B, self.T = B, T
@@ -710,7 +714,7 @@ class Model(_Handle):
         return {name: getattr(s, name) for name, _ in ModelLosses._fields_}
 
     def backward(self):
-        st = self.lib.moe_model_backward(self.h)
+        st = self.lib.moe_model_backward(self.h, self.eref())
         if st != MOE_OK:
             raise MoeCallError(st, self.errmsg())
 

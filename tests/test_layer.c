@@ -7,6 +7,9 @@
 
 #include <string.h>
 
+/* the message of the last failed layer or model call */
+static moe_error lerr;
+
 typedef struct cfgcase {
     const char *name;
     int d, F, E, k, T;
@@ -115,8 +118,8 @@ static void test_vs_ref(const cfgcase *cc) {
     for (int nt = 1; nt <= 4; nt++) {
         moe_layer_set_threads(L, nt);
         moe_layer_zero_grads(L);
-        if (moe_layer_forward(L, y, x, cc->T, 1) != MOE_OK) { tu_fail(name, "forward: %s", moe_layer_errmsg(L)); break; }
-        if (moe_layer_backward(L, dx, dy) != MOE_OK) { tu_fail(name, "backward: %s", moe_layer_errmsg(L)); break; }
+        if (moe_layer_forward(L, y, x, cc->T, 1, &lerr) != MOE_OK) { tu_fail(name, "forward: %s", lerr.msg); break; }
+        if (moe_layer_backward(L, dx, dy, &lerr) != MOE_OK) { tu_fail(name, "backward: %s", lerr.msg); break; }
         const moe_route_stats *st = moe_layer_stats(L);
         moe_layer_routing(L, ex, wt, kept);
         for (int i = 0; i < cc->T * cc->k; i++)
@@ -171,7 +174,7 @@ static void test_vs_ref(const cfgcase *cc) {
 /* L = sum(y * g) + aux + z, in double from the layer's fp32 outputs. */
 static double objective(moe_layer *L, const float *x, const float *g, float *y, int T, int d,
                         int *ex, int *kept) {
-    if (moe_layer_forward(L, y, x, T, 1) != MOE_OK) return NAN;
+    if (moe_layer_forward(L, y, x, T, 1, &lerr) != MOE_OK) return NAN;
     double s = 0;
     for (size_t i = 0; i < (size_t)T * d; i++) s += (double)y[i] * g[i];
     const moe_route_stats *st = moe_layer_stats(L);
@@ -206,7 +209,7 @@ static void test_fd(const cfgcase *cc_in) {
     tu_fill(&r, g, Td, 1.0f);
     moe_layer_zero_grads(L);
     objective(L, x, g, y, T, d, ex0, k0);
-    moe_layer_backward(L, dx, g);
+    moe_layer_backward(L, dx, g, &lerr);
     memcpy(an, moe_layer_grads(L).router, sizeof(float) * P);
     float *params = moe_layer_params(L).router;
     const float eps = 1e-2f;
@@ -282,17 +285,17 @@ static void test_errors(void) {
     moe_error err;
     if (moe_layer_create(&L, &c, &err) != MOE_OK) { tu_fail("layer/error/forward", "create: %s", err.msg); return; }
     float x[5 * 8] = {0}, y[5 * 8], dx[5 * 8];
-    if (moe_layer_backward(L, dx, y) == MOE_OK) tu_fail("layer/error/backward_first", "accepted");
+    if (moe_layer_backward(L, dx, y, &lerr) == MOE_OK) tu_fail("layer/error/backward_first", "accepted");
     else tu_ok("layer/error/backward_first");
-    if (moe_layer_forward(L, y, x, 5, 0) == MOE_OK || !moe_layer_errmsg(L)[0]) tu_fail("layer/error/T_too_big", "accepted");
+    if (moe_layer_forward(L, y, x, 5, 0, &lerr) == MOE_OK || !lerr.msg[0]) tu_fail("layer/error/T_too_big", "accepted");
     else tu_ok("layer/error/T_too_big");
-    if (moe_layer_forward(L, y, x, 0, 0) == MOE_OK) tu_fail("layer/error/T0", "accepted");
+    if (moe_layer_forward(L, y, x, 0, 0, &lerr) == MOE_OK) tu_fail("layer/error/T0", "accepted");
     else tu_ok("layer/error/T0");
     x[9] = NAN;
-    if (moe_layer_forward(L, y, x, 2, 0) != MOE_ERR_NONFINITE || !moe_layer_errmsg(L)[0]) tu_fail("layer/error/nan_input", "accepted");
+    if (moe_layer_forward(L, y, x, 2, 0, &lerr) != MOE_ERR_NONFINITE || !lerr.msg[0]) tu_fail("layer/error/nan_input", "accepted");
     else tu_ok("layer/error/nan_input");
     x[9] = INFINITY;
-    if (moe_layer_forward(L, y, x, 2, 0) != MOE_ERR_NONFINITE) tu_fail("layer/error/inf_input", "accepted");
+    if (moe_layer_forward(L, y, x, 2, 0, &lerr) != MOE_ERR_NONFINITE) tu_fail("layer/error/inf_input", "accepted");
     else tu_ok("layer/error/inf_input");
     moe_layer_free(L);
 }
@@ -310,7 +313,7 @@ static void test_dense_equivalence(void) {
     float x[160], y[160];
     tu_rng r = { 11 };
     tu_fill(&r, x, 160, 1.0f);
-    moe_layer_forward(L, y, x, 10, 0);
+    moe_layer_forward(L, y, x, 10, 0, &lerr);
     double worst = 0;
     for (int t = 0; t < 10; t++)
         for (int q = 0; q < 16; q++) {

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
+/* the message of the last failed layer or model call */
+static moe_error lerr;
+
 /* ------------------------------------------------------------ helpers */
 
 /* The tiny model of the finite-difference check: layer 0 MoE, layer 1
@@ -63,7 +66,7 @@ static void fill_tokens(tu_rng *r, int32_t *tok, int32_t *tgt, int n, int V) {
 /* The objective whose gradient backward computes: ce + router losses. */
 static double objective(moe_model *m, const int32_t *tok, const int32_t *tgt, int B, int T) {
     float loss;
-    if (moe_model_forward(m, tok, tgt, B, T, 1, &loss) != MOE_OK) return NAN;
+    if (moe_model_forward(m, tok, tgt, B, T, 1, &loss, &lerr) != MOE_OK) return NAN;
     moe_model_losses l = moe_model_get_losses(m);
     return (double)l.ce + (double)l.router;
 }
@@ -123,7 +126,7 @@ static void test_fd(void) {
     int nt = moe_model_n_tensors(m);
     for (int i = 0; i < nt; i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, &lerr);
         for (int64_t j = 0; j < t.n; j++)
             t.data[j] = t.n_dims == 1 ? 1.0f + 0.3f * tu_uniform(&r) : 5.0f * t.data[j];
     }
@@ -132,8 +135,8 @@ static void test_fd(void) {
     int nr = routing_size(m, N);
     int *ex0 = malloc(sizeof(int) * (size_t)nr), *ex1 = malloc(sizeof(int) * (size_t)nr);
     get_routing(m, ex0, N);
-    if (!(f0 == f0) || moe_model_backward(m) != MOE_OK) {
-        tu_fail(name, "forward/backward of the tiny model failed: %s", moe_model_errmsg(m));
+    if (!(f0 == f0) || moe_model_backward(m, &lerr) != MOE_OK) {
+        tu_fail(name, "forward/backward of the tiny model failed: %s", lerr.msg);
         free(ex0); free(ex1); moe_model_free(m);
         return;
     }
@@ -142,7 +145,7 @@ static void test_fd(void) {
     int checked_all = 0, skipped_all = 0;
     for (int i = 0; i < nt; i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, &lerr);
         char tn[160];
         snprintf(tn, sizeof tn, "model/fd/%s", t.name);
         /* the gradient is read before any perturbation (forwards leave it) */
@@ -249,7 +252,7 @@ static void test_threads(void) {
     int nt = moe_model_n_tensors(m);
     for (int i = 0; i < nt; i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, &lerr);
         ng += (size_t)t.n;
     }
     float *logits[3] = { NULL, NULL, NULL }, *grads[3] = { NULL, NULL, NULL };
@@ -261,17 +264,17 @@ static void test_threads(void) {
         grads[k] = malloc(sizeof(float) * ng);
         moe_model_set_threads(m, k + 1);
         moe_model_zero_grads(m);
-        if (moe_model_forward(m, tok, tgt, B, T, 1, &loss[k]) != MOE_OK || (
+        if (moe_model_forward(m, tok, tgt, B, T, 1, &loss[k], &lerr) != MOE_OK || (
                 memcpy(logits[k], moe_model_logits(m), sizeof(float) * (size_t)N * c.vocab_size),
-                L[k] = moe_model_get_losses(m), moe_model_backward(m)) != MOE_OK) {
-            tu_fail(name, "%d threads: %s", k + 1, moe_model_errmsg(m));
+                L[k] = moe_model_get_losses(m), moe_model_backward(m, &lerr)) != MOE_OK) {
+            tu_fail(name, "%d threads: %s", k + 1, lerr.msg);
             ok = 0;
             break;
         }
         size_t o = 0;
         for (int i = 0; i < nt; i++) {
             moe_tensor t;
-            moe_model_tensor(m, i, &t);
+            moe_model_tensor(m, i, &t, &lerr);
             memcpy(grads[k] + o, t.grad, sizeof(float) * (size_t)t.n);
             o += (size_t)t.n;
         }
@@ -296,7 +299,7 @@ static void test_threads(void) {
         size_t o = 0;
         for (int i = 0; i < nt && bad == (size_t)-1; i++) {
             moe_tensor t;
-            moe_model_tensor(m, i, &t);
+            moe_model_tensor(m, i, &t, &lerr);
             for (int64_t j = 0; j < t.n; j++)
                 if (memcmp(&grads[k][o + j], &grads[0][o + j], sizeof(float))) {
                     bad = o + (size_t)j;
@@ -347,49 +350,49 @@ static void test_forward_errors(void) {
     float loss = 0;
 
     /* backward before any forward with targets */
-    expect_status("model/errors/backward_first", moe_model_backward(m), MOE_ERR_ARG, moe_model_errmsg(m),
+    expect_status("model/errors/backward_first", moe_model_backward(m, &lerr), MOE_ERR_ARG, lerr.msg,
                   "targets");
     int32_t keep = tok[3];
     tok[3] = c.vocab_size;
-    expect_status("model/errors/token_ge_V", moe_model_forward(m, tok, tgt, 2, 5, 1, &loss), MOE_ERR_ARG,
-                  moe_model_errmsg(m), "token 23");
+    expect_status("model/errors/token_ge_V", moe_model_forward(m, tok, tgt, 2, 5, 1, &loss, &lerr), MOE_ERR_ARG,
+                  lerr.msg, "token 23");
     tok[3] = -1;
-    expect_status("model/errors/token_negative", moe_model_forward(m, tok, tgt, 2, 5, 1, &loss), MOE_ERR_ARG,
-                  moe_model_errmsg(m), "token -1");
+    expect_status("model/errors/token_negative", moe_model_forward(m, tok, tgt, 2, 5, 1, &loss, &lerr), MOE_ERR_ARG,
+                  lerr.msg, "token -1");
     tok[3] = keep;
     keep = tgt[4];
     tgt[4] = c.vocab_size + 5;
-    expect_status("model/errors/target_ge_V", moe_model_forward(m, tok, tgt, 2, 5, 1, &loss), MOE_ERR_ARG,
-                  moe_model_errmsg(m), "target 28");
+    expect_status("model/errors/target_ge_V", moe_model_forward(m, tok, tgt, 2, 5, 1, &loss, &lerr), MOE_ERR_ARG,
+                  lerr.msg, "target 28");
     tgt[4] = keep;
-    expect_status("model/errors/B_gt_max_batch", moe_model_forward(m, tok, tgt, 3, 4, 1, &loss),
-                  MOE_ERR_SHAPE, moe_model_errmsg(m), "B = 3");
-    expect_status("model/errors/T_gt_ctx_len", moe_model_forward(m, tok, tgt, 1, 6, 1, &loss), MOE_ERR_SHAPE,
-                  moe_model_errmsg(m), "T = 6");
-    expect_status("model/errors/B_zero", moe_model_forward(m, tok, tgt, 0, 5, 1, &loss), MOE_ERR_SHAPE,
-                  moe_model_errmsg(m), "B = 0");
-    expect_status("model/errors/tokens_null", moe_model_forward(m, NULL, tgt, 1, 5, 1, &loss), MOE_ERR_ARG,
-                  moe_model_errmsg(m), "tokens");
+    expect_status("model/errors/B_gt_max_batch", moe_model_forward(m, tok, tgt, 3, 4, 1, &loss, &lerr),
+                  MOE_ERR_SHAPE, lerr.msg, "B = 3");
+    expect_status("model/errors/T_gt_ctx_len", moe_model_forward(m, tok, tgt, 1, 6, 1, &loss, &lerr), MOE_ERR_SHAPE,
+                  lerr.msg, "T = 6");
+    expect_status("model/errors/B_zero", moe_model_forward(m, tok, tgt, 0, 5, 1, &loss, &lerr), MOE_ERR_SHAPE,
+                  lerr.msg, "B = 0");
+    expect_status("model/errors/tokens_null", moe_model_forward(m, NULL, tgt, 1, 5, 1, &loss, &lerr), MOE_ERR_ARG,
+                  lerr.msg, "tokens");
 
     /* a forward without targets has no loss to differentiate */
-    moe_status st = moe_model_forward(m, tok, NULL, 2, 5, 0, &loss);
-    if (st != MOE_OK || loss != 0.0f) tu_fail("model/errors/no_targets", "forward: %s, loss %g", moe_model_errmsg(m), (double)loss);
-    expect_status("model/errors/backward_without_targets", moe_model_backward(m), MOE_ERR_ARG,
-                  moe_model_errmsg(m), "targets");
+    moe_status st = moe_model_forward(m, tok, NULL, 2, 5, 0, &loss, &lerr);
+    if (st != MOE_OK || loss != 0.0f) tu_fail("model/errors/no_targets", "forward: %s, loss %g", lerr.msg, (double)loss);
+    expect_status("model/errors/backward_without_targets", moe_model_backward(m, &lerr), MOE_ERR_ARG,
+                  lerr.msg, "targets");
     /* after the failures, a good pass works and a second backward is refused */
-    st = moe_model_forward(m, tok, tgt, 2, 5, 1, &loss);
-    moe_status st2 = st == MOE_OK ? moe_model_backward(m) : st;
-    if (st != MOE_OK || st2 != MOE_OK || !(loss > 0) || moe_model_errmsg(m)[0])
+    st = moe_model_forward(m, tok, tgt, 2, 5, 1, &loss, &lerr);
+    moe_status st2 = st == MOE_OK ? moe_model_backward(m, &lerr) : st;
+    if (st != MOE_OK || st2 != MOE_OK || !(loss > 0) || lerr.msg[0])
         tu_fail("model/errors/recover", "forward %s, backward %s, loss %g, message \"%s\"", moe_status_str(st),
-                moe_status_str(st2), (double)loss, moe_model_errmsg(m));
+                moe_status_str(st2), (double)loss, lerr.msg);
     else
         tu_ok("model/errors/recover");
-    expect_status("model/errors/backward_twice", moe_model_backward(m), MOE_ERR_ARG, moe_model_errmsg(m),
+    expect_status("model/errors/backward_twice", moe_model_backward(m, &lerr), MOE_ERR_ARG, lerr.msg,
                   "backward");
     /* every target ignored: ce 0 over 0 targets, and zero ce gradients */
     int32_t none[10];
     for (int i = 0; i < 10; i++) none[i] = -1;
-    st = moe_model_forward(m, tok, none, 2, 5, 1, &loss);
+    st = moe_model_forward(m, tok, none, 2, 5, 1, &loss, &lerr);
     moe_model_losses L = moe_model_get_losses(m);
     if (st != MOE_OK || loss != 0.0f || L.n_targets != 0 || !(L.ce == 0.0f))
         tu_fail("model/errors/all_ignored", "status %s, loss %g, n_targets %d", moe_status_str(st), (double)loss,
@@ -513,7 +516,7 @@ static void check_counts(const char *name, const moe_model_config *c, int expect
     int64_t sum = 0, experts = 0;
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, &lerr);
         sum += t.n;
         if (strstr(t.name, "_exps.")) experts += t.n;
         if (t.n != t.shape[0] * t.shape[1] * t.shape[2])
@@ -608,13 +611,13 @@ static float *snapshot(moe_model *m, size_t *n_out, int grads) {
     size_t n = 0;
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, &lerr);
         n += (size_t)t.n;
     }
     float *s = malloc(sizeof(float) * (n ? n : 1)), *p = s;
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, &lerr);
         memcpy(p, grads ? t.grad : t.data, sizeof(float) * (size_t)t.n);
         p += t.n;
     }
@@ -660,7 +663,7 @@ static void test_adamw(void) {
         size_t off = 0;
         for (int i = 0; i < moe_model_n_tensors(m) && !why[0]; i++) {
             moe_tensor t;
-            moe_model_tensor(m, i, &t);
+            moe_model_tensor(m, i, &t, &lerr);
             float f = t.decay ? 1.0f - lr * oc.weight_decay : 1.0f;
             for (int64_t j = 0; j < t.n; j++) {
                 float want = p0[off + j] * f;
@@ -691,13 +694,13 @@ static void test_adamw(void) {
     for (int b = 0; b < 2; b++) {
         moe_model_zero_grads(m);
         float loss;
-        if (moe_model_forward(m, tok, tgt, 2, 5, 1, &loss) != MOE_OK || moe_model_backward(m) != MOE_OK) {
-            tu_fail(bad_names[b], "forward/backward: %s", moe_model_errmsg(m));
+        if (moe_model_forward(m, tok, tgt, 2, 5, 1, &loss, &lerr) != MOE_OK || moe_model_backward(m, &lerr) != MOE_OK) {
+            tu_fail(bad_names[b], "forward/backward: %s", lerr.msg);
             continue;
         }
         int ti = moe_model_find_tensor(m, "blk.1.ffn_up.weight");
         moe_tensor t;
-        if (ti < 0 || moe_model_tensor(m, ti, &t) != MOE_OK) {
+        if (ti < 0 || moe_model_tensor(m, ti, &t, &lerr) != MOE_OK) {
             tu_fail(bad_names[b], "no tensor blk.1.ffn_up.weight");
             continue;
         }
@@ -732,7 +735,7 @@ static void test_adamw(void) {
     {
         int ti = moe_model_find_tensor(m, "blk.1.ffn_up.weight");
         moe_tensor t;
-        moe_model_tensor(m, ti, &t);
+        moe_model_tensor(m, ti, &t, &lerr);
         t.grad[7] = 0.0f;
         int64_t steps = moe_adamw_steps(o);
         st = moe_adamw_step(o, 1e-3f, &gn, &err);
@@ -755,7 +758,7 @@ static long grads_differ(moe_model *m, const float *ref) {
     size_t o = 0;
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, &lerr);
         for (int64_t j = 0; j < t.n; j++, o++)
             if (!(t.grad[j] == ref[o])) return (long)o;
     }
@@ -808,23 +811,23 @@ static void test_drop_grads(void) {
         const uint64_t rng0 = moe_layer_rng_state(ml);
         moe_model_zero_grads(m);
         for (int a = 0; a < 2 && ok; a++) {
-            ok = moe_model_forward(m, tok[a], tgt[a], B, T, 1, &loss) == MOE_OK &&
-                 moe_model_backward(m) == MOE_OK;
+            ok = moe_model_forward(m, tok[a], tgt[a], B, T, 1, &loss, &lerr) == MOE_OK &&
+                 moe_model_backward(m, &lerr) == MOE_OK;
             if (ok) ref[a] = snapshot(m, &n, 1);
         }
         int empty = 0; /* experts without rows in the first micro-batch */
         if (ok) {
             moe_layer_set_rng_state(ml, rng0);
-            moe_model_forward(m, tok[0], tgt[0], B, T, 1, &loss);
+            moe_model_forward(m, tok[0], tgt[0], B, T, 1, &loss, &lerr);
             const moe_route_stats *st = moe_layer_stats(moe_model_moe_layer(m, 0));
             for (int e = 0; e < c.moe.n_experts; e++) empty += st->kept_per_expert[e] == 0;
-            moe_model_backward(m);
+            moe_model_backward(m, &lerr);
         }
         moe_layer_set_rng_state(ml, rng0);
         /* poison every gradient, drop them: AdamW must refuse */
         for (int i = 0; ok && i < moe_model_n_tensors(m); i++) {
             moe_tensor t;
-            moe_model_tensor(m, i, &t);
+            moe_model_tensor(m, i, &t, &lerr);
             for (int64_t j = 0; j < t.n; j++) t.grad[j] = NAN;
         }
         moe_model_drop_grads(m);
@@ -832,7 +835,7 @@ static void test_drop_grads(void) {
         float *before = snapshot(m, &np, 0), *after = NULL;
         moe_status st = moe_adamw_step(o, 1e-3f, NULL, &err);
         after = snapshot(m, &np, 0);
-        if (!ok) tu_fail(name, "reference pass: %s", moe_model_errmsg(m));
+        if (!ok) tu_fail(name, "reference pass: %s", lerr.msg);
         else if (moe_model_grads_ready(m))
             tu_fail(name, "moe_model_grads_ready is 1 right after moe_model_drop_grads");
         else if (st != MOE_ERR_ARG || !strstr(err.msg, "dropped"))
@@ -844,9 +847,9 @@ static void test_drop_grads(void) {
             tu_fail(name, "every expert got rows: the test needs an expert without any");
         else {
             for (int a = 0; a < 2 && ok; a++) {
-                if (moe_model_forward(m, tok[a], tgt[a], B, T, 1, &loss) != MOE_OK ||
-                    moe_model_backward(m) != MOE_OK) {
-                    tu_fail(name, "micro-batch %d: %s", a, moe_model_errmsg(m));
+                if (moe_model_forward(m, tok[a], tgt[a], B, T, 1, &loss, &lerr) != MOE_OK ||
+                    moe_model_backward(m, &lerr) != MOE_OK) {
+                    tu_fail(name, "micro-batch %d: %s", a, lerr.msg);
                     ok = 0;
                     break;
                 }

@@ -9,6 +9,9 @@
 
 #include <string.h>
 
+/* the message of the last failed layer or model call */
+static moe_error lerr;
+
 typedef struct rcase {
     const char *name;
     moe_layer_config c;
@@ -29,8 +32,8 @@ static moe_layer_config base(int d, int F, int E, int k) {
 static double objective(moe_layer *L, const float *x, const float *g, float *y, int T, int d,
                         int train, uint64_t rng, const int32_t *ids, int *ex, int *kept) {
     moe_layer_set_rng_state(L, rng);
-    if (ids) moe_layer_set_token_ids(L, ids, T);
-    if (moe_layer_forward(L, y, x, T, train) != MOE_OK) return NAN;
+    if (ids) moe_layer_set_token_ids(L, ids, T, &lerr);
+    if (moe_layer_forward(L, y, x, T, train, &lerr) != MOE_OK) return NAN;
     double s = 0;
     for (size_t i = 0; i < (size_t)T * d; i++) s += (double)y[i] * g[i];
     moe_layer_routing(L, ex, NULL, kept);
@@ -67,7 +70,7 @@ static void fd_case(const rcase *rc) {
     uint64_t rng = 99;
     moe_layer_zero_grads(L);
     objective(L, x, g, y, T, d, rc->train, rng, idp, ex0, k0);
-    if (moe_layer_backward(L, dx, g) != MOE_OK) { tu_fail(name, "backward: %s", moe_layer_errmsg(L)); goto done; }
+    if (moe_layer_backward(L, dx, g, &lerr) != MOE_OK) { tu_fail(name, "backward: %s", lerr.msg); goto done; }
     memcpy(an, moe_layer_grads(L).router, sizeof(float) * P);
     float *params = moe_layer_params(L).router;
     const float eps = 1e-2f;
@@ -153,8 +156,8 @@ static moe_layer *run(moe_layer_config c, int T, int train, float *y, uint64_t s
     float *x = malloc(sizeof(float) * (size_t)T * c.d_model);
     tu_rng r = { seed };
     tu_fill(&r, x, (size_t)T * c.d_model, 1.0f);
-    if (ids) moe_layer_set_token_ids(L, ids, T);
-    if (moe_layer_forward(L, y, x, T, train) != MOE_OK) printf("# forward: %s\n", moe_layer_errmsg(L));
+    if (ids) moe_layer_set_token_ids(L, ids, T, &lerr);
+    if (moe_layer_forward(L, y, x, T, train, &lerr) != MOE_OK) printf("# forward: %s\n", lerr.msg);
     free(x);
     return L;
 }
@@ -202,8 +205,8 @@ static void properties(void) {
     tu_rng r = { 4 };
     tu_fill(&r, x, 40 * 16, 1.0f);
     double mv0 = moe_layer_stats(L)->max_violation;
-    for (int i = 0; i < 200; i++) { moe_layer_forward(L, y, x, 40, 1); moe_layer_update_balance(L); }
-    moe_layer_forward(L, y, x, 40, 1);
+    for (int i = 0; i < 200; i++) { moe_layer_forward(L, y, x, 40, 1, &lerr); moe_layer_update_balance(L); }
+    moe_layer_forward(L, y, x, 40, 1, &lerr);
     double mv1 = moe_layer_stats(L)->max_violation;
     if (!(mv1 < mv0 && mv1 <= 0.3)) tu_fail("routing/bias_balances", "max-violation %.2f -> %.2f", mv0, mv1);
     else { char m[120]; snprintf(m, sizeof m, "routing/bias_balances (max-violation %.2f -> %.2f)", mv0, mv1); tu_ok(m); }
@@ -220,7 +223,7 @@ static void properties(void) {
     for (int t = 5; t < 20; t++) okh &= ex[2 * t] == ex[2 * (t % 5)] && ex[2 * t + 1] == (ex[2 * t] + 1) % 8;
     if (!okh) tu_fail("routing/hash_fixed", "same ids routed differently");
     else tu_ok("routing/hash_fixed");
-    if (moe_layer_forward(L, y, y, 20, 1) == MOE_OK) tu_fail("routing/hash_needs_ids", "forward without ids accepted");
+    if (moe_layer_forward(L, y, y, 20, 1, &lerr) == MOE_OK) tu_fail("routing/hash_needs_ids", "forward without ids accepted");
     else tu_ok("routing/hash_needs_ids");
     moe_layer_free(L);
 
@@ -243,16 +246,16 @@ static void properties(void) {
     c = base(16, 8, 8, 4); c.select = MOE_SELECT_TOPP; c.top_p = 0.5f; c.max_top_k = 6;
     L = run(c, 32, 1, y, 7, NULL);
     double a1 = moe_layer_stats(L)->active_mean;
-    moe_layer_set_top_p(L, 0.9f);
+    moe_layer_set_top_p(L, 0.9f, &lerr);
     float *x2 = malloc(sizeof(float) * 32 * 16);
     tu_rng r2 = { 7 };
     tu_fill(&r2, x2, 32 * 16, 1.0f);
-    moe_layer_forward(L, y, x2, 32, 1);
+    moe_layer_forward(L, y, x2, 32, 1, &lerr);
     double a2 = moe_layer_stats(L)->active_mean;
-    moe_layer_set_top_k(L, 6);
-    moe_layer_forward(L, y, x2, 32, 1);
+    moe_layer_set_top_k(L, 6, &lerr);
+    moe_layer_forward(L, y, x2, 32, 1, &lerr);
     double a3 = moe_layer_stats(L)->active_mean;
-    if (!(a1 < a2 && a2 <= 4.0 && a3 >= a2 && moe_layer_set_top_k(L, 7) != MOE_OK && moe_layer_set_top_p(L, 0.0f) != MOE_OK))
+    if (!(a1 < a2 && a2 <= 4.0 && a3 >= a2 && moe_layer_set_top_k(L, 7, &lerr) != MOE_OK && moe_layer_set_top_p(L, 0.0f, &lerr) != MOE_OK))
         tu_fail("routing/top_p_overrides", "active experts %.2f (p 0.5), %.2f (p 0.9), %.2f (k 6)", a1, a2, a3);
     else { char m[160]; snprintf(m, sizeof m, "routing/top_p_overrides (active %.2f at p=0.5, %.2f at p=0.9, %.2f at k=6)", a1, a2, a3); tu_ok(m); }
     moe_layer_free(L);
@@ -273,10 +276,10 @@ static void properties(void) {
     c = base(16, 8, 4, 1); c.global_stats = 1; c.aux_loss_coef = 1.0f;
     L = run(c, 16, 1, y, 9, NULL);
     float b1 = moe_layer_stats(L)->balance;
-    moe_layer_forward(L, y, x, 16, 1);   /* other tokens */
+    moe_layer_forward(L, y, x, 16, 1, &lerr);   /* other tokens */
     float b2 = moe_layer_stats(L)->balance;
     moe_layer_reset_stats(L);
-    moe_layer_forward(L, y, x, 16, 1);
+    moe_layer_forward(L, y, x, 16, 1, &lerr);
     float b3 = moe_layer_stats(L)->balance;
     if (b2 == b3 || b1 == b2) tu_fail("routing/global_stats", "balance %g %g %g", b1, b2, b3);
     else tu_ok("routing/global_stats");

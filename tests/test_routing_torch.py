@@ -248,7 +248,9 @@ def reference(c, rt, params, x, dy, train, draws, ids):
         w = selm * (ws / kk)
     else:
         val = g.gather(1, idx) * selm
-        if renorm_ok and c["renormalize"]:
+        # the noisy gate is softmax(KeepTopK(H, k)) (Shazeer et al. 2017):
+        # a softmax over the kept logits, so always renormalised
+        if renorm_ok and (c["renormalize"] or c["noisy_gate"]):
             w = val / val.sum(dim=1, keepdim=True)
         else:
             w = val

@@ -18,6 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* the message of the last failed layer or model call */
+static moe_error lerr;
+
 static char root[256];
 
 static void tiny_config(moe_train_config *c) {
@@ -270,10 +273,10 @@ static void test_model_file(void) {
     int32_t ids[4 * 32];
     for (int i = 0; i < 4 * 32; i++) ids[i] = (i * 37 + 11) % 300;
     const moe_model_config *ca = moe_model_get_config(a);
-    for (int l = 0; l < ca->n_layers; l++) moe_layer_set_capacity_factor(moe_model_moe_layer(a, l), MOE_DROPLESS);
-    for (int l = 0; l < ca->n_layers; l++) moe_layer_set_capacity_factor(moe_model_moe_layer(b, l), MOE_DROPLESS);
-    moe_model_forward(a, ids, NULL, 4, 32, 0, NULL);
-    moe_model_forward(b, ids, NULL, 4, 32, 0, NULL);
+    for (int l = 0; l < ca->n_layers; l++) moe_layer_set_capacity_factor(moe_model_moe_layer(a, l), MOE_DROPLESS, &lerr);
+    for (int l = 0; l < ca->n_layers; l++) moe_layer_set_capacity_factor(moe_model_moe_layer(b, l), MOE_DROPLESS, &lerr);
+    moe_model_forward(a, ids, NULL, 4, 32, 0, NULL, &lerr);
+    moe_model_forward(b, ids, NULL, 4, 32, 0, NULL, &lerr);
     size_t n = (size_t)4 * 32 * (size_t)ca->vocab_size;
     if (!memcmp(moe_model_logits(a), moe_model_logits(b), n * sizeof(float)) &&
         moe_tokenizer_n_vocab(tok) == ca->vocab_size)

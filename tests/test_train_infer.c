@@ -20,6 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* the message of the last failed layer or model call */
+static moe_error lerr;
+
 typedef struct tcase {
     const char *name;
     const char *router;   /* preset, NULL: the default configuration */
@@ -107,8 +110,8 @@ static void one(const tcase *tc, const moe_tokenizer *tok) {
         for (int i = 0; i < 80; i++) y[i] = x[(i + 1) % 80];
         float loss;
         moe_model_zero_grads(m);
-        if (moe_model_forward(m, x, y, 2, T, 1, &loss) || moe_model_backward(m) || moe_adamw_step(o, 3e-3f, NULL, &err)) {
-            tu_fail(name, "training step: %s %s", moe_model_errmsg(m), err.msg);
+        if (moe_model_forward(m, x, y, 2, T, 1, &loss, &lerr) || moe_model_backward(m, &lerr) || moe_adamw_step(o, 3e-3f, NULL, &err)) {
+            tu_fail(name, "training step: %s %s", lerr.msg, err.msg);
             goto done;
         }
         for (int l = 0; l < c.n_layers; l++)
@@ -118,7 +121,7 @@ static void one(const tcase *tc, const moe_tokenizer *tok) {
     for (int l = 0; l < c.n_layers; l++) {
         moe_layer *L = moe_model_moe_layer(m, l);
         if (!L) continue;
-        if (c.moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, MOE_DROPLESS);
+        if (c.moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, MOE_DROPLESS, &lerr);
         if (tc->set_bias) {
             float *b = moe_layer_balance_bias(L);
             for (int e = 0; e < c.moe.n_experts; e++) b[e] = 0.15f * (float)((e * 7 + l * 3) % 5 - 2);
@@ -139,7 +142,7 @@ static void one(const tcase *tc, const moe_tokenizer *tok) {
         goto done;
     }
     /* the training forward of one sequence */
-    if (moe_model_forward(m, x, NULL, 1, T, 0, NULL) != MOE_OK) { tu_fail(name, "%s", moe_model_errmsg(m)); goto done; }
+    if (moe_model_forward(m, x, NULL, 1, T, 0, NULL, &lerr) != MOE_OK) { tu_fail(name, "%s", lerr.msg); goto done; }
     memcpy(ref, moe_model_logits(m), sizeof(float) * (size_t)T * V);
     const int causal = !(c.moe.select == MOE_SELECT_EXPERT_CHOICE && c.moe.ec_inference);
     double worst = 0, worst_inc = 0;
@@ -150,9 +153,9 @@ static void one(const tcase *tc, const moe_tokenizer *tok) {
     if (moe_model_load(&m2, NULL, path, 1, 2, &err) != MOE_OK) { tu_fail(name, "moe_model_load: %s", err.msg); goto done; }
     for (int l = 0; l < c.n_layers; l++) {
         moe_layer *L = moe_model_moe_layer(m2, l);
-        if (L && c.moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, MOE_DROPLESS);
+        if (L && c.moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, MOE_DROPLESS, &lerr);
     }
-    if (moe_model_forward(m2, x, NULL, 1, T, 0, NULL) != MOE_OK) { tu_fail(name, "%s", moe_model_errmsg(m2)); goto done; }
+    if (moe_model_forward(m2, x, NULL, 1, T, 0, NULL, &lerr) != MOE_OK) { tu_fail(name, "%s", lerr.msg); goto done; }
     const float *r2 = moe_model_logits(m2);
     for (size_t i = 0; i < (size_t)T * V; i++) worst_load = fmax(worst_load, fabs(r2[i] - ref[i]));
     double w = fmax(worst, worst_inc);

@@ -6,6 +6,9 @@
 
 #include "moe.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 /* Formats the message into e->msg (when e is not NULL) and returns s, so that
  * a failure reads: return moe_err(err, MOE_ERR_ARG, "top_k = %d > E = %d", k, E); */
 moe_status moe_err(moe_error *e, moe_status s, const char *fmt, ...)
@@ -13,6 +16,14 @@ moe_status moe_err(moe_error *e, moe_status s, const char *fmt, ...)
 
 /* Clears a message. */
 static inline void moe_err_clear(moe_error *e) { if (e) e->msg[0] = '\0'; }
+
+/* 1 when the byte ranges [a, a + na) and [b, b + nb) share a byte: an
+ * output that overlaps an input it still has to read (checked on integers,
+ * since comparing pointers into different objects is undefined in C). */
+static inline int moe_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return na > 0 && nb > 0 && x < y + nb && y < x + na;
+}
 
 /* Programmer errors only (a broken invariant, never bad input): file:line, abort. */
 #define MOE_ASSERT(c) do { if (!(c)) moe_assert_fail(#c, __FILE__, __LINE__); } while (0)

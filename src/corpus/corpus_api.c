@@ -17,6 +17,8 @@ const char *moe_corpus_domain_prompt(int d) {
 moe_status moe_corpus_text(char **text, size_t *n, int domain, size_t bytes, uint64_t seed, moe_error *err) {
     uint8_t *t = NULL;
     moe_status st;
+    if (!text || !n) return moe_err(err, MOE_ERR_ARG, "moe_corpus_text: %s is NULL", text ? "n" : "text");
+    *text = NULL;
     if (domain < -1 || domain >= CORPUS_N_DOMAINS)
         return moe_err(err, MOE_ERR_ARG, "corpus: domain %d outside -1..%d", domain, CORPUS_N_DOMAINS - 1);
     if (domain < 0) st = corpus_generate(&t, n, bytes, seed, err);

@@ -301,6 +301,9 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
             return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: tokens[%d] = %d out of range "
                            "(vocabulary of %d)", i, (int)tokens[i], V);
     if (n == 0) return MOE_OK;
+    if (logits && moe_overlap(logits, sizeof(float) * (size_t)V * (all_logits ? (size_t)n : 1),
+                              tokens, sizeof(int32_t) * (size_t)n))
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: logits overlaps tokens");
 
     m->n_filled = pos; /* later positions are overwritten from here on */
     for (int off = 0; off < n; off += m->max_batch) {

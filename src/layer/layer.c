@@ -37,8 +37,9 @@ void moe_layer_config_default(moe_layer_config *c, int d_model, int d_ff,
 }
 
 #define NONNEG(field) \
-    if (!isfinite(c->field) || c->field < 0.0f) \
-        return moe_err(err, MOE_ERR_ARG, "layer config: " #field " = %g, expected finite and >= 0", (double)c->field)
+    if (!isfinite(c->field) || c->field < 0.0f || c->field > MOE_MAX_COEF) \
+        return moe_err(err, MOE_ERR_ARG, "layer config: " #field " = %g, expected 0..%g", (double)c->field, \
+                       (double)MOE_MAX_COEF)
 
 /* The routing family's options and which combinations make sense. */
 static moe_status check_routing(const moe_layer_config *c, moe_error *err) {
@@ -52,6 +53,10 @@ static moe_status check_routing(const moe_layer_config *c, moe_error *err) {
     NONNEG(seq_aux_loss_coef);
     NONNEG(relu_l1_coef);
     NONNEG(relu_target_sparsity);
+    if (!isfinite(c->top_p)) return moe_err(err, MOE_ERR_ARG, "layer config: top_p = %g, expected finite", (double)c->top_p);
+    if (c->ec_capacity > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "layer config: ec_capacity = %g, expected at most %g", (double)c->ec_capacity,
+                       (double)MOE_MAX_CAPACITY_FACTOR);
     if (c->jitter >= 1.0f) return moe_err(err, MOE_ERR_ARG, "layer config: jitter = %g, expected < 1", (double)c->jitter);
     if (c->max_top_k < 0 || c->max_top_k > E || (c->max_top_k && c->max_top_k < c->top_k))
         return moe_err(err, MOE_ERR_ARG, "layer config: max_top_k = %d, expected 0 or top_k = %d <= max_top_k <= E = %d",
@@ -96,7 +101,8 @@ static moe_status check_routing(const moe_layer_config *c, moe_error *err) {
         return moe_err(err, MOE_ERR_ARG, "layer config: the balance bias applies to top-k selection");
     if (c->seq_len < 0 || (c->seq_aux_loss_coef > 0 && c->seq_len < 1))
         return moe_err(err, MOE_ERR_ARG, "layer config: seq_aux_loss_coef needs seq_len >= 1 (got %d)", c->seq_len);
-    if (c->shared_d_ff < 0) return moe_err(err, MOE_ERR_ARG, "layer config: shared_d_ff = %d, expected >= 0", c->shared_d_ff);
+    if (c->shared_d_ff < 0 || c->shared_d_ff > MOE_MAX_D_FF)
+        return moe_err(err, MOE_ERR_ARG, "layer config: shared_d_ff = %d, expected 0..%d", c->shared_d_ff, MOE_MAX_D_FF);
     if (c->shared_gate && !c->shared_d_ff)
         return moe_err(err, MOE_ERR_ARG, "layer config: shared_gate needs a shared expert (shared_d_ff > 0)");
     if (c->dead_window < 0) return moe_err(err, MOE_ERR_ARG, "layer config: dead_window = %d, expected >= 0", c->dead_window);
@@ -107,44 +113,57 @@ moe_status moe_layer_config_check(const moe_layer_config *c, moe_error *err) {
     moe_status st;
     moe_err_clear(err);
     if (!c) return moe_err(err, MOE_ERR_ARG, "layer config: NULL");
-    if (c->d_model < 1) return moe_err(err, MOE_ERR_ARG, "layer config: d_model = %d, expected >= 1", c->d_model);
-    if (c->d_ff < 1) return moe_err(err, MOE_ERR_ARG, "layer config: d_ff = %d, expected >= 1", c->d_ff);
-    if (c->n_experts < 1) return moe_err(err, MOE_ERR_ARG, "layer config: n_experts = %d, expected >= 1", c->n_experts);
+    /* bounds: products of sizes stay far inside int64 and size_t, and the
+       per-token scratch arrays sized by E on worker stacks stay small */
+    if (c->d_model < 1 || c->d_model > MOE_MAX_D_MODEL)
+        return moe_err(err, MOE_ERR_ARG, "layer config: d_model = %d, expected 1..%d", c->d_model, MOE_MAX_D_MODEL);
+    if (c->d_ff < 1 || c->d_ff > MOE_MAX_D_FF)
+        return moe_err(err, MOE_ERR_ARG, "layer config: d_ff = %d, expected 1..%d", c->d_ff, MOE_MAX_D_FF);
+    if (c->n_experts < 1 || c->n_experts > MOE_MAX_EXPERTS)
+        return moe_err(err, MOE_ERR_ARG, "layer config: n_experts = %d, expected 1..%d (MOE_MAX_EXPERTS)",
+                       c->n_experts, MOE_MAX_EXPERTS);
     if (c->top_k < 1 || c->top_k > c->n_experts)
         return moe_err(err, MOE_ERR_ARG, "layer config: top_k = %d, expected 1 <= top_k <= n_experts = %d",
                        c->top_k, c->n_experts);
     if ((unsigned)c->expert >= MOE_EXPERT_COUNT)
-        return moe_err(err, MOE_ERR_ARG, "layer config: expert type %d unknown", (int)c->expert);
+        return moe_err(err, MOE_ERR_ARG, "layer config: expert %d unknown", (int)c->expert);
     if ((unsigned)c->gate >= MOE_GATE_COUNT)
         return moe_err(err, MOE_ERR_ARG, "layer config: gate %d unknown", (int)c->gate);
     if ((unsigned)c->select >= MOE_SELECT_COUNT)
-        return moe_err(err, MOE_ERR_ARG, "layer config: selection %d unknown", (int)c->select);
+        return moe_err(err, MOE_ERR_ARG, "layer config: select %d unknown", (int)c->select);
     if ((unsigned)c->drop_policy >= MOE_DROP_COUNT)
-        return moe_err(err, MOE_ERR_ARG, "layer config: drop policy %d unknown", (int)c->drop_policy);
-    if (!isfinite(c->capacity_factor) || (c->capacity_factor < 0.0f && c->capacity_factor != MOE_DROPLESS))
-        return moe_err(err, MOE_ERR_ARG, "layer config: capacity_factor = %g, expected >= 0 or MOE_DROPLESS (-1)",
-                       (double)c->capacity_factor);
-    if (!isfinite(c->weight_scale))
-        return moe_err(err, MOE_ERR_ARG, "layer config: weight_scale = %g, expected a finite number", (double)c->weight_scale);
-    if (!isfinite(c->aux_loss_coef) || c->aux_loss_coef < 0.0f)
-        return moe_err(err, MOE_ERR_ARG, "layer config: aux_loss_coef = %g, expected finite and >= 0", (double)c->aux_loss_coef);
-    if (!isfinite(c->z_loss_coef) || c->z_loss_coef < 0.0f)
-        return moe_err(err, MOE_ERR_ARG, "layer config: z_loss_coef = %g, expected finite and >= 0", (double)c->z_loss_coef);
+        return moe_err(err, MOE_ERR_ARG, "layer config: drop_policy %d unknown", (int)c->drop_policy);
+    if (!isfinite(c->capacity_factor) || (c->capacity_factor < 0.0f && c->capacity_factor != MOE_DROPLESS) ||
+        c->capacity_factor > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "layer config: capacity_factor = %g, expected 0..%g or MOE_DROPLESS (-1)",
+                       (double)c->capacity_factor, (double)MOE_MAX_CAPACITY_FACTOR);
+    if (!(fabsf(c->weight_scale) <= MOE_MAX_COEF))
+        return moe_err(err, MOE_ERR_ARG, "layer config: weight_scale = %g, expected -%g..%g", (double)c->weight_scale,
+                       (double)MOE_MAX_COEF, (double)MOE_MAX_COEF);
+    NONNEG(aux_loss_coef);
+    NONNEG(z_loss_coef);
     if (c->max_tokens < 1) return moe_err(err, MOE_ERR_ARG, "layer config: max_tokens = %d, expected >= 1", c->max_tokens);
+    if (c->n_threads > MOE_MAX_THREADS)
+        return moe_err(err, MOE_ERR_ARG, "layer config: n_threads = %d, expected at most %d (<= 0: the OpenMP default)",
+                       c->n_threads, MOE_MAX_THREADS);
     st = check_routing(c, err);
     if (st != MOE_OK) return st;
-    /* every row index is an int: T * k rows must fit, and so must row * width */
-    int64_t rows = (int64_t)c->max_tokens * c->top_k;
+    /* every row index is an int: T * slots rows must fit, and so must row * width */
+    int64_t slots = c->max_top_k > c->top_k ? c->max_top_k : c->top_k;
+    if (c->select == MOE_SELECT_EXPERT_CHOICE || c->select == MOE_SELECT_ALL) slots = c->n_experts;
+    int64_t rows = (int64_t)c->max_tokens * slots;
     int64_t widest = (int64_t)2 * c->d_ff > c->d_model ? (int64_t)2 * c->d_ff : c->d_model;
-    if (rows > INT32_MAX / 2 || (int64_t)c->n_experts * c->d_model * c->d_ff > INT64_MAX / 16 ||
-        rows * widest > ((int64_t)1 << 40))
-        return moe_err(err, MOE_ERR_ARG, "layer config: max_tokens = %d with top_k = %d, d_model = %d, d_ff = %d "
-                       "needs buffers beyond 4 TiB", c->max_tokens, c->top_k, c->d_model, c->d_ff);
+    if ((int64_t)2 * c->shared_d_ff > widest) widest = (int64_t)2 * c->shared_d_ff;
+    if (rows > INT32_MAX / 2 || rows * widest > ((int64_t)1 << 40))
+        return moe_err(err, MOE_ERR_ARG, "layer config: max_tokens = %d with %lld slots per token, d_model = %d, "
+                       "d_ff = %d, shared_d_ff = %d needs buffers beyond 4 TiB", c->max_tokens, (long long)slots,
+                       c->d_model, c->d_ff, c->shared_d_ff);
     return MOE_OK;
 }
 
 int layer_threads(const moe_layer *L) {
-    return L->cfg.n_threads > 0 ? L->cfg.n_threads : omp_get_max_threads();
+    int n = L->cfg.n_threads > 0 ? L->cfg.n_threads : omp_get_max_threads();
+    return n < MOE_MAX_THREADS ? n : MOE_MAX_THREADS;
 }
 
 void moe_layer_free(moe_layer *L) {
@@ -288,7 +307,6 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
 }
 
 const moe_layer_config *moe_layer_get_config(const moe_layer *L) { return &L->cfg; }
-const char *moe_layer_errmsg(const moe_layer *L) { return L ? L->err.msg : "layer is NULL"; }
 moe_layer_weights moe_layer_params(moe_layer *L) { return L->w; }
 moe_layer_weights moe_layer_grads(moe_layer *L) { return L->g; }
 size_t moe_layer_param_count(const moe_layer *L) { return L->n_params; }
@@ -322,26 +340,30 @@ void moe_layer_init_params(moe_layer *L, uint64_t seed) {
     if (L->w.shared_router) for (size_t i = 0; i < d; i++) L->w.shared_router[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
 }
 
-moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int train) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int train, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_forward: layer is NULL");
     L->have_forward = 0;
-    if (!y || !x) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_forward: y or x is NULL");
+    if (!y || !x) return moe_err(err, MOE_ERR_ARG, "moe_layer_forward: y or x is NULL");
     if (T < 1 || T > L->cfg.max_tokens)
-        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d tokens, expected 1 <= T <= max_tokens = %d",
+        return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d tokens, expected 1 <= T <= max_tokens = %d",
                        T, L->cfg.max_tokens);
     const size_t n = (size_t)T * L->cfg.d_model;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i]))
-            return moe_err(&L->err, MOE_ERR_NONFINITE, "moe_layer_forward: x[%zu, %zu] = %g is not finite",
+            return moe_err(err, MOE_ERR_NONFINITE, "moe_layer_forward: x[%zu, %zu] = %g is not finite",
                            i / (size_t)L->cfg.d_model, i % (size_t)L->cfg.d_model, (double)x[i]);
     const moe_layer_config *c = &L->cfg;
     if (c->select == MOE_SELECT_HASH && !L->have_ids)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_forward: hash routing needs token ids "
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_forward: hash routing needs token ids "
                        "(moe_layer_set_token_ids before each forward)");
     if (c->select == MOE_SELECT_HASH && L->T_ids != T)
-        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: %d token ids were set for %d tokens", L->T_ids, T);
+        return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: %d token ids were set for %d tokens", L->T_ids, T);
     if (c->seq_aux_loss_coef > 0.0f && T % c->seq_len)
-        return moe_err(&L->err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d is not a multiple of seq_len = %d", T, c->seq_len);
+        return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d is not a multiple of seq_len = %d", T, c->seq_len);
+    /* every stage reads the copy, never x: y may be x, or overlap it */
+    memcpy(L->x_saved, x, sizeof(float) * n);
+    x = L->x_saved;
     L->train = train ? 1 : 0;
     L->ec_now = c->select == MOE_SELECT_EXPERT_CHOICE && (train || c->ec_inference);
     L->T = T;
@@ -355,16 +377,21 @@ moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int 
     experts_forward(L, y, x, T);
     if (L->Fs) shared_forward(L, y, x, T);
     L->have_ids = 0;
-    memcpy(L->x_saved, x, sizeof(float) * n);
     L->have_forward = 1;
     return MOE_OK;
 }
 
-moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: layer is NULL");
     if (!L->have_forward)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
-    if (!dx || !dy) return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: no successful forward pass to differentiate");
+    if (!dx || !dy) return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: dx or dy is NULL");
+    /* dy is read again after dx is first written (shared expert, router) */
+    const size_t nb = sizeof(float) * (size_t)L->T * (size_t)L->cfg.d_model;
+    if (moe_overlap(dx, nb, dy, nb))
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_backward: dx and dy overlap (%d x %d floats each); "
+                       "give dx its own buffer", L->T, L->cfg.d_model);
     /* 1: add into the gradients; 0: write them (moe_layer_drop_grads) */
     const float gbeta = L->grads_dropped ? 0.0f : 1.0f;
     experts_backward(L, dx, dy, L->T, gbeta);
@@ -378,10 +405,11 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy) {
 
 int moe_layer_slots(const moe_layer *L) { return L->S; }
 
-moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_token_ids: layer is NULL");
     if (!ids || T < 1 || T > L->cfg.max_tokens)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_token_ids: %d ids, expected 1..max_tokens = %d",
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_token_ids: %d ids, expected 1..max_tokens = %d",
                        T, L->cfg.max_tokens);
     memcpy(L->token_ids, ids, sizeof(int32_t) * (size_t)T);
     L->T_ids = T;
@@ -389,37 +417,41 @@ moe_status moe_layer_set_token_ids(moe_layer *L, const int32_t *ids, int T) {
     return MOE_OK;
 }
 
-moe_status moe_layer_set_top_k(moe_layer *L, int k) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_top_k(moe_layer *L, int k, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: layer is NULL");
     const moe_layer_config *c = &L->cfg;
     int maxk = c->max_top_k ? c->max_top_k : c->top_k;
     if (c->select == MOE_SELECT_EXPERT_CHOICE || c->select == MOE_SELECT_ALL) maxk = c->n_experts;
     if (k < 1 || k > maxk)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d, expected 1..%d (max_top_k)", k, maxk);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d, expected 1..%d (max_top_k)", k, maxk);
     if (c->n_groups && k > c->topk_groups * (c->n_experts / c->n_groups))
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d exceeds the experts of the kept groups", k);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: k = %d exceeds the experts of the kept groups", k);
     if (c->gshard_random_second && k != 2)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: GShard's random policy needs k = 2");
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: GShard's random policy needs k = 2");
     if (c->load_loss_coef > 0 && k >= c->n_experts)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_k: the load loss needs k < E");
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_k: the load loss needs k < E");
     L->k = k;
     return MOE_OK;
 }
 
-moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_capacity_factor(moe_layer *L, float cf, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: layer is NULL");
     if (L->cfg.select == MOE_SELECT_EXPERT_CHOICE)
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: expert choice sets its own capacity (ec_capacity)");
-    if (!isfinite(cf) || (cf < 0.0f && cf != MOE_DROPLESS))
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: cf = %g, expected >= 0 or MOE_DROPLESS (-1)", (double)cf);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: expert choice sets its own capacity (ec_capacity)");
+    if (!isfinite(cf) || (cf < 0.0f && cf != MOE_DROPLESS) || cf > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_capacity_factor: cf = %g, expected 0..%g or MOE_DROPLESS (-1)",
+                       (double)cf, (double)MOE_MAX_CAPACITY_FACTOR);
     L->cfg.capacity_factor = cf; /* buffers are sized for dropless already */
     return MOE_OK;
 }
 
-moe_status moe_layer_set_top_p(moe_layer *L, float p) {
-    moe_err_clear(&L->err);
+moe_status moe_layer_set_top_p(moe_layer *L, float p, moe_error *err) {
+    moe_err_clear(err);
+    if (!L) return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_p: layer is NULL");
     if (!(p > 0.0f && p <= 1.0f))
-        return moe_err(&L->err, MOE_ERR_ARG, "moe_layer_set_top_p: p = %g, expected 0 < p <= 1", (double)p);
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_set_top_p: p = %g, expected 0 < p <= 1", (double)p);
     L->top_p = p;
     return MOE_OK;
 }

@@ -33,7 +33,6 @@ typedef struct moe_plan {
 
 struct moe_layer {
     moe_layer_config cfg;
-    moe_error err;           /* message of the last failure */
     int S;                   /* slots per token */
     int hid;                 /* rows of h per assignment: 2*d_ff (SwiGLU) or d_ff */
 
@@ -142,5 +141,10 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T);
 void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta);
 
 int layer_threads(const moe_layer *L);
+
+/* 1 when the selected weights are divided by their sum: renormalize, or the
+ * noisy gate, whose weights are by definition (Shazeer et al. 2017,
+ * G = softmax(KeepTopK(H, k))) a softmax over the kept logits alone. */
+static inline int layer_renormalizes(const moe_layer_config *c) { return c->renormalize || c->noisy_gate; }
 
 #endif

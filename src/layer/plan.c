@@ -49,7 +49,8 @@ void plan_build(moe_layer *L, int T) {
         /* the nominal T * k, whatever empty slots top-p, GShard's random
            policy or ReLU routing left */
         double a = (double)T * L->k;
-        cap = (int)ceil((double)c->capacity_factor * a / E);
+        double want = ceil((double)c->capacity_factor * a / E);
+        cap = want > a ? (int)a : (int)want; /* no expert can take more than T * k */
     }
     pl->capacity = cap;
     memset(pl->kept, 0, sizeof(int) * (size_t)E);

@@ -104,7 +104,7 @@ void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn) {
         /* w = s * score of the slot's expert */
         for (int j = 0; j < S; j++)
             if (idx[j] >= 0) dprob[idx[j]] += s * dw[j];
-    } else if (c->renormalize) {
+    } else if (layer_renormalizes(c)) {
         float Z = L->Zsum[t], dot = 0.0f;
         for (int j = 0; j < S; j++)
             if (idx[j] >= 0) dot += dw[j] * p[idx[j]];
@@ -133,7 +133,12 @@ void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn) {
 void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta) {
     const moe_layer_config *c = &L->cfg;
     const int E = c->n_experts, d = c->d_model, nt = layer_threads(L);
-    if (c->select == MOE_SELECT_HASH) return; /* no router */
+    if (c->select == MOE_SELECT_HASH) {
+        /* no router, so its gradient is 0: written when the gradients were
+           dropped (gbeta 0), else left as it is (adding 0) */
+        if (gbeta == 0.0f) memset(L->g.router, 0, sizeof(float) * (size_t)E * (size_t)d);
+        return;
+    }
     const float zc = c->z_loss_coef;
 
     /* loss terms: importance into d_w; per-token dpn, L1 and load terms are

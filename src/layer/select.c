@@ -115,8 +115,9 @@ void select_tokens(moe_layer *L, int T) {
         }
         float Z = 0.0f;
         for (int j = 0; j < n; j++) Z += p[idx[j]];
-        L->Zsum[t] = c->renormalize ? Z : 1.0f;
-        float norm = c->renormalize ? s / Z : s;
+        const int renorm = layer_renormalizes(c);
+        L->Zsum[t] = renorm ? Z : 1.0f;
+        float norm = renorm ? s / Z : s;
         for (int j = 0; j < n; j++) { sc[j] = p[idx[j]]; w[j] = p[idx[j]] * norm; }
         if (c->select == MOE_SELECT_TOPK && c->gshard_random_second && L->train && n == 2) {
             float w1 = p[idx[1]] / (p[idx[0]] + p[idx[1]]);

@@ -252,9 +252,9 @@ nomem:
 }
 
 const moe_model_config *moe_model_get_config(const moe_model *m) { return &m->cfg; }
-const char *moe_model_errmsg(const moe_model *m) { return m->err.msg; }
 
 void moe_model_set_threads(moe_model *m, int n_threads) {
+    if (n_threads > MOE_MAX_THREADS) n_threads = MOE_MAX_THREADS;
     m->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     m->cfg.n_threads = n_threads;
     for (int l = 0; l < m->cfg.n_layers; l++)
@@ -263,9 +263,10 @@ void moe_model_set_threads(moe_model *m, int n_threads) {
 
 int moe_model_n_tensors(const moe_model *m) { return m->n_tensors; }
 
-moe_status moe_model_tensor(moe_model *m, int i, moe_tensor *out) {
+moe_status moe_model_tensor(moe_model *m, int i, moe_tensor *out, moe_error *err) {
+    if (!m || !out) return moe_err(err, MOE_ERR_ARG, "moe_model_tensor: %s is NULL", m ? "out" : "model");
     if (i < 0 || i >= m->n_tensors)
-        return moe_err(&m->err, MOE_ERR_ARG, "moe_model_tensor: index %d outside 0..%d", i, m->n_tensors - 1);
+        return moe_err(err, MOE_ERR_ARG, "moe_model_tensor: index %d outside 0..%d", i, m->n_tensors - 1);
     *out = m->tensors[i];
     return MOE_OK;
 }
@@ -312,11 +313,17 @@ void moe_model_drop_grads(moe_model *m) { m->grads_dropped = 1; }
 int moe_model_grads_ready(const moe_model *m) { return !m->grads_dropped; }
 
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
-                             int train, float *loss) {
-    return model_forward(m, tokens, targets, B, T, train, loss);
+                             int train, float *loss, moe_error *err) {
+    moe_err_clear(err);
+    if (!m) return moe_err(err, MOE_ERR_ARG, "moe_model_forward: model is NULL");
+    return model_forward(m, tokens, targets, B, T, train, loss, err);
 }
 
-moe_status moe_model_backward(moe_model *m) { return model_backward(m); }
+moe_status moe_model_backward(moe_model *m, moe_error *err) {
+    moe_err_clear(err);
+    if (!m) return moe_err(err, MOE_ERR_ARG, "moe_model_backward: model is NULL");
+    return model_backward(m, err);
+}
 
 const float *moe_model_logits(const moe_model *m) { return m->logits; }
 moe_model_losses moe_model_get_losses(const moe_model *m) { return m->losses; }

@@ -59,7 +59,6 @@ typedef struct model_acts {
 struct moe_model {
     moe_model_config cfg;
     int hd;                   /* head_dim resolved */
-    moe_error err;            /* message of the last failure */
     int n_threads;
 
     /* parameters (non-expert) and their gradients: one allocation each */
@@ -101,7 +100,7 @@ struct moe_model {
 
 /* model_pass.c */
 moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets,
-                         int B, int T, int train, float *loss);
-moe_status model_backward(moe_model *m);
+                         int B, int T, int train, float *loss, moe_error *err);
+moe_status model_backward(moe_model *m, moe_error *err);
 
 #endif

@@ -45,7 +45,7 @@ static int any_moe(const moe_model_config *c) {
 moe_status moe_model_config_check(const moe_model_config *c, moe_error *err) {
     if (!c) return moe_err(err, MOE_ERR_ARG, "model config: NULL");
     POS(vocab_size, 2, 1 << 24);
-    POS(d_model, 1, 1 << 16);
+    POS(d_model, 1, MOE_MAX_D_MODEL);
     POS(n_layers, 1, 1024);
     POS(n_heads, 1, 1024);
     POS(n_kv_heads, 1, 1024);
@@ -69,9 +69,12 @@ moe_status moe_model_config_check(const moe_model_config *c, moe_error *err) {
         return moe_err(err, MOE_ERR_ARG, "model config: norm_eps = %g, expected > 0", (double)c->norm_eps);
     int dense = 0;
     for (int l = 0; l < c->n_layers; l++) dense |= !moe_model_layer_is_moe(c, l);
-    if (dense && (c->d_ff < 1 || c->d_ff > (1 << 20)))
-        return moe_err(err, MOE_ERR_ARG, "model config: d_ff = %d, expected 1..%d for the dense layers",
-                       c->d_ff, 1 << 20);
+    if (c->d_ff < dense || c->d_ff > MOE_MAX_D_FF)
+        return moe_err(err, MOE_ERR_ARG, "model config: d_ff = %d, expected %d..%d%s", c->d_ff, dense, MOE_MAX_D_FF,
+                       dense ? " for the dense layers" : "");
+    if (c->n_threads > MOE_MAX_THREADS)
+        return moe_err(err, MOE_ERR_ARG, "model config: n_threads = %d, expected at most %d (<= 0: the OpenMP default)",
+                       c->n_threads, MOE_MAX_THREADS);
     if ((int64_t)c->max_batch * c->ctx_len > INT32_MAX / 4)
         return moe_err(err, MOE_ERR_ARG, "model config: max_batch x ctx_len = %lld tokens is too many",
                        (long long)c->max_batch * c->ctx_len);
@@ -79,6 +82,7 @@ moe_status moe_model_config_check(const moe_model_config *c, moe_error *err) {
         moe_layer_config lc = c->moe;
         lc.d_model = c->d_model;
         lc.max_tokens = c->max_batch * c->ctx_len;
+        lc.n_threads = c->n_threads;
         moe_status st = moe_layer_config_check(&lc, err);
         if (st != MOE_OK) return st;
     }

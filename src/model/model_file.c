@@ -90,7 +90,7 @@ static void foreign_reasons(const moe_model_config *c, char *why, size_t cap) {
     WHY(r->n_groups > 0, "expert groups");
     WHY(r->shared_d_ff > 0, r->shared_gate ? "gated shared expert" : "shared expert");
     WHY((r->select == MOE_SELECT_TOPK || (r->select == MOE_SELECT_EXPERT_CHOICE && !r->ec_inference) ||
-         r->select == MOE_SELECT_TOPP) && !r->renormalize, "top-k weights not renormalised");
+         r->select == MOE_SELECT_TOPP) && !r->renormalize && !r->noisy_gate, "top-k weights not renormalised");
     WHY(r->weight_scale != 1.0f, "weight scale");
     WHY(r->expert != MOE_EXPERT_SWIGLU, "GELU experts");
 #undef WHY
@@ -121,7 +121,7 @@ static moe_status add_moe_routing(gguf_writer *w, const moe_model_config *c, moe
     TRY(gguf_writer_set_str(w, "moe.expert_selection", sel, err));
     if (r->select != MOE_SELECT_HASH && r->select != MOE_SELECT_ALL)
         TRY(gguf_writer_set_u32(w, "moe.expert_gating_func", r->gate == MOE_GATE_SIGMOID ? 2 : 1, err));
-    TRY(gguf_writer_set_bool(w, "moe.expert_weights_norm", r->renormalize != 0, err));
+    TRY(gguf_writer_set_bool(w, "moe.expert_weights_norm", r->renormalize || r->noisy_gate, err));
     TRY(gguf_writer_set_f32(w, "moe.expert_weights_scale", r->weight_scale, err));
     if (r->select == MOE_SELECT_TOPP) TRY(gguf_writer_set_f32(w, "moe.expert_top_p", r->top_p, err));
     if (r->select == MOE_SELECT_EXPERT_CHOICE && r->ec_inference)
@@ -194,7 +194,7 @@ moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok
 
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, NULL);
         /* the noisy gate's noise weights do nothing at inference (H = z):
            only the training state keeps them */
         if (!for_state && strstr(t.name, "ffn_gate_inp_noise")) continue;
@@ -348,7 +348,7 @@ moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *e
     int n_bad = 0;
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor t;
-        moe_model_tensor(m, i, &t);
+        moe_model_tensor(m, i, &t, NULL);
         const gguf_tensor *gt = gguf_find_tensor(g, t.name);
         if (!gt && strstr(t.name, "ffn_gate_inp_noise")) {
             /* a model file leaves the noise weights out (inference-free): their init, 0 */
@@ -454,6 +454,7 @@ moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *pa
 
 moe_status moe_model_load(moe_model **out, moe_tokenizer **tok_out, const char *path, int max_batch, int n_threads,
                           moe_error *err) {
+    if (!out || !path) return moe_err(err, MOE_ERR_ARG, "moe_model_load: %s is NULL", out ? "path" : "out");
     *out = NULL;
     if (tok_out) *tok_out = NULL;
     gguf_ctx *g;

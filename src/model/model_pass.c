@@ -56,21 +56,20 @@ static void add_into(int nt, float *y, const float *x, size_t n) {
 }
 
 moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
-                         int train, float *loss) {
+                         int train, float *loss, moe_error *err) {
     const moe_model_config *c = &m->cfg;
-    moe_err_clear(&m->err);
-    if (!tokens) return moe_err(&m->err, MOE_ERR_ARG, "moe_model_forward: tokens is NULL");
+    if (!tokens) return moe_err(err, MOE_ERR_ARG, "moe_model_forward: tokens is NULL");
     if (B < 1 || B > c->max_batch || T < 1 || T > c->ctx_len)
-        return moe_err(&m->err, MOE_ERR_SHAPE, "moe_model_forward: B = %d, T = %d; expected 1..%d sequences of 1..%d tokens",
+        return moe_err(err, MOE_ERR_SHAPE, "moe_model_forward: B = %d, T = %d; expected 1..%d sequences of 1..%d tokens",
                        B, T, c->max_batch, c->ctx_len);
     const int N = B * T, d = c->d_model, V = c->vocab_size, H = c->n_heads, Hkv = c->n_kv_heads, hd = m->hd;
     const int qd = H * hd, kvd = Hkv * hd, F = c->d_ff, nt = m->n_threads;
     for (int i = 0; i < N; i++) {
         if (tokens[i] < 0 || tokens[i] >= V)
-            return moe_err(&m->err, MOE_ERR_ARG, "moe_model_forward: token %d at row %d is outside 0..%d",
+            return moe_err(err, MOE_ERR_ARG, "moe_model_forward: token %d at row %d is outside 0..%d",
                            tokens[i], i, V - 1);
         if (targets && targets[i] >= V)
-            return moe_err(&m->err, MOE_ERR_ARG, "moe_model_forward: target %d at row %d is outside 0..%d",
+            return moe_err(err, MOE_ERR_ARG, "moe_model_forward: target %d at row %d is outside 0..%d",
                            targets[i], i, V - 1);
     }
     m->B = B;
@@ -106,10 +105,11 @@ moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *tar
         rmsnorm_forward(a->n2, a->rstd2, a->h, b->ffn_norm, N, d, c->norm_eps, nt);
         if (b->moe) {
             moe_status st = MOE_OK;
-            if (c->moe.select == MOE_SELECT_HASH) st = moe_layer_set_token_ids(b->moe, tokens, N);
-            if (st == MOE_OK) st = moe_layer_forward(b->moe, y, a->n2, N, train);
+            moe_error le;
+            if (c->moe.select == MOE_SELECT_HASH) st = moe_layer_set_token_ids(b->moe, tokens, N, &le);
+            if (st == MOE_OK) st = moe_layer_forward(b->moe, y, a->n2, N, train, &le);
             if (st != MOE_OK)
-                return moe_err(&m->err, st, "moe_model_forward: layer %d: %s", l, moe_layer_errmsg(b->moe));
+                return moe_err(err, st, "moe_model_forward: layer %d: %s", l, le.msg);
             const moe_route_stats *s = moe_layer_stats(b->moe);
             m->losses.aux += s->aux_loss;
             m->losses.z += s->z_loss;
@@ -140,11 +140,10 @@ moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *tar
     return MOE_OK;
 }
 
-moe_status model_backward(moe_model *m) {
+moe_status model_backward(moe_model *m, moe_error *err) {
     const moe_model_config *c = &m->cfg;
-    moe_err_clear(&m->err);
     if (!m->have_targets)
-        return moe_err(&m->err, MOE_ERR_ARG, "moe_model_backward: the last forward had no targets (or backward ran already)");
+        return moe_err(err, MOE_ERR_ARG, "moe_model_backward: the last forward had no targets (or backward ran already)");
     m->have_targets = 0;
     const int B = m->B, T = m->T, N = B * T, d = c->d_model, V = c->vocab_size, H = c->n_heads,
               Hkv = c->n_kv_heads, hd = m->hd;
@@ -179,9 +178,10 @@ moe_status model_backward(moe_model *m) {
         memcpy(m->dh, m->dres, Nd * sizeof(float));
         if (b->moe) {
             if (set) moe_layer_drop_grads(b->moe);
-            moe_status st = moe_layer_backward(b->moe, m->dn, m->dres);
+            moe_error le;
+            moe_status st = moe_layer_backward(b->moe, m->dn, m->dres, &le);
             if (st != MOE_OK)
-                return moe_err(&m->err, st, "moe_model_backward: layer %d: %s", l, moe_layer_errmsg(b->moe));
+                return moe_err(err, st, "moe_model_backward: layer %d: %s", l, le.msg);
         } else {
             /* y = a Wd^T, a = silu(g) * u, g = n2 Wg^T, u = n2 Wu^T */
             linear_bwd(nt, m->da, 0.0f, g->ffn_down, gb, m->dres, a->a, b->ffn_down, N, F, d);

@@ -433,6 +433,8 @@ moe_status moe_vocab_encode(const moe_vocab *v, const char *text, size_t n,
     if (!text && n > 0) return moe_err(err, MOE_ERR_ARG, "moe_vocab_encode: text is NULL with n = %zu", n);
     if (!out && cap > 0) return moe_err(err, MOE_ERR_ARG, "moe_vocab_encode: out is NULL with cap = %zu", cap);
     if (!n_out) return moe_err(err, MOE_ERR_ARG, "moe_vocab_encode: n_out is NULL");
+    if (out && moe_overlap(out, cap * sizeof *out, text, n))
+        return moe_err(err, MOE_ERR_ARG, "moe_vocab_encode: out overlaps text");
     vocab_out o = { out, cap, 0 };
     if (add_bos && v->add_bos && v->bos >= 0) vocab_push(&o, v->bos);
     moe_status st = MOE_OK;

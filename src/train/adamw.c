@@ -50,14 +50,24 @@ void moe_adamw_free(moe_adamw *o) {
     free(o);
 }
 
-moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_config *c, moe_error *err) {
-    *out = NULL;
+moe_status moe_adamw_config_check(const moe_adamw_config *c, moe_error *err) {
+    moe_err_clear(err);
+    if (!c) return moe_err(err, MOE_ERR_ARG, "adamw config: NULL");
     if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
         return moe_err(err, MOE_ERR_ARG, "adamw: betas (%g, %g) must lie in [0, 1)", (double)c->beta1, (double)c->beta2);
-    if (!(c->eps > 0) || !(c->weight_decay >= 0) || !(c->grad_clip >= 0) || !isfinite(c->weight_decay) ||
-        !isfinite(c->grad_clip))
-        return moe_err(err, MOE_ERR_ARG, "adamw: eps = %g must be > 0, weight_decay = %g and grad_clip = %g >= 0",
-                       (double)c->eps, (double)c->weight_decay, (double)c->grad_clip);
+    if (!(c->eps > 0) || !isfinite(c->eps) || !(c->weight_decay >= 0) || !(c->grad_clip >= 0) ||
+        !isfinite(c->weight_decay) || !isfinite(c->grad_clip))
+        return moe_err(err, MOE_ERR_ARG, "adamw: eps = %g must be finite and > 0, weight_decay = %g and grad_clip = %g "
+                       "finite and >= 0", (double)c->eps, (double)c->weight_decay, (double)c->grad_clip);
+    return MOE_OK;
+}
+
+moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_config *c, moe_error *err) {
+    if (!out || !model || !c)
+        return moe_err(err, MOE_ERR_ARG, "moe_adamw_create: %s is NULL", !out ? "out" : !model ? "model" : "config");
+    *out = NULL;
+    moe_status cst = moe_adamw_config_check(c, err);
+    if (cst != MOE_OK) return cst;
     moe_adamw *o = calloc(1, sizeof *o);
     if (!o) return moe_err(err, MOE_ERR_NOMEM, "adamw: out of memory");
     o->model = model;
@@ -69,7 +79,7 @@ moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_c
     if (!o->m || !o->v || !o->tensors) goto nomem;
     for (int i = 0; i < o->n_tensors; i++) {
         moe_tensor *t = &o->tensors[i];
-        moe_model_tensor(model, i, t);
+        moe_model_tensor(model, i, t, NULL);
         o->m[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
         o->v[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
         if (!o->m[i] || !o->v[i]) goto nomem;

@@ -24,6 +24,7 @@
 #include "text/tokenizer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,9 +181,20 @@ static moe_status check_train_config(const moe_train_config *c, moe_error *err) 
     if (c->batch < 1 || c->accum < 1 || c->steps < 1)
         return moe_err(err, MOE_ERR_ARG, "train config: batch = %d, accum = %d, steps = %lld must be >= 1", c->batch,
                        c->accum, (long long)c->steps);
-    if (!(c->lr > 0) || !(c->min_lr >= 0) || c->min_lr > c->lr)
-        return moe_err(err, MOE_ERR_ARG, "train config: lr = %g, min_lr = %g: expected 0 <= min_lr <= lr, lr > 0",
-                       (double)c->lr, (double)c->min_lr);
+    if (c->accum > MOE_MAX_ACCUM)
+        return moe_err(err, MOE_ERR_ARG, "train config: accum = %d, expected 1..%d", c->accum, MOE_MAX_ACCUM);
+    if (!(c->lr > 0) || !(c->min_lr >= 0) || c->min_lr > c->lr || !isfinite(c->lr))
+        return moe_err(err, MOE_ERR_ARG, "train config: lr = %g, min_lr = %g: expected 0 <= min_lr <= lr, lr > 0 "
+                       "and finite", (double)c->lr, (double)c->min_lr);
+    if (c->corpus_bytes < 0 || c->corpus_bytes > MOE_MAX_CORPUS_BYTES)
+        return moe_err(err, MOE_ERR_ARG, "train config: corpus_bytes = %lld, expected 0..%lld", (long long)c->corpus_bytes,
+                       (long long)MOE_MAX_CORPUS_BYTES);
+    if (!isfinite(c->eval_capacity) || (c->eval_capacity < 0 && c->eval_capacity != MOE_DROPLESS) ||
+        c->eval_capacity > MOE_MAX_CAPACITY_FACTOR)
+        return moe_err(err, MOE_ERR_ARG, "train config: eval_capacity = %g, expected 0..%g or MOE_DROPLESS (-1)",
+                       (double)c->eval_capacity, (double)MOE_MAX_CAPACITY_FACTOR);
+    st = moe_adamw_config_check(&c->adamw, err);
+    if (st != MOE_OK) return st;
     if (c->warmup < 0 || c->eval_every < 0 || c->save_every < 0 || c->eval_batches < 0)
         return moe_err(err, MOE_ERR_ARG, "train config: warmup, eval_every, save_every, eval_batches must be >= 0");
     if (!(c->val_fraction > 0 && c->val_fraction < 0.5f))
@@ -198,8 +210,17 @@ static moe_status check_train_config(const moe_train_config *c, moe_error *err) 
     return MOE_OK;
 }
 
+moe_status moe_train_config_check(const moe_train_config *c, moe_error *err) {
+    moe_err_clear(err);
+    if (!c) return moe_err(err, MOE_ERR_ARG, "train config: NULL");
+    moe_train_config k = *c;
+    k.model.max_batch = k.batch; /* as moe_trainer_create sets it */
+    return check_train_config(&k, err);
+}
+
 moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, const char *const *data, int n_data,
                               const char *dir, moe_error *err) {
+    if (!out || !cfg) return moe_err(err, MOE_ERR_ARG, "moe_trainer_create: %s is NULL", out ? "config" : "out");
     *out = NULL;
     moe_train_config c = *cfg;
     c.model.max_batch = c.batch;
@@ -271,7 +292,7 @@ static void scale_grads(moe_model *m, float s) {
     const int nt = cnt > 0 ? cnt : omp_get_max_threads();
     for (int i = 0; i < moe_model_n_tensors(m); i++) {
         moe_tensor tn;
-        moe_model_tensor(m, i, &tn);
+        moe_model_tensor(m, i, &tn, NULL);
         float *g = tn.grad;
         #pragma omp parallel for num_threads(nt) schedule(static) if (tn.n > 65536)
         for (int64_t j = 0; j < tn.n; j++) g[j] *= s;
@@ -292,9 +313,10 @@ moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error
     for (int a = 0; a < c->accum; a++) {
         data_loader_next(&t->loader, t->x, t->y);
         float loss;
-        moe_status st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 1, &loss);
-        if (st == MOE_OK) st = moe_model_backward(t->model);
-        if (st != MOE_OK) return moe_err(err, st, "step %lld: %s", (long long)t->step + 1, moe_model_errmsg(t->model));
+        moe_error me;
+        moe_status st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 1, &loss, &me);
+        if (st == MOE_OK) st = moe_model_backward(t->model, &me);
+        if (st != MOE_OK) return moe_err(err, st, "step %lld: %s", (long long)t->step + 1, me.msg);
         moe_model_losses ls = moe_model_get_losses(t->model);
         r.loss += ls.ce / (float)c->accum;
         r.aux += ls.aux / (float)c->accum;
@@ -326,21 +348,23 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
     /* validation routes without dropping (or as configured) */
     for (int l = 0; l < mc->n_layers; l++) {
         moe_layer *L = moe_model_moe_layer(t->model, l);
-        if (L && mc->moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, c->eval_capacity);
+        if (L && mc->moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, c->eval_capacity, NULL);
     }
     double sum = 0;
     moe_status st = MOE_OK;
+    moe_error me;
+    me.msg[0] = '\0';
     for (int b = 0; b < nb && st == MOE_OK; b++) {
         data_val_batch(t->val, b, c->batch, mc->ctx_len, t->x, t->y);
         float loss;
-        st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 0, &loss);
+        st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 0, &loss, &me);
         sum += loss;
     }
     for (int l = 0; l < mc->n_layers; l++) {
         moe_layer *L = moe_model_moe_layer(t->model, l);
-        if (L && mc->moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, mc->moe.capacity_factor);
+        if (L && mc->moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, mc->moe.capacity_factor, NULL);
     }
-    if (st != MOE_OK) return moe_err(err, st, "validation: %s", moe_model_errmsg(t->model));
+    if (st != MOE_OK) return moe_err(err, st, "validation: %s", me.msg);
     *val_loss = (float)(sum / nb);
     return MOE_OK;
 }
@@ -379,7 +403,7 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     TRY(gguf_writer_set_arr(w, "moe.train.layer_rng", GGUF_VT_U64, rngs, (uint64_t)mc->n_layers, err));
     for (int i = 0; i < n; i++) {
         moe_tensor tn;
-        moe_model_tensor(t->model, i, &tn);
+        moe_model_tensor(t->model, i, &tn, NULL);
         int64_t ne[3];
         for (int j = 0; j < tn.n_dims; j++) ne[j] = tn.shape[tn.n_dims - 1 - j];
         for (int which = 0; which < 2; which++) {
@@ -403,6 +427,7 @@ done:
 }
 
 moe_status moe_trainer_read_config(const char *dir, moe_train_config *c, moe_error *err) {
+    if (!dir || !c) return moe_err(err, MOE_ERR_ARG, "moe_trainer_read_config: %s is NULL", dir ? "c" : "dir");
     char *state = join(dir, "state.gguf");
     if (!state) return moe_err(err, MOE_ERR_NOMEM, "resume: out of memory");
     if (!file_exists(state)) {
@@ -424,6 +449,7 @@ done:
 }
 
 moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_train_config *want, moe_error *err) {
+    if (!out || !dir) return moe_err(err, MOE_ERR_ARG, "moe_trainer_resume: %s is NULL", out ? "dir" : "out");
     *out = NULL;
     moe_train_config saved;
     moe_status st = moe_trainer_read_config(dir, &saved, err);
@@ -462,7 +488,7 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     int n = moe_model_n_tensors(t->model);
     for (int i = 0; i < n; i++) {
         moe_tensor tn;
-        moe_model_tensor(t->model, i, &tn);
+        moe_model_tensor(t->model, i, &tn, NULL);
         for (int which = 0; which < 2; which++) {
             char name[80];
             snprintf(name, sizeof name, "%s.adam_%c", tn.name, which ? 'v' : 'm');
