@@ -34,6 +34,8 @@
  */
 #include "kernels/gemm_internal.h"
 
+#include "core/cpu.h"
+
 #include "moe.h"
 
 #include <omp.h>
@@ -133,15 +135,10 @@ static const kernel_desc kernels[GEMM_KERNEL_COUNT] = {
 int gemm_kernel_supported(int kernel) {
     switch (kernel) {
     case GEMM_KERNEL_SCALAR: return 1;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    case GEMM_KERNEL_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case GEMM_KERNEL_AVX2: return moe_cpu_has(MOE_CPU_AVX2 | MOE_CPU_FMA);
     case GEMM_KERNEL_AVX512: /* the file is built with F, BW, DQ, VL */
-        return __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vl");
-#endif
+        return moe_cpu_has(MOE_CPU_AVX512F | MOE_CPU_AVX512BW | MOE_CPU_AVX512DQ |
+                           MOE_CPU_AVX512VL);
     default: return 0;
     }
 }
