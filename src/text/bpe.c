@@ -83,15 +83,6 @@ void bpe_free(bpe_tokenizer *tok) {
     memset(tok, 0, sizeof *tok);
 }
 
-const uint8_t *bpe_token_bytes(const bpe_tokenizer *tok, int32_t id, size_t *len) {
-    if (!tok || id < 0 || id >= tok->n_vocab) {
-        if (len) *len = 0;
-        return NULL;
-    }
-    if (len) *len = tok->token_off[id + 1] - tok->token_off[id];
-    return tok->token_bytes + tok->token_off[id];
-}
-
 /* Rank of the merge of pair (a, b), or -1. */
 static inline int32_t map_find(const bpe_tokenizer *tok, int32_t a, int32_t b) {
     uint64_t k = pair_key(a, b), m = tok->map_cap - 1;

@@ -119,10 +119,6 @@ moe_status bpe_decode(const bpe_tokenizer *tok, const int32_t *ids, size_t n_ids
                       int with_special, uint8_t *out, size_t cap, size_t *n_out,
                       moe_error *err);
 
-/* The bytes of token id (raw bytes for normal tokens, text for the others);
- * *len gets their number. NULL for an id out of range. Not NUL-terminated. */
-const uint8_t *bpe_token_bytes(const bpe_tokenizer *tok, int32_t id, size_t *len);
-
 /* Where the chunk that starts at text[i] ends (exclusive), i < n; see the
  * pre-tokenization rules above. */
 size_t bpe_chunk_end(const uint8_t *text, size_t n, size_t i);
