@@ -21,12 +21,9 @@
 #include <math.h>
 #include <string.h>
 
-static uint64_t hash_id(uint64_t id) {
-    uint64_t z = id + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "core/hash.h"
+
+static uint64_t hash_id(uint64_t id) { return moe_mix64(id + 0x9E3779B97F4A7C15ull); }
 
 /* the k best of sc[E] among allowed experts, best first, ties to lower e */
 static int topk_masked(int *idx, const float *sc, const unsigned char *allow, int E, int k) {

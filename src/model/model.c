@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "core/bigalloc.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/rope.h"
@@ -287,9 +288,7 @@ void moe_model_init_params(moe_model *m, uint64_t seed) {
         moe_tensor *t = &m->tensors[i];
         moe_rng r;
         /* one stream per tensor, so adding a tensor does not move the others */
-        uint64_t h = seed ^ 0xA0761D6478BD642Full;
-        for (const char *s = t->name; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-        moe_rng_seed(&r, h);
+        moe_rng_seed(&r, moe_fnv1a(seed ^ 0xA0761D6478BD642Full, t->name, strlen(t->name)));
         if (t->n_dims == 1) {
             for (int64_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
         } else {

@@ -4,7 +4,7 @@
  * export/import (bpe_export.c).
  *
  * Reading order: helpers, pre-tokenizer, tokenizer building blocks,
- * training, encoding, decoding. The hashes live in bpe_internal.h.
+ * training, encoding, decoding. The hashes are core/hash.h's.
  */
 #include "text/bpe.h"
 
@@ -86,7 +86,7 @@ void bpe_free(bpe_tokenizer *tok) {
 /* Rank of the merge of pair (a, b), or -1. */
 static inline int32_t map_find(const bpe_tokenizer *tok, int32_t a, int32_t b) {
     uint64_t k = pair_key(a, b), m = tok->map_cap - 1;
-    for (uint64_t s = mix64(k) & m;; s = (s + 1) & m) {
+    for (uint64_t s = moe_mix64(k) & m;; s = (s + 1) & m) {
         if (tok->map_key[s] == k) return tok->map_rank[s];
         if (tok->map_key[s] == MAP_EMPTY) return -1;
     }
@@ -103,7 +103,7 @@ int bpe_build_map(bpe_tokenizer *tok) {
     memset(tok->map_key, 0xFF, cap * sizeof *tok->map_key);
     for (int32_t r = 0; r < tok->n_merges; r++) {
         uint64_t k = pair_key(tok->merges[r].left, tok->merges[r].right);
-        uint64_t s = mix64(k) & (cap - 1);
+        uint64_t s = moe_mix64(k) & (cap - 1);
         while (tok->map_key[s] != MAP_EMPTY) {
             if (tok->map_key[s] == k) return -1 - r;
             s = (s + 1) & (cap - 1);
@@ -194,7 +194,7 @@ static int32_t pair_get(trainer *T, int32_t a, int32_t b) {
         if (!k || !v) { free(k); free(v); return -1; }
         memset(k, 0xFF, cap * sizeof *k);
         for (size_t i = 0; i < T->np; i++) {
-            uint64_t key = pair_key(T->p[i].a, T->p[i].b), s = mix64(key) & (cap - 1);
+            uint64_t key = pair_key(T->p[i].a, T->p[i].b), s = moe_mix64(key) & (cap - 1);
             while (k[s] != MAP_EMPTY) s = (s + 1) & (cap - 1);
             k[s] = key;
             v[s] = (int32_t)i;
@@ -202,7 +202,7 @@ static int32_t pair_get(trainer *T, int32_t a, int32_t b) {
         free(T->pk); free(T->pv);
         T->pk = k; T->pv = v; T->pcap = cap;
     }
-    uint64_t key = pair_key(a, b), s = mix64(key) & (T->pcap - 1);
+    uint64_t key = pair_key(a, b), s = moe_mix64(key) & (T->pcap - 1);
     for (; T->pk[s] != MAP_EMPTY; s = (s + 1) & (T->pcap - 1))
         if (T->pk[s] == key) return T->pv[s];
     if (T->np >= INT32_MAX || !grow((void **)&T->p, &T->cp, T->np + 1, sizeof *T->p)) return -1;
@@ -260,7 +260,7 @@ static int count_words(trainer *T, size_t n, moe_error *err) {
     for (size_t i = 0; i < n;) {
         size_t e = bpe_chunk_end(T->text, n, i), len = e - i;
         if (len > INT32_MAX) { moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_train: a chunk of %zu bytes (limit 2^31 - 1)", len); ok = -1; goto done; }
-        uint64_t h = hash_bytes(T->text + i, len), s = h & (cap - 1);
+        uint64_t h = moe_hash_bytes(T->text + i, len), s = h & (cap - 1);
         for (; slot[s] >= 0; s = (s + 1) & (cap - 1)) {
             tword *w = &T->w[slot[s]];
             if (wh[slot[s]] == h && (size_t)w->len == len && !memcmp(T->text + woff[slot[s]], T->text + i, len)) break;
@@ -589,7 +589,7 @@ moe_status bpe_encode(const bpe_tokenizer *tok, const uint8_t *text, size_t n,
             ids = small;
             k = 1;
         } else if (len <= CACHE_MAX_LEN) {
-            uint64_t h = hash_bytes(text + i, len), s = h & (E.nslot - 1);
+            uint64_t h = moe_hash_bytes(text + i, len), s = h & (E.nslot - 1);
             for (; E.slot[s] >= 0; s = (s + 1) & (E.nslot - 1)) {
                 int32_t c = E.slot[s];
                 if (E.c_len[c] == len && !memcmp(text + E.c_off[c], text + i, len)) break;

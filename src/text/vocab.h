@@ -135,7 +135,4 @@ moe_status bpe_gguf_init(moe_vocab *v, const gguf_str *merges, size_t n_merges, 
 moe_status bpe_gguf_encode(const moe_vocab *v, const char *text, size_t n, vocab_out *o,
                            moe_error *err);
 
-/* A hash of a byte string (shared by the text map and the merge table). */
-uint64_t vocab_hash(const void *p, size_t n);
-
 #endif
