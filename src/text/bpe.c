@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/heap.h"
 #include "text/bpe_internal.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -157,32 +158,12 @@ static inline int hent_before(const hent *x, const hent *y) {
     return x->b < y->b;
 }
 
+MOE_HEAP_DEFINE(hent_heap, hent, hent_before)
+
 static int heap_push(trainer *T, hent e) {
     if (!grow((void **)&T->heap, &T->ch, T->nh + 1, sizeof *T->heap)) return 0;
-    size_t i = T->nh++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!hent_before(&e, &T->heap[up])) break;
-        T->heap[i] = T->heap[up];
-        i = up;
-    }
-    T->heap[i] = e;
+    hent_heap_push(T->heap, &T->nh, e);
     return 1;
-}
-
-static hent heap_pop(trainer *T) {
-    hent top = T->heap[0], last = T->heap[--T->nh];
-    size_t i = 0, n = T->nh;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && hent_before(&T->heap[c + 1], &T->heap[c])) c++;
-        if (!hent_before(&T->heap[c], &last)) break;
-        T->heap[i] = T->heap[c];
-        i = c;
-    }
-    if (n) T->heap[i] = last;
-    return top;
 }
 
 /* Index of pair (a, b), created with count 0 if new; -1 on out of memory. */
@@ -432,7 +413,7 @@ moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
     }
     if (!push_changed(&T)) goto nomem;
     while (nm < want && T.nh > 0) {
-        hent e = heap_pop(&T);
+        hent e = hent_heap_pop(T.heap, &T.nh);
         tpair *q = &T.p[e.idx];
         if (q->count != e.count || q->count <= 0) continue; /* stale entry */
         int32_t x = BPE_N_BYTES + nm;
@@ -475,37 +456,13 @@ static inline int eent_before(const eent *x, const eent *y) {
     return x->rank != y->rank ? x->rank < y->rank : x->pos < y->pos;
 }
 
-static void eheap_push(encoder *E, eent e) {
-    size_t i = E->nh++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!eent_before(&e, &E->heap[up])) break;
-        E->heap[i] = E->heap[up];
-        i = up;
-    }
-    E->heap[i] = e;
-}
-
-static eent eheap_pop(encoder *E) {
-    eent top = E->heap[0], last = E->heap[--E->nh];
-    size_t i = 0, n = E->nh;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && eent_before(&E->heap[c + 1], &E->heap[c])) c++;
-        if (!eent_before(&E->heap[c], &last)) break;
-        E->heap[i] = E->heap[c];
-        i = c;
-    }
-    if (n) E->heap[i] = last;
-    return top;
-}
+MOE_HEAP_DEFINE(eent_heap, eent, eent_before)
 
 static void try_pair(const bpe_tokenizer *tok, encoder *E, int32_t p, int32_t q) {
     int32_t r = map_find(tok, E->sym[p], E->sym[q]);
     if (r >= 0) {
         eent e = { r, p, q, E->sym[p], E->sym[q] };
-        eheap_push(E, e);
+        eent_heap_push(E->heap, &E->nh, e);
     }
 }
 
@@ -536,7 +493,7 @@ static int64_t encode_chunk(const bpe_tokenizer *tok, encoder *E, const uint8_t 
     E->nh = 0;
     for (int32_t i = 0; i + 1 < L; i++) try_pair(tok, E, i, i + 1);
     while (E->nh > 0) {
-        eent e = eheap_pop(E);
+        eent e = eent_heap_pop(E->heap, &E->nh);
         int32_t p = e.pos, q = e.right;
         if (E->sym[p] != e.l || E->nxt[p] != q || E->sym[q] != e.r) continue; /* stale */
         E->sym[p] = tok->merges[e.rank].result;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/heap.h"
 #include "text/vocab.h"
 #include "text/bpe.h"
 
@@ -104,31 +105,7 @@ typedef struct bpe_work {
     size_t nh;
 } bpe_work;
 
-static void cand_push(bpe_work *w, cand c) {
-    size_t i = w->nh++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!cand_before(&c, &w->heap[up])) break;
-        w->heap[i] = w->heap[up];
-        i = up;
-    }
-    w->heap[i] = c;
-}
-
-static cand cand_pop(bpe_work *w) {
-    cand top = w->heap[0], last = w->heap[--w->nh];
-    size_t i = 0, n = w->nh;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && cand_before(&w->heap[c + 1], &w->heap[c])) c++;
-        if (!cand_before(&w->heap[c], &last)) break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n) w->heap[i] = last;
-    return top;
-}
+MOE_HEAP_DEFINE(cand_heap, cand, cand_before)
 
 static void try_pair(bpe_work *w, int32_t p, int32_t q) {
     int32_t res, a = w->sym[p], b = w->sym[q];
@@ -136,7 +113,7 @@ static void try_pair(bpe_work *w, int32_t p, int32_t q) {
     int32_t rank = merge_find(w->v, a, b, &res);
     if (rank < 0) return;
     cand c = { rank, p, q, a, b, res };
-    cand_push(w, c);
+    cand_heap_push(w->heap, &w->nh, c);
 }
 
 /* Merges one chunk s[0, L) and pushes its ids. */
@@ -150,7 +127,7 @@ static void encode_chunk(bpe_work *w, const uint8_t *s, int32_t L, vocab_out *o)
     w->nh = 0;
     for (int32_t i = 0; i + 1 < L; i++) try_pair(w, i, i + 1);
     while (w->nh > 0) {
-        cand c = cand_pop(w);
+        cand c = cand_heap_pop(w->heap, &w->nh);
         int32_t p = c.pos, q = c.right;
         if (w->sym[p] != c.l || w->nxt[p] != q || w->sym[q] != c.r) continue; /* stale */
         w->sym[p] = c.res;
