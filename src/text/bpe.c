@@ -79,38 +79,16 @@ void bpe_free(bpe_tokenizer *tok) {
     free(tok->token_type);
     free(tok->token_off);
     free(tok->token_bytes);
-    free(tok->map_key);
-    free(tok->map_rank);
+    bpe_pairs_free(&tok->pairs);
     memset(tok, 0, sizeof *tok);
-}
-
-/* Rank of the merge of pair (a, b), or -1. */
-static inline int32_t map_find(const bpe_tokenizer *tok, int32_t a, int32_t b) {
-    uint64_t k = pair_key(a, b), m = tok->map_cap - 1;
-    for (uint64_t s = moe_mix64(k) & m;; s = (s + 1) & m) {
-        if (tok->map_key[s] == k) return tok->map_rank[s];
-        if (tok->map_key[s] == MAP_EMPTY) return -1;
-    }
 }
 
 /* Builds the pair -> rank map from tok->merges (see bpe_internal.h). */
 int bpe_build_map(bpe_tokenizer *tok) {
-    size_t cap = 16;
-    while (cap < 2 * (size_t)tok->n_merges + 2) cap *= 2;
-    tok->map_key = malloc(cap * sizeof *tok->map_key);
-    tok->map_rank = malloc(cap * sizeof *tok->map_rank);
-    if (!tok->map_key || !tok->map_rank) return 0;
-    tok->map_cap = cap;
-    memset(tok->map_key, 0xFF, cap * sizeof *tok->map_key);
+    if (!bpe_pairs_init(&tok->pairs, (size_t)tok->n_merges)) return 0;
     for (int32_t r = 0; r < tok->n_merges; r++) {
-        uint64_t k = pair_key(tok->merges[r].left, tok->merges[r].right);
-        uint64_t s = moe_mix64(k) & (cap - 1);
-        while (tok->map_key[s] != MAP_EMPTY) {
-            if (tok->map_key[s] == k) return -1 - r;
-            s = (s + 1) & (cap - 1);
-        }
-        tok->map_key[s] = k;
-        tok->map_rank[s] = r;
+        const bpe_merge *m = &tok->merges[r];
+        if (!bpe_pairs_add(&tok->pairs, m->left, m->right, r, m->result)) return -1 - r;
     }
     return 1;
 }
@@ -176,7 +154,7 @@ static int32_t pair_get(trainer *T, int32_t a, int32_t b) {
         memset(k, 0xFF, cap * sizeof *k);
         for (size_t i = 0; i < T->np; i++) {
             uint64_t key = pair_key(T->p[i].a, T->p[i].b), s = moe_mix64(key) & (cap - 1);
-            while (k[s] != MAP_EMPTY) s = (s + 1) & (cap - 1);
+            while (k[s] != BPE_PAIR_EMPTY) s = (s + 1) & (cap - 1);
             k[s] = key;
             v[s] = (int32_t)i;
         }
@@ -184,7 +162,7 @@ static int32_t pair_get(trainer *T, int32_t a, int32_t b) {
         T->pk = k; T->pv = v; T->pcap = cap;
     }
     uint64_t key = pair_key(a, b), s = moe_mix64(key) & (T->pcap - 1);
-    for (; T->pk[s] != MAP_EMPTY; s = (s + 1) & (T->pcap - 1))
+    for (; T->pk[s] != BPE_PAIR_EMPTY; s = (s + 1) & (T->pcap - 1))
         if (T->pk[s] == key) return T->pv[s];
     if (T->np >= INT32_MAX || !grow((void **)&T->p, &T->cp, T->np + 1, sizeof *T->p)) return -1;
     tpair *q = &T->p[T->np];
@@ -434,148 +412,26 @@ nomem:
 
 /* ------------------------------------------------------------ encoding */
 
-/* Min-heap entry of the encoder: lowest rank first, then leftmost. */
-typedef struct eent {
-    int32_t rank, pos, right, l, r;
-} eent;
-
-/* Working memory of one bpe_encode call, plus a cache of short chunks. */
-typedef struct encoder {
-    int32_t *sym, *nxt, *prv; size_t cap; /* [cap] per chunk position */
-    eent *heap; size_t nh, ch;
-    int32_t *slot; size_t nslot;          /* [nslot] cache entry or -1 */
-    size_t ncache, maxcache;              /* entries used, allowed */
-    size_t *c_off; uint32_t *c_len, *c_tok, *c_ntok; /* [maxcache] entries */
-    int32_t *pool; size_t npool, cpool;   /* cached token ids */
-} encoder;
-
-#define CACHE_MAX (1u << 16) /* entries of the chunk cache, at most */
-#define CACHE_MAX_LEN 48     /* longest chunk that is cached */
-
-static inline int eent_before(const eent *x, const eent *y) {
-    return x->rank != y->rank ? x->rank < y->rank : x->pos < y->pos;
-}
-
-MOE_HEAP_DEFINE(eent_heap, eent, eent_before)
-
-static void try_pair(const bpe_tokenizer *tok, encoder *E, int32_t p, int32_t q) {
-    int32_t r = map_find(tok, E->sym[p], E->sym[q]);
-    if (r >= 0) {
-        eent e = { r, p, q, E->sym[p], E->sym[q] };
-        eent_heap_push(E->heap, &E->nh, e);
-    }
-}
-
-/* BPE of one chunk s[0, L) into dst (at most L ids); returns the count, or -1
- * when out of memory. Symbols form a linked list; a heap holds candidate
- * merges (rank, position), each checked against the list when popped. A merge
- * makes a new id of higher rank, so the occurrences of one rank are taken left
- * to right exactly as GPT-2's "merge every occurrence of the best pair". */
-static int64_t encode_chunk(const bpe_tokenizer *tok, encoder *E, const uint8_t *s,
-                            int32_t L, int32_t *dst) {
-    if (L == 1) { dst[0] = tok->byte_token[s[0]]; return 1; }
-    if ((size_t)L > E->cap) {
-        size_t c = E->cap ? E->cap : 64;
-        while (c < (size_t)L) c *= 2;
-        free(E->sym); free(E->nxt); free(E->prv); free(E->heap);
-        E->sym = malloc(c * sizeof *E->sym);
-        E->nxt = malloc(c * sizeof *E->nxt);
-        E->prv = malloc(c * sizeof *E->prv);
-        E->heap = malloc(3 * c * sizeof *E->heap); /* L-1 initial + 2 per merge */
-        E->cap = c;
-        if (!E->sym || !E->nxt || !E->prv || !E->heap) { E->cap = 0; return -1; }
-    }
-    for (int32_t i = 0; i < L; i++) {
-        E->sym[i] = tok->byte_token[s[i]];
-        E->prv[i] = i - 1;
-        E->nxt[i] = i + 1;
-    }
-    E->nh = 0;
-    for (int32_t i = 0; i + 1 < L; i++) try_pair(tok, E, i, i + 1);
-    while (E->nh > 0) {
-        eent e = eent_heap_pop(E->heap, &E->nh);
-        int32_t p = e.pos, q = e.right;
-        if (E->sym[p] != e.l || E->nxt[p] != q || E->sym[q] != e.r) continue; /* stale */
-        E->sym[p] = tok->merges[e.rank].result;
-        E->sym[q] = -1;
-        E->nxt[p] = E->nxt[q];
-        if (E->nxt[q] < L) E->prv[E->nxt[q]] = p;
-        if (E->prv[p] >= 0) try_pair(tok, E, E->prv[p], p);
-        if (E->nxt[p] < L) try_pair(tok, E, p, E->nxt[p]);
-    }
-    int64_t k = 0;
-    for (int32_t i = 0; i < L; i = E->nxt[i]) dst[k++] = E->sym[i];
-    return k;
-}
-
-static void encoder_free(encoder *E) {
-    free(E->sym); free(E->nxt); free(E->prv); free(E->heap);
-    free(E->slot); free(E->c_off); free(E->c_len); free(E->c_tok); free(E->c_ntok);
-    free(E->pool);
-}
-
 moe_status bpe_encode(const bpe_tokenizer *tok, const uint8_t *text, size_t n,
                       int32_t *out, size_t cap, size_t *n_out, moe_error *err) {
     if (n_out) *n_out = 0;
-    if (!tok || !tok->map_key) return moe_err(err, MOE_ERR_ARG, "bpe_encode: tokenizer is NULL or empty");
+    if (!tok || !tok->pairs.key) return moe_err(err, MOE_ERR_ARG, "bpe_encode: tokenizer is NULL or empty");
     if (!text && n > 0) return moe_err(err, MOE_ERR_ARG, "bpe_encode: text is NULL with n = %zu", n);
     if (!out && cap > 0) return moe_err(err, MOE_ERR_ARG, "bpe_encode: out is NULL with cap = %zu", cap);
     if (!n_out) return moe_err(err, MOE_ERR_ARG, "bpe_encode: n_out is NULL");
-    encoder E;
-    memset(&E, 0, sizeof E);
-    int32_t small[CACHE_MAX_LEN], *buf = NULL;
-    size_t cbuf = 0, total = 0;
+    bpe_merger M;
+    if (!bpe_merger_init(&M, n))
+        return moe_err(err, MOE_ERR_NOMEM, "bpe_encode: out of memory (text of %zu bytes)", n);
+    size_t total = 0;
     moe_status st = MOE_OK;
-    /* the cache holds at most one entry per chunk of 2 bytes or more */
-    E.maxcache = n / 2 + 1 < CACHE_MAX ? n / 2 + 1 : CACHE_MAX;
-    for (E.nslot = 16; E.nslot < 2 * E.maxcache; E.nslot *= 2) {}
-    E.slot = malloc(E.nslot * sizeof *E.slot);
-    E.c_off = malloc(E.maxcache * sizeof *E.c_off);
-    E.c_len = malloc(E.maxcache * sizeof *E.c_len);
-    E.c_tok = malloc(E.maxcache * sizeof *E.c_tok);
-    E.c_ntok = malloc(E.maxcache * sizeof *E.c_ntok);
-    if (!E.slot || !E.c_off || !E.c_len || !E.c_tok || !E.c_ntok) goto nomem;
-    for (size_t i = 0; i < E.nslot; i++) E.slot[i] = -1;
     for (size_t i = 0; i < n;) {
         size_t e = bpe_chunk_end(text, n, i), len = e - i;
-        const int32_t *ids;
-        int64_t k;
         if (len > INT32_MAX) { st = moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_encode: a chunk of %zu bytes at offset %zu (limit 2^31 - 1)", len, i); goto out; }
-        if (len == 1) {
-            small[0] = tok->byte_token[text[i]];
-            ids = small;
-            k = 1;
-        } else if (len <= CACHE_MAX_LEN) {
-            uint64_t h = moe_hash_bytes(text + i, len), s = h & (E.nslot - 1);
-            for (; E.slot[s] >= 0; s = (s + 1) & (E.nslot - 1)) {
-                int32_t c = E.slot[s];
-                if (E.c_len[c] == len && !memcmp(text + E.c_off[c], text + i, len)) break;
-            }
-            if (E.slot[s] >= 0) {
-                int32_t c = E.slot[s];
-                ids = E.pool + E.c_tok[c];
-                k = E.c_ntok[c];
-            } else {
-                k = encode_chunk(tok, &E, text + i, (int32_t)len, small);
-                if (k < 0) goto nomem;
-                ids = small;
-                if (E.ncache < E.maxcache && E.npool + (size_t)k <= UINT32_MAX) {
-                    if (!grow((void **)&E.pool, &E.cpool, E.npool + (size_t)k, sizeof *E.pool)) goto nomem;
-                    size_t c = E.ncache++;
-                    memcpy(E.pool + E.npool, small, (size_t)k * sizeof *small);
-                    E.c_off[c] = i;
-                    E.c_len[c] = (uint32_t)len;
-                    E.c_tok[c] = (uint32_t)E.npool;
-                    E.c_ntok[c] = (uint32_t)k;
-                    E.npool += (size_t)k;
-                    E.slot[s] = (int32_t)c;
-                }
-            }
-        } else {
-            if (!grow((void **)&buf, &cbuf, len, sizeof *buf)) goto nomem;
-            k = encode_chunk(tok, &E, text + i, (int32_t)len, buf);
-            if (k < 0) goto nomem;
-            ids = buf;
+        const int32_t *ids;
+        const int64_t k = bpe_merger_chunk(&M, &tok->pairs, tok->byte_token, text + i, len, &ids);
+        if (k < 0) {
+            st = moe_err(err, MOE_ERR_NOMEM, "bpe_encode: out of memory (text of %zu bytes)", n);
+            goto out;
         }
         if (total < cap) {
             size_t m = cap - total < (size_t)k ? cap - total : (size_t)k;
@@ -587,12 +443,8 @@ moe_status bpe_encode(const bpe_tokenizer *tok, const uint8_t *text, size_t n,
     *n_out = total;
     if (total > cap)
         st = moe_err(err, MOE_ERR_SHAPE, "bpe_encode: %zu ids do not fit in cap = %zu", total, cap);
-    goto out;
-nomem:
-    st = moe_err(err, MOE_ERR_NOMEM, "bpe_encode: out of memory (text of %zu bytes)", n);
 out:
-    encoder_free(&E);
-    free(buf);
+    bpe_merger_free(&M);
     return st;
 }
 

@@ -13,13 +13,12 @@
 #include "text/bpe.h"
 
 #define BPE_MAX_VOCAB (1 << 24)
-#define MAP_EMPTY UINT64_MAX
 
 static inline uint64_t pair_key(int32_t a, int32_t b) {
     return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
 }
 
-/* Builds the pair -> rank map (tok->map_key, map_rank, map_cap) from
+/* Builds the pair -> rank map (tok->pairs) from
  * tok->merges[0, n_merges). Returns 0 on out of memory, or -1 - r if merge r
  * repeats the pair of an earlier merge; 1 on success. (bpe.c) */
 int bpe_build_map(bpe_tokenizer *tok);

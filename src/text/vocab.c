@@ -49,7 +49,7 @@ void moe_vocab_free(moe_vocab *v) {
     free(v->type); free(v->score); free(v->eog);
     free(v->text); free(v->text_off); free(v->piece); free(v->piece_off);
     free(v->map); free(v->special);
-    free(v->merge_key); free(v->merge_rank); free(v->merge_res);
+    bpe_pairs_free(&v->pairs);
     free(v);
 }
 
