@@ -130,7 +130,7 @@ static void check_one(int kernel, tu_rng *rng, int tA, int tB, int M, int N,
     gemm_problem ref = o.p;
     ref.C = o.cref;
     gemm_ref(&ref);
-    gemm_grouped_with(kernel, n_threads, &o.p, 1);
+    gemm_grouped_with(NULL, kernel, n_threads, &o.p, 1);
     if (compare(name, &o)) tu_ok(name);
     owned_free(&o);
 }
@@ -190,7 +190,7 @@ static void check_grouped(int kernel, tu_rng *rng) {
         ref.C = g[e].cref;
         gemm_ref(&ref);
     }
-    gemm_grouped_with(kernel, 2, p, n);
+    gemm_grouped_with(NULL, kernel, 2, p, n);
     int ok = 1;
     for (int e = 0; e < n && ok; e++) {
         char name[120];
@@ -226,7 +226,7 @@ static void check_threads(int kernel, tu_rng *rng) {
     int ok = 1;
     for (int ti = 0; ti < 5 && ok; ti++) {
         for (int e = 0; e < n; e++) owned_reset_c(&g[e], c0[e]);
-        gemm_grouped_with(kernel, threads[ti], p, n);
+        gemm_grouped_with(NULL, kernel, threads[ti], p, n);
         for (int e = 0; e < n && ok; e++) {
             if (ti == 0) {
                 memcpy(c1[e], g[e].c, g[e].nc * sizeof(float));

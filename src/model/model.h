@@ -21,6 +21,7 @@
 
 #include "moe.h"
 #include "core/allocs.h"
+#include "kernels/gemm.h"
 
 #define MODEL_MAX_TENSORS_PER_LAYER 16
 
@@ -61,6 +62,7 @@ struct moe_model {
     int hd;                   /* head_dim resolved */
     moe_error err;            /* message of the last failure */
     int n_threads;
+    gemm_ws gws;              /* the GEMM's packing buffers, shared with the MoE layers */
 
     /* parameters (non-expert) and their gradients: one allocation each */
     float *params, *grads;
