@@ -15,20 +15,6 @@
 #include "core/heap.h"
 #include "text/bpe_internal.h"
 
-/* ------------------------------------------------------------- helpers */
-
-/* Grows *p (elements of size sz) to hold at least need; 0 on failure. */
-static int grow(void **p, size_t *cap, size_t need, size_t sz) {
-    if (need <= *cap) return 1;
-    size_t c = *cap ? *cap : 16;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * sz);
-    if (!q) return 0;
-    *p = q;
-    *cap = c;
-    return 1;
-}
-
 /* -------------------------------------------------------- pre-tokenizer */
 
 static inline int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
@@ -139,7 +125,7 @@ static inline int hent_before(const hent *x, const hent *y) {
 MOE_HEAP_DEFINE(hent_heap, hent, hent_before)
 
 static int heap_push(trainer *T, hent e) {
-    if (!grow((void **)&T->heap, &T->ch, T->nh + 1, sizeof *T->heap)) return 0;
+    if (!bpe_grow((void **)&T->heap, &T->ch, T->nh + 1, sizeof *T->heap)) return 0;
     hent_heap_push(T->heap, &T->nh, e);
     return 1;
 }
@@ -164,7 +150,7 @@ static int32_t pair_get(trainer *T, int32_t a, int32_t b) {
     uint64_t key = pair_key(a, b), s = moe_mix64(key) & (T->pcap - 1);
     for (; T->pk[s] != BPE_PAIR_EMPTY; s = (s + 1) & (T->pcap - 1))
         if (T->pk[s] == key) return T->pv[s];
-    if (T->np >= INT32_MAX || !grow((void **)&T->p, &T->cp, T->np + 1, sizeof *T->p)) return -1;
+    if (T->np >= INT32_MAX || !bpe_grow((void **)&T->p, &T->cp, T->np + 1, sizeof *T->p)) return -1;
     tpair *q = &T->p[T->np];
     memset(q, 0, sizeof *q);
     q->a = a; q->b = b; q->stamp = -1;
@@ -182,12 +168,12 @@ static int pair_add(trainer *T, int32_t a, int32_t b, int64_t delta, int32_t wor
     if (q->stamp != T->step) {
         q->stamp = T->step;
         q->before = q->count;
-        if (!grow((void **)&T->changed, &T->cch, T->nch + 1, sizeof *T->changed)) return 0;
+        if (!bpe_grow((void **)&T->changed, &T->cch, T->nch + 1, sizeof *T->changed)) return 0;
         T->changed[T->nch++] = i;
     }
     q->count += delta;
     if (word >= 0 && (q->nw == 0 || q->words[q->nw - 1] != word)) {
-        if (!grow((void **)&q->words, &q->cw, q->nw + 1, sizeof *q->words)) return 0;
+        if (!bpe_grow((void **)&q->words, &q->cw, q->nw + 1, sizeof *q->words)) return 0;
         q->words[q->nw++] = word;
     }
     return 1;
@@ -228,9 +214,9 @@ static int count_words(trainer *T, size_t n, moe_error *err) {
             T->w[slot[s]].count++;
         } else {
             if (T->nw >= INT32_MAX - 1) { moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_train: more than 2^31 distinct chunks"); ok = -1; goto done; }
-            if (!grow((void **)&T->w, &T->cw, T->nw + 1, sizeof *T->w) ||
-                !grow((void **)&wh, &cwh, T->nw + 1, sizeof *wh) ||
-                !grow((void **)&woff, &cwo, T->nw + 1, sizeof *woff)) goto done;
+            if (!bpe_grow((void **)&T->w, &T->cw, T->nw + 1, sizeof *T->w) ||
+                !bpe_grow((void **)&wh, &cwh, T->nw + 1, sizeof *wh) ||
+                !bpe_grow((void **)&woff, &cwo, T->nw + 1, sizeof *woff)) goto done;
             tword nwd = { 0, (int32_t)len, -1, 1 };
             T->w[T->nw] = nwd;
             wh[T->nw] = h;

@@ -123,17 +123,6 @@ void bpe_merger_free(bpe_merger *M) {
     memset(M, 0, sizeof *M);
 }
 
-/* Grows *p (elements of size sz) to hold at least need; 0 on failure. */
-static int grow(void **p, size_t *cap, size_t need, size_t sz) {
-    if (need <= *cap) return 1;
-    size_t c = *cap ? *cap : 16;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * sz);
-    if (!q) return 0;
-    *p = q;
-    *cap = c;
-    return 1;
-}
 
 int64_t bpe_merger_chunk(bpe_merger *M, const bpe_pairs *P, const int32_t byte_tok[256],
                          const uint8_t *s, size_t L, const int32_t **ids) {
@@ -143,7 +132,7 @@ int64_t bpe_merger_chunk(bpe_merger *M, const bpe_pairs *P, const int32_t byte_t
         return 1;
     }
     if (L > BPE_CACHE_MAX_LEN) {
-        if (!grow((void **)&M->out, &M->cout, L, sizeof *M->out)) return -1;
+        if (!bpe_grow((void **)&M->out, &M->cout, L, sizeof *M->out)) return -1;
         *ids = M->out;
         return merge_chunk(M, P, byte_tok, s, (int32_t)L, M->out);
     }
@@ -159,7 +148,7 @@ int64_t bpe_merger_chunk(bpe_merger *M, const bpe_pairs *P, const int32_t byte_t
     if (k < 0) return -1;
     *ids = M->small;
     if (M->ncache < M->maxcache && M->npool + (size_t)k <= UINT32_MAX) {
-        if (!grow((void **)&M->pool, &M->cpool, M->npool + (size_t)k, sizeof *M->pool)) return -1;
+        if (!bpe_grow((void **)&M->pool, &M->cpool, M->npool + (size_t)k, sizeof *M->pool)) return -1;
         const size_t c = M->ncache++;
         memcpy(M->pool + M->npool, M->small, (size_t)k * sizeof *M->small);
         M->c_key[c] = s;

@@ -17,10 +17,24 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "core/hash.h"
 
 #define BPE_PAIR_EMPTY UINT64_MAX
+
+/* Grows *p (elements of size sz) to hold at least need, doubling; 0 when
+ * out of memory (*p unchanged). */
+static inline int bpe_grow(void **p, size_t *cap, size_t need, size_t sz) {
+    if (need <= *cap) return 1;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * sz);
+    if (!q) return 0;
+    *p = q;
+    *cap = c;
+    return 1;
+}
 
 /* (left, right) -> merge rank and result token, open addressing. */
 typedef struct bpe_pairs {
