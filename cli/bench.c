@@ -32,11 +32,14 @@ double bench_time_gemm(int nt, int M, int N, int K, int iters) {
     float *A = rand_buf((size_t)M * K, 1), *B = rand_buf((size_t)N * K, 2);
     float *C = malloc(sizeof(float) * (size_t)M * N);
     if (!A || !B || !C) { free(A); free(B); free(C); return NAN; }
-    moe_sgemm(nt, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N); /* warm up */
+    if (moe_sgemm(nt, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N, NULL) != MOE_OK) { /* warm up */
+        free(A); free(B); free(C);
+        return NAN;
+    }
     double best = 1e30;
     for (int i = 0; i < iters; i++) {
         double t0 = cli_now();
-        moe_sgemm(nt, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+        moe_sgemm(nt, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N, NULL);
         double t = cli_now() - t0;
         best = t < best ? t : best;
     }

@@ -125,10 +125,12 @@ typedef struct moe_error {
  * transA = 0: A is [M, K] with row stride lda; 1: A is [K, M] (so op(A) = A^T).
  * transB = 0: B is [K, N] with row stride ldb; 1: B is [N, K].
  * beta == 0 means C is not read (it may hold NaN). Threads: n_threads <= 0
- * uses the OpenMP default. The result does not depend on the thread count. */
-MOE_API void moe_sgemm(int n_threads, int transA, int transB, int M, int N, int K,
-                       float alpha, const float *A, int lda, const float *B, int ldb,
-                       float beta, float *C, int ldc);
+ * uses the OpenMP default. The result does not depend on the thread count.
+ * Its packing buffers (about 1.4 MB a thread) are allocated per call:
+ * MOE_ERR_NOMEM, with C untouched, when they cannot be. */
+MOE_API moe_status moe_sgemm(int n_threads, int transA, int transB, int M, int N, int K,
+                             float alpha, const float *A, int lda, const float *B, int ldb,
+                             float beta, float *C, int ldc, moe_error *err);
 
 /* A short name of the kernel moe_sgemm chose for this processor
  * ("avx512", "avx2", "scalar"). */

@@ -314,8 +314,8 @@ def load(path=None):
 
     # Not the layer: optional here so a layer test runs while they are missing.
     proto("moe_status_str", c_char_p, c_int, optional=True)
-    proto("moe_sgemm", None, c_int, c_int, c_int, c_int, c_int, c_int,
-          c_float, FP, c_int, FP, c_int, c_float, FP, c_int, optional=True)
+    proto("moe_sgemm", c_int, c_int, c_int, c_int, c_int, c_int, c_int,
+          c_float, FP, c_int, FP, c_int, c_float, FP, c_int, POINTER(MoeError), optional=True)
     proto("moe_sgemm_kernel_name", c_char_p, optional=True)
     proto("moe_layer_config_default", None, POINTER(LayerConfig), c_int, c_int, c_int, c_int)
     proto("moe_layer_config_check", c_int, POINTER(LayerConfig), POINTER(MoeError))

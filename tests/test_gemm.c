@@ -130,7 +130,7 @@ static void check_one(int kernel, tu_rng *rng, int tA, int tB, int M, int N,
     gemm_problem ref = o.p;
     ref.C = o.cref;
     gemm_ref(&ref);
-    gemm_grouped_with(kernel, n_threads, &o.p, 1);
+    gemm_grouped_with(NULL, kernel, n_threads, &o.p, 1);
     if (compare(name, &o)) tu_ok(name);
     owned_free(&o);
 }
@@ -190,7 +190,7 @@ static void check_grouped(int kernel, tu_rng *rng) {
         ref.C = g[e].cref;
         gemm_ref(&ref);
     }
-    gemm_grouped_with(kernel, 2, p, n);
+    gemm_grouped_with(NULL, kernel, 2, p, n);
     int ok = 1;
     for (int e = 0; e < n && ok; e++) {
         char name[120];
@@ -226,7 +226,7 @@ static void check_threads(int kernel, tu_rng *rng) {
     int ok = 1;
     for (int ti = 0; ti < 5 && ok; ti++) {
         for (int e = 0; e < n; e++) owned_reset_c(&g[e], c0[e]);
-        gemm_grouped_with(kernel, threads[ti], p, n);
+        gemm_grouped_with(NULL, kernel, threads[ti], p, n);
         for (int e = 0; e < n && ok; e++) {
             if (ti == 0) {
                 memcpy(c1[e], g[e].c, g[e].nc * sizeof(float));
@@ -264,12 +264,14 @@ static void check_public(tu_rng *rng) {
         ref.C = o.cref;
         gemm_ref(&ref);
         const gemm_problem *p = &o.p;
-        moe_sgemm(0, p->transA, p->transB, p->M, p->N, p->K, p->alpha, p->A,
-                  p->lda, p->B, p->ldb, p->beta, p->C, p->ldc);
+        moe_error e;
+        moe_status st = moe_sgemm(0, p->transA, p->transB, p->M, p->N, p->K, p->alpha, p->A,
+                                  p->lda, p->B, p->ldb, p->beta, p->C, p->ldc, &e);
         char name[80];
         snprintf(name, sizeof name, "moe_sgemm %s 123x77x301 (%s)",
                  trans_name(t >> 1, t & 1), kn);
-        if (compare(name, &o)) tu_ok(name);
+        if (st != MOE_OK) tu_fail(name, "status %d: %s", (int)st, e.msg);
+        else if (compare(name, &o)) tu_ok(name);
         owned_free(&o);
     }
 }

@@ -456,7 +456,7 @@ static void test_attention_shape(attn_shape s, int do_fd, tu_rng *rng) {
     chk_begin(&c, "attention/forward B=%d T=%d H=%d Hkv=%d hd=%d", s.B, s.T, s.H, s.Hkv, s.hd);
     fill_nan(out, nq);
     fill_nan(att, na);
-    attention_forward(out, att, q, k, v, s.B, s.T, s.H, s.Hkv, s.hd, 2);
+    attention_forward(out, att, q, k, v, s.B, s.T, s.H, s.Hkv, s.hd, 2, NULL);
     ref_attention(od, Pd, qd, kd, vd, s);
     chk_err(&c, "out", out, od, nq, TOL_FWD);
     chk_err(&c, "att", att, Pd, na, TOL_FWD);
@@ -481,7 +481,7 @@ static void test_attention_shape(attn_shape s, int do_fd, tu_rng *rng) {
 
     /* Backward overwrites: dq, dk, dv and the scratch start as NaN. */
     fill_nan(dq, nq); fill_nan(dk, nk); fill_nan(dv, nk); fill_nan(scr, ns);
-    attention_backward(dq, dk, dv, scr, g, att, q, k, v, s.B, s.T, s.H, s.Hkv, s.hd, 2);
+    attention_backward(dq, dk, dv, scr, g, att, q, k, v, s.B, s.T, s.H, s.Hkv, s.hd, 2, NULL);
     chk_begin(&c, "attention/backward_ref B=%d T=%d H=%d Hkv=%d hd=%d", s.B, s.T, s.H, s.Hkv,
               s.hd);
     ref_attention_backward(dqd, dkd, dvd, Pd, gd, qd, kd, vd, s);
@@ -536,9 +536,9 @@ static void test_attention_threads(attn_shape s, tu_rng *rng) {
         float *scr = fnew(ns);
         out[t] = fnew(nq); att[t] = fnew(na); dq[t] = fnew(nq); dk[t] = fnew(nk);
         dv[t] = fnew(nk);
-        attention_forward(out[t], att[t], q, k, v, s.B, s.T, s.H, s.Hkv, s.hd, t + 1);
+        attention_forward(out[t], att[t], q, k, v, s.B, s.T, s.H, s.Hkv, s.hd, t + 1, NULL);
         attention_backward(dq[t], dk[t], dv[t], scr, g, att[t], q, k, v, s.B, s.T, s.H, s.Hkv,
-                           s.hd, t + 1);
+                           s.hd, t + 1, NULL);
         free(scr);
     }
     chk c;

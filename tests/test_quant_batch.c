@@ -208,12 +208,15 @@ static void check_many(void) {
         }
     }
     const size_t ws = quant_matmul_batch_work_size(p, P);
-    if (!bad && ws != 3 * quant_matmul_work_size(QUANT_Q4_K, M, K)) {
-        tu_fail("batch_many", "work size %zu, want 3 activations' %zu", ws,
-                3 * quant_matmul_work_size(QUANT_Q4_K, M, K));
+    /* more than 16 products: their bookkeeping lives in the work space too */
+    const size_t want_ws = quant_matmul_batch_index_size(P) + 3 * quant_matmul_work_size(QUANT_Q4_K, M, K);
+    if (!bad && (ws != want_ws || quant_matmul_batch_index_size(P) == 0)) {
+        tu_fail("batch_many", "work size %zu, want the index's %zu + 3 activations' %zu", ws,
+                quant_matmul_batch_index_size(P), 3 * quant_matmul_work_size(QUANT_Q4_K, M, K));
         bad = 1;
     }
-    if (!bad && quant_matmul_batch(p, P, 2, NULL, 0, &err) != MOE_OK) {
+    void *work = malloc(ws);
+    if (!bad && (!work || quant_matmul_batch(p, P, 2, work, ws, &err) != MOE_OK)) {
         tu_fail("batch_many", "%s", err.msg);
         bad = 1;
     }
@@ -223,6 +226,7 @@ static void check_many(void) {
                 tu_fail("batch_many", "product %d y[%d] = %.9g, alone %.9g", i, e, y[i][e], want[i][e]);
                 bad = 1;
             }
+    free(work);
     if (!bad) tu_okf("batch_many (%d products, bitwise)", P);
     free(w);
 }

@@ -1,8 +1,14 @@
-/* hash.h: one streaming 64-bit content hash for change detection (internal).
+/* hash.h: the project's hashes (internal): one streaming 64-bit content hash
+ * for change detection (moe_hash), one byte-string hash (moe_fnv1a, and
+ * moe_hash_bytes for hash tables) and one 64-bit mixer (moe_mix64).
  * For: the token cache's fingerprints and checksum (src/train/data.c) and the
- * moe.checksum of model and state files (src/model/model_file.c). Not for
- * cryptography or hash tables.
+ * moe.checksum of model and state files (src/model/model_file.c): moe_hash,
+ * whose values are stored in files, so it never changes; every hash table
+ * keyed by bytes (text maps, chunk caches): moe_hash_bytes; seeds derived from
+ * names (model and synthetic weights): moe_fnv1a; integer keys: moe_mix64.
+ * Not for cryptography.
  *
+ * moe_hash:
  * FNV-1a-like over 8-byte little-endian words: h = FNV offset basis; for
  * each word w (the tail zero-padded): h = (h ^ w) * 0x9E3779B97F4A7C15,
  * h ^= h >> 32; at the end h ^= byte count and the splitmix64 finalizer.
@@ -22,6 +28,30 @@ typedef struct moe_hash {
     uint8_t pend[8]; /* bytes of an unfinished word */
     int np;
 } moe_hash;
+
+/* The splitmix64 finalizer: a bijection of 64-bit values that mixes every
+ * input bit into every output bit. */
+static inline uint64_t moe_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+#define MOE_FNV_BASIS 0xcbf29ce484222325ull /* FNV-1a offset basis */
+
+/* FNV-1a over p[0, n), starting from h (MOE_FNV_BASIS, or another seed):
+ * h = (h ^ byte) * 0x100000001B3 per byte. */
+static inline uint64_t moe_fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *s = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ull;
+    return h;
+}
+
+/* The hash of a byte string for hash tables (use the low bits): FNV-1a from
+ * a basis that depends on n, then moe_mix64. */
+static inline uint64_t moe_hash_bytes(const void *p, size_t n) {
+    return moe_mix64(moe_fnv1a(MOE_FNV_BASIS ^ (n * 0x9E3779B97F4A7C15ull), p, n));
+}
 
 static inline uint64_t moe_hash_le64_(const uint8_t *p) {
     uint64_t w = 0;
@@ -64,10 +94,7 @@ static inline uint64_t moe_hash_final(const moe_hash *s) {
         memcpy(w, s->pend, (size_t)s->np);
         h = moe_hash_step_(h, moe_hash_le64_(w));
     }
-    h ^= s->n; /* splitmix64 finalizer */
-    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-    return h ^ (h >> 31);
+    return moe_mix64(h ^ s->n);
 }
 
 #endif

@@ -7,15 +7,14 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "core/hash.h"
+
 typedef struct moe_rng { uint64_t s; } moe_rng; /* splitmix64 state */
 
 static inline void moe_rng_seed(moe_rng *r, uint64_t seed) { r->s = seed; }
 
 static inline uint64_t moe_rng_u64(moe_rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return moe_mix64(r->s += 0x9E3779B97F4A7C15ull);
 }
 
 /* Uniform in [0, 1) with 24 bits, exactly representable in float. */

@@ -179,6 +179,8 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
         work_need(&need, &ly->gate_shexp, M, &ly->up_shexp, NULL);
         work_need(&need, &ly->down_shexp, M, NULL, NULL);
     }
+    /* the largest batch's bookkeeping: a wave of E experts' gate and up */
+    need += quant_matmul_batch_index_size(2 * hp->n_experts + 3);
     if (need > 0 && !(m->work = malloc(need)))
         return moe_err(err, MOE_ERR_NOMEM, "%s: %zu bytes of matmul work space", path, need);
     m->work_size = need;

@@ -515,7 +515,6 @@ moe_status json_parse_file(json_doc **out, const char *path, const json_limits *
 }
 
 const json_value *json_root(const json_doc *d) { return d ? &d->root : NULL; }
-const char *json_doc_name(const json_doc *d) { return d ? d->name : ""; }
 
 const json_value *json_get(const json_value *o, const char *key) {
     if (!o || o->type != JSON_OBJECT || !key) return NULL;

@@ -79,7 +79,6 @@ moe_status json_parse_file(json_doc **out, const char *path, const json_limits *
 void json_free(json_doc *d); /* NULL is fine */
 
 const json_value *json_root(const json_doc *d);
-const char *json_doc_name(const json_doc *d);
 
 /* The value of key in object o; NULL when o is NULL, not an object, or has
  * no such key. */

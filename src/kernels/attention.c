@@ -32,10 +32,11 @@ typedef struct batch {
     gemm_problem p[BATCH];
     int n;  /* problems queued */
     int nt; /* threads */
+    const gemm_ws *ws; /* packing buffers */
 } batch;
 
 static void batch_flush(batch *b) {
-    if (b->n > 0) gemm_grouped(b->nt, b->p, b->n);
+    if (b->n > 0) gemm_grouped(b->ws, b->nt, b->p, b->n);
     b->n = 0;
 }
 
@@ -100,7 +101,7 @@ size_t attention_scratch_floats(int B, int T, int H, int Hkv, int hd, int n_thre
 
 void attention_forward(float *out, float *att, const float *q, const float *k,
                        const float *v, int B, int T, int H, int Hkv, int hd,
-                       int n_threads) {
+                       int n_threads, const gemm_ws *ws) {
     // out [B*T, H*hd], att [B, H, T, T], q [B*T, H*hd], k, v [B*T, Hkv*hd]
     MOE_ASSERT(B >= 0 && T >= 0 && hd > 0 && Hkv > 0 && H % Hkv == 0);
     const int G = H / Hkv, ldq = H * hd, ldk = Hkv * hd;
@@ -109,6 +110,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
     batch bt;
     bt.n = 0;
     bt.nt = nt;
+    bt.ws = ws;
 
     /* S = scale Q K^T, rows [r0, r1) against keys [0, r1). */
     for (int b = 0; b < B; b++)
@@ -145,7 +147,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
 void attention_backward(float *dq, float *dk, float *dv, float *scratch,
                         const float *dout, const float *att, const float *q,
                         const float *k, const float *v, int B, int T, int H,
-                        int Hkv, int hd, int n_threads) {
+                        int Hkv, int hd, int n_threads, const gemm_ws *ws) {
     // dq [B*T, H*hd], dk, dv [B*T, Hkv*hd], scratch [B, H, T, T],
     // dout [B*T, H*hd], att [B, H, T, T], q [B*T, H*hd], k, v [B*T, Hkv*hd]
     MOE_ASSERT(B >= 0 && T >= 0 && hd > 0 && Hkv > 0 && H % Hkv == 0);
@@ -156,6 +158,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
     batch bt;
     bt.n = 0;
     bt.nt = nt;
+    bt.ws = ws;
 
     /* dP = dO V^T, rows [r0, r1) against keys [0, r1). */
     for (int b = 0; b < B; b++)

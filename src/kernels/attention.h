@@ -30,7 +30,8 @@
  * for the softmax and its Jacobian. At B=8, H=8, T=256, hd=64: 0.67 GFLOP
  * forward, 1.34 GFLOP backward.
  *
- * Threads: n_threads <= 0 uses the OpenMP default. Every output element is
+ * Threads: n_threads <= 0 uses the OpenMP default. ws: the GEMM's packing
+ * buffers (gemm.h; NULL: allocated per product, for tests). Every output element is
  * computed the same way for any thread count (the GEMMs are deterministic per
  * element, softmax rows are independent, and the sum over the heads of a group
  * runs head by head in a fixed order), so results are bitwise independent of
@@ -41,11 +42,13 @@
 
 #include <stddef.h>
 
+#include "kernels/gemm.h"
+
 /* out [B*T, H*hd], att [B, H, T, T] (row i: P over columns 0..i, 0 after);
  * q [B*T, H*hd], k, v [B*T, Hkv*hd]. */
 void attention_forward(float *out, float *att, const float *q, const float *k,
                        const float *v, int B, int T, int H, int Hkv, int hd,
-                       int n_threads);
+                       int n_threads, const gemm_ws *ws);
 
 /* WRITES (overwrites) dq [B*T, H*hd] and dk, dv [B*T, Hkv*hd] from
  * dout [B*T, H*hd] and the forward's att, q, k, v. scratch holds
@@ -53,7 +56,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
 void attention_backward(float *dq, float *dk, float *dv, float *scratch,
                         const float *dout, const float *att, const float *q,
                         const float *k, const float *v, int B, int T, int H,
-                        int Hkv, int hd, int n_threads);
+                        int Hkv, int hd, int n_threads, const gemm_ws *ws);
 
 /* Floats of scratch attention_backward needs: B * H * T * T. */
 size_t attention_scratch_floats(int B, int T, int H, int Hkv, int hd,

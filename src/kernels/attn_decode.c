@@ -9,6 +9,7 @@
 
 #include <math.h>
 
+#include "core/cpu.h"
 #include "kernels/fastmath.h"
 
 float attn_softmax_row(float *s, int np) {
@@ -64,14 +65,10 @@ int attn_kernel_supported(int kernel, int hd) {
     if (hd < 1) return 0;
     switch (kernel) {
     case ATTN_KERNEL_PORTABLE: return 1;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    case ATTN_KERNEL_AVX2:
-        return hd % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case ATTN_KERNEL_AVX2: return hd % 8 == 0 && moe_cpu_has(MOE_CPU_AVX2 | MOE_CPU_FMA);
     case ATTN_KERNEL_AVX512: /* the file is built with F, BW, DQ, VL */
-        return hd % 16 == 0 && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vl");
-#endif
+        return hd % 16 == 0 && moe_cpu_has(MOE_CPU_AVX512F | MOE_CPU_AVX512BW |
+                                           MOE_CPU_AVX512DQ | MOE_CPU_AVX512VL);
     default: return 0;
     }
 }

@@ -27,12 +27,15 @@
  *   order inside a block) whatever the tile grid, because tiles are
  *   multiples of MR x NR and the K blocks depend on K alone. So results are
  *   bitwise identical for any thread count (for one kernel).
- * - Memory. One 64-byte-aligned packing buffer per thread per call, sized for
- *   the largest tile of the call (about 1.4 MB for avx512). If it cannot be
- *   allocated, that thread computes its tiles unpacked (slow; same k order but
- *   other rounding). No global mutable state.
+ * - Memory. One 64-byte-aligned packing buffer per thread, in a workspace
+ *   (gemm_ws) sized once by its owner for the largest tile of any kernel
+ *   (about 1.4 MB): a product allocates nothing, and a failed allocation is
+ *   an error at creation, never another way of computing. No global mutable
+ *   state.
  */
 #include "kernels/gemm_internal.h"
+
+#include "core/cpu.h"
 
 #include "moe.h"
 
@@ -133,15 +136,10 @@ static const kernel_desc kernels[GEMM_KERNEL_COUNT] = {
 int gemm_kernel_supported(int kernel) {
     switch (kernel) {
     case GEMM_KERNEL_SCALAR: return 1;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    case GEMM_KERNEL_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case GEMM_KERNEL_AVX2: return moe_cpu_has(MOE_CPU_AVX2 | MOE_CPU_FMA);
     case GEMM_KERNEL_AVX512: /* the file is built with F, BW, DQ, VL */
-        return __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vl");
-#endif
+        return moe_cpu_has(MOE_CPU_AVX512F | MOE_CPU_AVX512BW | MOE_CPU_AVX512DQ |
+                           MOE_CPU_AVX512VL);
     default: return 0;
     }
 }
@@ -194,25 +192,6 @@ static void scale_tile(const gemm_problem *p, int i0, int mt, int j0, int nt) {
     }
 }
 
-/* The tile without packing, for when the packing buffer could not be had. */
-static void tile_unpacked(const gemm_problem *p, int i0, int mt, int j0,
-                          int nt) {
-    const ptrdiff_t lda = p->lda, ldb = p->ldb;
-    for (int i = i0; i < i0 + mt; i++) {
-        float *c = p->C + (ptrdiff_t)i * p->ldc;
-        for (int j = j0; j < j0 + nt; j++) {
-            float acc = 0.0f;
-            for (int k = 0; k < p->K; k++) {
-                float a = p->transA ? p->A[k * lda + i] : p->A[i * lda + k];
-                float b = p->transB ? p->B[j * ldb + k] : p->B[k * ldb + j];
-                acc += a * b;
-            }
-            c[j] = p->beta != 0.0f ? p->alpha * acc + p->beta * c[j]
-                                   : p->alpha * acc;
-        }
-    }
-}
-
 /* The K block for a problem: K cut into ceil(K / kd->kc) near-equal blocks
  * (a multiple of 4, at most kd->kc), so that K = 600 is 300 + 300, not
  * 512 + 88. Depends on K alone, so the rounding does too. */
@@ -224,17 +203,13 @@ static int block_k(const kernel_desc *kd, int K) {
 
 /* One task: tile C[i0 .. i0+mt, j0 .. j0+nt] of problem p with kernel kd.
  * buf (64-byte aligned) holds kc * (GEMM_A_PANEL * mr + round_up(nt, nr))
- * + 16 floats, or is NULL. Per K block: the B block [kc, nt] is packed once
+ * + 16 floats. Per K block: the B block [kc, nt] is packed once
  * and stays in L2; A is packed GEMM_A_PANEL slivers [mr, kc] at a time just
  * before use, and each sliver stays in L1 while the B block streams past. */
 static void run_tile(const kernel_desc *kd, const gemm_problem *p, int i0,
                      int mt, int j0, int nt, float *buf) {
     if (p->K <= 0 || p->alpha == 0.0f) {
         scale_tile(p, i0, mt, j0, nt);
-        return;
-    }
-    if (!buf) {
-        tile_unpacked(p, i0, mt, j0, nt);
         return;
     }
     const int mr = kd->mr, nr = kd->nr;
@@ -312,36 +287,74 @@ static int choose_split(const kernel_desc *kd, const gemm_problem *p,
     return 8;
 }
 
-void gemm_grouped_with(int kernel, int n_threads, const gemm_problem *p,
-                       int count) {
+/* Floats of kernel kd's packing buffer for a tile: kc * (GEMM_A_PANEL * mr +
+ * nc) + 16 (run_tile's layout), rounded up to 64 bytes. */
+static size_t buf_floats_of(const kernel_desc *kd, int kc, int nc) {
+    return ((size_t)kc * (size_t)(GEMM_A_PANEL * kd->mr + nc) + 16 + 15) / 16 * 16;
+}
+
+size_t gemm_ws_thread_floats(void) {
+    size_t most = 0;
+    for (int k = 0; k < GEMM_KERNEL_COUNT; k++) {
+        const size_t f = buf_floats_of(&kernels[k], kernels[k].kc, kernels[k].nc);
+        if (f > most) most = f;
+    }
+    return most;
+}
+
+moe_status gemm_ws_init(gemm_ws *ws, int n_threads, moe_error *err) {
+    const int nth = n_threads > 0 ? n_threads : omp_get_max_threads();
+    const size_t bytes = (size_t)(nth > 0 ? nth : 1) * gemm_ws_thread_floats() * sizeof(float);
+    ws->buf = aligned_alloc(64, bytes);
+    ws->n_threads = ws->buf ? (nth > 0 ? nth : 1) : 0;
+    if (!ws->buf)
+        return moe_err(err, MOE_ERR_NOMEM, "gemm_ws_init: %zu bytes of packing buffers for %d threads",
+                       bytes, nth);
+    return MOE_OK;
+}
+
+void gemm_ws_free(gemm_ws *ws) {
+    if (!ws) return;
+    free(ws->buf);
+    ws->buf = NULL;
+    ws->n_threads = 0;
+}
+
+moe_status gemm_grouped_with(const gemm_ws *ws, int kernel, int n_threads,
+                             const gemm_problem *p, int count) {
     if (kernel < 0 || kernel >= GEMM_KERNEL_COUNT ||
         !gemm_kernel_supported(kernel))
         kernel = gemm_best_kernel();
     const kernel_desc *kd = &kernels[kernel];
-    if (count <= 0) return;
+    if (count <= 0) return MOE_OK;
 
     int nth = n_threads > 0 ? n_threads : omp_get_max_threads();
     if (nth < 1) nth = 1;
     const int split = choose_split(kd, p, count, nth);
 
-    /* Tasks in all, and the packing buffer the largest tile needs. */
+    /* Tasks in all; the buffers are only needed when some tile multiplies. */
     int64_t total = 0;
-    size_t buf_floats = 0;
+    int packs = 0;
     for (int q = 0; q < count; q++) {
         const tile_grid g = grid_of(kd, &p[q], split);
         total += (int64_t)g.tm * g.tn;
-        if (g.tm == 0 || p[q].K <= 0 || p[q].alpha == 0.0f) continue;
-        const size_t kc = (size_t)block_k(kd, p[q].K);
-        const size_t need = kc * (size_t)(GEMM_A_PANEL * kd->mr + g.nc) + 16;
-        if (need > buf_floats) buf_floats = need;
+        if (g.tm > 0 && p[q].K > 0 && p[q].alpha != 0.0f) packs = 1;
     }
-    if (total == 0) return;
-    const size_t buf_bytes = (buf_floats * sizeof(float) + 63) / 64 * 64;
+    if (total == 0) return MOE_OK;
     if ((int64_t)nth > total) nth = (int)total;
+    gemm_ws own = {NULL, 0};
+    if (packs && !ws) {
+        if (gemm_ws_init(&own, nth, NULL) != MOE_OK) return MOE_ERR_NOMEM;
+        ws = &own;
+    }
+    /* the results do not depend on the thread count, so fewer threads than
+       asked (a workspace made for fewer) change nothing but the time */
+    if (packs && nth > ws->n_threads) nth = ws->n_threads;
+    const size_t stride = gemm_ws_thread_floats();
 
 #pragma omp parallel num_threads(nth)
     {
-        float *buf = buf_bytes ? (float *)aligned_alloc(64, buf_bytes) : NULL;
+        float *buf = packs ? ws->buf + (size_t)omp_get_thread_num() * stride : NULL;
         int q = 0;        /* problem of the current task ... */
         int64_t base = 0; /* ... the index of its first task ... */
         tile_grid g = grid_of(kd, &p[0], split); /* ... and its grid */
@@ -367,12 +380,13 @@ void gemm_grouped_with(int kernel, int n_threads, const gemm_problem *p,
             run_tile(kd, pq, i0, imin(g.mc, pq->M - i0), j0,
                      imin(g.nc, pq->N - j0), buf);
         }
-        free(buf);
     }
+    gemm_ws_free(&own);
+    return MOE_OK;
 }
 
-void gemm_grouped(int n_threads, const gemm_problem *p, int count) {
-    gemm_grouped_with(gemm_best_kernel(), n_threads, p, count);
+moe_status gemm_grouped(const gemm_ws *ws, int n_threads, const gemm_problem *p, int count) {
+    return gemm_grouped_with(ws, gemm_best_kernel(), n_threads, p, count);
 }
 
 /* The triple loop, summing in double: the reference of the tests. */
@@ -396,15 +410,19 @@ void gemm_ref(const gemm_problem *p) {
 
 /* ------------------------------------------------------------- public */
 
-void moe_sgemm(int n_threads, int transA, int transB, int M, int N, int K,
-               float alpha, const float *A, int lda, const float *B, int ldb,
-               float beta, float *C, int ldc) {
+moe_status moe_sgemm(int n_threads, int transA, int transB, int M, int N, int K,
+                     float alpha, const float *A, int lda, const float *B, int ldb,
+                     float beta, float *C, int ldc, moe_error *err) {
     const gemm_problem p = {
         .M = M, .N = N, .K = K, .transA = transA, .transB = transB,
         .A = A, .lda = lda, .B = B, .ldb = ldb, .C = C, .ldc = ldc,
         .alpha = alpha, .beta = beta,
     };
-    gemm_grouped(n_threads, &p, 1);
+    moe_status st = gemm_grouped(NULL, n_threads, &p, 1);
+    if (st != MOE_OK)
+        return moe_err(err, st, "moe_sgemm: the packing buffers (about 1.4 MB a thread) could not be allocated");
+    moe_err_clear(err);
+    return MOE_OK;
 }
 
 const char *moe_sgemm_kernel_name(void) {

@@ -13,6 +13,10 @@
 #ifndef MOE_KERNELS_GEMM_H
 #define MOE_KERNELS_GEMM_H
 
+#include <stddef.h>
+
+#include "core/error.h"
+
 typedef struct gemm_problem {
     int M, N, K;        /* op(A) is [M, K], op(B) is [K, N], C is [M, N] */
     int transA, transB; /* 0: as stored; 1: transposed */
@@ -35,11 +39,31 @@ static inline gemm_problem gemm_make(int M, int N, int K, int transA, const floa
     return p;
 }
 
+/* The GEMM's packing buffers: one per thread, each sized once for the
+ * largest tile of any kernel (about 1.4 MB), so that a product allocates
+ * nothing. Owned by whoever runs the products (the layer, the model). */
+typedef struct gemm_ws {
+    float *buf;    /* [n_threads * gemm_ws_thread_floats()], 64-byte aligned */
+    int n_threads; /* threads it serves; a product asking for more uses these */
+} gemm_ws;
+
+/* Buffers for n_threads threads (<= 0: the OpenMP default). MOE_ERR_NOMEM
+ * when they cannot be had (ws zeroed). */
+moe_status gemm_ws_init(gemm_ws *ws, int n_threads, moe_error *err);
+void gemm_ws_free(gemm_ws *ws); /* zeroes ws; safe on a zeroed one */
+
+/* Floats of one thread's packing buffer. */
+size_t gemm_ws_thread_floats(void);
+
 /* Runs `count` independent problems (for example one per expert) with
- * n_threads threads (<= 0: OpenMP default), sharing the threads over the tiles
- * of all problems so that small problems still keep every core busy.
- * Problems with M, N or K == 0 are allowed (K == 0 scales C by beta). */
-void gemm_grouped(int n_threads, const gemm_problem *p, int count);
+ * n_threads threads (<= 0: OpenMP default; at most ws->n_threads, which
+ * changes no result), sharing the threads over the tiles of all problems so
+ * that small problems still keep every core busy. Problems with M, N or
+ * K == 0 are allowed (K == 0 scales C by beta). ws NULL: buffers are
+ * allocated for this call (tests, one-off products), and MOE_ERR_NOMEM is
+ * returned, with nothing computed, when they cannot be; with a workspace it
+ * never fails. */
+moe_status gemm_grouped(const gemm_ws *ws, int n_threads, const gemm_problem *p, int count);
 
 /* The plain triple loop, the reference the tests compare against. */
 void gemm_ref(const gemm_problem *p);

@@ -5,7 +5,7 @@
  * 8 columns); each k step = 2 vector loads of B + 6 broadcasts of A + 12 FMAs.
  * Not for: packing (the portable packing in gemm.c serves this kernel),
  * blocking or threading (gemm.c), nor for being called on a
- * processor without AVX2 and FMA: gemm.c checks __builtin_cpu_supports first.
+ * processor without AVX2 and FMA: gemm.c checks core/cpu.h first.
  * This file is compiled with -mavx2 -mfma (Makefile rule for *_avx2.c).
  * The contract (shapes, padding, rounding) is in gemm_internal.h.
  */

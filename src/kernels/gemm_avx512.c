@@ -7,7 +7,7 @@
  * packing of A and B slivers for it (copies, and 16x16 in-register
  * transposes for the transposed operands).
  * Not for: blocking or threading (gemm.c), nor for being called on a
- * processor without AVX-512 F/BW/DQ/VL: gemm.c checks __builtin_cpu_supports
+ * processor without AVX-512 F/BW/DQ/VL: gemm.c checks core/cpu.h
  * first. This file is compiled with -mavx512f -mavx512bw -mavx512dq
  * -mavx512vl (Makefile rule for *_avx512.c).
  * The contracts (shapes, padding, alignment, rounding) are in gemm_internal.h.

@@ -34,8 +34,8 @@ const char *gemm_kernel_name(int kernel);
  * the best supported kernel (so it never runs an instruction the processor
  * lacks). Results are bitwise identical for every n_threads, for one kernel;
  * different kernels round differently. */
-void gemm_grouped_with(int kernel, int n_threads, const gemm_problem *p,
-                       int count);
+moe_status gemm_grouped_with(const gemm_ws *ws, int kernel, int n_threads,
+                             const gemm_problem *p, int count);
 
 /* Micro-kernel contract (all three kernels):
  *   C[m, n] (row stride ldc) = alpha * Ap^T Bp + beta * C   on the valid part

@@ -74,7 +74,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
         pr[n++] = gemm_make(m, F, d, 0, xe, d, 1, L->w.up + (size_t)e * F * d, d,
                        he + (swiglu ? F : 0), H, 0.0f);
     }
-    gemm_grouped(nt, pr, n);
+    gemm_grouped(L->gws, nt, pr, n);
     t1 = omp_get_wtime();
     pf->fwd_gemm = t1 - t0;
     t0 = t1;
@@ -97,7 +97,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
         pr[n++] = gemm_make(m, d, F, 0, L->a + (size_t)r0 * F, F, 1,
                        L->w.down + (size_t)e * d * F, F, L->o + (size_t)r0 * d, d, 0.0f);
     }
-    gemm_grouped(nt, pr, n);
+    gemm_grouped(L->gws, nt, pr, n);
     t1 = omp_get_wtime();
     pf->fwd_gemm += t1 - t0;
     t0 = t1;
@@ -149,7 +149,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
         pr[n++] = gemm_make(m, F, d, 0, doe, d, 0, L->w.down + (size_t)e * d * F, F,
                        L->d_a + (size_t)r0 * F, F, 0.0f);
     }
-    gemm_grouped(nt, pr, n);
+    gemm_grouped(L->gws, nt, pr, n);
     t1 = omp_get_wtime();
     pf->bwd_gemm = t1 - t0;
     t0 = t1;
@@ -184,7 +184,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
             pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.up + (size_t)e * F * d, d, dxe, d, 0.0f);
         }
     }
-    gemm_grouped(nt, pr, n);
+    gemm_grouped(L->gws, nt, pr, n);
     if (swiglu) {
         n = 0;
         for (int e = 0; e < E; e++) {
@@ -193,7 +193,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
             pr[n++] = gemm_make(m, d, F, 0, L->d_h + (size_t)r0 * H + F, H, 0,
                            L->w.up + (size_t)e * F * d, d, L->d_xg + (size_t)r0 * d, d, 1.0f);
         }
-        gemm_grouped(nt, pr, n);
+        gemm_grouped(L->gws, nt, pr, n);
     }
 
     t1 = omp_get_wtime();

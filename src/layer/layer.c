@@ -169,6 +169,7 @@ int layer_threads(const moe_layer *L) {
 void moe_layer_free(moe_layer *L) {
     if (!L) return;
     moe_allocs_free(&L->mem);
+    gemm_ws_free(&L->own_ws);
     free(L);
 }
 
@@ -198,6 +199,11 @@ static int slots_for(const moe_layer_config *c) {
 }
 
 moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_error *err) {
+    return layer_create_with(out, cfg, NULL, err);
+}
+
+moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const gemm_ws *ws,
+                             moe_error *err) {
     if (!out) return moe_err(err, MOE_ERR_ARG, "moe_layer_create: out is NULL");
     *out = NULL;
     moe_status st = moe_layer_config_check(cfg, err);
@@ -289,6 +295,14 @@ moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_er
     memset(L->grad_buf, 0, sizeof(float) * L->n_params);
     set_pointers(&L->w, L->param_buf, cfg);
     set_pointers(&L->g, L->grad_buf, cfg);
+    if (ws) {
+        L->gws = ws;
+    } else {
+        const int nt = layer_threads(L), dflt = omp_get_max_threads();
+        st = gemm_ws_init(&L->own_ws, nt > dflt ? nt : dflt, err);
+        if (st != MOE_OK) { moe_layer_free(L); return st; }
+        L->gws = &L->own_ws;
+    }
     L->stats.capacity = -1;
     L->stats.tokens_per_expert = L->plan.routed;
     L->stats.kept_per_expert = L->plan.kept;

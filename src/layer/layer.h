@@ -18,6 +18,7 @@
 #include "core/allocs.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "kernels/gemm.h"
 
 typedef struct moe_plan {
     int capacity;      /* per-expert capacity; -1 when dropless */
@@ -87,6 +88,8 @@ struct moe_layer {
 
     moe_plan plan;
     void *problems;          /* [3 E] gemm_problem scratch for grouped calls */
+    gemm_ws own_ws;          /* the GEMM's packing buffers, when the layer owns them */
+    const gemm_ws *gws;      /* the buffers its products use: &own_ws or its model's */
 
     /* activations saved for backward, rows in expert-major order */
     float *xg;               /* [Rmax, d] gathered inputs */
@@ -146,5 +149,11 @@ int layer_threads(const moe_layer *L);
  * noisy gate, whose weights are by definition (Shazeer et al. 2017,
  * G = softmax(KeepTopK(H, k))) a softmax over the kept logits alone. */
 static inline int layer_renormalizes(const moe_layer_config *c) { return c->renormalize || c->noisy_gate; }
+
+/* moe_layer_create with the GEMM's packing buffers borrowed from ws (which
+ * must outlive the layer), or owned when ws is NULL (sized for the layer's
+ * threads, or the OpenMP default when more). */
+moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const gemm_ws *ws,
+                             moe_error *err);
 
 #endif

@@ -17,22 +17,7 @@
 #include <math.h>
 #include <string.h>
 
-/* Stable merge sort of slot indices by score descending (ties keep the input
-   order, which is token order). tmp has room for n. */
-static void sort_by_score(int *a, int *tmp, int n, const float *score) {
-    for (int width = 1; width < n; width *= 2) {
-        for (int lo = 0; lo < n; lo += 2 * width) {
-            int mid = lo + width < n ? lo + width : n;
-            int hi = lo + 2 * width < n ? lo + 2 * width : n;
-            int i = lo, j = mid, o = lo;
-            while (i < mid && j < hi)
-                tmp[o++] = score[a[j]] > score[a[i]] ? a[j++] : a[i++];
-            while (i < mid) tmp[o++] = a[i++];
-            while (j < hi) tmp[o++] = a[j++];
-        }
-        memcpy(a, tmp, sizeof(int) * (size_t)n);
-    }
-}
+#include "core/sort.h"
 
 void plan_build(moe_layer *L, int T) {
     const moe_layer_config *c = &L->cfg;
@@ -78,7 +63,7 @@ void plan_build(moe_layer *L, int T) {
         }
         for (int e = 0; e < E; e++) {
             int *b = pl->order + start[e], n = pl->routed[e];
-            sort_by_score(b, pl->row_slot, n, L->slot_score);
+            moe_sort_desc_stable(b, pl->row_slot, n, L->slot_score, 1); /* ties: token order */
             int keep = n < cap ? n : cap;
             for (int r = 0; r < keep; r++) slot_row[b[r]] = 1;
             pl->kept[e] = keep;

@@ -51,7 +51,7 @@ void router_forward(moe_layer *L, const float *x, int T) {
         { .M = T, .N = E, .K = d, .transA = 0, .transB = 1, .A = xr, .lda = d,
           .B = L->w.noise, .ldb = d, .C = L->zn, .ldc = E, .alpha = 1.0f, .beta = 0.0f },
     };
-    gemm_grouped(nt, pr, c->noisy_gate ? 2 : 1);
+    gemm_grouped(L->gws, nt, pr, c->noisy_gate ? 2 : 1);
     if (c->noisy_gate) {
         size_t n = (size_t)T * E;
         for (size_t i = 0; i < n; i++) L->sigma[i] = softplusf(L->zn[i]);
@@ -193,11 +193,11 @@ void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta
             .A = L->d_zn, .lda = E, .B = xr, .ldb = d, .C = L->g.noise, .ldc = d, .alpha = 1.0f, .beta = gbeta };
     pr[np++] = (gemm_problem){ .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
         .A = L->d_logits, .lda = E, .B = L->w.router, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = beta_x };
-    gemm_grouped(nt, pr, np);
+    gemm_grouped(L->gws, nt, pr, np);
     if (c->noisy_gate) {
         gemm_problem q = { .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
             .A = L->d_zn, .lda = E, .B = L->w.noise, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
-        gemm_grouped(nt, &q, 1);
+        gemm_grouped(L->gws, nt, &q, 1);
     }
     if (dxr != dx)
         for (size_t i = 0; i < (size_t)T * d; i++) dx[i] += dxr[i] * L->jit[i];

@@ -21,12 +21,10 @@
 #include <math.h>
 #include <string.h>
 
-static uint64_t hash_id(uint64_t id) {
-    uint64_t z = id + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "core/hash.h"
+#include "core/sort.h"
+
+static uint64_t hash_id(uint64_t id) { return moe_mix64(id + 0x9E3779B97F4A7C15ull); }
 
 /* the k best of sc[E] among allowed experts, best first, ties to lower e */
 static int topk_masked(int *idx, const float *sc, const unsigned char *allow, int E, int k) {
@@ -150,17 +148,7 @@ void select_expert_choice(moe_layer *L, int T) {
         int *a = L->plan.order + (size_t)e * T;      /* [T] scratch per expert */
         int *tmp = L->plan.row_slot + (size_t)e * T;
         for (int t = 0; t < T; t++) a[t] = t;
-        for (int width = 1; width < T; width *= 2) {
-            for (int lo = 0; lo < T; lo += 2 * width) {
-                int mid = lo + width < T ? lo + width : T, hi = lo + 2 * width < T ? lo + 2 * width : T;
-                int i = lo, j = mid, o = lo;
-                while (i < mid && j < hi)
-                    tmp[o++] = L->probs[(size_t)a[j] * E + e] > L->probs[(size_t)a[i] * E + e] ? a[j++] : a[i++];
-                while (i < mid) tmp[o++] = a[i++];
-                while (j < hi) tmp[o++] = a[j++];
-            }
-            memcpy(a, tmp, sizeof(int) * (size_t)T);
-        }
+        moe_sort_desc_stable(a, tmp, T, L->probs + e, (size_t)E);
         for (int r = 0; r < C; r++) {
             int t = a[r];
             size_t i = (size_t)t * S + e;

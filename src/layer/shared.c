@@ -23,7 +23,7 @@ void shared_forward(moe_layer *L, float *y, const float *x, int T) {
     int n = 0;
     if (swiglu) pr[n++] = gemm_make(T, F, d, 0, x, d, 1, L->w.shared_gate, d, L->sh_h, H, 0.0f);
     pr[n++] = gemm_make(T, F, d, 0, x, d, 1, L->w.shared_up, d, L->sh_h + (swiglu ? F : 0), H, 0.0f);
-    gemm_grouped(nt, pr, n);
+    gemm_grouped(L->gws, nt, pr, n);
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
         const float *hr = L->sh_h + (size_t)t * H;
@@ -31,7 +31,7 @@ void shared_forward(moe_layer *L, float *y, const float *x, int T) {
         else act_gelu_forward(L->sh_a + (size_t)t * F, hr, (size_t)F);
     }
     pr[0] = gemm_make(T, d, F, 0, L->sh_a, F, 1, L->w.shared_down, F, L->sh_o, d, 0.0f);
-    gemm_grouped(nt, pr, 1);
+    gemm_grouped(L->gws, nt, pr, 1);
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
         float g = 1.0f;
@@ -63,7 +63,7 @@ void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, i
     gemm_problem pr[3];
     pr[0] = gemm_make(d, F, T, 1, L->d_sh_o, d, 0, L->sh_a, F, L->g.shared_down, F, gbeta);
     pr[1] = gemm_make(T, F, d, 0, L->d_sh_o, d, 0, L->w.shared_down, F, L->d_sh_a, F, 0.0f);
-    gemm_grouped(nt, pr, 2);
+    gemm_grouped(L->gws, nt, pr, 2);
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
         const float *hr = L->sh_h + (size_t)t * H;
@@ -75,10 +75,10 @@ void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, i
     if (swiglu) pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h, H, 0, x, d, L->g.shared_gate, d, gbeta);
     pr[n++] = gemm_make(F, d, T, 1, L->d_sh_h + (swiglu ? F : 0), H, 0, x, d, L->g.shared_up, d, gbeta);
     pr[n++] = gemm_make(T, d, F, 0, L->d_sh_h + (swiglu ? F : 0), H, 0, L->w.shared_up, d, dx, d, 1.0f);
-    gemm_grouped(nt, pr, n);
+    gemm_grouped(L->gws, nt, pr, n);
     if (swiglu) {
         pr[0] = gemm_make(T, d, F, 0, L->d_sh_h, H, 0, L->w.shared_gate, d, dx, d, 1.0f);
-        gemm_grouped(nt, pr, 1);
+        gemm_grouped(L->gws, nt, pr, 1);
     }
     if (c->shared_gate) {
         if (gbeta == 0.0f) memset(L->g.shared_router, 0, sizeof(float) * (size_t)d); /* a sum of rows */

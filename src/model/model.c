@@ -5,9 +5,11 @@
 #include "model/model.h"
 #include "core/bigalloc.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/rope.h"
+#include "layer/layer.h"
 
 #include <math.h>
 #include <omp.h>
@@ -24,6 +26,7 @@ void moe_model_free(moe_model *m) {
     if (m->blocks)
         for (int l = 0; l < m->cfg.n_layers; l++) moe_layer_free(m->blocks[l].moe);
     moe_allocs_free(&m->mem);
+    gemm_ws_free(&m->gws);
     free(m);
 }
 
@@ -124,6 +127,12 @@ moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, moe_er
     const moe_model_config *c = &m->cfg;
     m->hd = c->head_dim ? c->head_dim : c->d_model / c->n_heads;
     m->n_threads = c->n_threads > 0 ? c->n_threads : omp_get_max_threads();
+    {
+        /* for the threads asked now or the OpenMP default, whichever is more */
+        const int dflt = omp_get_max_threads();
+        st = gemm_ws_init(&m->gws, m->n_threads > dflt ? m->n_threads : dflt, err);
+        if (st != MOE_OK) { free(m); return st; }
+    }
     const size_t d = (size_t)c->d_model, V = (size_t)c->vocab_size, L = (size_t)c->n_layers;
     const size_t qd = (size_t)c->n_heads * (size_t)m->hd, kvd = (size_t)c->n_kv_heads * (size_t)m->hd;
     const size_t F = (size_t)c->d_ff;
@@ -175,7 +184,7 @@ moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, moe_er
         lc.n_threads = m->n_threads;
         lc.seed = c->moe.seed + 0x9E3779B97F4A7C15ull * (uint64_t)(l + 1);
         if (lc.seq_aux_loss_coef > 0 && lc.seq_len == 0) lc.seq_len = c->ctx_len;
-        st = moe_layer_create(&m->blocks[l].moe, &lc, err);
+        st = layer_create_with(&m->blocks[l].moe, &lc, &m->gws, err);
         if (st != MOE_OK) { moe_model_free(m); return st; }
         m->gblocks[l].moe = m->blocks[l].moe;
     }
@@ -288,9 +297,7 @@ void moe_model_init_params(moe_model *m, uint64_t seed) {
         moe_tensor *t = &m->tensors[i];
         moe_rng r;
         /* one stream per tensor, so adding a tensor does not move the others */
-        uint64_t h = seed ^ 0xA0761D6478BD642Full;
-        for (const char *s = t->name; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-        moe_rng_seed(&r, h);
+        moe_rng_seed(&r, moe_fnv1a(seed ^ 0xA0761D6478BD642Full, t->name, strlen(t->name)));
         if (t->n_dims == 1) {
             for (int64_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
         } else {

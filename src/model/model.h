@@ -21,6 +21,7 @@
 
 #include "moe.h"
 #include "core/allocs.h"
+#include "kernels/gemm.h"
 
 #define MODEL_MAX_TENSORS_PER_LAYER 16
 
@@ -60,6 +61,7 @@ struct moe_model {
     moe_model_config cfg;
     int hd;                   /* head_dim resolved */
     int n_threads;
+    gemm_ws gws;              /* the GEMM's packing buffers, shared with the MoE layers */
 
     /* parameters (non-expert) and their gradients: one allocation each */
     float *params, *grads;

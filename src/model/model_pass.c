@@ -28,20 +28,20 @@ static gemm_problem linear_fwd_problem(float *y, const float *x, const float *W,
 }
 
 /* y[N, out] = x[N, in] W[out, in]^T */
-static void linear_fwd(int nt, float *y, const float *x, const float *W, int N, int in, int out) {
+static void linear_fwd(const gemm_ws *ws, int nt, float *y, const float *x, const float *W, int N, int in, int out) {
     const gemm_problem p = linear_fwd_problem(y, x, W, N, in, out);
-    gemm_grouped(nt, &p, 1);
+    gemm_grouped(ws, nt, &p, 1);
 }
 
 /* dx[N, in] = beta dx + dy[N, out] W[out, in];  dW[out, in] = gbeta dW + dy^T x.
  * The two products are independent: one parallel region runs both. */
-static void linear_bwd(int nt, float *dx, float beta, float *dW, float gbeta, const float *dy,
+static void linear_bwd(const gemm_ws *ws, int nt, float *dx, float beta, float *dW, float gbeta, const float *dy,
                        const float *x, const float *W, int N, int in, int out) {
     const gemm_problem p[2] = {
         gemm_make(N, in, out, 0, dy, out, 0, W, in, dx, in, beta),
         gemm_make(out, in, N, 1, dy, out, 0, x, in, dW, in, gbeta),
     };
-    gemm_grouped(nt, p, 2);
+    gemm_grouped(ws, nt, p, 2);
 }
 
 /* y[n] += x[n], in blocks split over the threads. */
@@ -94,12 +94,12 @@ moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *tar
             const gemm_problem p[3] = {linear_fwd_problem(a->q, a->n1, b->wq, N, d, qd),
                                        linear_fwd_problem(a->k, a->n1, b->wk, N, d, kvd),
                                        linear_fwd_problem(a->v, a->n1, b->wv, N, d, kvd)};
-            gemm_grouped(nt, p, 3);
+            gemm_grouped(&m->gws, nt, p, 3);
         }
         rope_apply(a->q, N, H, hd, m->pos, m->rope_cos, m->rope_sin, 0, 0, nt);
         rope_apply(a->k, N, Hkv, hd, m->pos, m->rope_cos, m->rope_sin, 0, 0, nt);
-        attention_forward(a->ao, a->att, a->q, a->k, a->v, B, T, H, Hkv, hd, nt);
-        linear_fwd(nt, a->h, a->ao, b->wo, N, qd, d);
+        attention_forward(a->ao, a->att, a->q, a->k, a->v, B, T, H, Hkv, hd, nt, &m->gws);
+        linear_fwd(&m->gws, nt, a->h, a->ao, b->wo, N, qd, d);
         add_into(nt, a->h, x, (size_t)N * d);
         /* feed-forward */
         rmsnorm_forward(a->n2, a->rstd2, a->h, b->ffn_norm, N, d, c->norm_eps, nt);
@@ -117,14 +117,14 @@ moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *tar
         } else {
             const gemm_problem p[2] = {linear_fwd_problem(a->g, a->n2, b->ffn_gate, N, d, F),
                                        linear_fwd_problem(a->u, a->n2, b->ffn_up, N, d, F)};
-            gemm_grouped(nt, p, 2);
+            gemm_grouped(&m->gws, nt, p, 2);
             act_swiglu_forward(a->a, a->g, a->u, (size_t)N * F);
-            linear_fwd(nt, y, a->a, b->ffn_down, N, F, d);
+            linear_fwd(&m->gws, nt, y, a->a, b->ffn_down, N, F, d);
         }
         add_into(nt, y, a->h, (size_t)N * d);
     }
     rmsnorm_forward(m->nf, m->rstdf, m->res[c->n_layers], m->output_norm, N, d, c->norm_eps, nt);
-    linear_fwd(nt, m->logits, m->nf, m->output, N, d, V);
+    linear_fwd(&m->gws, nt, m->logits, m->nf, m->output, N, d, V);
 
     if (targets) {
         memcpy(m->targets, targets, sizeof(int32_t) * (size_t)N);
@@ -166,7 +166,7 @@ moe_status model_backward(moe_model *m, moe_error *err) {
     xent_backward(m->logits, m->logits, m->lse, m->targets, N, V, scale, nt);
     float *dlogits = m->logits;
     /* head: dnf = dlogits Wout; dWout += dlogits^T nf */
-    linear_bwd(nt, m->dn, 0.0f, m->g_output, gb, dlogits, m->nf, m->output, N, d, V);
+    linear_bwd(&m->gws, nt, m->dn, 0.0f, m->g_output, gb, dlogits, m->nf, m->output, N, d, V);
     memset(m->dres, 0, Nd * sizeof(float));
     rmsnorm_backward(m->dres, m->g_output_norm, m->dn, m->res[c->n_layers], m->output_norm, m->rstdf, N, d, nt);
 
@@ -184,26 +184,26 @@ moe_status model_backward(moe_model *m, moe_error *err) {
                 return moe_err(err, st, "moe_model_backward: layer %d: %s", l, le.msg);
         } else {
             /* y = a Wd^T, a = silu(g) * u, g = n2 Wg^T, u = n2 Wu^T */
-            linear_bwd(nt, m->da, 0.0f, g->ffn_down, gb, m->dres, a->a, b->ffn_down, N, F, d);
+            linear_bwd(&m->gws, nt, m->da, 0.0f, g->ffn_down, gb, m->dres, a->a, b->ffn_down, N, F, d);
             act_swiglu_backward(m->dg, m->du, m->da, a->g, a->u, (size_t)N * F);
-            linear_bwd(nt, m->dn, 0.0f, g->ffn_gate, gb, m->dg, a->n2, b->ffn_gate, N, d, F);
-            linear_bwd(nt, m->dn, 1.0f, g->ffn_up, gb, m->du, a->n2, b->ffn_up, N, d, F);
+            linear_bwd(&m->gws, nt, m->dn, 0.0f, g->ffn_gate, gb, m->dg, a->n2, b->ffn_gate, N, d, F);
+            linear_bwd(&m->gws, nt, m->dn, 1.0f, g->ffn_up, gb, m->du, a->n2, b->ffn_up, N, d, F);
         }
         rmsnorm_backward(m->dh, g->ffn_norm, m->dn, a->h, b->ffn_norm, a->rstd2, N, d, nt);
         /* h = x + ao Wo^T: dx starts as dh (residual) */
         memcpy(m->dres, m->dh, Nd * sizeof(float));
-        linear_bwd(nt, m->dao, 0.0f, g->wo, gb, m->dh, a->ao, b->wo, N, qd, d);
+        linear_bwd(&m->gws, nt, m->dao, 0.0f, g->wo, gb, m->dh, a->ao, b->wo, N, qd, d);
         int st_threads = nt < m->scratch_threads ? nt : m->scratch_threads;
         attention_backward(m->dq, m->dk, m->dv, m->att_scratch, m->dao, a->att, a->q, a->k, a->v, B, T, H, Hkv,
-                           hd, st_threads);
+                           hd, st_threads, &m->gws);
         /* q, k were rotated after the projection: undo the rotation on the
            gradients (R^T = R^-1). The weight gradients need the projection
            input n1 and the unrotated-side gradients. */
         rope_apply(m->dq, N, H, hd, m->pos, m->rope_cos, m->rope_sin, 0, 1, nt);
         rope_apply(m->dk, N, Hkv, hd, m->pos, m->rope_cos, m->rope_sin, 0, 1, nt);
-        linear_bwd(nt, m->dn, 0.0f, g->wq, gb, m->dq, a->n1, b->wq, N, d, qd);
-        linear_bwd(nt, m->dn, 1.0f, g->wk, gb, m->dk, a->n1, b->wk, N, d, kvd);
-        linear_bwd(nt, m->dn, 1.0f, g->wv, gb, m->dv, a->n1, b->wv, N, d, kvd);
+        linear_bwd(&m->gws, nt, m->dn, 0.0f, g->wq, gb, m->dq, a->n1, b->wq, N, d, qd);
+        linear_bwd(&m->gws, nt, m->dn, 1.0f, g->wk, gb, m->dk, a->n1, b->wk, N, d, kvd);
+        linear_bwd(&m->gws, nt, m->dn, 1.0f, g->wv, gb, m->dv, a->n1, b->wv, N, d, kvd);
         rmsnorm_backward(m->dres, g->attn_norm, m->dn, m->res[l], b->attn_norm, a->rstd1, N, d, nt);
     }
     /* embedding: each row's gradient goes to its token, in row order; the

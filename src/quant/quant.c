@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "quant/quant_simd.h"
 
@@ -529,13 +530,10 @@ int quant_level_supported(int level) {
     switch (level) {
     case QUANT_LEVEL_SCALAR: return 1;
 #if QUANT_HAVE_X86
-    case QUANT_LEVEL_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+    case QUANT_LEVEL_AVX2: return moe_cpu_has(MOE_CPU_AVX2 | MOE_CPU_FMA | MOE_CPU_F16C);
     case QUANT_LEVEL_AVX512: /* the file is built with F, BW, DQ, VL, VNNI, F16C */
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
+        return moe_cpu_has(MOE_CPU_AVX512F | MOE_CPU_AVX512BW | MOE_CPU_AVX512DQ |
+                           MOE_CPU_AVX512VL | MOE_CPU_AVX512VNNI | MOE_CPU_F16C);
 #endif
     default: return 0;
     }

@@ -330,16 +330,25 @@ typedef struct quant_mm {
     int64_t M, N, K;
 } quant_mm;
 
-/* Bytes of work space quant_matmul_batch needs: the quantized rows of each
- * distinct activation (products with the same x, M, K and activation type
- * share them). */
+/* Bytes of work space quant_matmul_batch needs: the bookkeeping of a batch
+ * of more than 16 products (quant_matmul_batch_index_size), then the
+ * quantized rows of each distinct activation (products with the same x, M,
+ * K and activation type share them). */
 size_t quant_matmul_batch_work_size(const quant_mm *p, int n);
+
+/* Bytes of the bookkeeping of a batch of n products held in its work space:
+ * 0 up to 16 products (they use the stack), a multiple of 64 beyond. A
+ * caller that sizes its work space once (the engine) adds this for its
+ * largest batch to the largest sum of activation rows. */
+size_t quant_matmul_batch_index_size(int n);
 
 /* The n products p[0 .. n-1], each exactly as quant_matmul computes it
  * (bitwise), in one OpenMP region: the threads quantize the distinct
  * activations, meet once, then run the products one after the other with
  * no barrier between them, each split across all threads. No y may overlap
- * any x or another y. work: quant_matmul_batch_work_size bytes or NULL.
+ * any x or another y. work: quant_matmul_batch_work_size bytes, or NULL for
+ * a one-off call (then allocated and freed here); with work, nothing is
+ * allocated.
  * Fails as quant_matmul does, naming the product ("product i"); on a failure
  * the outputs are unspecified. */
 moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *work,

@@ -4,7 +4,7 @@
  * For: one-row dots for Q4_0 Q8_0 Q4_K Q5_K Q6_K and multi-row products
  * (prefill) for Q4_0 Q4_K Q6_K, on processors with AVX2 but not AVX-512 VNNI.
  * Not for: threading (quant.c), or running on a processor without AVX2 + FMA
- * + F16C: quant.c checks __builtin_cpu_supports first. Built with the
+ * + F16C: quant.c checks core/cpu.h first. Built with the
  * Makefile's *_avx2.c flags.
  *
  * Exactness (see quant_simd.h): the integer sums use vpmaddubsw (unsigned

@@ -7,7 +7,7 @@
  * the Q8_0 / Q8_K activation quantizers.
  * Not for: the multi-row products of prefill (quant_gemm_avx512vnni.c),
  * threading or argument checks (quant.c), or running on a processor without
- * AVX-512 F/BW/DQ/VL + VNNI: quant.c checks __builtin_cpu_supports first.
+ * AVX-512 F/BW/DQ/VL + VNNI: quant.c checks core/cpu.h first.
  * Built with the Makefile's *_avx512vnni.c flags.
  *
  * Exactness (see quant_simd.h): integer sums per block are exact in any

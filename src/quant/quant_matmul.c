@@ -219,8 +219,14 @@ static int shared_with(const quant_mm *p, int i) {
     return -1;
 }
 
+size_t quant_matmul_batch_index_size(int n) {
+    if (n <= MM_STACK) return 0;
+    const size_t b = (size_t)n * (sizeof(mm_job) + sizeof(mm_act) + sizeof(int));
+    return (b + 63) / 64 * 64;
+}
+
 size_t quant_matmul_batch_work_size(const quant_mm *p, int n) {
-    size_t need = 0;
+    size_t need = quant_matmul_batch_index_size(n);
     for (int i = 0; i < n; i++) {
         if (!quant_get_traits(p[i].type) || !needs_act(&p[i]) || shared_with(p, i) >= 0) continue;
         need += quant_matmul_work_size(p[i].type, p[i].M, p[i].K);
@@ -269,24 +275,24 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
                       : moe_err(err, MOE_ERR_ARG, "quant_matmul_batch: work space of %zu bytes, "
                                 "need quant_matmul_batch_work_size = %zu", work_size, need);
     }
-    /* one job per product with work, one act per distinct quantized x */
-    /* on the stack for the engine's batches (q k v; a few experts' gate and
-     * up), so decode allocates nothing */
+    /* one job per product with work, one act per distinct quantized x: on
+     * the stack for the engine's usual batches (q k v; a few experts' gate
+     * and up), else at the start of the work space */
     mm_job job_st[MM_STACK];
     mm_act act_st[MM_STACK];
     int act_of_st[MM_STACK];
-    const int heap = n > MM_STACK;
-    mm_job *jobs = heap ? malloc(sizeof *jobs * (size_t)n) : job_st;
-    mm_act *acts = heap ? malloc(sizeof *acts * (size_t)n) : act_st;
-    int *act_of = heap ? malloc(sizeof *act_of * (size_t)n) : act_of_st;
-    if (!jobs || !acts || !act_of) {
-        if (heap) { free(jobs); free(acts); free(act_of); }
-        free(owned);
-        return moe_err(err, MOE_ERR_NOMEM, "quant_matmul_batch: out of memory for %d products", n);
+    mm_job *jobs = job_st;
+    mm_act *acts = act_st;
+    int *act_of = act_of_st;
+    const size_t index = quant_matmul_batch_index_size(n);
+    if (index > 0) {
+        jobs = work;
+        acts = (mm_act *)(jobs + n);
+        act_of = (int *)(acts + n);
     }
     const quant_kernels *kt = quant_kernels_of(quant_level_best());
     mm_batch b = {.jobs = jobs, .acts = acts};
-    uint8_t *next = work;
+    uint8_t *next = (uint8_t *)work + index;
     int64_t units = 0;
     for (int i = 0; i < n; i++) {
         const quant_mm *q = &p[i];
@@ -356,11 +362,6 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
         who_of(who, sizeof who, n, i);
         st = moe_err(err, MOE_ERR_NONFINITE, "%s: x[%lld, %lld] = %g is not finite", who,
                      (long long)(bad / q->K), (long long)(bad % q->K), (double)q->x[bad]);
-    }
-    if (heap) {
-        free(jobs);
-        free(acts);
-        free(act_of);
     }
     free(owned);
     return st;

@@ -4,7 +4,7 @@
  * export/import (bpe_export.c).
  *
  * Reading order: helpers, pre-tokenizer, tokenizer building blocks,
- * training, encoding, decoding. The hashes live in bpe_internal.h.
+ * training, encoding, decoding. The hashes are core/hash.h's.
  */
 #include "text/bpe.h"
 
@@ -12,21 +12,8 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/heap.h"
 #include "text/bpe_internal.h"
-
-/* ------------------------------------------------------------- helpers */
-
-/* Grows *p (elements of size sz) to hold at least need; 0 on failure. */
-static int grow(void **p, size_t *cap, size_t need, size_t sz) {
-    if (need <= *cap) return 1;
-    size_t c = *cap ? *cap : 16;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * sz);
-    if (!q) return 0;
-    *p = q;
-    *cap = c;
-    return 1;
-}
 
 /* -------------------------------------------------------- pre-tokenizer */
 
@@ -78,47 +65,16 @@ void bpe_free(bpe_tokenizer *tok) {
     free(tok->token_type);
     free(tok->token_off);
     free(tok->token_bytes);
-    free(tok->map_key);
-    free(tok->map_rank);
+    bpe_pairs_free(&tok->pairs);
     memset(tok, 0, sizeof *tok);
-}
-
-const uint8_t *bpe_token_bytes(const bpe_tokenizer *tok, int32_t id, size_t *len) {
-    if (!tok || id < 0 || id >= tok->n_vocab) {
-        if (len) *len = 0;
-        return NULL;
-    }
-    if (len) *len = tok->token_off[id + 1] - tok->token_off[id];
-    return tok->token_bytes + tok->token_off[id];
-}
-
-/* Rank of the merge of pair (a, b), or -1. */
-static inline int32_t map_find(const bpe_tokenizer *tok, int32_t a, int32_t b) {
-    uint64_t k = pair_key(a, b), m = tok->map_cap - 1;
-    for (uint64_t s = mix64(k) & m;; s = (s + 1) & m) {
-        if (tok->map_key[s] == k) return tok->map_rank[s];
-        if (tok->map_key[s] == MAP_EMPTY) return -1;
-    }
 }
 
 /* Builds the pair -> rank map from tok->merges (see bpe_internal.h). */
 int bpe_build_map(bpe_tokenizer *tok) {
-    size_t cap = 16;
-    while (cap < 2 * (size_t)tok->n_merges + 2) cap *= 2;
-    tok->map_key = malloc(cap * sizeof *tok->map_key);
-    tok->map_rank = malloc(cap * sizeof *tok->map_rank);
-    if (!tok->map_key || !tok->map_rank) return 0;
-    tok->map_cap = cap;
-    memset(tok->map_key, 0xFF, cap * sizeof *tok->map_key);
+    if (!bpe_pairs_init(&tok->pairs, (size_t)tok->n_merges)) return 0;
     for (int32_t r = 0; r < tok->n_merges; r++) {
-        uint64_t k = pair_key(tok->merges[r].left, tok->merges[r].right);
-        uint64_t s = mix64(k) & (cap - 1);
-        while (tok->map_key[s] != MAP_EMPTY) {
-            if (tok->map_key[s] == k) return -1 - r;
-            s = (s + 1) & (cap - 1);
-        }
-        tok->map_key[s] = k;
-        tok->map_rank[s] = r;
+        const bpe_merge *m = &tok->merges[r];
+        if (!bpe_pairs_add(&tok->pairs, m->left, m->right, r, m->result)) return -1 - r;
     }
     return 1;
 }
@@ -166,32 +122,12 @@ static inline int hent_before(const hent *x, const hent *y) {
     return x->b < y->b;
 }
 
-static int heap_push(trainer *T, hent e) {
-    if (!grow((void **)&T->heap, &T->ch, T->nh + 1, sizeof *T->heap)) return 0;
-    size_t i = T->nh++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!hent_before(&e, &T->heap[up])) break;
-        T->heap[i] = T->heap[up];
-        i = up;
-    }
-    T->heap[i] = e;
-    return 1;
-}
+MOE_HEAP_DEFINE(hent_heap, hent, hent_before)
 
-static hent heap_pop(trainer *T) {
-    hent top = T->heap[0], last = T->heap[--T->nh];
-    size_t i = 0, n = T->nh;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && hent_before(&T->heap[c + 1], &T->heap[c])) c++;
-        if (!hent_before(&T->heap[c], &last)) break;
-        T->heap[i] = T->heap[c];
-        i = c;
-    }
-    if (n) T->heap[i] = last;
-    return top;
+static int heap_push(trainer *T, hent e) {
+    if (!bpe_grow((void **)&T->heap, &T->ch, T->nh + 1, sizeof *T->heap)) return 0;
+    hent_heap_push(T->heap, &T->nh, e);
+    return 1;
 }
 
 /* Index of pair (a, b), created with count 0 if new; -1 on out of memory. */
@@ -203,18 +139,18 @@ static int32_t pair_get(trainer *T, int32_t a, int32_t b) {
         if (!k || !v) { free(k); free(v); return -1; }
         memset(k, 0xFF, cap * sizeof *k);
         for (size_t i = 0; i < T->np; i++) {
-            uint64_t key = pair_key(T->p[i].a, T->p[i].b), s = mix64(key) & (cap - 1);
-            while (k[s] != MAP_EMPTY) s = (s + 1) & (cap - 1);
+            uint64_t key = pair_key(T->p[i].a, T->p[i].b), s = moe_mix64(key) & (cap - 1);
+            while (k[s] != BPE_PAIR_EMPTY) s = (s + 1) & (cap - 1);
             k[s] = key;
             v[s] = (int32_t)i;
         }
         free(T->pk); free(T->pv);
         T->pk = k; T->pv = v; T->pcap = cap;
     }
-    uint64_t key = pair_key(a, b), s = mix64(key) & (T->pcap - 1);
-    for (; T->pk[s] != MAP_EMPTY; s = (s + 1) & (T->pcap - 1))
+    uint64_t key = pair_key(a, b), s = moe_mix64(key) & (T->pcap - 1);
+    for (; T->pk[s] != BPE_PAIR_EMPTY; s = (s + 1) & (T->pcap - 1))
         if (T->pk[s] == key) return T->pv[s];
-    if (T->np >= INT32_MAX || !grow((void **)&T->p, &T->cp, T->np + 1, sizeof *T->p)) return -1;
+    if (T->np >= INT32_MAX || !bpe_grow((void **)&T->p, &T->cp, T->np + 1, sizeof *T->p)) return -1;
     tpair *q = &T->p[T->np];
     memset(q, 0, sizeof *q);
     q->a = a; q->b = b; q->stamp = -1;
@@ -232,12 +168,12 @@ static int pair_add(trainer *T, int32_t a, int32_t b, int64_t delta, int32_t wor
     if (q->stamp != T->step) {
         q->stamp = T->step;
         q->before = q->count;
-        if (!grow((void **)&T->changed, &T->cch, T->nch + 1, sizeof *T->changed)) return 0;
+        if (!bpe_grow((void **)&T->changed, &T->cch, T->nch + 1, sizeof *T->changed)) return 0;
         T->changed[T->nch++] = i;
     }
     q->count += delta;
     if (word >= 0 && (q->nw == 0 || q->words[q->nw - 1] != word)) {
-        if (!grow((void **)&q->words, &q->cw, q->nw + 1, sizeof *q->words)) return 0;
+        if (!bpe_grow((void **)&q->words, &q->cw, q->nw + 1, sizeof *q->words)) return 0;
         q->words[q->nw++] = word;
     }
     return 1;
@@ -269,7 +205,7 @@ static int count_words(trainer *T, size_t n, moe_error *err) {
     for (size_t i = 0; i < n;) {
         size_t e = bpe_chunk_end(T->text, n, i), len = e - i;
         if (len > INT32_MAX) { moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_train: a chunk of %zu bytes (limit 2^31 - 1)", len); ok = -1; goto done; }
-        uint64_t h = hash_bytes(T->text + i, len), s = h & (cap - 1);
+        uint64_t h = moe_hash_bytes(T->text + i, len), s = h & (cap - 1);
         for (; slot[s] >= 0; s = (s + 1) & (cap - 1)) {
             tword *w = &T->w[slot[s]];
             if (wh[slot[s]] == h && (size_t)w->len == len && !memcmp(T->text + woff[slot[s]], T->text + i, len)) break;
@@ -278,9 +214,9 @@ static int count_words(trainer *T, size_t n, moe_error *err) {
             T->w[slot[s]].count++;
         } else {
             if (T->nw >= INT32_MAX - 1) { moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_train: more than 2^31 distinct chunks"); ok = -1; goto done; }
-            if (!grow((void **)&T->w, &T->cw, T->nw + 1, sizeof *T->w) ||
-                !grow((void **)&wh, &cwh, T->nw + 1, sizeof *wh) ||
-                !grow((void **)&woff, &cwo, T->nw + 1, sizeof *woff)) goto done;
+            if (!bpe_grow((void **)&T->w, &T->cw, T->nw + 1, sizeof *T->w) ||
+                !bpe_grow((void **)&wh, &cwh, T->nw + 1, sizeof *wh) ||
+                !bpe_grow((void **)&woff, &cwo, T->nw + 1, sizeof *woff)) goto done;
             tword nwd = { 0, (int32_t)len, -1, 1 };
             T->w[T->nw] = nwd;
             wh[T->nw] = h;
@@ -441,7 +377,7 @@ moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
     }
     if (!push_changed(&T)) goto nomem;
     while (nm < want && T.nh > 0) {
-        hent e = heap_pop(&T);
+        hent e = hent_heap_pop(T.heap, &T.nh);
         tpair *q = &T.p[e.idx];
         if (q->count != e.count || q->count <= 0) continue; /* stale entry */
         int32_t x = BPE_N_BYTES + nm;
@@ -462,172 +398,26 @@ nomem:
 
 /* ------------------------------------------------------------ encoding */
 
-/* Min-heap entry of the encoder: lowest rank first, then leftmost. */
-typedef struct eent {
-    int32_t rank, pos, right, l, r;
-} eent;
-
-/* Working memory of one bpe_encode call, plus a cache of short chunks. */
-typedef struct encoder {
-    int32_t *sym, *nxt, *prv; size_t cap; /* [cap] per chunk position */
-    eent *heap; size_t nh, ch;
-    int32_t *slot; size_t nslot;          /* [nslot] cache entry or -1 */
-    size_t ncache, maxcache;              /* entries used, allowed */
-    size_t *c_off; uint32_t *c_len, *c_tok, *c_ntok; /* [maxcache] entries */
-    int32_t *pool; size_t npool, cpool;   /* cached token ids */
-} encoder;
-
-#define CACHE_MAX (1u << 16) /* entries of the chunk cache, at most */
-#define CACHE_MAX_LEN 48     /* longest chunk that is cached */
-
-static inline int eent_before(const eent *x, const eent *y) {
-    return x->rank != y->rank ? x->rank < y->rank : x->pos < y->pos;
-}
-
-static void eheap_push(encoder *E, eent e) {
-    size_t i = E->nh++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!eent_before(&e, &E->heap[up])) break;
-        E->heap[i] = E->heap[up];
-        i = up;
-    }
-    E->heap[i] = e;
-}
-
-static eent eheap_pop(encoder *E) {
-    eent top = E->heap[0], last = E->heap[--E->nh];
-    size_t i = 0, n = E->nh;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && eent_before(&E->heap[c + 1], &E->heap[c])) c++;
-        if (!eent_before(&E->heap[c], &last)) break;
-        E->heap[i] = E->heap[c];
-        i = c;
-    }
-    if (n) E->heap[i] = last;
-    return top;
-}
-
-static void try_pair(const bpe_tokenizer *tok, encoder *E, int32_t p, int32_t q) {
-    int32_t r = map_find(tok, E->sym[p], E->sym[q]);
-    if (r >= 0) {
-        eent e = { r, p, q, E->sym[p], E->sym[q] };
-        eheap_push(E, e);
-    }
-}
-
-/* BPE of one chunk s[0, L) into dst (at most L ids); returns the count, or -1
- * when out of memory. Symbols form a linked list; a heap holds candidate
- * merges (rank, position), each checked against the list when popped. A merge
- * makes a new id of higher rank, so the occurrences of one rank are taken left
- * to right exactly as GPT-2's "merge every occurrence of the best pair". */
-static int64_t encode_chunk(const bpe_tokenizer *tok, encoder *E, const uint8_t *s,
-                            int32_t L, int32_t *dst) {
-    if (L == 1) { dst[0] = tok->byte_token[s[0]]; return 1; }
-    if ((size_t)L > E->cap) {
-        size_t c = E->cap ? E->cap : 64;
-        while (c < (size_t)L) c *= 2;
-        free(E->sym); free(E->nxt); free(E->prv); free(E->heap);
-        E->sym = malloc(c * sizeof *E->sym);
-        E->nxt = malloc(c * sizeof *E->nxt);
-        E->prv = malloc(c * sizeof *E->prv);
-        E->heap = malloc(3 * c * sizeof *E->heap); /* L-1 initial + 2 per merge */
-        E->cap = c;
-        if (!E->sym || !E->nxt || !E->prv || !E->heap) { E->cap = 0; return -1; }
-    }
-    for (int32_t i = 0; i < L; i++) {
-        E->sym[i] = tok->byte_token[s[i]];
-        E->prv[i] = i - 1;
-        E->nxt[i] = i + 1;
-    }
-    E->nh = 0;
-    for (int32_t i = 0; i + 1 < L; i++) try_pair(tok, E, i, i + 1);
-    while (E->nh > 0) {
-        eent e = eheap_pop(E);
-        int32_t p = e.pos, q = e.right;
-        if (E->sym[p] != e.l || E->nxt[p] != q || E->sym[q] != e.r) continue; /* stale */
-        E->sym[p] = tok->merges[e.rank].result;
-        E->sym[q] = -1;
-        E->nxt[p] = E->nxt[q];
-        if (E->nxt[q] < L) E->prv[E->nxt[q]] = p;
-        if (E->prv[p] >= 0) try_pair(tok, E, E->prv[p], p);
-        if (E->nxt[p] < L) try_pair(tok, E, p, E->nxt[p]);
-    }
-    int64_t k = 0;
-    for (int32_t i = 0; i < L; i = E->nxt[i]) dst[k++] = E->sym[i];
-    return k;
-}
-
-static void encoder_free(encoder *E) {
-    free(E->sym); free(E->nxt); free(E->prv); free(E->heap);
-    free(E->slot); free(E->c_off); free(E->c_len); free(E->c_tok); free(E->c_ntok);
-    free(E->pool);
-}
-
 moe_status bpe_encode(const bpe_tokenizer *tok, const uint8_t *text, size_t n,
                       int32_t *out, size_t cap, size_t *n_out, moe_error *err) {
     if (n_out) *n_out = 0;
-    if (!tok || !tok->map_key) return moe_err(err, MOE_ERR_ARG, "bpe_encode: tokenizer is NULL or empty");
+    if (!tok || !tok->pairs.key) return moe_err(err, MOE_ERR_ARG, "bpe_encode: tokenizer is NULL or empty");
     if (!text && n > 0) return moe_err(err, MOE_ERR_ARG, "bpe_encode: text is NULL with n = %zu", n);
     if (!out && cap > 0) return moe_err(err, MOE_ERR_ARG, "bpe_encode: out is NULL with cap = %zu", cap);
     if (!n_out) return moe_err(err, MOE_ERR_ARG, "bpe_encode: n_out is NULL");
-    encoder E;
-    memset(&E, 0, sizeof E);
-    int32_t small[CACHE_MAX_LEN], *buf = NULL;
-    size_t cbuf = 0, total = 0;
+    bpe_merger M;
+    if (!bpe_merger_init(&M, n))
+        return moe_err(err, MOE_ERR_NOMEM, "bpe_encode: out of memory (text of %zu bytes)", n);
+    size_t total = 0;
     moe_status st = MOE_OK;
-    /* the cache holds at most one entry per chunk of 2 bytes or more */
-    E.maxcache = n / 2 + 1 < CACHE_MAX ? n / 2 + 1 : CACHE_MAX;
-    for (E.nslot = 16; E.nslot < 2 * E.maxcache; E.nslot *= 2) {}
-    E.slot = malloc(E.nslot * sizeof *E.slot);
-    E.c_off = malloc(E.maxcache * sizeof *E.c_off);
-    E.c_len = malloc(E.maxcache * sizeof *E.c_len);
-    E.c_tok = malloc(E.maxcache * sizeof *E.c_tok);
-    E.c_ntok = malloc(E.maxcache * sizeof *E.c_ntok);
-    if (!E.slot || !E.c_off || !E.c_len || !E.c_tok || !E.c_ntok) goto nomem;
-    for (size_t i = 0; i < E.nslot; i++) E.slot[i] = -1;
     for (size_t i = 0; i < n;) {
         size_t e = bpe_chunk_end(text, n, i), len = e - i;
-        const int32_t *ids;
-        int64_t k;
         if (len > INT32_MAX) { st = moe_err(err, MOE_ERR_UNSUPPORTED, "bpe_encode: a chunk of %zu bytes at offset %zu (limit 2^31 - 1)", len, i); goto out; }
-        if (len == 1) {
-            small[0] = tok->byte_token[text[i]];
-            ids = small;
-            k = 1;
-        } else if (len <= CACHE_MAX_LEN) {
-            uint64_t h = hash_bytes(text + i, len), s = h & (E.nslot - 1);
-            for (; E.slot[s] >= 0; s = (s + 1) & (E.nslot - 1)) {
-                int32_t c = E.slot[s];
-                if (E.c_len[c] == len && !memcmp(text + E.c_off[c], text + i, len)) break;
-            }
-            if (E.slot[s] >= 0) {
-                int32_t c = E.slot[s];
-                ids = E.pool + E.c_tok[c];
-                k = E.c_ntok[c];
-            } else {
-                k = encode_chunk(tok, &E, text + i, (int32_t)len, small);
-                if (k < 0) goto nomem;
-                ids = small;
-                if (E.ncache < E.maxcache && E.npool + (size_t)k <= UINT32_MAX) {
-                    if (!grow((void **)&E.pool, &E.cpool, E.npool + (size_t)k, sizeof *E.pool)) goto nomem;
-                    size_t c = E.ncache++;
-                    memcpy(E.pool + E.npool, small, (size_t)k * sizeof *small);
-                    E.c_off[c] = i;
-                    E.c_len[c] = (uint32_t)len;
-                    E.c_tok[c] = (uint32_t)E.npool;
-                    E.c_ntok[c] = (uint32_t)k;
-                    E.npool += (size_t)k;
-                    E.slot[s] = (int32_t)c;
-                }
-            }
-        } else {
-            if (!grow((void **)&buf, &cbuf, len, sizeof *buf)) goto nomem;
-            k = encode_chunk(tok, &E, text + i, (int32_t)len, buf);
-            if (k < 0) goto nomem;
-            ids = buf;
+        const int32_t *ids;
+        const int64_t k = bpe_merger_chunk(&M, &tok->pairs, tok->byte_token, text + i, len, &ids);
+        if (k < 0) {
+            st = moe_err(err, MOE_ERR_NOMEM, "bpe_encode: out of memory (text of %zu bytes)", n);
+            goto out;
         }
         if (total < cap) {
             size_t m = cap - total < (size_t)k ? cap - total : (size_t)k;
@@ -639,12 +429,8 @@ moe_status bpe_encode(const bpe_tokenizer *tok, const uint8_t *text, size_t n,
     *n_out = total;
     if (total > cap)
         st = moe_err(err, MOE_ERR_SHAPE, "bpe_encode: %zu ids do not fit in cap = %zu", total, cap);
-    goto out;
-nomem:
-    st = moe_err(err, MOE_ERR_NOMEM, "bpe_encode: out of memory (text of %zu bytes)", n);
 out:
-    encoder_free(&E);
-    free(buf);
+    bpe_merger_free(&M);
     return st;
 }
 

@@ -46,6 +46,7 @@
 #include <stdint.h>
 
 #include "moe.h"
+#include "text/bpe_merge.h"
 
 #define BPE_N_BYTES 256          /* base vocabulary: every byte value */
 #define BPE_N_SPECIAL 2          /* specials a trained tokenizer appends */
@@ -82,9 +83,7 @@ typedef struct bpe_tokenizer {
     int32_t *token_type;       /* [n_vocab] BPE_TOKEN_* */
     size_t *token_off;         /* [n_vocab + 1] token i is token_bytes[off[i], off[i+1]) */
     uint8_t *token_bytes;      /* raw bytes of normal tokens, text of the others */
-    uint64_t *map_key;         /* [map_cap] (left << 32 | right); UINT64_MAX empty */
-    int32_t *map_rank;         /* [map_cap] merge index of that pair */
-    size_t map_cap;            /* power of two, at least 2 * n_merges */
+    bpe_pairs pairs;           /* (left, right) -> merge index and result */
 } bpe_tokenizer;
 
 /* Frees what tok holds and zeroes it. Safe on a zeroed struct. */
@@ -118,10 +117,6 @@ moe_status bpe_encode(const bpe_tokenizer *tok, const uint8_t *text, size_t n,
 moe_status bpe_decode(const bpe_tokenizer *tok, const int32_t *ids, size_t n_ids,
                       int with_special, uint8_t *out, size_t cap, size_t *n_out,
                       moe_error *err);
-
-/* The bytes of token id (raw bytes for normal tokens, text for the others);
- * *len gets their number. NULL for an id out of range. Not NUL-terminated. */
-const uint8_t *bpe_token_bytes(const bpe_tokenizer *tok, int32_t id, size_t *len);
 
 /* Where the chunk that starts at text[i] ends (exclusive), i < n; see the
  * pre-tokenization rules above. */

@@ -124,7 +124,7 @@ typedef struct strmap {
 
 static int32_t strmap_find(const strmap *M, const bpe_tokenizer *tok, const uint8_t *p,
                            size_t n, int want_bytes_type, uint64_t *slot_out) {
-    uint64_t s = hash_bytes(p, n) & (M->cap - 1);
+    uint64_t s = moe_hash_bytes(p, n) & (M->cap - 1);
     for (; M->slot[s] >= 0; s = (s + 1) & (M->cap - 1)) {
         int32_t id = M->slot[s];
         size_t len = tok->token_off[id + 1] - tok->token_off[id];

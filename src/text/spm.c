@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/heap.h"
 #include "text/vocab.h"
 
 typedef struct sym {
@@ -37,31 +38,7 @@ typedef struct spm_work {
     size_t nh;
 } spm_work;
 
-static void heap_push(spm_work *w, bigram x) {
-    size_t i = w->nh++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!before(&x, &w->heap[up])) break;
-        w->heap[i] = w->heap[up];
-        i = up;
-    }
-    w->heap[i] = x;
-}
-
-static bigram heap_pop(spm_work *w) {
-    bigram top = w->heap[0], last = w->heap[--w->nh];
-    size_t i = 0, n = w->nh;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && before(&w->heap[c + 1], &w->heap[c])) c++;
-        if (!before(&w->heap[c], &last)) break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n) w->heap[i] = last;
-    return top;
-}
+MOE_HEAP_DEFINE(bigram_heap, bigram, before)
 
 /* Pushes the pair (l, r) if their concatenation is a token. */
 static void try_pair(spm_work *w, int32_t l, int32_t r) {
@@ -70,7 +47,7 @@ static void try_pair(spm_work *w, int32_t l, int32_t r) {
     int32_t id = vocab_find(w->v, w->buf + w->s[l].start, size);
     if (id < 0) return;
     bigram b = { w->v->score[id], l, r, size };
-    heap_push(w, b);
+    bigram_heap_push(w->heap, &w->nh, b);
 }
 
 moe_status spm_encode(const moe_vocab *v, const char *text, size_t n, int prefix_space,
@@ -105,7 +82,7 @@ moe_status spm_encode(const moe_vocab *v, const char *text, size_t n, int prefix
     spm_work w = { v, buf, s, heap, 0 };
     for (int32_t i = 1; i < ns; i++) try_pair(&w, i - 1, i);
     while (w.nh > 0) {
-        bigram b = heap_pop(&w);
+        bigram b = bigram_heap_pop(w.heap, &w.nh);
         sym *l = &s[b.left], *r = &s[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
         l->n += r->n;

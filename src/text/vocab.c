@@ -11,22 +11,12 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "text/bpe.h"
-
-/* ------------------------------------------------------------- hashing */
-
-uint64_t vocab_hash(const void *p, size_t n) {
-    const uint8_t *s = p;
-    uint64_t h = 0xCBF29CE484222325ull ^ (n * 0x9E3779B97F4A7C15ull);
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ull;
-    h ^= h >> 31;
-    h *= 0xBF58476D1CE4E5B9ull;
-    return h ^ (h >> 29);
-}
 
 int32_t vocab_find(const moe_vocab *v, const char *s, size_t n) {
     size_t m = v->map_cap - 1;
-    for (size_t k = vocab_hash(s, n) & m;; k = (k + 1) & m) {
+    for (size_t k = moe_hash_bytes(s, n) & m;; k = (k + 1) & m) {
         int32_t id = v->map[k];
         if (id < 0) return -1;
         size_t len;
@@ -41,7 +31,7 @@ static void map_insert(moe_vocab *v, int32_t id) {
     size_t n, m = v->map_cap - 1;
     const char *s = vocab_text(v, id, &n);
     if (n == 0) return;
-    for (size_t k = vocab_hash(s, n) & m;; k = (k + 1) & m) {
+    for (size_t k = moe_hash_bytes(s, n) & m;; k = (k + 1) & m) {
         int32_t old = v->map[k];
         size_t len = 0;
         const char *t = old >= 0 ? vocab_text(v, old, &len) : NULL;
@@ -59,7 +49,7 @@ void moe_vocab_free(moe_vocab *v) {
     free(v->type); free(v->score); free(v->eog);
     free(v->text); free(v->text_off); free(v->piece); free(v->piece_off);
     free(v->map); free(v->special);
-    free(v->merge_key); free(v->merge_rank); free(v->merge_res);
+    bpe_pairs_free(&v->pairs);
     free(v);
 }
 

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "text/bpe_merge.h"
 #include "text/pretok.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
@@ -72,11 +73,7 @@ struct moe_vocab {
     int32_t *special;         /* [n_special] user-defined and control tokens,
                                  longest text first (ties: lower id) */
     size_t n_special;
-    /* BPE merges: (left << 32 | right) -> rank and result, open addressing */
-    uint64_t *merge_key;      /* [merge_cap]; UINT64_MAX empty */
-    int32_t *merge_rank;      /* [merge_cap] */
-    int32_t *merge_res;       /* [merge_cap] */
-    size_t merge_cap;
+    bpe_pairs pairs;          /* BPE merges: (left, right) -> rank and result */
     size_t n_merges;          /* merges read (some may be skipped: n_merges_skipped) */
     size_t n_merges_skipped;  /* merges naming or making text that is no token */
 };
@@ -134,8 +131,5 @@ moe_status bpe_gguf_init(moe_vocab *v, const gguf_str *merges, size_t n_merges, 
 /* bpe_gguf.c: byte-level BPE encoding of text[0, n) (no special tokens). */
 moe_status bpe_gguf_encode(const moe_vocab *v, const char *text, size_t n, vocab_out *o,
                            moe_error *err);
-
-/* A hash of a byte string (shared by the text map and the merge table). */
-uint64_t vocab_hash(const void *p, size_t n);
 
 #endif

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "tools/convert.h"
 #include "text/pretok.h"
 #include "text/vocab.h"
@@ -51,7 +52,7 @@ static void ttab_free(ttab *t) {
 }
 
 static int32_t ttab_find(const ttab *t, const char *s, size_t n) {
-    for (size_t k = vocab_hash(s, n) & (t->cap - 1);; k = (k + 1) & (t->cap - 1)) {
+    for (size_t k = moe_hash_bytes(s, n) & (t->cap - 1);; k = (k + 1) & (t->cap - 1)) {
         int32_t id = t->map[k];
         if (id < 0) return -1;
         if (strlen(t->text[id]) == n && !memcmp(t->text[id], s, n)) return id;
@@ -61,7 +62,7 @@ static int32_t ttab_find(const ttab *t, const char *s, size_t n) {
 static void ttab_insert(ttab *t, int32_t id) {
     const char *s = t->text[id];
     size_t n = strlen(s);
-    for (size_t k = vocab_hash(s, n) & (t->cap - 1);; k = (k + 1) & (t->cap - 1)) {
+    for (size_t k = moe_hash_bytes(s, n) & (t->cap - 1);; k = (k + 1) & (t->cap - 1)) {
         if (t->map[k] < 0) { t->map[k] = id; return; }
         if (!strcmp(t->text[t->map[k]], s)) return; /* the lower id keeps the text */
     }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "io/gguf.h"
 #include "quant/quant.h"
@@ -320,16 +321,10 @@ static moe_status plan_types(plan *p, const synth_spec *s, moe_error *err) {
 
 /* -------------------------------------------------------------- filling */
 
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Row values: n draws of the tensor's distribution from the row's stream. */
 static void draw_row(float *x, int64_t n, const syn_tensor *t, uint64_t seed, int64_t row) {
     moe_rng r;
-    moe_rng_seed(&r, seed ^ (hash_str(t->name) + 0x9E3779B97F4A7C15ull * (uint64_t)(row + 1)));
+    moe_rng_seed(&r, seed ^ (moe_fnv1a(MOE_FNV_BASIS, t->name, strlen(t->name)) + 0x9E3779B97F4A7C15ull * (uint64_t)(row + 1)));
     moe_rng_u64(&r);
     for (int64_t i = 0; i < n; i += 2) {
         /* Box-Muller, both outputs */

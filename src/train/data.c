@@ -407,10 +407,7 @@ void data_loader_init(data_loader *L, data_split s, int B, int T, uint64_t seed)
 void data_loader_next(data_loader *L, int32_t *x, int32_t *y) {
     size_t T = (size_t)L->T, range = L->s.n - T; /* offsets 0 .. n - T - 1 */
     for (int b = 0; b < L->B; b++) {
-        uint64_t z = (L->rng += 0x9E3779B97F4A7C15ull); /* splitmix64 */
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
+        const uint64_t z = moe_mix64(L->rng += 0x9E3779B97F4A7C15ull); /* splitmix64 */
         size_t o = (size_t)(z % range); /* bias < range / 2^64 */
         const int32_t *src = L->s.tokens + o;
         memcpy(x + (size_t)b * T, src, T * sizeof *x);
