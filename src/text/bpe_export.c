@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/idmap.h"
 #include "text/bpe_internal.h"
 
 /* Bytes that GPT-2 spells as themselves: '!'..'~', 0xA1..0xAC, 0xAE..0xFF.
@@ -117,20 +118,26 @@ moe_status bpe_export_gguf(const bpe_tokenizer *tok, bpe_gguf_vocab *v, moe_erro
     return MOE_OK;
 }
 
-/* Token lookup by bytes, for import: open addressing over token ids. */
-typedef struct strmap {
-    int32_t *slot; size_t cap;
-} strmap;
+/* Token lookup by bytes, for import (core/idmap.h): byte tokens match only
+ * byte tokens and the others only the others. */
+typedef struct import_key {
+    const bpe_tokenizer *tok;
+    int want_bytes_type;
+} import_key;
 
-static int32_t strmap_find(const strmap *M, const bpe_tokenizer *tok, const uint8_t *p,
-                           size_t n, int want_bytes_type, uint64_t *slot_out) {
-    uint64_t s = moe_hash_bytes(p, n) & (M->cap - 1);
-    for (; M->slot[s] >= 0; s = (s + 1) & (M->cap - 1)) {
-        int32_t id = M->slot[s];
-        size_t len = tok->token_off[id + 1] - tok->token_off[id];
-        if (len == n && is_bytes_type(tok->token_type[id]) == want_bytes_type &&
-            !memcmp(tok->token_bytes + tok->token_off[id], p, n)) break;
-    }
+static const void *import_text(const void *ctx, int32_t id, size_t *n) {
+    const import_key *k = ctx;
+    if (is_bytes_type(k->tok->token_type[id]) != k->want_bytes_type) return NULL;
+    *n = k->tok->token_off[id + 1] - k->tok->token_off[id];
+    return k->tok->token_bytes + k->tok->token_off[id];
+}
+
+/* The id of a token with bytes p[0, n) of the wanted kind, or -1; *slot_out
+ * (when not NULL): where it is, or where it would go. */
+static int32_t strmap_find(const moe_idmap *M, const bpe_tokenizer *tok, const uint8_t *p, size_t n,
+                           int want_bytes_type, size_t *slot_out) {
+    const import_key k = {tok, want_bytes_type};
+    size_t s = moe_idmap_slot(M, p, n, import_text, &k);
     if (slot_out) *slot_out = s;
     return M->slot[s];
 }
@@ -152,7 +159,7 @@ moe_status bpe_import_gguf(bpe_tokenizer *tok,
         return moe_err(err, MOE_ERR_FORMAT, "bpe_import_gguf: bos_id = %d, eos_id = %d, expected -1 or 0..%zu",
                        (int)bos_id, (int)eos_id, n_tokens - 1);
     moe_status st = MOE_OK;
-    strmap M = { NULL, 16 };
+    moe_idmap M = {NULL, 0};
     uint8_t *tmp = NULL;
     size_t total = 0, maxlen = 0;
     tok->n_vocab = (int32_t)n_tokens;
@@ -172,10 +179,8 @@ moe_status bpe_import_gguf(bpe_tokenizer *tok,
     }
     tok->token_bytes = malloc(total ? total : 1);
     tmp = malloc(maxlen * 2 + 2);
-    while (M.cap < 2 * n_tokens) M.cap *= 2;
-    M.slot = malloc(M.cap * sizeof *M.slot);
+    moe_idmap_init(&M, n_tokens);
     if (!tok->token_bytes || !tmp || !M.slot) goto nomem;
-    for (size_t s = 0; s < M.cap; s++) M.slot[s] = -1;
     for (int i = 0; i < 256; i++) tok->byte_token[i] = -1;
     total = 0;
     for (size_t i = 0; i < n_tokens; i++) {
@@ -197,7 +202,7 @@ moe_status bpe_import_gguf(bpe_tokenizer *tok,
         } else memcpy(d, tokens[i], len);
         tok->token_off[i] = total;
         tok->token_off[i + 1] = total + len;
-        uint64_t s;
+        size_t s;
         /* duplicates: the same bytes among byte tokens, the same text among the others */
         int32_t prev = strmap_find(&M, tok, d, len, bt, &s);
         if (prev >= 0) {
@@ -282,7 +287,7 @@ nomem:
 fail:
     bpe_free(tok);
 out:
-    free(M.slot);
+    moe_idmap_free(&M);
     free(tmp);
     return st;
 }

@@ -14,32 +14,21 @@
 #include "core/hash.h"
 #include "text/bpe.h"
 
+/* The text of id for the map (moe_idmap_text_fn). */
+static const void *map_text(const void *ctx, int32_t id, size_t *n) {
+    return vocab_text((const moe_vocab *)ctx, id, n);
+}
+
 int32_t vocab_find(const moe_vocab *v, const char *s, size_t n) {
-    size_t m = v->map_cap - 1;
-    for (size_t k = moe_hash_bytes(s, n) & m;; k = (k + 1) & m) {
-        int32_t id = v->map[k];
-        if (id < 0) return -1;
-        size_t len;
-        const char *t = vocab_text(v, id, &len);
-        if (len == n && !memcmp(t, s, n)) return id;
-    }
+    return moe_idmap_find(&v->map, s, n, map_text, v);
 }
 
 /* Inserts id under its text; a later token with the same text replaces the
  * earlier one (as llama.cpp's map does). Empty texts are not mapped. */
 static void map_insert(moe_vocab *v, int32_t id) {
-    size_t n, m = v->map_cap - 1;
+    size_t n;
     const char *s = vocab_text(v, id, &n);
-    if (n == 0) return;
-    for (size_t k = moe_hash_bytes(s, n) & m;; k = (k + 1) & m) {
-        int32_t old = v->map[k];
-        size_t len = 0;
-        const char *t = old >= 0 ? vocab_text(v, old, &len) : NULL;
-        if (old < 0 || (len == n && !memcmp(t, s, n))) {
-            v->map[k] = id;
-            return;
-        }
-    }
+    if (n > 0) v->map.slot[moe_idmap_slot(&v->map, s, n, map_text, v)] = id;
 }
 
 /* ------------------------------------------------------------- loading */
@@ -48,7 +37,7 @@ void moe_vocab_free(moe_vocab *v) {
     if (!v) return;
     free(v->type); free(v->score); free(v->eog);
     free(v->text); free(v->text_off); free(v->piece); free(v->piece_off);
-    free(v->map); free(v->special);
+    moe_idmap_free(&v->map); free(v->special);
     bpe_pairs_free(&v->pairs);
     free(v);
 }
@@ -237,9 +226,8 @@ moe_status vocab_from_gguf(moe_vocab **out, const gguf_ctx *g, moe_error *err) {
     v->text_off = malloc((un + 1) * sizeof *v->text_off);
     v->piece = malloc(total);
     v->piece_off = malloc((un + 1) * sizeof *v->piece_off);
-    for (v->map_cap = 16; v->map_cap < 2 * un; v->map_cap *= 2) {}
-    v->map = malloc(v->map_cap * sizeof *v->map);
-    if (!v->type || !v->score || !v->eog || !v->text || !v->text_off || !v->piece || !v->piece_off || !v->map)
+    moe_idmap_init(&v->map, un);
+    if (!v->type || !v->score || !v->eog || !v->text || !v->text_off || !v->piece || !v->piece_off || !v->map.slot)
         goto nomem;
     size_t off = 0, n_special = 0;
     for (size_t i = 0; i < un; i++) {
@@ -263,7 +251,6 @@ moe_status vocab_from_gguf(moe_vocab **out, const gguf_ctx *g, moe_error *err) {
         if ((t == VOCAB_T_CONTROL || t == VOCAB_T_USER) && tok[i].n > 0) n_special++;
     }
     v->text_off[un] = off;
-    for (size_t k = 0; k < v->map_cap; k++) v->map[k] = -1;
     for (size_t i = 0; i < un; i++) map_insert(v, (int32_t)i);
 
     size_t poff = 0; /* pieces */

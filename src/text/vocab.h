@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "text/bpe_merge.h"
+#include "core/idmap.h"
 #include "text/pretok.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
@@ -66,8 +67,7 @@ struct moe_vocab {
     size_t *text_off;         /* [n_tokens + 1]; token i is text[off[i], off[i+1] - 1) */
     char *piece;              /* the bytes each token contributes, each NUL-terminated */
     size_t *piece_off;        /* [n_tokens + 1], as text_off */
-    int32_t *map;             /* [map_cap] text -> id, open addressing; -1 empty */
-    size_t map_cap;           /* power of two */
+    moe_idmap map;            /* text -> id */
     int32_t byte_tok[256];    /* SPM: the <0xNN> token of each byte; BPE: the token
                                  spelling the byte in GPT-2's map; -1 when none */
     int32_t *special;         /* [n_special] user-defined and control tokens,

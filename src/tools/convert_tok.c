@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/hash.h"
+#include "core/idmap.h"
 #include "tools/convert.h"
 #include "text/pretok.h"
 #include "text/vocab.h"
@@ -38,8 +38,7 @@ typedef struct ttab {
     uint8_t *type;       /* [n] */
     float *score;        /* [n] */
     int32_t n;
-    int32_t *map;        /* [cap] ids, -1 empty */
-    size_t cap;
+    moe_idmap map;       /* text -> id */
     char *pad;           /* "[PAD<i>]" strings */
 } ttab;
 
@@ -47,25 +46,26 @@ static void ttab_free(ttab *t) {
     free(t->text);
     free(t->type);
     free(t->score);
-    free(t->map);
+    moe_idmap_free(&t->map);
     free(t->pad);
 }
 
-static int32_t ttab_find(const ttab *t, const char *s, size_t n) {
-    for (size_t k = moe_hash_bytes(s, n) & (t->cap - 1);; k = (k + 1) & (t->cap - 1)) {
-        int32_t id = t->map[k];
-        if (id < 0) return -1;
-        if (strlen(t->text[id]) == n && !memcmp(t->text[id], s, n)) return id;
-    }
+/* The text of id for the map (moe_idmap_text_fn). */
+static const void *ttab_text(const void *ctx, int32_t id, size_t *n) {
+    const char *s = ((const ttab *)ctx)->text[id];
+    *n = strlen(s);
+    return s;
 }
 
+static int32_t ttab_find(const ttab *t, const char *s, size_t n) {
+    return moe_idmap_find(&t->map, s, n, ttab_text, t);
+}
+
+/* Maps id under its text unless a lower id has that text (it keeps it). */
 static void ttab_insert(ttab *t, int32_t id) {
     const char *s = t->text[id];
-    size_t n = strlen(s);
-    for (size_t k = moe_hash_bytes(s, n) & (t->cap - 1);; k = (k + 1) & (t->cap - 1)) {
-        if (t->map[k] < 0) { t->map[k] = id; return; }
-        if (!strcmp(t->text[t->map[k]], s)) return; /* the lower id keeps the text */
-    }
+    size_t k = moe_idmap_slot(&t->map, s, strlen(s), ttab_text, t);
+    if (t->map.slot[k] < 0) t->map.slot[k] = id;
 }
 
 /* A special token given as "text" or {"content": "text"} in
@@ -249,17 +249,14 @@ static moe_status read_tokens(const tk_ctx *c, ttab *t, const json_value *vocab,
         return moe_err(c->err, MOE_ERR_FORMAT, "%s: token id %lld, but the embedding has %lld rows",
                        c->path, (long long)max_id, (long long)n_vocab);
     t->n = (int32_t)n_vocab;
-    t->cap = 16;
-    while (t->cap < 2 * (size_t)n_vocab) t->cap *= 2;
     t->text = calloc((size_t)n_vocab, sizeof *t->text);
     t->type = calloc((size_t)n_vocab, 1);
     t->score = calloc((size_t)n_vocab, sizeof *t->score);
-    t->map = malloc(t->cap * sizeof *t->map);
+    moe_idmap_init(&t->map, (size_t)n_vocab);
     t->pad = malloc((size_t)n_vocab * 20);
-    if (!t->text || !t->type || !t->score || !t->map || !t->pad)
+    if (!t->text || !t->type || !t->score || !t->map.slot || !t->pad)
         return moe_err(c->err, MOE_ERR_NOMEM, "%s: out of memory for %lld tokens", c->path,
                        (long long)n_vocab);
-    memset(t->map, 0xff, t->cap * sizeof *t->map);
     for (size_t i = 0; i < vocab->u.obj.n; i++) {
         const json_member *m = &vocab->u.obj.m[i];
         json_as_int(&m->val, &id);
