@@ -5,7 +5,7 @@
  * case of quant_matmul, several weight rows against one activation row, for
  * Q8_0 and Q4_K (bandwidth bound: software prefetch, rows in address order);
  * the Q8_0 / Q8_K activation quantizers.
- * Not for: the multi-row products of prefill (quant_gemm_avx512vnni.c),
+ * Not for: the multi-row products of prefill (quant_gemm_*avx512vnni.c),
  * threading or argument checks (quant.c), or running on a processor without
  * AVX-512 F/BW/DQ/VL + VNNI: quant.c checks core/cpu.h first.
  * Built with the Makefile's *_avx512vnni.c flags.

@@ -9,7 +9,7 @@
  * the imbalance of two threads each time. Products that read the same x
  * (q, k and v; an expert's gate and up) share its quantized rows.
  * Not for: the kernels (quant_avx2.c, quant_avx512vnni.c,
- * quant_gemm_avx512vnni.c; the scalar ones in quant.c, quant_k.c).
+ * quant_gemm_*avx512vnni.c; the scalar ones in quant.c, quant_k.c).
  * Every output element is one kernel evaluation bitwise equal to
  * quant_vec_dot, so neither the split nor the batching can change it.
  */

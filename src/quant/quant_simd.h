@@ -32,7 +32,7 @@ enum {
     QUANT_LEVEL_SCALAR = 0,  /* portable C: the reference */
     QUANT_LEVEL_AVX2 = 1,    /* AVX2 + FMA + F16C (quant_avx2.c) */
     QUANT_LEVEL_AVX512 = 2,  /* AVX-512 F/BW/DQ/VL + VNNI + F16C
-                                (quant_avx512vnni.c, quant_gemm_avx512vnni.c) */
+                                (quant_avx512vnni.c, quant_gemm_*avx512vnni.c) */
     QUANT_LEVEL_COUNT
 };
 
@@ -113,7 +113,8 @@ void quant_avx2_gemm_q6_K(float *y, int64_t ldy, const uint8_t *w, size_t w_stri
                           int64_t ncols, const uint8_t *a, size_t a_stride,
                           const uint8_t *side, size_t side_stride, int64_t M, int64_t n);
 
-/* quant_avx512vnni.c (rows, dots, quantizers), quant_gemm_avx512vnni.c (gemm) */
+/* quant_avx512vnni.c (rows, dots, quantizers); gemm: quant_gemm_avx512vnni.c
+ * (Q8_0, Q4_0, F32), quant_gemm_q4k, q5k, q6k_avx512vnni.c */
 float quant_vnni_dot_q4_0(int64_t n, const void *w, const void *a);
 float quant_vnni_dot_q8_0(int64_t n, const void *w, const void *a);
 float quant_vnni_dot_q4_K(int64_t n, const void *w, const void *a);

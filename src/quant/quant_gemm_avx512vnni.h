@@ -1,0 +1,205 @@
+/* quant_gemm_avx512vnni.h: what the AVX-512 + VNNI multi-row quantized
+ * products share: helpers, the panel driver and the K-quant tiles (internal;
+ * the contract, quant_gemm_fn, is in quant_simd.h).
+ *
+ * For: quant_gemm_avx512vnni.c (Q8_0, Q4_0, F32) and one file per K-quant
+ * type, quant_gemm_q4k, q5k, q6k_avx512vnni.c. Each tile is unrolled for 8
+ * row counts and inlined into its type's driver: a few seconds of gcc per
+ * K-quant type, so they live in files that compile in parallel (all in one
+ * file took two minutes of one core: docs/BENCHMARKS.md, "Build time").
+ * Not for: a file built without the Makefile's *_avx512vnni.c flags.
+ *
+ * Design: the weight rows are cut in panels of 16 (one per int32 lane); a
+ * panel's blocks are unpacked (gathers) into [4-weight group][16 lanes][4
+ * bytes] vectors of unsigned quants plus per-lane scales, a few blocks at a
+ * time so that they stay in L1/L2; then MR = 8 activation rows at a time run
+ * over them: vpdpbusd of the lane's 4 quants with the row's 4 activations
+ * (an embedded broadcast) into that row's accumulator. Lane j of row m's
+ * accumulators belongs to output (m, j) alone, and every lane applies the
+ * scalar reference's integer sums and float formula in block order, so each
+ * output is bitwise quant_vec_dot's, wherever the panel and tile cuts fall.
+ */
+#ifndef MOE_QUANT_QUANT_GEMM_AVX512VNNI_H
+#define MOE_QUANT_QUANT_GEMM_AVX512VNNI_H
+
+#include "quant/quant_simd.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#define AI static inline __attribute__((always_inline))
+
+#define Q4_0_BYTES 18
+#define Q8_0_BYTES 34
+#define Q4_K_BYTES 144
+#define Q5_K_BYTES 176
+#define Q6_K_BYTES 210
+#define Q8_K_BYTES 292
+
+AI int32_t rd_i32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
+AI float rd_f32(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
+
+#define NP 16       /* weight rows per panel: one per lane */
+#define MR 8        /* activation rows per register tile */
+
+/* Lane j's byte offset j * stride (the gather index of a panel). */
+AI __m512i lane_offsets(size_t stride) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32((int)stride));
+}
+
+AI __m512i gat(__m512i idx, __mmask16 k, const uint8_t *p) {
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, p, 1);
+}
+
+/* Lanes' fp16 in the low (hi = 0) or high 16 bits of each dword -> fp32. */
+AI __m512 half_lanes(__m512i v, int hi) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hi ? _mm512_srli_epi32(v, 16) : v));
+}
+
+AI __m512i bc(const uint8_t *p) { return _mm512_set1_epi32(rd_i32(p)); }
+
+/* The driver shared by the types: panels of NP rows, the K range cut in
+ * chunks of KC blocks whose unpacked panel (VEC vectors per block) stays in
+ * L1/L2, activation rows MR at a time; the running sums live in y between
+ * chunks (stored and reloaded unchanged). PACK(pk, wb, idx, mask) unpacks
+ * one block of the panel; TILE(mr, pk, nblk, rows, b0, side rows, acc) runs
+ * mr rows over nblk blocks. */
+#define GEMM_DRIVER(PACK, TILE, WBYTES, VEC, KC, QKB)                                   \
+    do {                                                                                \
+        const int64_t nb = n / (QKB);                                                   \
+        __m512i pk[(KC) * (VEC)] __attribute__((aligned(64)));                          \
+        const __m512i idx = lane_offsets(w_stride);                                     \
+        for (int64_t j0 = 0; j0 < ncols; j0 += NP) {                                    \
+            const int nc = ncols - j0 < NP ? (int)(ncols - j0) : NP;                    \
+            const __mmask16 k = (__mmask16)(nc == NP ? 0xffffu : (1u << nc) - 1u);      \
+            const uint8_t *wp = w + (size_t)j0 * w_stride;                              \
+            for (int64_t b0 = 0; b0 < nb; b0 += (KC)) {                                 \
+                const int nblk = nb - b0 < (KC) ? (int)(nb - b0) : (KC);                \
+                for (int b = 0; b < nblk; b++)                                          \
+                    PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k);      \
+                for (int64_t m0 = 0; m0 < M; m0 += MR) {                                \
+                    const int mr = M - m0 < MR ? (int)(M - m0) : MR;                    \
+                    __m512 acc[MR];                                                     \
+                    const uint8_t *rows[MR], *srows[MR];                                \
+                    for (int r = 0; r < mr; r++) {                                      \
+                        float *yr = y + (m0 + r) * ldy + j0;                            \
+                        acc[r] = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(k, yr); \
+                        rows[r] = a + (size_t)(m0 + r) * a_stride;                      \
+                        srows[r] = side ? side + (size_t)(m0 + r) * side_stride : NULL; \
+                    }                                                                   \
+                    TILE(mr, pk, nblk, rows, srows, b0, nb, acc);                       \
+                    for (int r = 0; r < mr; r++)                                        \
+                        _mm512_mask_storeu_ps(y + (m0 + r) * ldy + j0, k, acc[r]);      \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    } while (0)
+
+/* Dispatches a runtime row count to the always-inline tile with a constant
+ * one, so that its loops over rows unroll into registers. */
+#define TILE_SWITCH(FN, mr, ...)                   \
+    switch (mr) {                                  \
+    case 1: FN(1, __VA_ARGS__); break;             \
+    case 2: FN(2, __VA_ARGS__); break;             \
+    case 3: FN(3, __VA_ARGS__); break;             \
+    case 4: FN(4, __VA_ARGS__); break;             \
+    case 5: FN(5, __VA_ARGS__); break;             \
+    case 6: FN(6, __VA_ARGS__); break;             \
+    case 7: FN(7, __VA_ARGS__); break;             \
+    default: FN(8, __VA_ARGS__); break;            \
+    }
+
+/* ------------------------------------------------------- K-quant tiles */
+
+/* The K-quant tiles' (tile_k4 below, tile_q6_K) two integer passes over one
+ * super-block, for mr activation rows (row r's Q8_K block at rows[r] + off):
+ * is[r] = sum over G groups of scale_g * (sum of T dword dot products of the
+ * group's unpacked weights p[T g + t] with its quants), scales at sc[g];
+ * bs[r] = sum of the 8 pair-of-bsum dot products with bw[0..7]. Exact in
+ * int32, so the order of the sums does not matter. */
+AI void k_isums(const int mr, const __m512i *p, const int G, const int T, const __m512i *sc,
+                const __m512i *bw, const uint8_t *const *rows, size_t off, __m512i *is,
+                __m512i *bs) {
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++) is[r] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int g = 0; g < G; g++) {
+        __m512i s[MR];
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) s[r] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const __m512i wv = p[T * g + t];
+#pragma GCC unroll 16
+            for (int r = 0; r < mr; r++)
+                s[r] = _mm512_dpbusd_epi32(s[r], wv, bc(rows[r] + off + 4 + 4 * T * g + 4 * t));
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++)
+            is[r] = _mm512_add_epi32(is[r], _mm512_mullo_epi32(s[r], sc[g]));
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++) bs[r] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++)
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++)
+            bs[r] = _mm512_dpwssd_epi32(bs[r], bw[i], bc(rows[r] + off + 260 + 4 * i));
+}
+
+/* Q4_K and Q5_K: the same scales, mins and tile (their quants differ) */
+
+#define K4_VEC 82 /* 64 kquads, 8 scales, 8 (min, min) pairs, d, dmin */
+#define K4_KC 4
+
+/* Scales and mins of a Q4_K/Q5_K panel block into pk[64..81]. */
+AI void pack_k4_scales(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
+    const __m512i u0 = gat(idx, k, wb + 4), u1 = gat(idx, k, wb + 8), u2 = gat(idx, k, wb + 12);
+    const __m512i lo6 = _mm512_set1_epi32(0x3f3f3f3f), lo4 = _mm512_set1_epi32(0x0f0f0f0f);
+    const __m512i lo2 = _mm512_set1_epi32(0x03030303), ff = _mm512_set1_epi32(0xff);
+    const __m512i sc03 = _mm512_and_si512(u0, lo6), mn03 = _mm512_and_si512(u1, lo6);
+    const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(u2, lo4),
+        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), lo2), 4));
+    const __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), lo4),
+        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), lo2), 4));
+#pragma GCC unroll 16
+    for (int g = 0; g < 8; g++) {
+        const __m512i s = g < 4 ? sc03 : sc47, m = g < 4 ? mn03 : mn47;
+        const int sh = 8 * (g & 3);
+        pk[64 + g] = _mm512_and_si512(_mm512_srli_epi32(s, sh), ff);
+        const __m512i mv = _mm512_and_si512(_mm512_srli_epi32(m, sh), ff);
+        pk[72 + g] = _mm512_or_si512(mv, _mm512_slli_epi32(mv, 16));
+    }
+    const __m512i dd = gat(idx, k, wb);
+    pk[80] = _mm512_castps_si512(half_lanes(dd, 0));
+    pk[81] = _mm512_castps_si512(half_lanes(dd, 1));
+}
+
+AI void tile_k4(const int mr, const __m512i *pk, int nblk, const uint8_t *const *rows,
+                const uint8_t *const *srows, int64_t b0, int64_t nb, __m512 *acc) {
+    (void)srows;
+    (void)nb;
+    for (int b = 0; b < nblk; b++) {
+        const __m512i *p = pk + b * K4_VEC;
+        const size_t off = (size_t)(b0 + b) * Q8_K_BYTES;
+        __m512i is[MR], sm[MR];
+        k_isums(mr, p, 8, 8, p + 64, p + 72, rows, off, is, sm);
+        const __m512 wd = _mm512_castsi512_ps(p[80]), wm = _mm512_castsi512_ps(p[81]);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) {
+            const __m512 da = _mm512_set1_ps(rd_f32(rows[r] + off));
+            const __m512 d = _mm512_mul_ps(da, wd), dmin = _mm512_mul_ps(da, wm);
+            const __m512 t = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(is[r])),
+                                           _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(sm[r])));
+            acc[r] = _mm512_add_ps(acc[r], t);
+        }
+    }
+}
+#define TILE_K4(mr, ...) TILE_SWITCH(tile_k4, mr, __VA_ARGS__)
+
+#endif
