@@ -7,6 +7,8 @@
 #   make deps       install what the tests need (Debian packages)
 #   make install    headers, libmoe.a, libmoe.so.*, moe.pc and moe into
 #                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
+# Parallel by default (-j<cores>; a -j of yours wins); one line per file,
+# V=1 prints the commands.
 
 CC      ?= cc
 B       ?= build
@@ -16,6 +18,11 @@ SAN     ?=
 CFLAGS_ALL = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp -fno-math-errno \
              -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SAN) $(CFLAGS)
 LDLIBS_ALL = -fopenmp -lm $(SAN) $(LDLIBS)
+# The quantized SIMD kernels (src/quant/*_avx2.c, *_avx512vnni.c) get -g1:
+# line tables, no variable locations. Their unrolled tiles under -g's
+# variable tracking tripled gcc's time (mostly in induction-variable
+# optimization); the machine code is the same. KERNEL_G=-g for all of it.
+KERNEL_G ?= -g1
 # Files named *_avx512.c / *_avx512vnni.c / *_avx2.c hold SIMD kernels chosen
 # at run time (*_avx512vnni.c: the AVX512 flags plus VNNI).
 AVX512  = -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
@@ -29,6 +36,30 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
 .PHONY: all test demo portable sanitize deps clean bench install uninstall
+
+# -j<cores> unless -j was given (make 4.3 hides it from MAKEFLAGS here, so
+# the command line is read too); sub-makes share the top one's job slots.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+ifeq ($(MAKELEVEL),0)
+ifeq ($(shell printf '%s ' "$$MAKEFLAGS" "$$(tr '\0' ' ' < /proc/$$PPID/cmdline 2>/dev/null)" | \
+             grep -E -e '(^| )-[a-zA-Z]*j|--jobs' -e '^[a-zA-Z]*j'),)
+MAKEFLAGS += -j$(NPROC)
+endif
+endif
+
+# Quiet lines ("CC file") unless V=1.
+V ?= 0
+ifeq ($(V),0)
+Q    = @
+say  = @printf '  %-4s %s\n' '$(1)' '$(2)'
+else
+Q    =
+say  =
+endif
+
+QUANT_SIMD_OBJ := $(filter $(B)/src/quant/%_avx2.o $(B)/src/quant/%_avx512vnni.o,$(LIB_OBJ))
+$(QUANT_SIMD_OBJ): CFLAGS_ALL += $(KERNEL_G)
+
 all: $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN) $(B)/libmoe_testhooks.so
 
 # ---------------------------------------------------------------- the library
@@ -48,23 +79,29 @@ SONAME    := libmoe.so.$(MOE_MAJOR)
 
 $(B)/libmoe_internal.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 $(B)/libmoe.o: $(LIB_OBJ)
-	$(LD) -r -o $@ $^
-	objcopy --localize-hidden $@
+	$(call say,LD,$@)
+	$(Q)$(LD) -r -o $@ $^
+	$(Q)objcopy --localize-hidden $@
 $(B)/libmoe.a: $(B)/libmoe.o
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 $(B)/libmoe.so.$(MOE_VER): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS_ALL)
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS_ALL)
 $(B)/libmoe.so: $(B)/libmoe.so.$(MOE_VER)
-	ln -sf libmoe.so.$(MOE_VER) $(B)/$(SONAME)
-	ln -sf $(SONAME) $@
+	$(Q)ln -sf libmoe.so.$(MOE_VER) $(B)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $@
 $(B)/libmoe_testhooks.so: $(B)/tests/testhooks.o $(B)/libmoe_internal.a
-	$(CC) -shared -o $@ $^ $(LDLIBS_ALL)
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -o $@ $^ $(LDLIBS_ALL)
 $(B)/tests/testhooks.o: tests/testhooks.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
@@ -87,22 +124,28 @@ uninstall:
 
 $(B)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(AVX512) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(AVX512) -MMD -MP -c $< -o $@
 $(B)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(AVX2) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(AVX2) -MMD -MP -c $< -o $@
 $(B)/%_avx512vnni.o: %_avx512vnni.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(AVX512) -mavx512vnni -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(AVX512) -mavx512vnni -MMD -MP -c $< -o $@
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
 $(B)/moe: $(CLI_OBJ) $(B)/libmoe.a
-	$(CC) -o $@ $(CLI_OBJ) $(B)/libmoe.a $(LDLIBS_ALL)
+	$(call say,LD,$@)
+	$(Q)$(CC) -o $@ $(CLI_OBJ) $(B)/libmoe.a $(LDLIBS_ALL)
 $(B)/tests/%: tests/%.c $(B)/libmoe_internal.a tests/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(B)/libmoe_internal.a $(LDLIBS_ALL)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(B)/libmoe_internal.a $(LDLIBS_ALL)
 
 test: all
 	@B=$(B) SANITIZE_PRELOAD="$(SANITIZE_PRELOAD)" bash tests/run.sh
