@@ -294,11 +294,27 @@ static void tokenize_usage(FILE *f) {
                "  --ids    only the ids, on one line, separated by spaces\n");
 }
 
-/* The piece as a C-style quoted string. */
+/* 1 if p[0, n) is whole UTF-8 characters. */
+static int utf8_whole(const char *p, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = (unsigned char)p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if (((unsigned char)p[i + k] >> 6) != 2) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* The piece as a C-style quoted string (bytes of a partial UTF-8 character
+ * as \xNN). */
 static void print_piece(FILE *f, const char *p, size_t n) {
+    const int whole = utf8_whole(p, n);
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
         const unsigned char c = (unsigned char)p[i];
+        if (c >= 0x80 && !whole) { fprintf(f, "\\x%02x", c); continue; }
         if (c == '\n') fputs("\\n", f);
         else if (c == '\r') fputs("\\r", f);
         else if (c == '\t') fputs("\\t", f);
