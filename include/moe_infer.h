@@ -188,7 +188,7 @@ typedef struct moe_ppl_result {
 /* nats per token nll / n_scored; perplexity exp(that); bits per byte
  * nll / ln 2 / n_bytes (independent of the tokenizer). */
 
-void moe_ppl_options_default(moe_ppl_options *o); /* sliding, ctx 0, stride 0, batch 0 */
+MOE_API void moe_ppl_options_default(moe_ppl_options *o); /* sliding, ctx 0, stride 0, batch 0 */
 /* Scores tokens[0, n) with the model (the KV cache is reset for each
  * window; the engine's ctx_len must be >= ctx). nll_out: NULL, or [n]
  * doubles: nll_out[t] = -ln p(tokens[t] | the window's tokens before t) for
@@ -196,9 +196,9 @@ void moe_ppl_options_default(moe_ppl_options *o); /* sliding, ctx 0, stride 0, b
  * computes it (float max, double sum of expf). Errors: fewer than 2 tokens
  * (MOE_PPL_LLAMA: fewer than ctx), ctx < 2 or > ctx_len, a bad stride,
  * an eval failure (the message names the window). */
-moe_status moe_infer_perplexity(moe_infer *m, const int32_t *tokens, int64_t n,
-                                const moe_ppl_options *o, double *nll_out,
-                                moe_ppl_result *r, moe_error *err);
+MOE_API moe_status moe_infer_perplexity(moe_infer *m, const int32_t *tokens, int64_t n,
+                                        const moe_ppl_options *o, double *nll_out,
+                                        moe_ppl_result *r, moe_error *err);
 
 /* ------------------------------------------------------ GGUF listing */
 
@@ -286,12 +286,12 @@ typedef struct moe_quantize_result {
     double seconds;
 } moe_quantize_result;
 
-void moe_quantize_options_default(moe_quantize_options *o); /* q8_0 */
+MOE_API void moe_quantize_options_default(moe_quantize_options *o); /* q8_0 */
 /* Errors: an unknown type (MOE_ERR_ARG), a file that is not GGUF, a row
  * length the type's block size does not divide (MOE_ERR_SHAPE, naming the
  * tensor), NaN/Inf weights, I/O (the output's folder missing ...). */
-moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *o,
-                        moe_quantize_result *res, moe_error *err);
+MOE_API moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *o,
+                                moe_quantize_result *res, moe_error *err);
 
 #ifdef __cplusplus
 }

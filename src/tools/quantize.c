@@ -209,7 +209,7 @@ moe_status moe_quantize(const char *in_path, const char *out_path, const moe_qua
                                                  x, cols, &e) ||
                             quant_quantize_row((quant_type)types[i], x, out + (size_t)rr * out_rb, cols, &e);
                         if (bad) {
-#pragma omp critical(q_fail)
+#pragma omp critical
                             if (!failed) {
                                 failed = 1;
                                 snprintf(e1.msg, sizeof e1.msg, "row %lld: %.400s", (long long)rr,
