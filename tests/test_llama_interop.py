@@ -188,6 +188,62 @@ def check_model(llama_cpp, name, path, tmp):
     del llm
 
 
+QTYPES = ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]
+
+
+def check_quantized(llama_cpp, tmp):
+    """`moe quantize` output of every type runs in llama.cpp: logits close to
+    moe's on the same file, the same greedy continuation."""
+    import numpy as np
+    src = os.path.join(tmp, "q-f32.gguf")
+    rc, _, err = moe("synth", src, "--arch", "mixtral", "--type", "f32", "--d", 256, "--dff", 256)
+    if rc != 0:
+        ck.fail("synth for quantize", err.strip())
+        return
+    prompt = "Once upon a time, 42 engines ran the same file:"
+    for t in QTYPES:
+        name = "quantized %s (mixtral d 256)" % t
+        dst = os.path.join(tmp, "q-%s.gguf" % t)
+        rc, _, err = moe("quantize", src, dst, "--type", t)
+        if rc != 0:
+            ck.fail(name, "moe quantize: " + err.strip())
+            continue
+        try:
+            llm = llama_cpp.Llama(dst, n_ctx=128, n_batch=128, logits_all=True, verbose=False, n_threads=2,
+                                  type_k=0, type_v=0, seed=1)
+        except Exception as e:  # noqa: BLE001
+            ck.fail(name + " loads in llama.cpp", str(e))
+            continue
+        ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        # logits after the first 4 tokens: further on, a 1e-7 difference in a
+        # float sum can flip the 8-bit rounding of one activation, which the KV
+        # cache then carries (seen with q4_1, q6_k: ~1e-2 from one position on)
+        llm.reset()
+        llm.eval(ids[:4])
+        ref = np.array(llm.scores[3], dtype=np.float64)
+        eng = Engine(dst)
+        ours = eng.last_logits(ids[:4], llm.n_vocab())
+        eng.close()
+        # llama.cpp rounds activations to F16/BF16 for F16/BF16 weights; block types match ggml's scheme
+        ck.check_close(name + " loads in llama.cpp, logits after 4 tokens", "logits", ours, ref,
+                       tol=1e-2 if t in ("f16", "bf16") else 1e-4)
+        llm.reset()
+        llm.eval(ids)
+        toks, gen = list(ids), []
+        for _ in range(12):
+            tk = int(np.argmax(np.array(llm.scores[len(toks) - 1])))
+            if llama_cpp.llama_token_is_eog(llm._model.vocab, tk):
+                break
+            gen.append(tk)
+            toks.append(tk)
+            llm.eval([tk])
+        rc, out, err = moe("run", dst, "-p", prompt, "-n", len(gen), "--temp", 0)
+        ours_t = out[:-1] if out.endswith(b"\n") else out
+        ck.check(name + " greedy = llama.cpp's", rc == 0 and ours_t == llm.detokenize(gen),
+                 "llama.cpp %r, moe %r" % (llm.detokenize(gen), ours_t))
+        del llm
+
+
 def main():
     try:
         import llama_cpp
@@ -227,6 +283,7 @@ def main():
             models.append(("synth %s" % arch, p))
         for name, path in models:
             check_model(llama_cpp, name, path, tmp)
+        check_quantized(llama_cpp, tmp)
     _, failed = ck.counts()
     return 1 if failed else 0
 
