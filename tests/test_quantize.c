@@ -28,7 +28,7 @@ static const uint32_t k_ids[] = {GGUF_T_F32, GGUF_T_F16, GGUF_T_BF16, GGUF_T_Q8_
 /* normalised RMS of the logits vs F32 allowed per type (random weights at
  * d 256, 2 layers amplify it: measured worst over the 7 architectures x ~2;
  * a loose bound: it catches a wrong layout or type, not a 10% regression) */
-static const double k_tol[] = {1e-6, 5e-3, 3e-2, 0.4, 1.0, 1.0, 0.5, 1.0, 2.5, 2.0, 0.8, 0.4, 0.3};
+static const double k_tol[] = {1e-6, 5e-3, 3e-2, 0.5, 1.2, 1.2, 0.8, 1.2, 3.0, 2.5, 1.0, 0.8, 0.5};
 static int g_V;
 
 /* Logits after a fixed prompt into out[V] (V <= 4096); 0 on success. */
