@@ -21,6 +21,11 @@ int cmd_inspect(int argc, char **argv, int n_threads);
 int cmd_synth(int argc, char **argv, int n_threads);
 /* convert.c: `moe convert DIR OUT.gguf`, a Hugging Face folder to GGUF. */
 int cmd_convert(int argc, char **argv, int n_threads);
+/* eval.c: `moe eval MODEL TEXT...` (perplexity) and `moe tokenize MODEL TEXT`. */
+int cmd_eval(int argc, char **argv, int n_threads);
+int cmd_tokenize(int argc, char **argv, int n_threads);
+/* quantize.c: `moe quantize IN.gguf OUT.gguf --type T`. */
+int cmd_quantize(int argc, char **argv, int n_threads);
 
 /* train.c: the training loop shared by `moe train` and the demo. */
 typedef struct train_run_opts {

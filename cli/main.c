@@ -28,6 +28,9 @@ static void usage(FILE *f) {
         "  synth OUT.gguf [opts]  write a random GGUF model of any architecture and type: moe synth --help\n"
         "  bench decode|prefill [--model M | --gen ARCH:TYPE]  inference tok/s vs bandwidth / GEMM\n"
         "  bench bandwidth      this machine's memory read bandwidth\n"
+        "  eval MODEL.gguf TEXT... [opts]  perplexity and bits per byte on text files or folders: moe eval --help\n"
+        "  tokenize MODEL.gguf TEXT       the token ids and pieces of TEXT\n"
+        "  quantize IN.gguf OUT.gguf --type T  re-write a GGUF model's matrices as type T: moe quantize --help\n"
         "  convert DIR OUT.gguf [--type T]  a Hugging Face folder to GGUF, quantized: moe convert --help\n"
         "  version              print the version\n"
         "threads: --threads N, or MOE_THREADS=N, else all cores\n", moe_version());
@@ -102,6 +105,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv2[0], "chat")) rc = cmd_chat(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "inspect")) rc = cmd_inspect(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "synth")) rc = cmd_synth(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "eval")) rc = cmd_eval(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "quantize")) rc = cmd_quantize(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "tokenize")) rc = cmd_tokenize(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "convert")) rc = cmd_convert(argc2 - 1, argv2 + 1, n_threads);
     else {
         fprintf(stderr, "moe: unknown command '%s'\n", argv2[0]);

@@ -31,6 +31,8 @@ typedef struct gen_opts {
     int experts_per_token; /* 0: the model's */
     int ctx;               /* 0: the engine's default */
     int stats, no_bos, raw, echo;
+    int show_prompt;       /* print the text tokenized and its ids (stderr) */
+    int chat;              /* run: render the prompt as one user message */
     const char *prompt;    /* run */
     const char *system;    /* chat */
     const char *tmpl;      /* chat; NULL: from the file */
@@ -50,6 +52,7 @@ static int gen_opt(gen_opts *o, int argc, char **argv, int *i, int *bad) {
         cli_int_opt("--ctx", argc, argv, i, &o->ctx, bad))
         return 1;
     if (!strcmp(a, "--stats")) { o->stats = 1; return 1; }
+    if (!strcmp(a, "--show-prompt")) { o->show_prompt = 1; return 1; }
     if (!strcmp(a, "--seed") || !strcmp(a, "--stop")) {
         if (*i + 1 >= argc) { fprintf(stderr, "moe: %s needs a value\n", a); *bad = 1; return 1; }
         const char *v = argv[++*i];
@@ -75,7 +78,9 @@ static void gen_usage(FILE *f) {
                "  --stop STR               stop before STR (repeatable; STR is not printed)\n"
                "  --experts-per-token K    route each token to K experts instead of the model's k\n"
                "  --ctx N                  context length (KV cache; default min(model's, 4096))\n"
-               "  --stats                  expert usage per MoE layer at the end (to stderr)\n");
+               "  --stats                  expert usage per MoE layer at the end (to stderr)\n"
+               "  --show-prompt            print the text given to the model (the rendered template)\n"
+               "                           and its token ids and pieces to stderr\n");
 }
 
 /* ------------------------------------------------------------ streaming */
@@ -234,6 +239,25 @@ static long tokenize(session *S, const char *text, int add_bos, int parse_specia
     return -1;
 }
 
+/* --show-prompt: the text and its n ids with their pieces, to stderr. */
+static void show_prompt(const session *S, const char *text, long n) {
+    fprintf(stderr, "--- prompt (%zu bytes) ---\n%s\n--- %ld tokens ---\n", strlen(text), text, n);
+    for (long i = 0; i < n; i++) {
+        char buf[64];
+        size_t len = 0;
+        const char *p = moe_vocab_piece(S->v, S->ids[i], 1, buf, sizeof buf, &len);
+        fprintf(stderr, "%d:'", S->ids[i]);
+        for (size_t j = 0; j < len; j++) {
+            const unsigned char c = (unsigned char)p[j];
+            if (c == '\n') fputs("\\n", stderr);
+            else if (c < 0x20) fprintf(stderr, "\\x%02x", c);
+            else fputc(c, stderr);
+        }
+        fputs(i + 1 < n ? "' " : "'\n", stderr);
+    }
+    fputs("---\n", stderr);
+}
+
 /* Makes the cache hold S->ids[0, n) (re-using the common prefix with what
  * it holds) and leaves the last token's logits in S->logits. */
 static int feed(session *S, long n) {
@@ -357,6 +381,8 @@ static int parse(const char *cmd, int argc, char **argv, gen_opts *o, const char
         else if (!strcmp(a, "--no-bos")) o->no_bos = 1;
         else if (!strcmp(a, "--raw")) o->raw = 1;
         else if (!strcmp(a, "--echo")) o->echo = 1;
+        else if (!chat && !strcmp(a, "--chat")) o->chat = 1;
+        else if (!chat && !strcmp(a, "--template") && i + 1 < argc) { o->tmpl = argv[++i]; o->chat = 1; }
         else if (a[0] != '-' && !*path) *path = a;
         else { fprintf(stderr, "moe %s: unknown option '%s'\n", cmd, a); bad = 1; }
     }
@@ -374,9 +400,13 @@ static void run_usage(FILE *f) {
                "  evaluates TEXT as one batch, then streams up to N (default 128) generated tokens to\n"
                "  stdout; speeds to stderr. Options besides the sampling ones below:\n"
                "  --no-bos   do not add the BOS token   --raw   control-token text stays plain text\n"
-               "  --echo     print the prompt first\n");
+               "  --echo     print the prompt first\n"
+               "  --chat     render TEXT as one user message with the model's chat template\n"
+               "             (--template NAME: that template; implies --chat)\n");
     gen_usage(f);
 }
+
+static char *render(const char *tmpl, const moe_chat_msg *msgs, int n, char **buf, size_t *cap);
 
 int cmd_run(int argc, char **argv, int n_threads) {
     gen_opts o;
@@ -391,11 +421,20 @@ int cmd_run(int argc, char **argv, int n_threads) {
     session S;
     streamer st = {.o = &o, .out = stdout};
     int n_gen = 0;
+    char *chat_text = NULL;
+    size_t chat_cap = 0;
     rc = 1;
     if (!session_open(&S, path, &o, n_threads)) goto done;
-    long n = tokenize(&S, o.prompt, !o.no_bos, !o.raw);
+    const char *prompt = o.prompt;
+    if (o.chat) {
+        const moe_chat_msg msg = {"user", o.prompt};
+        if (!(prompt = render(o.tmpl ? o.tmpl : moe_chat_template_for(path), &msg, 1, &chat_text, &chat_cap)))
+            goto done;
+    }
+    long n = tokenize(&S, prompt, !o.no_bos, !o.raw || o.chat);
     if (n < 0) goto done;
     if (n == 0 && moe_vocab_bos(S.v) >= 0) S.ids[n++] = moe_vocab_bos(S.v);
+    if (o.show_prompt) show_prompt(&S, prompt, n);
     if (!feed(&S, n)) goto done;
     if (o.echo) { fputs(o.prompt, stdout); fflush(stdout); }
     if (!generate(&S, o.n_predict, &st, &n_gen)) goto done;
@@ -405,6 +444,7 @@ int cmd_run(int argc, char **argv, int n_threads) {
     if (o.stats) print_stats(stderr, &S);
     rc = 0;
 done:
+    free(chat_text);
     free(st.pend);
     free(st.text);
     session_close(&S);
@@ -478,6 +518,7 @@ int cmd_chat(int argc, char **argv, int n_threads) {
         if (!render(tmpl, msgs, n_msgs, &text, &text_cap)) goto done;
         long n = tokenize(&S, text, !o.no_bos, 1);
         if (n < 0) goto done;
+        if (o.show_prompt) show_prompt(&S, text, n);
         const int before = S.n_prompt_eval, gen_before = S.n_gen_eval;
         const double t_before = S.t_gen;
         if (!feed(&S, n)) goto done;

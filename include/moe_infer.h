@@ -149,6 +149,57 @@ MOE_API moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err);
  * for MoE layer l (dense layers give zeros). */
 MOE_API const int64_t *moe_infer_expert_counts(const moe_infer *m);
 
+/* ----------------------------------------------------------- perplexity */
+
+/* How moe_infer_perplexity cuts a token stream into windows and which
+ * positions of each window it scores. Two scorings:
+ *   MOE_PPL_SLIDING (default): windows of ctx tokens starting every stride
+ *     tokens; every token after the first is scored exactly once, by the
+ *     first window whose positions reach it (window k scores targets beyond
+ *     those of window k-1: all ctx positions of the first window, the last
+ *     stride of the others). stride = ctx (default): consecutive windows
+ *     share one token (window k's input is tokens[k ctx, (k+1) ctx), its
+ *     targets are shifted by one), which is exactly what the trainer's
+ *     validation scores; a smaller stride gives each token more context.
+ *   MOE_PPL_LLAMA: llama.cpp's `llama-perplexity`: floor(n / ctx)
+ *     non-overlapping chunks of ctx tokens, the first token of each chunk
+ *     replaced by BOS when the stream starts with BOS, and only the second
+ *     half of each chunk scored (logits at positions ctx/2 .. ctx-2 predict
+ *     the tokens after them: ctx - 1 - ctx/2 targets per chunk). */
+typedef enum moe_ppl_scoring { MOE_PPL_SLIDING = 0, MOE_PPL_LLAMA = 1 } moe_ppl_scoring;
+
+typedef struct moe_ppl_options {
+    int ctx;                 /* window length in tokens; 0: the engine's ctx_len */
+    int stride;              /* MOE_PPL_SLIDING: tokens between window starts, 1..ctx; 0: ctx */
+    int batch;               /* tokens per moe_infer_eval call (logits [batch, V]); 0: 512 */
+    moe_ppl_scoring scoring;
+    /* called after each evaluated batch with the targets scored so far and
+       the total to score (NULL: none) */
+    void (*progress)(void *user, int64_t done, int64_t total);
+    void *user;
+} moe_ppl_options;
+
+typedef struct moe_ppl_result {
+    double nll;              /* sum of -ln p(target) over the scored targets, nats */
+    int64_t n_scored;        /* targets scored */
+    int64_t n_bytes;         /* bytes of the scored targets' text (moe_vocab_piece, control tokens 0) */
+    int64_t n_windows;       /* windows (chunks) evaluated */
+} moe_ppl_result;
+/* nats per token nll / n_scored; perplexity exp(that); bits per byte
+ * nll / ln 2 / n_bytes (independent of the tokenizer). */
+
+MOE_API void moe_ppl_options_default(moe_ppl_options *o); /* sliding, ctx 0, stride 0, batch 0 */
+/* Scores tokens[0, n) with the model (the KV cache is reset for each
+ * window; the engine's ctx_len must be >= ctx). nll_out: NULL, or [n]
+ * doubles: nll_out[t] = -ln p(tokens[t] | the window's tokens before t) for
+ * each scored target t, NaN for the others. Log-softmax as llama.cpp
+ * computes it (float max, double sum of expf). Errors: fewer than 2 tokens
+ * (MOE_PPL_LLAMA: fewer than ctx), ctx < 2 or > ctx_len, a bad stride,
+ * an eval failure (the message names the window). */
+MOE_API moe_status moe_infer_perplexity(moe_infer *m, const int32_t *tokens, int64_t n,
+                                        const moe_ppl_options *o, double *nll_out,
+                                        moe_ppl_result *r, moe_error *err);
+
 /* ------------------------------------------------------ GGUF listing */
 
 /* Writes a readable listing of a GGUF file to out: the header (version,
@@ -207,6 +258,40 @@ MOE_API moe_status moe_synth_model(const char *path, const moe_synth_config *c,
  * settings, unused tensors. Errors name the file, key or tensor. */
 MOE_API moe_status moe_convert_hf(const char *dir, const char *out_path, const char *type,
                                   moe_error *err);
+
+/* ----------------------------------------------------------- quantize */
+
+/* A GGUF model re-written in another weight type, as llama-quantize does:
+ * metadata copied (general.file_type updated), the same tensors in the same
+ * order. Converted: tensors of 2+ dimensions named "*.weight" except routers
+ * ("ffn_gate_inp*"); everything else (norms, biases, 1-D tensors) is copied
+ * unchanged. The output is written atomically (on failure nothing is left
+ * at out_path and an existing file is untouched). */
+typedef struct moe_quantize_options {
+    const char *type;    /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
+                            "q2_k", "q3_k", "q4_k", "q5_k", "q6_k" (any case) */
+    int n_threads;       /* <= 0: the OpenMP default */
+    int dry_run;         /* 1: only the sizes (res), no file; out_path may be NULL */
+    int allow_fallback;  /* 1: a tensor whose rows the type's blocks do not hold is
+                            written as q8_0 (or f16); 0: that is an error */
+    void (*progress)(void *user, int64_t done, int64_t total); /* weights converted */
+    void *user;
+} moe_quantize_options;
+
+typedef struct moe_quantize_result {
+    int64_t bytes_in, bytes_out; /* file sizes */
+    int n_tensors;               /* tensors in the file */
+    int n_quantized;             /* tensors whose type changed */
+    int n_fallback;              /* of those, written as q8_0/f16 (allow_fallback) */
+    double seconds;
+} moe_quantize_result;
+
+MOE_API void moe_quantize_options_default(moe_quantize_options *o); /* q8_0 */
+/* Errors: an unknown type (MOE_ERR_ARG), a file that is not GGUF, a row
+ * length the type's block size does not divide (MOE_ERR_SHAPE, naming the
+ * tensor), NaN/Inf weights, I/O (the output's folder missing ...). */
+MOE_API moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *o,
+                                moe_quantize_result *res, moe_error *err);
 
 #ifdef __cplusplus
 }

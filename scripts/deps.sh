@@ -18,3 +18,6 @@ fi
 /usr/bin/python3 -c 'import tokenizers' 2>/dev/null || timeout 300 /usr/bin/python3 -m pip install -q --user --break-system-packages tokenizers >/dev/null 2>&1 || true  # optional: tests/test_tokenizer_hf.py skips without it
 /usr/bin/python3 -c 'import transformers' 2>/dev/null || timeout 300 /usr/bin/python3 -m pip install -q --user --break-system-packages 'transformers==4.46.3' >/dev/null 2>&1 || true  # optional: tests/test_convert_torch.py (and test_infer_torch.py) compare with its models; the version checked with torch 1.13
 /usr/bin/python3 -c 'import torch; print("torch", torch.__version__)'
+# llama.cpp through its Python binding, for tests/test_llama_interop.py (SKIPPED without it outside CI, FAIL under
+# CI): pinned; pip builds llama.cpp from source (several minutes), so run this before the tests, not inside them.
+/usr/bin/python3 -c 'import llama_cpp' 2>/dev/null || /usr/bin/python3 -m pip install -q --user --break-system-packages 'llama-cpp-python==0.3.16'
