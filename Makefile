@@ -5,6 +5,9 @@
 #   make portable   no -march=native, into build/portable/, and run the tests
 #   make sanitize   ASan + UBSan build into build/sanitize/, and run the tests
 #   make deps       install what the tests need (Debian packages)
+#   make fuzz       libFuzzer harnesses (clang, ASan + UBSan) into build/fuzz/,
+#                   and their seed corpora (docs/TESTING.md)
+#   make fuzz-smoke make fuzz, then each harness for FUZZ_TIME (30) seconds
 
 CC      ?= cc
 B       ?= build
@@ -25,9 +28,18 @@ CLI_SRC  := $(sort $(wildcard cli/*.c) $(wildcard bench/*.c))
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+# tests/fuzz/fuzz_NAME.c: one libFuzzer harness per parser of untrusted bytes;
+# the normal build links each with replay_main.c (tests/run.sh replays the
+# crash inputs kept in tests/fuzz/regressions/NAME through it)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+REPLAY_BIN := $(FUZZ_NAMES:%=$(B)/tests/fuzz/replay_%)
+FUZZ_HDR := tests/fuzz/fuzz_util.h tests/fuzz/fuzz_train.h
+FUZZ_B   ?= build/fuzz
+FUZZ_CC  ?= clang
+FUZZ_TIME ?= 30
 
-.PHONY: all test demo portable sanitize deps clean bench
-all: $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN)
+.PHONY: all test demo portable sanitize deps clean bench fuzz fuzz-build fuzz-smoke
+all: $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN) $(REPLAY_BIN)
 
 $(B)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
@@ -52,6 +64,31 @@ $(B)/moe: $(CLI_OBJ) $(B)/libmoe.a
 $(B)/tests/%: tests/%.c $(B)/libmoe.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(B)/libmoe.a $(LDLIBS_ALL)
+
+$(B)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(FUZZ_HDR) $(B)/libmoe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/replay_main.c $(B)/libmoe.a $(LDLIBS_ALL)
+
+# The fuzz build: the library with coverage (fuzzer-no-link), ASan and UBSan
+# (every UBSan report fatal), FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION (the
+# checkpoint reader then ignores a wrong checksum); each harness linked with
+# libFuzzer's main; the seeds written by the project's writers.
+fuzz:
+	$(MAKE) B=$(FUZZ_B) CC=$(FUZZ_CC) OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  CFLAGS="-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION $(CFLAGS)" fuzz-build
+fuzz-build: $(FUZZ_NAMES:%=$(B)/fuzz_%) $(B)/seeds/.done
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDR) $(B)/libmoe.a
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(B)/libmoe.a $(LDLIBS_ALL)
+$(B)/make_seeds: tests/fuzz/make_seeds.c $(FUZZ_HDR) $(B)/libmoe.a
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< $(B)/libmoe.a $(LDLIBS_ALL)
+$(B)/seeds/.done: $(B)/make_seeds tests/fuzz/make_seeds.py
+	rm -rf $(B)/seeds
+	ASAN_OPTIONS=detect_leaks=0 $(B)/make_seeds $(B)/seeds
+	python3 tests/fuzz/make_seeds.py $(B)/seeds
+	touch $@
+fuzz-smoke: fuzz
+	FUZZ_B=$(FUZZ_B) bash tests/fuzz/run.sh $(FUZZ_TIME)
 
 test: all
 	@B=$(B) SANITIZE_PRELOAD="$(SANITIZE_PRELOAD)" bash tests/run.sh

@@ -62,10 +62,18 @@ moe_status model_file_verify_checksum(const gguf_ctx *g, moe_error *err) {
         const gguf_tensor *t = gguf_tensor_at(g, i);
         moe_hash_update(&h, t->data, t->nbytes);
     }
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    /* the fuzz build only (make fuzz, tests/fuzz/fuzz_checkpoint.c): a
+     * mutated file almost never keeps its checksum, and the metadata and
+     * tensors behind this check must be reached too */
+    (void)want;
+    return MOE_OK;
+#else
     if (moe_hash_final(&h) != want)
         return moe_err(err, MOE_ERR_FORMAT, "%s: the tensor data does not match moe.checksum (the file is corrupt)",
                        gguf_name(g));
     return MOE_OK;
+#endif
 }
 
 moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, moe_hash *hash,
