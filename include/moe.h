@@ -43,7 +43,9 @@ const char *moe_status_str(moe_status s);
 
 /* Where functions without a handle put the message of a failure. */
 typedef struct moe_error {
-    char msg[512]; /* NUL-terminated; empty when nothing failed */
+    char msg[512]; /* NUL-terminated; empty when nothing failed; control
+                      characters (from names in files) written as \xNN,
+                      line ends kept */
 } moe_error;
 
 /* ------------------------------------------------------------ dense GEMM */

@@ -11,13 +11,22 @@
  *   2. safetensors/empty_header: a 10-byte "{}" file reached qsort(NULL, 0).
  *   3. layer/sizes: set_pointers did arithmetic on a NULL pointer while
  *      sizing a layer (caught by UBSan under clang: make sanitize CC=clang).
+ *   4. convert/huge_config: a 300-byte config.json (100000 layers of 65536
+ *      experts) made moe_convert_hf look up ~2e10 tensor names (~48 CPU
+ *      minutes) before failing; now refused at once (a 60 s alarm fails the
+ *      check instead of hanging the suite).
  *   5. safetensors/hidden_overlap: an empty tensor sorted between two
  *      overlapping ones hid the overlap from the neighbour-only check.
+ *   6. escape/...: key and tensor names printed unescaped by moe_gguf_dump
+ *      (moe inspect), and names from files in error messages and in
+ *      moe_infer_info.name: a file could send terminal escape sequences.
  * The undefined-behaviour ones (1, 2, 3) fail loudly under `make sanitize`
- * (UBSan aborts); 1 and 5 also fail in the normal build before their fix.
+ * (UBSan aborts); 1, 4, 5 and 6 also fail in the normal build before their
+ * fix.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +37,7 @@
 #include "moe_infer.h"
 #include "quant/quant.h"
 #include "testutil.h"
+#include "tools/synth.h"
 
 static char tmpdir[256];
 
@@ -296,6 +306,174 @@ static void test_st_hidden_overlap(void) {
     unlink(p);
 }
 
+/* ------------------------------------------------------------ 4: convert */
+
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char m[] = "FAIL convert/huge_config: moe_convert_hf still running after 60 s "
+                            "(it looks up every layer's and expert's tensor names first)\n";
+    if (write(1, m, sizeof m - 1) < 0) _exit(1);
+    _exit(1);
+}
+
+static void test_convert_huge_config(void) {
+    char dir[300], p[400], out[400];
+    snprintf(dir, sizeof dir, "%s/hf_huge", tmpdir);
+    mkdir(dir, 0700);
+    const char *cfg =
+        "{\"model_type\": \"mixtral\", \"vocab_size\": 4, \"hidden_size\": 8, "
+        "\"num_hidden_layers\": 100000, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
+        "\"intermediate_size\": 8, \"num_local_experts\": 65536, \"num_experts_per_tok\": 2, "
+        "\"rms_norm_eps\": 1e-05, \"max_position_embeddings\": 64, \"note\": \"300 bytes......\"}";
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_file(p, cfg, strlen(cfg));
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    write_st(p, "{\"model.embed_tokens.weight\": {\"dtype\": \"F32\", \"shape\": [4, 8], "
+                "\"data_offsets\": [0, 128]}}", 128);
+    snprintf(out, sizeof out, "%s/out.gguf", tmpdir);
+    moe_error err;
+    memset(&err, 0, sizeof err);
+    signal(SIGALRM, on_alarm);
+    alarm(60);
+    moe_status st = moe_convert_hf(dir, out, "q8_0", &err);
+    alarm(0);
+    if (st == MOE_OK) tu_fail("convert/huge_config", "converted");
+    else if (!strstr(err.msg, "num_hidden_layers") && !strstr(err.msg, "num_local_experts"))
+        tu_fail("convert/huge_config", "the message names neither size: %s", err.msg);
+    else tu_okf("convert/huge_config (a %zu-byte config.json: %s)", strlen(cfg), err.msg);
+    /* one layer, but 65536 experts of which no tensor is present */
+    const char *cfg1 =
+        "{\"model_type\": \"mixtral\", \"hidden_size\": 8, \"num_hidden_layers\": 1, "
+        "\"num_attention_heads\": 2, \"intermediate_size\": 8, \"num_local_experts\": 65536, "
+        "\"num_experts_per_tok\": 2}";
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_file(p, cfg1, strlen(cfg1));
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    write_st(p, "{\"model.embed_tokens.weight\": {\"dtype\": \"F32\", \"shape\": [4, 8], "
+                "\"data_offsets\": [0, 128]}, \"a\": {\"dtype\": \"F32\", \"shape\": [0], "
+                "\"data_offsets\": [0, 0]}, \"b\": {\"dtype\": \"F32\", \"shape\": [0], "
+                "\"data_offsets\": [0, 0]}, \"c\": {\"dtype\": \"F32\", \"shape\": [0], "
+                "\"data_offsets\": [0, 0]}}", 128);
+    st = moe_convert_hf(dir, out, "q8_0", &err);
+    if (st == MOE_OK || !strstr(err.msg, "num_local_experts"))
+        tu_fail("convert/huge_expert_count", "%s", st == MOE_OK ? "converted" : err.msg);
+    else tu_okf("convert/huge_expert_count (%s)", err.msg);
+    /* issue #19, 2 through convert: weights in a 10-byte "{}" file */
+    write_st(p, "{}", 0);
+    st = moe_convert_hf(dir, out, "q4_0", &err);
+    if (st == MOE_OK || !strstr(err.msg, "embed_tokens"))
+        tu_fail("convert/empty_safetensors", "expected a missing model.embed_tokens.weight: %s",
+                st == MOE_OK ? "converted" : err.msg);
+    else tu_ok("convert/empty_safetensors");
+    unlink(p);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    unlink(p);
+    unlink(out);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------ 6: escapes */
+
+/* 1 if buf[0, n) holds a control character other than '\n' (C0, DEL, or
+ * a C1 control in UTF-8); *at gets its offset. */
+static int has_ctrl(const char *buf, size_t n, size_t *at) {
+    const unsigned char *s = (const unsigned char *)buf;
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] < 0x20 && s[i] != '\n') || s[i] == 0x7f ||
+            (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)) {
+            *at = i;
+            return 1;
+        }
+    return 0;
+}
+
+static const char k_evil[] = "\x1b]0;owned\x07\x1b[2J\r\xc2\x9b" "31m";
+
+/* A GGUF file: a key, a string, a tensor name and general.name with
+ * escape sequences; general.architecture arch. */
+static int write_evil(const char *path, const char *arch) {
+    gguf_writer *w = NULL;
+    moe_error err;
+    float x[4] = {1, 2, 3, 4};
+    int64_t ne[1] = {4};
+    char key[64];
+    snprintf(key, sizeof key, "evil.%s.key", k_evil);
+    int ok = gguf_writer_create(&w, &err) == MOE_OK &&
+             gguf_writer_set_str(w, "general.architecture", arch, &err) == MOE_OK &&
+             gguf_writer_set_str(w, "general.name", k_evil, &err) == MOE_OK &&
+             gguf_writer_set_u32(w, key, 7, &err) == MOE_OK &&
+             gguf_writer_add_tensor(w, "blk.0.\x1b[5mattn_norm.weight", 0, 1, ne, x, sizeof x, &err) == MOE_OK &&
+             gguf_writer_write(w, path, &err) == MOE_OK;
+    gguf_writer_free(w);
+    return ok;
+}
+
+static void test_escapes(void) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/evil.gguf", tmpdir);
+    if (!write_evil(p, "llama")) { tu_fail("escape/setup", "cannot write %s", p); return; }
+    /* moe inspect's listing */
+    char *out = NULL;
+    size_t n = 0, at = 0;
+    FILE *f = open_memstream(&out, &n);
+    moe_error err;
+    moe_status st = moe_gguf_dump(p, f, &err);
+    fclose(f);
+    if (st != MOE_OK) tu_fail("escape/gguf_dump", "%s", err.msg);
+    else if (has_ctrl(out, n, &at))
+        tu_fail("escape/gguf_dump", "control byte 0x%02x at %zu of the listing: \"%.40s\"",
+                (unsigned char)out[at], at, out + (at > 20 ? at - 20 : 0));
+    else if (!strstr(out, "evil.\\x1b]0;owned\\x07") || !strstr(out, "blk.0.\\x1b[5mattn_norm"))
+        tu_fail("escape/gguf_dump", "the key or the tensor name is not in the listing as escapes");
+    else tu_ok("escape/gguf_dump");
+    free(out);
+    /* an error naming the file's architecture (moe run / inspect print it) */
+    char arch[64];
+    snprintf(arch, sizeof arch, "x%s", k_evil);
+    write_evil(p, arch);
+    moe_infer_options o;
+    moe_infer_options_default(&o);
+    moe_infer *m = NULL;
+    st = moe_infer_open(&m, p, &o, &err);
+    if (st == MOE_OK) tu_fail("escape/error_message", "an unknown architecture opened");
+    else if (has_ctrl(err.msg, strlen(err.msg), &at))
+        tu_fail("escape/error_message", "control byte 0x%02x in: %s", (unsigned char)err.msg[at], err.msg);
+    else if (!strstr(err.msg, "\\x1b"))
+        tu_fail("escape/error_message", "the architecture is not in the message: %s", err.msg);
+    else tu_okf("escape/error_message (%s)", err.msg);
+    moe_infer_close(m);
+    /* moe_infer_info.name (general.name) of a model that runs */
+    moe_synth_config c;
+    moe_synth_config_default(&c);
+    char q[300];
+    snprintf(q, sizeof q, "%s/named.gguf", tmpdir);
+    gguf_ctx *g = NULL;
+    gguf_writer *w = NULL;
+    int ok = moe_synth_model(q, &c, NULL, &err) == MOE_OK && gguf_open_file(&g, q, &err) == MOE_OK &&
+             gguf_writer_create(&w, &err) == MOE_OK;
+    for (size_t i = 0; ok && i < gguf_n_kv(g); i++)
+        if (strcmp(gguf_kv_at(g, i)->key.s, "general.name"))
+            ok = synth_copy_kv(w, gguf_kv_at(g, i), &err) == MOE_OK;
+    if (ok) ok = gguf_writer_set_str(w, "general.name", k_evil, &err) == MOE_OK;
+    for (size_t i = 0; ok && i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        ok = gguf_writer_add_tensor(w, t->name.s, t->type, t->n_dims, t->ne, t->data, t->nbytes, &err) == MOE_OK;
+    }
+    if (ok) ok = gguf_writer_write(w, p, &err) == MOE_OK;
+    gguf_writer_free(w);
+    gguf_close(g);
+    unlink(q);
+    if (!ok) tu_fail("escape/info_name", "setup: %s", err.msg);
+    else if (moe_infer_open(&m, p, &o, &err) != MOE_OK) tu_fail("escape/info_name", "open: %s", err.msg);
+    else {
+        const char *nm = moe_infer_get_info(m)->name;
+        if (has_ctrl(nm, strlen(nm), &at)) tu_fail("escape/info_name", "control byte 0x%02x in the name", (unsigned char)nm[at]);
+        else tu_okf("escape/info_name (%s)", nm);
+        moe_infer_close(m);
+    }
+    unlink(p);
+}
+
 /* ------------------------------------------------------------ 3: layer */
 
 /* Sizing a layer (set_pointers with no buffer) on every creation: under
@@ -332,6 +510,8 @@ int main(void) {
     test_st_empty_header();
     test_st_hidden_overlap();
     test_layer_sizes();
+    test_convert_huge_config();
+    test_escapes();
     rmdir(tmpdir);
     return tu_exit_code();
 }

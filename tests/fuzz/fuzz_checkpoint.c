@@ -3,7 +3,7 @@
  * folder (its tokens.bin) comes from a tiny training run made once per
  * process; the input replaces its state.gguf. Built by `make fuzz` with
  * FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, under which a wrong moe.checksum
- * does not stop the reader (src/train/checkpoint.c), so the metadata and
+ * does not stop the reader (src/model/model_file.c), so the metadata and
  * tensors behind it are reached; in the normal build (the replay of the
  * suite) the checksum is checked as always. */
 #include "fuzz_train.h"

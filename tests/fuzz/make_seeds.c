@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_train.h"
-#include "infer/synth.h"
+#include "tools/synth.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
 
