@@ -69,7 +69,7 @@ static void *tokenizer_only(const void *buf, size_t n, const char *pre, size_t *
 /* A SentencePiece ("llama") vocabulary: <unk> <s> </s>, the 256 byte tokens,
  * pieces with U+2581 for spaces. */
 static void spm_vocab(void) {
-    static const char *const pieces[] = {"\xe2\x96\x81", "\xe2\x96\x81the", "\xe2\x96\x81a", "er", "in",
+    static const char *const pieces[] = {"\xe2\x96\x81", "\xe2\x96\x81the", "\xe2\x96\x81" "a", "er", "in",
                                          "\xe2\x96\x81t", "he", "\xe2\x96\x81th", "on", "es", "[INST]",
                                          "[/INST]", "\xe2\x96\x81" "12", "\xc3\xa9"};
     const int n_p = (int)(sizeof pieces / sizeof pieces[0]), n = 3 + 256 + n_p;
