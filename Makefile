@@ -77,13 +77,13 @@ $(B)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(FUZZ_HD
 # (every UBSan report fatal), FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION (the
 # checkpoint reader then ignores a wrong checksum); each harness linked with
 # libFuzzer's main; the seeds written by the project's writers. The SIMD
-# kernel files get ASan only: clang takes tens of minutes per file to
-# instrument their unrolled intrinsics for UBSan and coverage, and the
-# scalar references they equal (tests/test_quant_simd.c) are instrumented.
+# kernel files get no coverage instrumentation (ASan and UBSan only): clang
+# takes tens of minutes per file to instrument their unrolled intrinsics for
+# it, and the scalar references they equal (tests/test_quant_simd.c) have it.
 fuzz:
 	$(MAKE) B=$(FUZZ_B) CC=$(FUZZ_CC) OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
-	  SIMD_SAN="-fsanitize=address -fno-omit-frame-pointer" \
+	  SIMD_SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  CFLAGS="-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wno-pass-failed $(CFLAGS)" fuzz-build
 fuzz-build: $(FUZZ_NAMES:%=$(B)/fuzz_%) $(B)/seeds/.done
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDR) $(B)/libmoe.a
@@ -110,9 +110,15 @@ bench: all
 portable:
 	$(MAKE) B=build/portable ARCH= test
 
+# With CC=clang (into build/sanitize-clang) UBSan also reports pointer
+# arithmetic on NULL; the ASan runtime preloaded for the Python tests is the
+# compiler's own. float-cast-overflow: GCC's undefined does not include it.
+SAN_DIR = build/sanitize$(if $(findstring clang,$(CC)),-clang,)
 sanitize:
-	$(MAKE) B=build/sanitize OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  SANITIZE_PRELOAD="$$($(CC) -print-file-name=libasan.so)" test
+	$(MAKE) B=$(SAN_DIR) OPT=-O1 \
+	  SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  SANITIZE_PRELOAD="$$(p=$$($(CC) -print-file-name=libclang_rt.asan-x86_64.so); \
+	    case $$p in /*) echo $$p;; *) $(CC) -print-file-name=libasan.so;; esac)" test
 
 deps:
 	bash scripts/deps.sh

@@ -20,6 +20,9 @@
  *   6. escape/...: key and tensor names printed unescaped by moe_gguf_dump
  *      (moe inspect), and names from files in error messages and in
  *      moe_infer_info.name: a file could send terminal escape sequences.
+ * Found later by the hour of fuzzing (docs/TESTING.md):
+ *   model_file/size_keys: size keys of a model file (not covered by its
+ *      checksum) made moe_model_load allocate GBs before checking tensors.
  * The undefined-behaviour ones (1, 2, 3) fail loudly under `make sanitize`
  * (UBSan aborts); 1, 4, 5 and 6 also fail in the normal build before their
  * fix.
@@ -474,6 +477,66 @@ static void test_escapes(void) {
     unlink(p);
 }
 
+/* ------------------------------------- found by the hour of fuzzing */
+
+/* A model file whose metadata (which moe.checksum does not cover) asks for
+ * a shared expert of 16580352 rows (fuzz_checkpoint's out-of-memory input):
+ * moe_model_load created the model, 1.6 GB of weights and as much of
+ * gradients, before looking at the tensors. Now refused first. */
+static void test_model_size_keys(void) {
+    char p[300], q[300];
+    snprintf(p, sizeof p, "%s/small.gguf", tmpdir);
+    snprintf(q, sizeof q, "%s/lying.gguf", tmpdir);
+    moe_model_config c;
+    moe_model_config_default(&c);
+    c.vocab_size = 260; c.d_model = 8; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1;
+    c.ctx_len = 8; c.d_ff = 8; c.max_batch = 1; c.n_threads = 1;
+    c.moe.n_experts = 2; c.moe.top_k = 1; c.moe.d_ff = 4;
+    const char *text = "a tiny corpus for a tiny tokenizer, a tiny corpus";
+    moe_model *m = NULL;
+    moe_tokenizer *tok = NULL;
+    moe_error err;
+    int ok = moe_model_create(&m, &c, &err) == MOE_OK &&
+             moe_tokenizer_train(&tok, text, strlen(text), 260, &err) == MOE_OK &&
+             moe_model_save(m, tok, p, &err) == MOE_OK;
+    moe_model_free(m);
+    moe_tokenizer_free(tok);
+    m = NULL;
+    tok = NULL;
+    gguf_ctx *g = NULL;
+    gguf_writer *w = NULL;
+    int found = 0;
+    if (ok) ok = gguf_open_file(&g, p, &err) == MOE_OK && gguf_writer_create(&w, &err) == MOE_OK;
+    for (size_t i = 0; ok && i < gguf_n_kv(g); i++) {
+        const gguf_kv *kv = gguf_kv_at(g, i);
+        if (!strcmp(kv->key.s, "moe.router.shared_d_ff")) {
+            found = 1;
+            ok = gguf_writer_set_i32(w, kv->key.s, 16580352, &err) == MOE_OK;
+        } else {
+            ok = synth_copy_kv(w, kv, &err) == MOE_OK;
+        }
+    }
+    for (size_t i = 0; ok && i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        ok = gguf_writer_add_tensor(w, t->name.s, t->type, t->n_dims, t->ne, t->data, t->nbytes, &err) == MOE_OK;
+    }
+    if (ok) ok = gguf_writer_write(w, q, &err) == MOE_OK;
+    gguf_writer_free(w);
+    gguf_close(g);
+    if (!ok || !found) {
+        tu_fail("model_file/size_keys", "setup: %s", found ? err.msg : "no moe.router.shared_d_ff key");
+    } else {
+        moe_status st = moe_model_load(&m, &tok, q, 1, 1, &err);
+        if (st == MOE_OK) tu_fail("model_file/size_keys", "a model with a 16580352-row shared expert loaded");
+        else if (!strstr(err.msg, "needs")) tu_fail("model_file/size_keys", "refused late: %s", err.msg);
+        else tu_okf("model_file/size_keys (%s)", err.msg);
+        moe_model_free(m);
+        moe_tokenizer_free(tok);
+    }
+    unlink(p);
+    unlink(q);
+}
+
 /* ------------------------------------------------------------ 3: layer */
 
 /* Sizing a layer (set_pointers with no buffer) on every creation: under
@@ -512,6 +575,7 @@ int main(void) {
     test_layer_sizes();
     test_convert_huge_config();
     test_escapes();
+    test_model_size_keys();
     rmdir(tmpdir);
     return tu_exit_code();
 }
