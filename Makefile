@@ -116,7 +116,7 @@ portable:
 SAN_DIR = build/sanitize$(if $(findstring clang,$(CC)),-clang,)
 sanitize:
 	$(MAKE) B=$(SAN_DIR) OPT=-O1 \
-	  SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  SANITIZE_PRELOAD="$$(p=$$($(CC) -print-file-name=libclang_rt.asan-x86_64.so); \
 	    case $$p in /*) echo $$p;; *) $(CC) -print-file-name=libasan.so;; esac)" test
 
