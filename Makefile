@@ -7,6 +7,9 @@
 #   make deps       install what the tests need (Debian packages)
 #   make install    headers, libmoe.a, libmoe.so.*, moe.pc and moe into
 #                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
+#   make fuzz       libFuzzer harnesses (clang, ASan + UBSan) into build/fuzz/,
+#                   and their seed corpora (docs/TESTING.md)
+#   make fuzz-smoke make fuzz, then each harness for FUZZ_TIME (30) seconds
 # Parallel by default (-j<cores>; a -j of yours wins); one line per file,
 # V=1 prints the commands.
 
@@ -15,8 +18,12 @@ B       ?= build
 ARCH    ?= -march=native
 OPT     ?= -O2
 SAN     ?=
-CFLAGS_ALL = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp -fno-math-errno \
-             -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SAN) $(CFLAGS)
+# SIMD_SAN: the sanitizers of the SIMD kernel files (below), $(SAN) unless set
+SIMD_SAN ?= $(SAN)
+CFLAGS_BASE = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp -fno-math-errno \
+             -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
+CFLAGS_ALL = $(CFLAGS_BASE) $(SAN) $(CFLAGS)
+CFLAGS_SIMD = $(CFLAGS_BASE) $(SIMD_SAN) $(CFLAGS)
 LDLIBS_ALL = -fopenmp -lm $(SAN) $(LDLIBS)
 # The quantized SIMD kernels (src/quant/*_avx2.c, *_avx512vnni.c) get -g1:
 # line tables, no variable locations. Their unrolled tiles under -g's
@@ -34,8 +41,17 @@ CLI_SRC  := $(sort $(wildcard cli/*.c) $(wildcard bench/*.c))
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+# tests/fuzz/fuzz_NAME.c: one libFuzzer harness per parser of untrusted bytes;
+# the normal build links each with replay_main.c (tests/run.sh replays the
+# crash inputs kept in tests/fuzz/regressions/NAME through it)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+REPLAY_BIN := $(FUZZ_NAMES:%=$(B)/tests/fuzz/replay_%)
+FUZZ_HDR := tests/fuzz/fuzz_util.h tests/fuzz/fuzz_train.h
+FUZZ_B   ?= build/fuzz
+FUZZ_CC  ?= clang
+FUZZ_TIME ?= 30
 
-.PHONY: all test demo portable sanitize deps clean bench install uninstall
+.PHONY: all test demo portable sanitize deps clean bench install uninstall fuzz fuzz-build fuzz-smoke
 
 # -j<cores> unless -j was given (make 4.3 hides it from MAKEFLAGS here, so
 # the command line is read too); sub-makes share the top one's job slots.
@@ -58,11 +74,11 @@ say  =
 endif
 
 QUANT_SIMD_OBJ := $(filter $(B)/src/quant/%_avx2.o $(B)/src/quant/%_avx512vnni.o,$(LIB_OBJ))
-$(QUANT_SIMD_OBJ): CFLAGS_ALL += $(KERNEL_G)
+$(QUANT_SIMD_OBJ): CFLAGS_SIMD += $(KERNEL_G)
 
 # The slowest files (those kernels, 7-14 s each) start first, so that the
 # cores finish together.
-all: $(QUANT_SIMD_OBJ) $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN) $(B)/libmoe_testhooks.so
+all: $(QUANT_SIMD_OBJ) $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN) $(B)/libmoe_testhooks.so $(REPLAY_BIN)
 
 # ---------------------------------------------------------------- the library
 # Only the public API leaves it: everything is compiled -fvisibility=hidden and
@@ -74,6 +90,7 @@ all: $(QUANT_SIMD_OBJ) $(B)/libmoe.a $(B)/libmoe.so $(B)/moe $(TEST_BIN) $(B)/li
 # the plain objects; the Python tests call a few through libmoe_testhooks.so.
 # tests/test_symbols.py and tests/test_install.py check all of this.
 CFLAGS_ALL += -fvisibility=hidden
+CFLAGS_SIMD += -fvisibility=hidden
 version_part = $(shell sed -n 's/^\#define MOE_VERSION_$(1) *\([0-9]*\).*/\1/p' include/moe.h)
 MOE_MAJOR := $(call version_part,MAJOR)
 MOE_VER   := $(MOE_MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
@@ -127,15 +144,15 @@ uninstall:
 $(B)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(CFLAGS_ALL) $(AVX512) -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_SIMD) $(AVX512) -MMD -MP -c $< -o $@
 $(B)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(CFLAGS_ALL) $(AVX2) -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_SIMD) $(AVX2) -MMD -MP -c $< -o $@
 $(B)/%_avx512vnni.o: %_avx512vnni.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(CFLAGS_ALL) $(AVX512) -mavx512vnni -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_SIMD) $(AVX512) -mavx512vnni -MMD -MP -c $< -o $@
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
@@ -149,6 +166,36 @@ $(B)/tests/%: tests/%.c $(B)/libmoe_internal.a tests/testutil.h
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(B)/libmoe_internal.a $(LDLIBS_ALL)
 
+$(B)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(FUZZ_HDR) $(B)/libmoe_internal.a
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/replay_main.c $(B)/libmoe_internal.a $(LDLIBS_ALL)
+
+# The fuzz build: the library with coverage (fuzzer-no-link), ASan and UBSan
+# (every UBSan report fatal), FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION (the
+# checkpoint reader then ignores a wrong checksum); each harness linked with
+# libFuzzer's main; the seeds written by the project's writers. The SIMD
+# kernel files get no coverage instrumentation (ASan and UBSan only): clang
+# takes tens of minutes per file to instrument their unrolled intrinsics for
+# it, and the scalar references they equal (tests/test_quant_simd.c) have it.
+fuzz:
+	$(MAKE) B=$(FUZZ_B) CC=$(FUZZ_CC) OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  SIMD_SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  CFLAGS="-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wno-pass-failed $(CFLAGS)" fuzz-build
+fuzz-build: $(FUZZ_NAMES:%=$(B)/fuzz_%) $(B)/seeds/.done
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDR) $(B)/libmoe_internal.a
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(B)/libmoe_internal.a $(LDLIBS_ALL)
+$(B)/make_seeds: tests/fuzz/make_seeds.c $(FUZZ_HDR) $(B)/libmoe_internal.a
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< $(B)/libmoe_internal.a $(LDLIBS_ALL)
+$(B)/seeds/.done: $(B)/make_seeds tests/fuzz/make_seeds.py
+	rm -rf $(B)/seeds
+	ASAN_OPTIONS=detect_leaks=0 $(B)/make_seeds $(B)/seeds
+	python3 tests/fuzz/make_seeds.py $(B)/seeds
+	touch $@
+fuzz-smoke: fuzz
+	FUZZ_B=$(FUZZ_B) bash tests/fuzz/run.sh $(FUZZ_TIME)
+
 test: all
 	@B=$(B) SANITIZE_PRELOAD="$(SANITIZE_PRELOAD)" bash tests/run.sh
 
@@ -161,9 +208,15 @@ bench: all
 portable:
 	$(MAKE) B=build/portable ARCH= test
 
+# With CC=clang (into build/sanitize-clang) UBSan also reports pointer
+# arithmetic on NULL; the ASan runtime preloaded for the Python tests is the
+# compiler's own. float-cast-overflow: GCC's undefined does not include it.
+SAN_DIR = build/sanitize$(if $(findstring clang,$(CC)),-clang,)
 sanitize:
-	$(MAKE) B=build/sanitize OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  SANITIZE_PRELOAD="$$($(CC) -print-file-name=libasan.so)" test
+	$(MAKE) B=$(SAN_DIR) OPT=-O1 \
+	  SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  SANITIZE_PRELOAD="$$(p=$$($(CC) -print-file-name=libclang_rt.asan-x86_64.so); \
+	    case $$p in /*) echo $$p;; *) $(CC) -print-file-name=libasan.so;; esac)" test
 
 deps:
 	bash scripts/deps.sh

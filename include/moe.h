@@ -116,7 +116,9 @@ MOE_API const char *moe_status_str(moe_status s);
 
 /* The message of a failure: the last argument of every fallible function. */
 typedef struct moe_error {
-    char msg[512]; /* NUL-terminated; empty when nothing failed */
+    char msg[512]; /* NUL-terminated; empty when nothing failed; control
+                      characters (from names in files) written as \xNN,
+                      line ends kept */
 } moe_error;
 
 /* ------------------------------------------------------------ dense GEMM */

@@ -107,7 +107,8 @@ typedef struct moe_infer_options {
 
 typedef struct moe_infer_info {
     char arch[32];          /* general.architecture */
-    char name[128];         /* general.name or "" */
+    char name[128];         /* general.name or "" (control characters
+                               written as \xNN) */
     int n_layers, d_model, n_heads, n_kv_heads, head_dim, vocab_size, ctx_len;
     int n_experts, top_k;   /* 0, 0 for a dense model */
     int n_dense_layers;     /* layers with a dense feed-forward block */
@@ -206,7 +207,9 @@ MOE_API moe_status moe_infer_perplexity(moe_infer *m, const int32_t *tokens, int
  * alignment, sizes), every metadata key with its type and value (strings
  * cut at 80 bytes, arrays summarised as type, count and the first few
  * elements), then the tensor table (name, type, dims innermost first,
- * bytes, offset) and the totals. Fails, writing nothing, when the file is
+ * bytes, offset) and the totals. Control characters of keys, names and
+ * strings are written as escapes (\xNN, \n ...), so a file cannot send
+ * terminal escape sequences through the listing. Fails, writing nothing, when the file is
  * missing or not a valid GGUF file (the message names it). */
 MOE_API moe_status moe_gguf_dump(const char *path, FILE *out, moe_error *err);
 

@@ -31,6 +31,14 @@ for t in "$B"/tests/test_*; do
   run_one "$(basename "$t")" "$t"
 done
 
+# the inputs fuzzing ever found, replayed through their harness (tests/fuzz)
+for t in "$B"/tests/fuzz/replay_*; do
+  [ -x "$t" ] || continue
+  n=$(basename "$t"); n=${n#replay_}
+  echo "== fuzz_$n (regressions)"
+  run_one "fuzz_replay/$n" "$t" "$n" "tests/fuzz/regressions/$n"
+done
+
 PY=/usr/bin/python3
 for t in tests/test_*.py; do
   [ -f "$t" ] || continue

@@ -250,6 +250,12 @@ static void fill_floats(tu_rng *r, float *x, int64_t n, int kind) {
         case 2: v = (i % 256) < 128 ? 0.0f : v * 1e-30f; break;  /* zeros, tiny */
         case 3: v = (i & 1) ? 3.0f : -3.0f; break;               /* +-max */
         case 4: v *= 1e30f; break;
+        case 5: /* blocks whose largest magnitude is 1e-36 .. 1e-45, where 1 / scale
+                   overflows (issue #19: the scalar quantizers' casts were undefined) */
+            v *= (i / 32) % 4 == 0 ? 1e-36f : (i / 32) % 4 == 1 ? 1e-38f
+               : (i / 32) % 4 == 2 ? 3e-39f : 1e-45f;
+            break;
+        case 6: v *= 3e38f; break;                               /* near FLT_MAX */
         default: break;
         }
         x[i] = v;
@@ -270,7 +276,7 @@ static void test_act(int level) {
         const size_t bytes = quant_row_size(ts[i], K);
         uint8_t *want = malloc(bytes), *got = malloc(bytes);
         int bad = 0;
-        for (int kind = 0; kind < 5 && !bad; kind++)
+        for (int kind = 0; kind < 7 && !bad; kind++)
             for (int rep = 0; rep < 4 && !bad; rep++) {
                 fill_floats(&r, x, K, kind);
                 moe_error err;

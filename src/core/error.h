@@ -14,6 +14,14 @@
 moe_status moe_err(moe_error *e, moe_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Copies src[0, n) to dst[cap] (always NUL-terminated; an escape is
+ * never cut) with each control character written as \xNN: C0 bytes (but
+ * '\n' when keep_nl), DEL, and the C1 controls U+0080..U+009F in UTF-8. So
+ * a name from a file (a GGUF key, a tensor name, general.name) cannot send
+ * escape sequences to the terminal it is printed on. Returns the length.
+ * moe_err does this to every message (keeping '\n'). */
+size_t moe_escape_ctrl(char *dst, size_t cap, const char *src, size_t n, int keep_nl);
+
 /* Clears a message. */
 static inline void moe_err_clear(moe_error *e) { if (e) e->msg[0] = '\0'; }
 

@@ -242,9 +242,11 @@ static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_o
     snprintf(in->arch, sizeof in->arch, "%s", s ? s : "");
     arch_runs_in(&m->am, in->runs_in, sizeof in->runs_in);
     s = NULL;
+    /* free text from the file, printed by `moe inspect` and `moe run`: its
+     * control characters escaped */
     if (gguf_find_kv(m->g, "general.name") &&
         gguf_get_str(m->g, "general.name", &s, NULL, NULL) == MOE_OK)
-        snprintf(in->name, sizeof in->name, "%s", s);
+        moe_escape_ctrl(in->name, sizeof in->name, s, strlen(s), 0);
     in->n_layers = hp->n_layers;
     in->d_model = hp->d_model;
     in->n_heads = hp->n_heads;

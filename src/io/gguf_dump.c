@@ -29,6 +29,11 @@ static void put_str(FILE *f, const char *s, size_t n, size_t cut) {
         else if (c == '\t') fputs("\\t", f);
         else if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
         else if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
+        else if (c == 0xc2 && i + 1 < m && (unsigned char)s[i + 1] >= 0x80 &&
+                 (unsigned char)s[i + 1] <= 0x9f) { /* a C1 control (CSI ...) in UTF-8 */
+            fprintf(f, "\\x%02x\\x%02x", c, (unsigned char)s[i + 1]);
+            i++;
+        }
         else fputc(c, f);
     }
     fputc('"', f);
@@ -58,8 +63,16 @@ static void put_elem(FILE *f, gguf_vtype t, const void *a, uint64_t i) {
     }
 }
 
+/* A name from the file (a key, a tensor name) for the terminal: control
+ * characters escaped (a file must not send escape sequences to it). */
+static const char *safe_name(char *buf, size_t cap, const gguf_str *s) {
+    moe_escape_ctrl(buf, cap, s->s, s->n, 0);
+    return buf;
+}
+
 static void put_kv(FILE *f, const gguf_kv *kv) {
-    fprintf(f, "  %-44s ", kv->key.s);
+    char key[1024];
+    fprintf(f, "  %-44s ", safe_name(key, sizeof key, &kv->key));
     switch (kv->type) {
     case GGUF_VT_U8: case GGUF_VT_U16: case GGUF_VT_U32: case GGUF_VT_U64:
         fprintf(f, "%-6s %" PRIu64, gguf_vtype_name(kv->type), kv->v.u);
@@ -114,8 +127,9 @@ moe_status moe_gguf_dump(const char *path, FILE *out, moe_error *err) {
     for (size_t i = 0; i < nkv; i++) put_kv(out, gguf_kv_at(g, i));
 
     size_t name_w = 4;
+    char name[1024];
     for (size_t i = 0; i < nt; i++) {
-        const size_t n = strlen(gguf_tensor_at(g, i)->name.s);
+        const size_t n = strlen(safe_name(name, sizeof name, &gguf_tensor_at(g, i)->name));
         if (n > name_w) name_w = n;
     }
     if (name_w > 60) name_w = 60;
@@ -129,7 +143,8 @@ moe_status moe_gguf_dump(const char *path, FILE *out, moe_error *err) {
         int o = 0;
         for (uint32_t d = 0; d < t->n_dims && o < (int)sizeof dims; d++)
             o += snprintf(dims + o, sizeof dims - (size_t)o, "%s%" PRId64, d ? " x " : "", t->ne[d]);
-        fprintf(out, "  %-*s %-6s %-22s %14zu %14" PRIu64 "\n", (int)name_w, t->name.s,
+        fprintf(out, "  %-*s %-6s %-22s %14zu %14" PRIu64 "\n", (int)name_w,
+                safe_name(name, sizeof name, &t->name),
                 gguf_type_name(t->type), dims, t->nbytes, t->offset);
         elems += t->n_elem;
         bytes += t->nbytes;

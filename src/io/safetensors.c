@@ -254,16 +254,24 @@ static moe_status load_file(st_model *m, const st_file *f, moe_error *err) {
         sp[n_sp].idx = m->n_t - 1;
         n_sp++;
     }
+    /* Sorted by begin, a non-empty range overlaps an earlier one iff it begins
+     * before the furthest end so far; empty tensors hold no bytes and are
+     * skipped (not compared with their neighbours only: an empty tensor
+     * sorted between two overlapping ones must not hide them). */
     qsort(sp, n_sp, sizeof *sp, cmp_span);
-    for (size_t i = 1; i < n_sp; i++)
-        if (sp[i].b < sp[i - 1].e && sp[i].b != sp[i].e && sp[i - 1].b != sp[i - 1].e) {
+    size_t far = SIZE_MAX; /* the non-empty range with the furthest end so far */
+    for (size_t i = 0; i < n_sp; i++) {
+        if (sp[i].b == sp[i].e) continue;
+        if (far != SIZE_MAX && sp[i].b < sp[far].e) {
             st = moe_err(err, MOE_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) "
                          "overlap (the header lies about data_offsets)", path,
-                         m->t[sp[i - 1].idx].name, (unsigned long long)sp[i - 1].b,
-                         (unsigned long long)sp[i - 1].e, m->t[sp[i].idx].name,
+                         m->t[sp[far].idx].name, (unsigned long long)sp[far].b,
+                         (unsigned long long)sp[far].e, m->t[sp[i].idx].name,
                          (unsigned long long)sp[i].b, (unsigned long long)sp[i].e);
             goto done;
         }
+        if (far == SIZE_MAX || sp[i].e > sp[far].e) far = i;
+    }
 done:
     free(sp);
     json_free(doc);
@@ -282,7 +290,8 @@ static moe_status add_file(st_model *m, const char *path, moe_error *err) {
 
 /* Sorts and rejects a name present twice (in two shards). */
 static moe_status finish(st_model *m, moe_error *err) {
-    qsort(m->t, m->n_t, sizeof *m->t, cmp_tensor);
+    if (m->n_t > 1) /* a header without tensors leaves m->t NULL: qsort(NULL, 0) is undefined */
+        qsort(m->t, m->n_t, sizeof *m->t, cmp_tensor);
     for (size_t i = 1; i < m->n_t; i++)
         if (!strcmp(m->t[i].name, m->t[i - 1].name))
             return moe_err(err, MOE_ERR_FORMAT, "tensor '%s' is in %s and in %s", m->t[i].name,

@@ -173,12 +173,14 @@ void moe_layer_free(moe_layer *L) {
     free(L);
 }
 
-/* Parameter layout: router, gate, up, down, noise, shared gate/up/down, shared router. */
+/* Parameter layout: router, gate, up, down, noise, shared gate/up/down, shared router.
+ * Returns the number of floats; base NULL only sizes (every pointer NULL: the
+ * offsets are counted in an integer, never added to a null pointer). */
 static size_t set_pointers(moe_layer_weights *w, float *base, const moe_layer_config *c) {
     size_t E = (size_t)c->n_experts, d = (size_t)c->d_model, F = (size_t)c->d_ff, Fs = (size_t)c->shared_d_ff;
     int swiglu = c->expert == MOE_EXPERT_SWIGLU;
-    float *p = base;
-#define TAKE(field, n, cond) do { if (cond) { w->field = base ? p : NULL; p += (n); } else w->field = NULL; } while (0)
+    size_t off = 0;
+#define TAKE(field, n, cond) do { if (cond) { w->field = base ? base + off : NULL; off += (n); } else w->field = NULL; } while (0)
     TAKE(router, E * d, 1);
     TAKE(gate, E * F * d, swiglu);
     TAKE(up, E * F * d, 1);
@@ -189,7 +191,7 @@ static size_t set_pointers(moe_layer_weights *w, float *base, const moe_layer_co
     TAKE(shared_down, d * Fs, Fs);
     TAKE(shared_router, d, c->shared_gate);
 #undef TAKE
-    return (size_t)(p - base);
+    return off;
 }
 
 /* Slots per token: E for expert choice and ReLU routing, else the largest k. */

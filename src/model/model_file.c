@@ -62,10 +62,18 @@ moe_status model_file_verify_checksum(const gguf_ctx *g, moe_error *err) {
         const gguf_tensor *t = gguf_tensor_at(g, i);
         moe_hash_update(&h, t->data, t->nbytes);
     }
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    /* the fuzz build only (make fuzz, tests/fuzz/fuzz_checkpoint.c): a
+     * mutated file almost never keeps its checksum, and the metadata and
+     * tensors behind this check must be reached too */
+    (void)want;
+    return MOE_OK;
+#else
     if (moe_hash_final(&h) != want)
         return moe_err(err, MOE_ERR_FORMAT, "%s: the tensor data does not match moe.checksum (the file is corrupt)",
                        gguf_name(g));
     return MOE_OK;
+#endif
 }
 
 /* Why another tool cannot reproduce c's routing: "" when llama.cpp's `llama`
@@ -342,6 +350,22 @@ moe_status model_file_read_config(const gguf_ctx *g, moe_model_config *c, moe_er
     return MOE_OK;
 }
 
+moe_status model_file_check_size(const gguf_ctx *g, const moe_model_config *c, moe_error *err) {
+    TRY(moe_model_config_check(c, err));
+    moe_model_counts k;
+    moe_model_count(c, &k);
+    uint64_t have = 0;
+    for (size_t i = 0; i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        if (t->type == GGUF_T_F32 || t->type == GGUF_T_F16 || t->type == GGUF_T_BF16) have += (uint64_t)t->n_elem;
+    }
+    if (k.params < 0 || (uint64_t)k.params > have)
+        return moe_err(err, MOE_ERR_FORMAT, "%s: the configuration in the file needs %lld weights, but its F32/F16/BF16 "
+                       "tensors hold %llu (a size key is wrong)", gguf_name(g), (long long)k.params,
+                       (unsigned long long)have);
+    return MOE_OK;
+}
+
 moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *err) {
     char bad[400] = "";
     size_t used = 0;
@@ -466,6 +490,7 @@ moe_status moe_model_load(moe_model **out, moe_tokenizer **tok_out, const char *
     moe_tokenizer *tok = NULL;
     moe_status st = model_file_verify_checksum(g, err);
     if (st == MOE_OK) st = model_file_read_config(g, &c, err);
+    if (st == MOE_OK) st = model_file_check_size(g, &c, err);
     if (st == MOE_OK) st = moe_model_create(&m, &c, err);
     if (st == MOE_OK) st = model_file_load_tensors(g, m, err);
     if (st == MOE_OK && tok_out) {

@@ -74,6 +74,11 @@ moe_status model_file_verify_checksum(const gguf_ctx *g, moe_error *err);
 /* Reads the configuration (moe.* keys, else the llama.* keys of a foreign
  * file). max_batch and n_threads are left as they were in *c. */
 moe_status model_file_read_config(const gguf_ctx *g, moe_model_config *c, moe_error *err);
+/* Before a model of configuration c is created for the file: the weights c
+ * needs (moe_model_count) must not exceed the elements of the file's float
+ * tensors, so metadata (which no checksum covers) cannot make the reader
+ * allocate far more than the file holds. */
+moe_status model_file_check_size(const gguf_ctx *g, const moe_model_config *c, moe_error *err);
 /* Copies every tensor of m from the file (F32, F16 or BF16), checking
  * shapes; the error lists every missing or misshaped tensor. */
 moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *err);

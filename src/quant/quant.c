@@ -172,7 +172,14 @@ static void min_max(const float *x, int n, float *mn, float *mx) {
     *mx = hi;
 }
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
+/* (int)v clamped to [0, hi]: v < 0 and NaN give 0 (the cast of such a value,
+ * or of one past the target type, would be undefined). Equal to
+ * imin(hi, (int8_t)v) for every v in [0, 128), where that is defined. */
+static inline int trunc_clamp(float v, int hi) {
+    if (!(v >= 0.0f)) return 0;
+    if (v >= (float)hi) return hi;
+    return (int)v;
+}
 
 /* ggml's quantize_row_q4_0_ref: d = max / -8, q = min(15, trunc(x/d + 8.5)). */
 static void quant_q4_0(const float *x, quant_block_q4_0 *b, int64_t nb) {
@@ -180,11 +187,11 @@ static void quant_q4_0(const float *x, quant_block_q4_0 *b, int64_t nb) {
         float amax;
         const float max = signed_absmax(x, QUANT_QK, &amax);
         const float d = max / -8;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = quant_inv_scale(d);
         quant_wr16(b[i].d, quant_fp32_to_fp16(d));
         for (int j = 0; j < 16; j++) {
-            const int q0 = imin(15, (int8_t)(x[j] * id + 8.5f));
-            const int q1 = imin(15, (int8_t)(x[j + 16] * id + 8.5f));
+            const int q0 = trunc_clamp(x[j] * id + 8.5f, 15);
+            const int q1 = trunc_clamp(x[j + 16] * id + 8.5f, 15);
             b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
         }
     }
@@ -196,12 +203,12 @@ static void quant_q4_1(const float *x, quant_block_q4_1 *b, int64_t nb) {
         float mn, mx;
         min_max(x, QUANT_QK, &mn, &mx);
         const float d = (mx - mn) / 15;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = quant_inv_scale(d);
         quant_wr16(b[i].d, quant_fp32_to_fp16(d));
         quant_wr16(b[i].m, quant_fp32_to_fp16(mn));
         for (int j = 0; j < 16; j++) {
-            const int q0 = imin(15, (int8_t)((x[j] - mn) * id + 0.5f));
-            const int q1 = imin(15, (int8_t)((x[j + 16] - mn) * id + 0.5f));
+            const int q0 = trunc_clamp((x[j] - mn) * id + 0.5f, 15);
+            const int q1 = trunc_clamp((x[j + 16] - mn) * id + 0.5f, 15);
             b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
         }
     }
@@ -213,12 +220,12 @@ static void quant_q5_0(const float *x, quant_block_q5_0 *b, int64_t nb) {
         float amax;
         const float max = signed_absmax(x, QUANT_QK, &amax);
         const float d = max / -16;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = quant_inv_scale(d);
         uint32_t qh = 0;
         quant_wr16(b[i].d, quant_fp32_to_fp16(d));
         for (int j = 0; j < 16; j++) {
-            const int q0 = imin(31, (int8_t)(x[j] * id + 16.5f));
-            const int q1 = imin(31, (int8_t)(x[j + 16] * id + 16.5f));
+            const int q0 = trunc_clamp(x[j] * id + 16.5f, 31);
+            const int q1 = trunc_clamp(x[j + 16] * id + 16.5f, 31);
             b[i].qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
             qh |= (uint32_t)(q0 >> 4) << j;
             qh |= (uint32_t)(q1 >> 4) << (j + 16);
@@ -233,13 +240,13 @@ static void quant_q5_1(const float *x, quant_block_q5_1 *b, int64_t nb) {
         float mn, mx;
         min_max(x, QUANT_QK, &mn, &mx);
         const float d = (mx - mn) / 31;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = quant_inv_scale(d);
         uint32_t qh = 0;
         quant_wr16(b[i].d, quant_fp32_to_fp16(d));
         quant_wr16(b[i].m, quant_fp32_to_fp16(mn));
         for (int j = 0; j < 16; j++) {
-            const int q0 = imin(31, (uint8_t)((x[j] - mn) * id + 0.5f));
-            const int q1 = imin(31, (uint8_t)((x[j + 16] - mn) * id + 0.5f));
+            const int q0 = trunc_clamp((x[j] - mn) * id + 0.5f, 31);
+            const int q1 = trunc_clamp((x[j + 16] - mn) * id + 0.5f, 31);
             b[i].qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
             qh |= (uint32_t)(q0 >> 4) << j;
             qh |= (uint32_t)(q1 >> 4) << (j + 16);
@@ -254,7 +261,7 @@ static void quant_q8_0(const float *x, quant_block_q8_0 *b, int64_t nb) {
         float amax;
         (void)signed_absmax(x, QUANT_QK, &amax);
         const float d = amax / 127;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = quant_inv_scale(d);
         quant_wr16(b[i].d, quant_fp32_to_fp16(d));
         for (int j = 0; j < QUANT_QK; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
     }
@@ -266,7 +273,7 @@ static void quant_q8_1(const float *x, quant_block_q8_1 *b, int64_t nb) {
         float amax;
         (void)signed_absmax(x, QUANT_QK, &amax);
         const float d = amax / 127;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = quant_inv_scale(d);
         int sum = 0;
         quant_wr16(b[i].d, quant_fp32_to_fp16(d));
         for (int j = 0; j < QUANT_QK; j++) {

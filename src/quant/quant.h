@@ -253,6 +253,18 @@ static inline int quant_nearest_int(float f) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* 1 / d for a block scale d, or 0 when d is 0 or so small (|d| < 1/FLT_MAX:
+ * a block whose largest magnitude is below ~1e-37) that 1 / d overflows.
+ * Such a block's stored (fp16) scale is 0 anyway, so its quants get the zero
+ * level, as an all-zero block's do, and x / d never reaches a float-to-int
+ * cast as an infinity or a NaN (undefined behaviour). The scalar quantizers
+ * and the SIMD activation quantizers share it, so they stay bitwise equal. */
+static inline int quant_isinf(float f) { return (quant_f32_to_bits(f) & 0x7fffffffu) == 0x7f800000u; }
+static inline float quant_inv_scale(float d) {
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    return quant_isinf(id) ? 0.0f : id;
+}
+
 /* The 6-bit scale and min of group j (0..7) of a Q4_K / Q5_K block:
  * j < 4: low 6 bits of s[j] and s[j+4]; j >= 4: low nibble / high nibble of
  * s[j+4] plus the top 2 bits of s[j-4] / s[j] as bits 4-5. */

@@ -517,7 +517,8 @@ AI __m512i reduce_16x16(const __m512i *v) {
 
 /* quant_quant_q8_K: iscale = -127 / (first value of largest magnitude),
  * q = min(127, nearest(iscale x)) with the 1.5 * 2^23 trick, d = 1 / iscale,
- * sums of each 16 quants; an all-zero block is all zero. */
+ * sums of each 16 quants; an all-zero block, or one whose largest magnitude
+ * is so small that -127 / it overflows, is all zero. */
 void quant_vnni_act_q8_K(const float *x, void *dst, int64_t n) {
     uint8_t *out = dst;
     const __m512 magic = _mm512_set1_ps(12582912.f);
@@ -532,16 +533,16 @@ void quant_vnni_act_q8_K(const float *x, void *dst, int64_t n) {
             vmax = _mm512_max_ps(vmax, _mm512_abs_ps(v[i]));
         }
         const float amax = _mm512_reduce_max_ps(vmax);
-        if (amax == 0.0f) {
-            memset(out, 0, Q8_K_BYTES);
-            continue;
-        }
         float max = 0.0f;
-        for (int i = 0; i < 16; i++) {
+        for (int i = 0; i < 16 && amax != 0.0f; i++) {
             const __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(v[i]), _mm512_set1_ps(amax), _CMP_EQ_OQ);
             if (m) { max = x[16 * i + __builtin_ctz(m)]; break; }
         }
-        const float iscale = -127.f / max;
+        const float iscale = max != 0.0f ? -127.f / max : 0.0f;
+        if (iscale == 0.0f || quant_isinf(iscale)) {
+            memset(out, 0, Q8_K_BYTES);
+            continue;
+        }
         const __m512 is = _mm512_set1_ps(iscale);
         __m512i q[16];
 #pragma GCC unroll 16
@@ -556,7 +557,7 @@ void quant_vnni_act_q8_K(const float *x, void *dst, int64_t n) {
     }
 }
 
-/* quant_q8_0: d = amax / 127, id = 1 / d (0 if d is 0), q = roundf(x id)
+/* quant_q8_0: d = amax / 127, id = quant_inv_scale(d), q = roundf(x id)
  * (to nearest, ties away from zero: trunc, then one step away when the
  * exact fraction is at least 1/2), fp16 d. */
 void quant_vnni_act_q8_0(const float *x, void *dst, int64_t n) {
@@ -566,7 +567,7 @@ void quant_vnni_act_q8_0(const float *x, void *dst, int64_t n) {
         const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         const float d = amax / 127;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = quant_inv_scale(d);
         quant_wr16(out, quant_fp32_to_fp16(d));
         const __m512 idv = _mm512_set1_ps(id);
 #pragma GCC unroll 2

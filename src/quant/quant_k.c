@@ -298,7 +298,9 @@ float quant_dot_q8_K(int64_t n, const void *w, const void *act) {
 
 /* Q8_K as ggml's quantize_row_q8_K_ref: iscale = -127 / (the value of largest
  * magnitude), q = min(127, nearest(iscale x)), d = 1 / iscale; plus the sums
- * of each 16 quants. An all-zero block gets d = 0 and zero quants and sums. */
+ * of each 16 quants. An all-zero block, or one whose largest magnitude is
+ * below ~3.7e-37 (where -127 / max overflows), gets d = 0 and zero quants
+ * and sums. */
 void quant_quant_q8_K(const float *x, void *dst, int64_t n) {
     quant_block_q8_K *b = dst;
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
@@ -309,11 +311,12 @@ void quant_quant_q8_K(const float *x, void *dst, int64_t n) {
                 max = x[e];
             }
         }
-        if (amax == 0.0f) {
+        /* a zero block when max is 0 or so small that -127 / max overflows */
+        const float iscale = max != 0.0f ? -127.f / max : 0.0f;
+        if (iscale == 0.0f || quant_isinf(iscale)) {
             memset(&b[i], 0, sizeof b[i]);
             continue;
         }
-        const float iscale = -127.f / max;
         for (int e = 0; e < QK; e++) {
             const int v = quant_nearest_int(iscale * x[e]);
             b[i].qs[e] = (int8_t)(v < 127 ? v : 127);

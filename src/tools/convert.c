@@ -340,6 +340,15 @@ static void plan_layer(plan *p, const hf_hp *hp, int64_t l) {
 #undef GN
 }
 
+/* The config.json key of the expert count of a family. */
+static const char *expert_count_key(int f) {
+    switch (f) {
+    case CV_MIXTRAL: case CV_GRANITEMOE: return "num_local_experts";
+    case CV_DEEPSEEK: return "n_routed_experts";
+    default: return "num_experts";
+    }
+}
+
 static moe_status build_plan(plan *p, hf_hp *hp, const char *dir, moe_error *err) {
     const st_tensor *emb = st_find(p->sm, "model.embed_tokens.weight");
     if (!emb || emb->n_dims != 2 || emb->shape[1] != hp->d || emb->shape[0] < 1 ||
@@ -348,6 +357,24 @@ static moe_status build_plan(plan *p, hf_hp *hp, const char *dir, moe_error *err
                        "[vocab, %lld])", dir, emb ? "misshaped" : "missing", (long long)hp->d);
     hp->V = emb->shape[0];
     const int64_t V = hp->V, d = hp->d;
+    /* Sizes against the tensors present before any per-layer, per-expert
+     * look-up: every layer needs its own tensors (at least 4: norms and
+     * attention), every MoE layer 3 per expert (granite: its 2 packed ones).
+     * Without this a 300-byte config.json (100000 layers of 65536 experts)
+     * costs ~2e10 name look-ups before failing. */
+    const uint64_t have = st_count(p->sm);
+    const uint64_t L = (uint64_t)hp->L, L_moe = hp->E > 0 ? L - (uint64_t)hp->n_dense : 0;
+    const uint64_t per_expert = hp->f == CV_GRANITEMOE ? 0 : 3;
+    if (4 * L > have)
+        return moe_err(err, MOE_ERR_FORMAT, "%s/config.json: num_hidden_layers = %lld, but the "
+                       "safetensors hold %llu tensors in all (each layer needs at least 4)", dir,
+                       (long long)hp->L, (unsigned long long)have);
+    if (L_moe * per_expert * (uint64_t)hp->E > have)
+        return moe_err(err, MOE_ERR_FORMAT, "%s/config.json: %llu MoE layers of %lld experts (%s) "
+                       "need %llu expert tensors, but the safetensors hold %llu tensors in all",
+                       dir, (unsigned long long)L_moe, (long long)hp->E, expert_count_key(hp->f),
+                       (unsigned long long)(L_moe * per_expert * (uint64_t)hp->E),
+                       (unsigned long long)have);
     add_mat(p, "token_embd.weight", need(p, 1, "model.embed_tokens.weight", 2, V, d, 0), V, d, 0);
     if (hp->rope_freqs) {
         cv_tensor *t = add(p, "rope_freqs.weight", 0, 0, 0, hp->hd / 2);
@@ -709,10 +736,7 @@ moe_status moe_convert_hf(const char *dir, const char *out_path, const char *typ
     notes.len = 0;
     notes.text[0] = '\0';
     moe_status st = convert_hf(dir, out_path, &o, &notes, err);
-    if (st == MOE_OK && err) { /* the notes, cut to the message size */
-        size_t n = notes.len < sizeof err->msg - 1 ? notes.len : sizeof err->msg - 1;
-        memcpy(err->msg, notes.text, n);
-        err->msg[n] = '\0';
-    }
+    if (st == MOE_OK && err) /* the notes (tensor names: escaped), cut to the message size */
+        moe_escape_ctrl(err->msg, sizeof err->msg, notes.text, notes.len, 1);
     return st;
 }

@@ -470,6 +470,7 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     t->dir = strdup(dir);
     TRY(gguf_open_file(&g, state, err));
     TRY(model_file_verify_checksum(g, err));
+    TRY(model_file_check_size(g, &t->cfg.model, err));
     t->tok = calloc(1, sizeof *t->tok);
     if (!t->dir || !t->tok) { st = moe_err(err, MOE_ERR_NOMEM, "resume: out of memory"); goto done; }
     TRY(model_file_read_tokenizer(g, &t->tok->bpe, err));
