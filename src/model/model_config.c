@@ -97,7 +97,7 @@ static void moe_layer_sizes(const moe_model_config *c, int64_t *experts, int64_t
     int64_t d = c->d_model, E = m->n_experts, F = m->d_ff;
     int mats = m->expert == MOE_EXPERT_SWIGLU ? 3 : 2;
     *experts = E * mats * F * d;
-    *other = E * d;                                   /* router */
+    *other = m->select == MOE_SELECT_HASH ? 0 : E * d; /* router (hash routing has none) */
     if (m->noisy_gate) *other += E * d;
     if (m->shared_d_ff > 0) *other += 3 * (int64_t)m->shared_d_ff * d + (m->shared_gate ? d : 0);
     double k = m->top_k;

@@ -359,9 +359,14 @@ moe_status model_file_check_size(const gguf_ctx *g, const moe_model_config *c, m
         const gguf_tensor *t = gguf_tensor_at(g, i);
         if (t->type == GGUF_T_F32 || t->type == GGUF_T_F16 || t->type == GGUF_T_BF16) have += (uint64_t)t->n_elem;
     }
-    if (k.params < 0 || (uint64_t)k.params > have)
+    /* a model file may leave the noise weights out (model_file_load_tensors) */
+    int64_t need = k.params;
+    if (c->moe.noisy_gate)
+        for (int l = 0; l < c->n_layers; l++)
+            if (moe_model_layer_is_moe(c, l)) need -= (int64_t)c->moe.n_experts * c->d_model;
+    if (need < 0 || (uint64_t)need > have)
         return moe_err(err, MOE_ERR_FORMAT, "%s: the configuration in the file needs %lld weights, but its F32/F16/BF16 "
-                       "tensors hold %llu (a size key is wrong)", gguf_name(g), (long long)k.params,
+                       "tensors hold %llu (a size key is wrong)", gguf_name(g), (long long)need,
                        (unsigned long long)have);
     return MOE_OK;
 }
