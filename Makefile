@@ -212,8 +212,13 @@ portable:
 # arithmetic on NULL; the ASan runtime preloaded for the Python tests is the
 # compiler's own. float-cast-overflow: GCC's undefined does not include it.
 SAN_DIR = build/sanitize$(if $(findstring clang,$(CC)),-clang,)
+# clang links its ASan runtime statically unless told: the shared one, as GCC
+# does, so that the moe command run by the Python tests with the runtime
+# preloaded does not hold two
+SAN_LD = $(if $(findstring clang,$(CC)),-shared-libasan -Wl$(comma)-rpath$(comma)$(shell $(CC) -print-runtime-dir),)
+comma := ,
 sanitize:
-	$(MAKE) B=$(SAN_DIR) OPT=-O1 \
+	$(MAKE) B=$(SAN_DIR) OPT=-O1 LDLIBS="$(SAN_LD) $(LDLIBS)" \
 	  SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  SANITIZE_PRELOAD="$$(p=$$($(CC) -print-file-name=libclang_rt.asan-x86_64.so); \
 	    case $$p in /*) echo $$p;; *) $(CC) -print-file-name=libasan.so;; esac)" test

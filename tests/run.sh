@@ -13,6 +13,7 @@ case "$B" in /*) BD=$B ;; *) BD=$PWD/$B ;; esac
 export MOE_LIB="$BD/libmoe.so"
 export MOE_BIN="$BD/moe"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp}
 
 run_one() { # name, command...
   local name=$1; shift

@@ -247,7 +247,7 @@ static void gen(sbuf *b, tu_rng *r, int depth) {
     case 1: {
         double v = tu_uniform(r) * pow(10.0, (double)(int)(tu_next(r) % 40) - 20);
         if (tu_next(r) & 1) snprintf(num, sizeof num, "%.17g", v);
-        else snprintf(num, sizeof num, "%lld", (long long)(v * 1e6));
+        else snprintf(num, sizeof num, "%lld", (long long)fmod(v * 1e6, 9e18)); /* in range */
         sb_str(b, num);
         break;
     }
