@@ -292,7 +292,7 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
     }
     const quant_kernels *kt = quant_kernels_of(quant_level_best());
     mm_batch b = {.jobs = jobs, .acts = acts};
-    uint8_t *next = (uint8_t *)work + index;
+    uint8_t *next = work ? (uint8_t *)work + index : NULL; /* NULL: nothing to quantize */
     int64_t units = 0;
     for (int i = 0; i < n; i++) {
         const quant_mm *q = &p[i];
