@@ -28,6 +28,7 @@
 #include "io/gguf.h"
 #include "moe_infer.h"
 #include "quant/quant.h"
+#include "tools/synth.h"
 
 /* Name, GGUF type id, llama.cpp's general.file_type (LLAMA_FTYPE_*). */
 static const struct { const char *name; uint32_t id, file_type; } k_qtypes[] = {
@@ -69,37 +70,6 @@ static int converts(const gguf_tensor *t) {
            quant_type_valid((quant_type)t->type);
 }
 
-/* Copies one metadata entry into w (general.file_type is set by the caller). */
-static moe_status copy_kv(gguf_writer *w, const gguf_kv *kv, moe_error *err) {
-    const char *k = kv->key.s;
-    switch (kv->type) {
-    case GGUF_VT_U8: return gguf_writer_set_u8(w, k, (uint8_t)kv->v.u, err);
-    case GGUF_VT_I8: return gguf_writer_set_i8(w, k, (int8_t)kv->v.i, err);
-    case GGUF_VT_U16: return gguf_writer_set_u16(w, k, (uint16_t)kv->v.u, err);
-    case GGUF_VT_I16: return gguf_writer_set_i16(w, k, (int16_t)kv->v.i, err);
-    case GGUF_VT_U32: return gguf_writer_set_u32(w, k, (uint32_t)kv->v.u, err);
-    case GGUF_VT_I32: return gguf_writer_set_i32(w, k, (int32_t)kv->v.i, err);
-    case GGUF_VT_F32: return gguf_writer_set_f32(w, k, (float)kv->v.f, err);
-    case GGUF_VT_BOOL: return gguf_writer_set_bool(w, k, (int)kv->v.u, err);
-    case GGUF_VT_U64: return gguf_writer_set_u64(w, k, kv->v.u, err);
-    case GGUF_VT_I64: return gguf_writer_set_i64(w, k, kv->v.i, err);
-    case GGUF_VT_F64: return gguf_writer_set_f64(w, k, kv->v.f, err);
-    case GGUF_VT_STR: return gguf_writer_set_strn(w, k, kv->v.str.s, kv->v.str.n, err);
-    case GGUF_VT_ARR:
-        if (kv->arr_type != GGUF_VT_STR) return gguf_writer_set_arr(w, k, kv->arr_type, kv->arr, kv->arr_n, err);
-        else {
-            const char **s = malloc(sizeof(char *) * (kv->arr_n ? kv->arr_n : 1));
-            if (!s) return moe_err(err, MOE_ERR_NOMEM, "quantize: out of memory copying %s", k);
-            const gguf_str *a = kv->arr;
-            for (uint64_t i = 0; i < kv->arr_n; i++) s[i] = a[i].s;
-            moe_status st = gguf_writer_set_arr_str(w, k, s, kv->arr_n, err);
-            free(s);
-            return st;
-        }
-    default: return moe_err(err, MOE_ERR_FORMAT, "quantize: key %s has value type %d", k, (int)kv->type);
-    }
-}
-
 moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *opt,
                         moe_quantize_result *res, moe_error *err) {
     moe_quantize_options o;
@@ -131,7 +101,7 @@ moe_status moe_quantize(const char *in_path, const char *out_path, const moe_qua
         if (!strcmp(kv->key.s, "general.file_type")) {
             st = gguf_writer_set_u32(w, kv->key.s, k_qtypes[ti].file_type, err);
             have_ft = 1;
-        } else st = copy_kv(w, kv, err);
+        } else st = synth_copy_kv(w, kv, err);
     }
     if (!st && !have_ft) st = gguf_writer_set_u32(w, "general.file_type", k_qtypes[ti].file_type, err);
     if (st) goto done;
@@ -175,7 +145,7 @@ moe_status moe_quantize(const char *in_path, const char *out_path, const moe_qua
     for (size_t i = 0; i < gguf_n_kv(g) && !st; i++) {
         const gguf_kv *kv = gguf_kv_at(g, i);
         if (!strcmp(kv->key.s, "general.file_type")) st = gguf_writer_set_u32(w, kv->key.s, k_qtypes[ti].file_type, err);
-        else st = copy_kv(w, kv, err);
+        else st = synth_copy_kv(w, kv, err);
     }
     if (!st && !have_ft) st = gguf_writer_set_u32(w, "general.file_type", k_qtypes[ti].file_type, err);
     int64_t done_w = 0;
