@@ -33,6 +33,7 @@
 #include "core/error.h"
 #include "infer/engine.h"
 #include "kernels/fastmath.h"
+#include "layer/route_rules.h"
 
 /* Rows of the SwiGLU activation: g = silu(g + bg) * (u + bu) in place. */
 typedef struct act_ctx {
@@ -148,39 +149,6 @@ static void shared_rows(void *p, int t0, int t1) {
     }
 }
 
-/* splitmix64's finaliser: the hash of hash routing (src/layer/select.c). */
-static uint64_t hash_id(uint64_t id) {
-    uint64_t z = id + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Expert groups: allow[e] = 1 for the experts of the best topk_groups of
- * n_groups groups, a group scored by the sum of its two best sc (its best
- * alone for groups of one); ties to the lower group. */
-static void group_mask(unsigned char *allow, const float *sc, int E, int G, int g) {
-    const int gs = E / G;
-    float gscore[G];
-    unsigned char keep[G];
-    for (int q = 0; q < G; q++) {
-        float b1 = -INFINITY, b2 = -INFINITY;
-        for (int e = q * gs; e < (q + 1) * gs; e++) {
-            if (sc[e] > b1) { b2 = b1; b1 = sc[e]; }
-            else if (sc[e] > b2) b2 = sc[e];
-        }
-        gscore[q] = gs > 1 ? b1 + b2 : b1;
-        keep[q] = 0;
-    }
-    for (int n = 0; n < g; n++) {
-        int best = -1;
-        for (int q = 0; q < G; q++)
-            if (!keep[q] && (best < 0 || gscore[q] > gscore[best])) best = q;
-        keep[best] = 1;
-    }
-    for (int e = 0; e < E; e++) allow[e] = keep[e / gs];
-}
-
 /* Router: per token t, m->n_sel[t] experts in m->sel[t, :] with weights
  * m->sel_w[t, :] (stride E), from m->r_logits [n, E] (the token ids for
  * hash routing); counts. */
@@ -196,7 +164,7 @@ static void route(moe_infer *m, int l, int n) {
         int *sel = m->sel + (size_t)t * E;
         float *w = m->sel_w + (size_t)t * E;
         if (hp->select == ARCH_SEL_HASH) {
-            const int e0 = (int)(hash_id((uint64_t)(int64_t)m->cur_tokens[t]) % (uint64_t)E);
+            const int e0 = route_hash_first(m->cur_tokens[t], E);
             for (int j = 0; j < k; j++) { sel[j] = (e0 + j) % E; w[j] = 1.0f / (float)k; }
             m->n_sel[t] = k;
             continue;
@@ -232,7 +200,7 @@ static void route(moe_infer *m, int l, int n) {
         unsigned char *picked = m->picked;
         memset(picked, 0, (size_t)E);
         if (hp->n_groups > 0) {
-            group_mask(picked, sc, E, hp->n_groups, hp->topk_groups);
+            route_group_mask(picked, sc, E, hp->n_groups, hp->topk_groups);
             for (int e = 0; e < E; e++) picked[e] = !picked[e];
         }
         /* k passes of argmax over the open experts, best first; '>' keeps the lower index on ties */

@@ -23,8 +23,8 @@
 
 #include "core/hash.h"
 #include "core/sort.h"
+#include "layer/route_rules.h"
 
-static uint64_t hash_id(uint64_t id) { return moe_mix64(id + 0x9E3779B97F4A7C15ull); }
 
 /* the k best of sc[E] among allowed experts, best first, ties to lower e */
 static int topk_masked(int *idx, const float *sc, const unsigned char *allow, int E, int k) {
@@ -44,29 +44,6 @@ static int topk_masked(int *idx, const float *sc, const unsigned char *allow, in
     return n;
 }
 
-/* Group-limited routing: allow[e] = 1 for the experts of the kept groups. */
-static void group_mask(unsigned char *allow, const float *sc, int E, int G, int g) {
-    int gs = E / G;
-    float gscore[G];
-    unsigned char keep[G];
-    for (int q = 0; q < G; q++) {
-        float b1 = -INFINITY, b2 = -INFINITY;
-        for (int e = q * gs; e < (q + 1) * gs; e++) {
-            if (sc[e] > b1) { b2 = b1; b1 = sc[e]; }
-            else if (sc[e] > b2) b2 = sc[e];
-        }
-        gscore[q] = gs > 1 ? b1 + b2 : b1;
-        keep[q] = 0;
-    }
-    for (int n = 0; n < g; n++) {
-        int best = -1;
-        for (int q = 0; q < G; q++)
-            if (!keep[q] && (best < 0 || gscore[q] > gscore[best])) best = q;
-        keep[best] = 1;
-    }
-    for (int e = 0; e < E; e++) allow[e] = keep[e / gs];
-}
-
 void select_tokens(moe_layer *L, int T) {
     const moe_layer_config *c = &L->cfg;
     const int E = c->n_experts, S = L->S, k = L->k, nt = layer_threads(L);
@@ -83,7 +60,7 @@ void select_tokens(moe_layer *L, int T) {
         L->gs_expert[t] = -1;
         L->Zsum[t] = 1.0f;
         if (c->select == MOE_SELECT_HASH) {
-            int e0 = (int)(hash_id((uint64_t)(int64_t)L->token_ids[t]) % (uint64_t)E);
+            int e0 = route_hash_first(L->token_ids[t], E);
             for (int j = 0; j < k; j++) { idx[j] = (e0 + j) % E; w[j] = s / k; sc[j] = 1.0f; }
             continue;
         }
@@ -108,7 +85,7 @@ void select_tokens(moe_layer *L, int T) {
                 sel = b;
             }
             unsigned char allow[E];
-            if (c->n_groups > 0) group_mask(allow, sel, E, c->n_groups, c->topk_groups);
+            if (c->n_groups > 0) route_group_mask(allow, sel, E, c->n_groups, c->topk_groups);
             n = topk_masked(idx, sel, c->n_groups > 0 ? allow : NULL, E, k);
         }
         float Z = 0.0f;
