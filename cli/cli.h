@@ -26,6 +26,9 @@ int cmd_eval(int argc, char **argv, int n_threads);
 int cmd_tokenize(int argc, char **argv, int n_threads);
 /* quantize.c: `moe quantize IN.gguf OUT.gguf --type T`. */
 int cmd_quantize(int argc, char **argv, int n_threads);
+/* report.c: `moe report RUN_DIR...`; route.c: `moe route MODEL`. */
+int cmd_report(int argc, char **argv, int n_threads);
+int cmd_route(int argc, char **argv, int n_threads);
 
 /* train.c: the training loop shared by `moe train` and the demo. */
 typedef struct train_run_opts {
@@ -33,10 +36,17 @@ typedef struct train_run_opts {
     const char *metrics_path; /* JSON lines appended here (NULL: none) */
     int show_routing;         /* print per-layer loads at each evaluation */
     int64_t log_every;        /* steps between log lines (0: 10) */
+    const char *run_dir;      /* the run's folder (for the report) */
+    const char *report_path;  /* HTML report written here (NULL: none) */
+    int64_t report_every;     /* steps between report refreshes (0: at the end only) */
 } train_run_opts;
 int train_run(moe_trainer *t, const train_run_opts *o);
 void train_print_summary(moe_trainer *t);
 void train_print_routing(FILE *f, moe_model *m);
+/* train_metrics.c: metrics.jsonl's header and held-out routing records. */
+void train_metrics_header(FILE *f, moe_trainer *t, const char *label);
+void train_metrics_eval(FILE *f, moe_trainer *t, int64_t step, double wall);
+void cli_json_str(FILE *f, const char *s);
 
 /* train_opts.c: options that set moe_train_config fields; 1 if argv[*i]
  * was one (then *i is advanced past its value). */

@@ -31,6 +31,8 @@ static void usage(FILE *f) {
         "  eval MODEL.gguf TEXT... [opts]  perplexity and bits per byte on text files or folders: moe eval --help\n"
         "  tokenize MODEL.gguf TEXT       the token ids and pieces of TEXT\n"
         "  quantize IN.gguf OUT.gguf --type T  re-write a GGUF model's matrices as type T: moe quantize --help\n"
+        "  report RUN_DIR... [-o report.html]  one HTML page: curves, expert loads, routing per source\n"
+        "  route MODEL -p TEXT | -f FILE [--html F | --json]  which experts each token goes to\n"
         "  convert DIR OUT.gguf [--type T]  a Hugging Face folder to GGUF, quantized: moe convert --help\n"
         "  version              print the version\n"
         "threads: --threads N, or MOE_THREADS=N, else all cores\n", moe_version());
@@ -107,6 +109,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv2[0], "synth")) rc = cmd_synth(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "eval")) rc = cmd_eval(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "quantize")) rc = cmd_quantize(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "report")) rc = cmd_report(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "route")) rc = cmd_route(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "tokenize")) rc = cmd_tokenize(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "convert")) rc = cmd_convert(argc2 - 1, argv2 + 1, n_threads);
     else {

@@ -89,6 +89,7 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
     int rc = 0;
     float loss_ema = -1;
     int64_t log_every = o->log_every > 0 ? o->log_every : 10;
+    if (metrics) train_metrics_header(metrics, t, o->run_dir);
     while (moe_trainer_steps_done(t) < c->steps) {
         if (g_interrupted) break;
         moe_train_step_info s;
@@ -103,8 +104,8 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
         double tps = s.tokens / (s.seconds > 0 ? s.seconds : 1e-9);
         if (metrics)
             fprintf(metrics, "{\"step\":%lld,\"loss\":%.6f,\"aux\":%.6f,\"z\":%.6f,\"router\":%.6f,\"lr\":%.6g,"
-                    "\"grad_norm\":%.5f,\"tokens_per_s\":%.1f}\n",
-                    (long long)s.step, s.loss, s.aux, s.z, s.router, s.lr, s.grad_norm, tps);
+                    "\"grad_norm\":%.5f,\"tokens_per_s\":%.1f,\"wall\":%.3f}\n",
+                    (long long)s.step, s.loss, s.aux, s.z, s.router, s.lr, s.grad_norm, tps, cli_now() - t0);
         int last = s.step == c->steps;
         int do_eval = c->eval_every > 0 && (s.step % c->eval_every == 0 || last);
         if (!o->quiet && (s.step % log_every == 0 || s.step == start + 1 || last)) {
@@ -128,7 +129,10 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
                 rc = 1;
                 break;
             }
-            if (metrics) fprintf(metrics, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)s.step, vl);
+            if (metrics) {
+                fprintf(metrics, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)s.step, vl);
+                train_metrics_eval(metrics, t, s.step, cli_now() - t0);
+            }
             if (!o->quiet) {
                 if (tty) fprintf(stderr, "\r\033[K");
                 printf("step %6lld  validation loss %.4f (%.3f bits/token)\n", (long long)s.step, vl, vl / log(2.0));
@@ -141,6 +145,12 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
                 rc = 1;
                 break;
             }
+        }
+        if (o->report_path && metrics && (last || (o->report_every > 0 && s.step % o->report_every == 0))) {
+            fflush(metrics);
+            const char *dirs[1] = {o->run_dir};
+            if (moe_report_write(o->report_path, dirs, 1, &err) != MOE_OK)
+                fprintf(stderr, "%smoe: report not written: %s\n", tty ? "\n" : "", err.msg);
         }
         if (tty) {
             double done = (double)(s.step - start) / (double)(c->steps - start);
@@ -195,6 +205,7 @@ static void usage(FILE *f) {
                "  --data PATH       a text file or folder (repeatable; default: the built-in corpus)\n"
                "  --out DIR         run directory (default moe-run): model.gguf, state.gguf, tokens.bin, metrics.jsonl\n"
                "  --quiet           no log lines\n"
+               "  --report-every N  write DIR/report.html (moe report) every N steps and at the end\n"
                "options:\n");
     train_opts_usage(f);
 }
@@ -202,7 +213,7 @@ static void usage(FILE *f) {
 int cmd_train(int argc, char **argv, int n_threads) {
     const char *resume = NULL, *out = "moe-run";
     const char **data = calloc((size_t)argc + 1, sizeof(char *));
-    int n_data = 0, bad = 0, quiet = 0;
+    int n_data = 0, bad = 0, quiet = 0, report_every = -1;
     if (!data) return 1;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--resume") && i + 1 < argc) resume = argv[++i];
@@ -229,6 +240,8 @@ int cmd_train(int argc, char **argv, int n_threads) {
             out = argv[++i];
         } else if (!strcmp(argv[i], "--quiet")) {
             quiet = 1;
+        } else if (cli_int_opt("--report-every", argc, argv, &i, &report_every, &bad)) {
+            if (!bad && report_every < 0) { fprintf(stderr, "moe: --report-every must be >= 0\n"); bad = 1; }
         } else if (!train_opts_apply(&c, argc, argv, &i, &bad)) {
             fprintf(stderr, "moe train: unknown option '%s'\n", argv[i]);
             bad = 1;
@@ -258,7 +271,11 @@ int cmd_train(int argc, char **argv, int n_threads) {
     }
     char metrics[4096];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out);
-    train_run_opts o = {.quiet = quiet, .metrics_path = metrics, .show_routing = 1, .log_every = 0};
+    char report[4096];
+    snprintf(report, sizeof report, "%s/report.html", out);
+    train_run_opts o = {.quiet = quiet, .metrics_path = metrics, .show_routing = 1, .log_every = 0,
+                        .run_dir = out, .report_path = report_every >= 0 ? report : NULL,
+                        .report_every = report_every};
     int rc = train_run(t, &o);
     if (rc == 0 && !quiet) printf("saved %s/model.gguf and %s/state.gguf at step %lld\n", out, out,
                                   (long long)moe_trainer_steps_done(t));

@@ -736,6 +736,44 @@ typedef struct moe_data_info {
 } moe_data_info;
 MOE_API moe_data_info moe_trainer_data_info(const moe_trainer *t);
 
+/* How the last moe_trainer_eval routed the held-out tokens, per MoE layer
+ * and per source (each --data path; the entries of a single folder; the
+ * built-in corpus's domains), counted over kept assignments. Valid until
+ * the next evaluation or moe_trainer_free; n_layers is 0 for a dense model,
+ * tokens 0 before the first evaluation. */
+typedef struct moe_eval_routing {
+    int n_layers;                    /* M: the MoE layers */
+    const int *layers;               /* [M] their indices in the model */
+    int n_experts;                   /* E */
+    int n_sources;                   /* S */
+    const char *const *source_names; /* [S] */
+    const int64_t *source_tokens;    /* [S] held-out tokens of each source */
+    const int64_t *counts;           /* [M, S, E] assignments per source and expert */
+    const int64_t *load;             /* [M, E] assignments per expert */
+    const float *max_violation;      /* [M] max_e load_e / mean load - 1 */
+    const int *dead_experts;         /* [M] experts with no held-out token */
+    const double *mi_bits;           /* [M] I(source; expert) in bits */
+    int64_t tokens;                  /* held-out tokens routed */
+} moe_eval_routing;
+MOE_API const moe_eval_routing *moe_trainer_eval_routing(const moe_trainer *t);
+
+/* ----------------------------------------------------------------- report */
+
+/* The page of `moe report`: one self-contained XHTML document (inline SVG
+ * and CSS, no script or external resource) drawn from dirs[i]/metrics.jsonl
+ * of n >= 1 runs: configuration table, loss / validation loss against steps
+ * and wall time, lr, gradient norm, aux and z losses, tokens/s (runs
+ * overlaid), and per run and MoE layer the expert loads over evaluations,
+ * max-violation and dead experts, source x expert heatmaps with
+ * I(source; expert). Figure ids: docs/REPORT.md. *html is malloc'd.
+ * Errors: a folder without a readable metrics.jsonl (MOE_ERR_IO), one whose
+ * lines all fail to parse (MOE_ERR_FORMAT). */
+MOE_API moe_status moe_report_render(char **html, size_t *n, const char *const *dirs, int n_dirs,
+                                     moe_error *err);
+/* The same page written to path atomically. */
+MOE_API moe_status moe_report_write(const char *path, const char *const *dirs, int n_dirs,
+                                    moe_error *err);
+
 #ifdef __cplusplus
 }
 #endif

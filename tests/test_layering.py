@@ -13,7 +13,7 @@ import re
 import sys
 
 ORDER = ["core", "kernels", "quant", "io", "text", "layer", "model", "corpus",
-         "train", "infer", "tools", "dist", "serve"]
+         "train", "infer", "tools", "report", "dist", "serve"]
 PUBLIC = {"moe.h", "moe_infer.h"}
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

@@ -98,7 +98,7 @@ const char *corpus_domain_prompt(int d) {
 
 /* domain -1: rounds of all domains in random order */
 static moe_status generate(uint8_t **text, size_t *n, int domain, size_t target,
-                           uint64_t seed, moe_error *err) {
+                           uint64_t seed, corpus_docs *docs, moe_error *err) {
     if (!text || !n) return moe_err(err, MOE_ERR_ARG, "corpus: NULL output");
     *text = NULL;
     *n = 0;
@@ -126,6 +126,16 @@ static moe_status generate(uint8_t **text, size_t *n, int domain, size_t target,
             d = order[at++];
         }
         if (g.n) raw(&g, "\n", 1);
+        if (docs && !g.oom) {
+            if (docs->n == docs->cap) {
+                size_t nc = docs->cap ? 2 * docs->cap : 1024;
+                corpus_doc *nd = realloc(docs->d, nc * sizeof *nd);
+                if (!nd) { g.oom = 1; break; }
+                docs->d = nd;
+                docs->cap = nc;
+            }
+            docs->d[docs->n++] = (corpus_doc){g.n, d};
+        }
         document(&g, d);
     }
     if (g.oom) {
@@ -140,7 +150,16 @@ static moe_status generate(uint8_t **text, size_t *n, int domain, size_t target,
 
 moe_status corpus_generate(uint8_t **text, size_t *n, size_t target_bytes, uint64_t seed,
                            moe_error *err) {
-    return generate(text, n, -1, target_bytes, seed, err);
+    return generate(text, n, -1, target_bytes, seed, NULL, err);
+}
+
+moe_status corpus_generate_docs(uint8_t **text, size_t *n, corpus_docs *docs, size_t target_bytes,
+                                uint64_t seed, moe_error *err) {
+    if (!docs) return moe_err(err, MOE_ERR_ARG, "corpus: NULL document list");
+    memset(docs, 0, sizeof *docs);
+    moe_status st = generate(text, n, -1, target_bytes, seed, docs, err);
+    if (st != MOE_OK) { free(docs->d); memset(docs, 0, sizeof *docs); }
+    return st;
 }
 
 moe_status corpus_generate_domain(uint8_t **text, size_t *n, int domain, size_t target_bytes,
@@ -153,5 +172,5 @@ moe_status corpus_generate_domain(uint8_t **text, size_t *n, int domain, size_t 
     }
     /* a stream of its own per domain */
     return generate(text, n, domain, target_bytes,
-                    seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(domain + 1)), err);
+                    seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(domain + 1)), NULL, err);
 }

@@ -93,6 +93,21 @@ const char *corpus_domain_prompt(int domain);
 moe_status corpus_generate(uint8_t **text, size_t *n, size_t target_bytes,
                            uint64_t seed, moe_error *err);
 
+/* Where each document of a mixed corpus starts and its domain: what the
+ * trainer tags tokens with (per-domain routing statistics). */
+typedef struct corpus_doc {
+    size_t start; /* byte offset of the document's first byte */
+    int domain;   /* corpus_domain */
+} corpus_doc;
+typedef struct corpus_docs {
+    corpus_doc *d; /* [n] in text order; malloc'd, the caller frees d */
+    size_t n, cap;
+} corpus_docs;
+
+/* corpus_generate, also listing the documents (the same bytes). */
+moe_status corpus_generate_docs(uint8_t **text, size_t *n, corpus_docs *docs,
+                                size_t target_bytes, uint64_t seed, moe_error *err);
+
 /* The same, with documents of one domain only. The stream for (domain, seed)
  * is not the one corpus_generate uses for seed, so held-out text is best
  * taken with another seed anyway. Errors as above, and a domain out of range

@@ -21,6 +21,7 @@
 #include "train/state_file.h"
 #include "corpus/corpus.h"
 #include "train/data.h"
+#include "train/sources.h"
 #include "text/tokenizer.h"
 
 #include <errno.h>
@@ -48,6 +49,8 @@ struct moe_trainer {
     int64_t step;
     uint64_t tok_fp, src_fp;
     moe_data_info info;
+    src_map srcmap;         /* the source of each token (sources.h) */
+    src_routing srcroute;   /* held-out routing per source, of the last eval */
 };
 
 /* The defaults are the demo's run: a 4-layer MoE (8 experts top-2) on the
@@ -103,6 +106,8 @@ void moe_trainer_free(moe_trainer *t) {
     free(t->x);
     free(t->y);
     free(t->dir);
+    src_map_free(&t->srcmap);
+    src_routing_free(&t->srcroute);
     free(t);
 }
 
@@ -218,6 +223,19 @@ moe_status moe_train_config_check(const moe_train_config *c, moe_error *err) {
     return check_train_config(&k, err);
 }
 
+/* The source map saved next to the token cache, and the per-source routing
+ * of validation (sources.h). */
+static moe_status sources_setup(moe_trainer *t, moe_error *err) {
+    char *path = join(t->dir, "sources.txt");
+    if (!path) return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
+    moe_status st = t->srcmap.src_of ? src_map_save(&t->srcmap, path, err)
+                                     : src_map_load(&t->srcmap, path, t->n_tokens, err);
+    free(path);
+    if (st != MOE_OK) return st;
+    return src_routing_init(&t->srcroute, &t->srcmap, t->model, t->tokens, t->val, t->cfg.batch,
+                            t->cfg.model.ctx_len, err);
+}
+
 moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, const char *const *data, int n_data,
                               const char *dir, moe_error *err) {
     if (!out || !cfg) return moe_err(err, MOE_ERR_ARG, "moe_trainer_create: %s is NULL", out ? "config" : "out");
@@ -236,6 +254,7 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     char *state = join(dir, "state.gguf"), *model = join(dir, "model.gguf"), *cache = join(dir, "tokens.bin");
     uint8_t *text = NULL;
     size_t n_text = 0;
+    src_text tags = {0};
     if (!t->dir || !state || !model || !cache) { st = moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory"); goto done; }
     if (file_exists(state) || file_exists(model)) {
         st = moe_err(err, MOE_ERR_ARG, "%s already holds a checkpoint: continue it with --resume %s, or choose "
@@ -243,8 +262,8 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
         goto done;
     }
     /* the text */
-    if (data && n_data > 0) st = data_read_sources(&text, &n_text, data, n_data, err);
-    else st = corpus_generate(&text, &n_text, (size_t)c.corpus_bytes, c.seed, err);
+    if (data && n_data > 0) st = src_read_files(&text, &n_text, &tags, data, n_data, err);
+    else st = src_read_corpus(&text, &n_text, &tags, (size_t)c.corpus_bytes, c.seed, err);
     if (st != MOE_OK) goto done;
     t->info.text_bytes = (int64_t)n_text;
     t->src_fp = data_fingerprint(text, n_text);
@@ -267,6 +286,8 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
                                   t->src_fp, err);
         if (st != MOE_OK) goto done;
     }
+    st = src_map_build(&t->srcmap, &tags, n_text, &t->tok->bpe, t->tokens, t->n_tokens, err);
+    if (st != MOE_OK) goto done;
     free(text);
     text = NULL;
     st = setup_data(t, err);
@@ -274,9 +295,12 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     st = moe_model_create(&t->model, &t->cfg.model, err);
     if (st != MOE_OK) goto done;
     moe_model_init_params(t->model, t->cfg.seed);
+    st = sources_setup(t, err);
+    if (st != MOE_OK) goto done;
     st = moe_adamw_create(&t->opt, t->model, &t->cfg.adamw, err);
 done:
     free(text);
+    src_text_free(&tags);
     free(state);
     free(model);
     free(cache);
@@ -354,12 +378,15 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
     moe_status st = MOE_OK;
     moe_error me;
     me.msg[0] = '\0';
+    src_routing_begin(&t->srcroute);
     for (int b = 0; b < nb && st == MOE_OK; b++) {
         data_val_batch(t->val, b, c->batch, mc->ctx_len, t->x, t->y);
         float loss;
         st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 0, &loss, &me);
+        if (st == MOE_OK) src_routing_add(&t->srcroute, t->model, b, c->batch, mc->ctx_len);
         sum += loss;
     }
+    src_routing_end(&t->srcroute);
     for (int l = 0; l < mc->n_layers; l++) {
         moe_layer *L = moe_model_moe_layer(t->model, l);
         if (L && mc->moe.select != MOE_SELECT_EXPERT_CHOICE) moe_layer_set_capacity_factor(L, mc->moe.capacity_factor, NULL);
@@ -485,6 +512,7 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     TRY(setup_data(t, err));
     TRY(moe_model_create(&t->model, &t->cfg.model, err));
     TRY(model_file_load_tensors(g, t->model, err));
+    TRY(sources_setup(t, err));
     TRY(moe_adamw_create(&t->opt, t->model, &t->cfg.adamw, err));
     int n = moe_model_n_tensors(t->model);
     for (int i = 0; i < n; i++) {
@@ -540,3 +568,4 @@ const moe_train_config *moe_trainer_config(const moe_trainer *t) { return &t->cf
 moe_model *moe_trainer_model(moe_trainer *t) { return t->model; }
 const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t) { return t->tok; }
 moe_data_info moe_trainer_data_info(const moe_trainer *t) { return t->info; }
+const moe_eval_routing *moe_trainer_eval_routing(const moe_trainer *t) { return &t->srcroute.pub; }
