@@ -150,6 +150,51 @@ MOE_API moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err);
  * for MoE layer l (dense layers give zeros). */
 MOE_API const int64_t *moe_infer_expert_counts(const moe_infer *m);
 
+/* The routing the engine decides, as it decides it: called once per MoE
+ * layer per chunk of evaluated tokens (moe_infer_eval cuts its tokens into
+ * chunks of max_batch), after the selection and the weights are final (the
+ * weights the experts' outputs are multiplied by). The pointers are valid
+ * during the call only. `moe route` is built on it. */
+typedef struct moe_route_event {
+    int layer;            /* the model layer */
+    int pos;              /* position of the chunk's first token */
+    int n_tokens;         /* n: tokens in the chunk */
+    int stride;           /* entries per token in experts and weights */
+    const int *n_experts; /* [n] experts chosen for each token */
+    const int *experts;   /* [n, stride] the first n_experts[t] entries: best
+                             first for top-k / top-p, in expert order for
+                             expert choice and ReLU routing */
+    const float *weights; /* [n, stride] their gate weights */
+} moe_route_event;
+typedef void (*moe_route_fn)(void *user, const moe_route_event *ev);
+/* Sets (fn) or removes (fn NULL) the routing hook of m. */
+MOE_API void moe_infer_set_route_hook(moe_infer *m, moe_route_fn fn, void *user);
+
+/* The routing of a text, as `moe route --html` draws it: n tokens, M MoE
+ * layers, for each (token, layer) up to K experts with their weights. */
+typedef struct moe_route_doc {
+    const char *title;          /* the model (shown as given) */
+    int n_tokens;               /* n */
+    const int32_t *ids;         /* [n] token ids */
+    const char *const *pieces;  /* [n] each token's bytes as text (any bytes;
+                                   invalid UTF-8 is shown as U+FFFD) */
+    int n_layers;               /* M */
+    const int *layers;          /* [M] model layer of each */
+    int n_experts;              /* E */
+    int stride;                 /* K */
+    const int *n_sel;           /* [n, M] experts chosen */
+    const int *experts;         /* [n, M, K] */
+    const float *weights;       /* [n, M, K] */
+} moe_route_doc;
+/* One self-contained XHTML page (no script; CSS only): the text with each
+ * token coloured by its top expert (largest weight) in the selected layer
+ * (radio buttons, one per layer), the experts and weights of every token
+ * and layer on hover, an expert legend and a layers x experts usage
+ * heatmap. Ids: route-layers, route-layer-L (the view of model layer L),
+ * fig-route-usage. *html is malloc'd. */
+MOE_API moe_status moe_route_render_html(char **html, size_t *n, const moe_route_doc *d,
+                                         moe_error *err);
+
 /* ----------------------------------------------------------- perplexity */
 
 /* How moe_infer_perplexity cuts a token stream into windows and which

@@ -74,6 +74,8 @@ struct moe_infer {
     quant_mm *mm;              /* [2 E + 3] the products of one batched call */
     void *work;                /* quant_matmul(_batch) work space */
     size_t work_size;
+    moe_route_fn route_hook;   /* moe_infer_set_route_hook (route_hook.c), or NULL */
+    void *route_user;
 };
 
 /* y[M, rows] = x[M, cols] w_i^T for matrix i of the stack w. */

@@ -256,6 +256,10 @@ static void route(moe_infer *m, int l, int n) {
         if (scale) for (int j = 0; j < m->n_sel[t]; j++) w[j] *= hp->w_scale;
         for (int j = 0; j < m->n_sel[t]; j++) cnt[m->sel[(size_t)t * E + j]]++;
     }
+    if (m->route_hook) {
+        const moe_route_event ev = {l, m->n_filled, n, E, m->n_sel, m->sel, m->sel_w};
+        m->route_hook(m->route_user, &ev);
+    }
 }
 
 static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int n,
