@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 void svg_heat(sb *b, const svg_heat_opts *o, const double *v, int rows, int cols) {
     const double L = 96, T = 30, R = 60, B = 40;
@@ -13,7 +14,10 @@ void svg_heat(sb *b, const svg_heat_opts *o, const double *v, int rows, int cols
     if (ch > 24) ch = 24;
     if (ch < 3) ch = 3;
     const double pw = cw * cols, ph = ch * rows;
-    const int W = (int)(L + pw + R) + 1, H = (int)(T + ph + B) + 1;
+    int W = (int)(L + pw + R) + 1;
+    const int H = (int)(T + ph + B) + 1;
+    const int title_w = o->title ? (int)strlen(o->title) * 7 + 20 : 0;
+    if (W < title_w) W = title_w;
     double vmax = o->vmax;
     if (!(vmax > 0)) {
         vmax = 0;
@@ -41,7 +45,8 @@ void svg_heat(sb *b, const svg_heat_opts *o, const double *v, int rows, int cols
             if (o->row_labels) sb_text(b, o->row_labels[r]); else sb_printf(b, "%d", r);
             sb_put(b, ", ");
             if (o->col_labels) sb_text(b, o->col_labels[c]); else sb_printf(b, "%d", c);
-            snprintf(num, sizeof num, fmt, x);
+            if (isfinite(x)) snprintf(num, sizeof num, fmt, x);
+            else snprintf(num, sizeof num, "n/a");
             sb_put(b, ": ");
             sb_text(b, num);
             sb_put(b, "</title></rect>");

@@ -27,7 +27,7 @@ static int ok_point(const svg_lines_opts *o, double x, double y) {
 void svg_lines(sb *b, const svg_lines_opts *o, const svg_series *s, int n_series) {
     const int W = o->width > 0 ? o->width : 460, H0 = o->height > 0 ? o->height : 280;
     const int legend_rows = n_series > 1 ? (n_series + 1) / 2 : 0;
-    const int H = H0 + 16 * legend_rows;
+    const int H = H0 + 16 * legend_rows + (legend_rows ? 6 : 0);
     const double L = 62, R = 14, T = 28, B = 44; /* margins of the plot area */
     const double pw = W - L - R, ph = H0 - T - B;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
@@ -44,9 +44,11 @@ void svg_lines(sb *b, const svg_lines_opts *o, const svg_series *s, int n_series
     int empty = !(x0 <= x1);
     if (empty) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
     if (x1 == x0) { x0 -= 0.5; x1 += 0.5; }
-    if (y1 == y0) { double d = fabs(y0) > 0 ? fabs(y0) * 0.1 : 0.5; y0 -= d; y1 += d; }
+    if (y1 == y0) { double d = fabs(y0) > 0 ? fabs(y0) * 0.1 : 1; y0 -= d; y1 += d; }
     double pad = (y1 - y0) * 0.05;
+    const int nonneg = y0 >= 0 && !o->logy;
     y0 -= pad;
+    if (nonneg && y0 < 0) y0 = 0;
     y1 += pad;
     sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"");
     sb_text(b, o->id);
@@ -109,7 +111,7 @@ void svg_lines(sb *b, const svg_lines_opts *o, const svg_series *s, int n_series
             }
         /* legend */
         if (n_series > 1) {
-            double lx = L + (i % 2) * (pw / 2), ly = H0 + 16 * (i / 2) - 4;
+            double lx = L + (i % 2) * (pw / 2), ly = H0 + 16 * (i / 2) + 6;
             sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>",
                       lx, ly, lx + 18, ly, col, s[i].dashed ? " stroke-dasharray=\"5,3\"" : "");
             sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"lg\">", lx + 22, ly + 4);

@@ -36,7 +36,7 @@ moe_status moe_route_render_html(char **out, size_t *out_n, const moe_route_doc 
                "<title>moe route</title>\n<style>");
     sb_put(&b, "body{font-family:sans-serif;margin:16px;color:#111;background:#fff}h1{font-size:18px}"
                ".view{display:none;white-space:pre-wrap;font-family:monospace;font-size:14px;line-height:1.9;"
-               "border:1px solid #ccc;padding:8px}.t{border-radius:3px;padding:1px 0}.nl{color:#999}"
+               "border:1px solid #ccc;padding:8px}.t{border-radius:3px;padding:1px 0;box-shadow:inset -1px 0 #fff}.nl{color:#999}"
                ".sw{display:inline-block;min-width:26px;text-align:center;font-size:11px;margin:1px;border-radius:3px}"
                "#route-layers label{margin-right:8px;font-size:13px}.note{font-size:12px;color:#444}"
                "svg .ft{font-size:13px;font-weight:bold}svg .tk{font-size:10px;fill:#333}svg .lb{font-size:11px}"
