@@ -60,7 +60,7 @@ static void usage(FILE *f) {
                "  -f FILE        the text from a file\n"
                "  --html OUT     a page: tokens coloured by top expert, a layer selector, weights on hover\n"
                "  --json         one JSON object per token and line, then the engine's expert counts\n"
-               "  --k N          experts per token (default: the model's)\n"
+               "  --k N          experts per token (default: the model's; also --experts-per-token N)\n"
                "  --no-bos       do not add the BOS token\n"
                "  --ctx N        the longest text in tokens (default: the model's, at most 4096); longer is cut\n");
 }
@@ -98,7 +98,8 @@ int cmd_route(int argc, char **argv, int n_threads) {
         else if (!strcmp(a, "--html") && i + 1 < argc) html = argv[++i];
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--no-bos")) no_bos = 1;
-        else if (cli_int_opt("--k", argc, argv, &i, &k, &bad)) {}
+        else if (cli_int_opt("--k", argc, argv, &i, &k, &bad) ||
+                 cli_int_opt("--experts-per-token", argc, argv, &i, &k, &bad)) {}
         else if (cli_int_opt("--ctx", argc, argv, &i, &ctx, &bad)) {}
         else if (a[0] != '-' && !model) model = a;
         else { fprintf(stderr, "moe route: unknown or incomplete option '%s'\n", a); bad = 1; }
