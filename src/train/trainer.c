@@ -21,7 +21,7 @@
 #include "train/state_file.h"
 #include "corpus/corpus.h"
 #include "train/data.h"
-#include "train/sources.h"
+#include "train/src_routing.h"
 #include "text/tokenizer.h"
 
 #include <errno.h>
@@ -49,7 +49,7 @@ struct moe_trainer {
     int64_t step;
     uint64_t tok_fp, src_fp;
     moe_data_info info;
-    src_map srcmap;         /* the source of each token (sources.h) */
+    src_map srcmap;         /* the source of each token (src_routing.h) */
     src_routing srcroute;   /* held-out routing per source, of the last eval */
 };
 
@@ -224,7 +224,7 @@ moe_status moe_train_config_check(const moe_train_config *c, moe_error *err) {
 }
 
 /* The source map saved next to the token cache, and the per-source routing
- * of validation (sources.h). */
+ * of validation (src_routing.h). */
 static moe_status sources_setup(moe_trainer *t, moe_error *err) {
     char *path = join(t->dir, "sources.txt");
     if (!path) return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
@@ -232,8 +232,12 @@ static moe_status sources_setup(moe_trainer *t, moe_error *err) {
                                      : src_map_load(&t->srcmap, path, t->n_tokens, err);
     free(path);
     if (st != MOE_OK) return st;
-    return src_routing_init(&t->srcroute, &t->srcmap, t->model, t->tokens, t->val, t->cfg.batch,
-                            t->cfg.model.ctx_len, err);
+    /* the source of each validation token: the split points into t->tokens */
+    static const int32_t none = 0;
+    const int inside = t->val.n > 0 && t->val.tokens >= t->tokens && t->val.tokens + t->val.n <= t->tokens + t->n_tokens;
+    return src_routing_init(&t->srcroute, t->model, (const char *const *)t->srcmap.names, t->srcmap.n_src,
+                            inside ? t->srcmap.src_of + (t->val.tokens - t->tokens) : &none,
+                            inside ? t->val : (data_split){t->tokens, 0}, t->cfg.batch, t->cfg.model.ctx_len, err);
 }
 
 moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, const char *const *data, int n_data,

@@ -1,6 +1,6 @@
-/* sources.c: the source of every training token and the per-source routing
- * of the validation text (see sources.h). */
-#include "train/sources.h"
+/* src_routing.c: the source of every training token and the per-source routing
+ * of the validation text (see src_routing.h). */
+#include "train/src_routing.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -334,15 +334,15 @@ double src_mutual_information(const int64_t *c, int S, int E) {
 void src_routing_free(src_routing *r) {
     if (!r) return;
     free(r->xs); free(r->ys); free(r->ex); free(r->kept); free(r->layers); free(r->counts);
-    free(r->src_tokens); free(r->mi); free(r->load); free(r->max_violation); free(r->dead);
+    free(r->src_tokens); free(r->mi); free(r->val_src_buf); free(r->load); free(r->max_violation); free(r->dead);
     memset(r, 0, sizeof *r);
 }
 
-moe_status src_routing_init(src_routing *r, const src_map *map, moe_model *m, const int32_t *tokens,
-                            data_split val, int B, int T, moe_error *err) {
+moe_status src_routing_init(src_routing *r, moe_model *m, const char *const *names, int n_src,
+                            const int32_t *val_src, data_split val, int B, int T, moe_error *err) {
     memset(r, 0, sizeof *r);
     const moe_model_config *c = moe_model_get_config(m);
-    const int E = c->moe.n_experts, S = map->n_src;
+    const int E = c->moe.n_experts, S = n_src;
     int M = 0, slots = 1;
     for (int l = 0; l < c->n_layers; l++) {
         moe_layer *L = moe_model_moe_layer(m, l);
@@ -362,7 +362,8 @@ moe_status src_routing_init(src_routing *r, const src_map *map, moe_model *m, co
     r->load = calloc((size_t)(M + 1) * (size_t)(E + 1), sizeof(int64_t));
     r->max_violation = calloc((size_t)M + 1, sizeof(float));
     r->dead = calloc((size_t)M + 1, sizeof(int));
-    if (!r->xs || !r->ys || !r->ex || !r->kept || !r->layers || !r->counts || !r->src_tokens || !r->mi || !r->load ||
+    r->val_src_buf = malloc(sizeof(int32_t) * (val.n + 1));
+    if (!r->val_src_buf ||!r->xs || !r->ys || !r->ex || !r->kept || !r->layers || !r->counts || !r->src_tokens || !r->mi || !r->load ||
         !r->max_violation || !r->dead) {
         src_routing_free(r);
         return moe_err(err, MOE_ERR_NOMEM, "sources: out of memory");
@@ -371,11 +372,11 @@ moe_status src_routing_init(src_routing *r, const src_map *map, moe_model *m, co
     for (int l = 0; l < c->n_layers; l++)
         if (moe_model_moe_layer(m, l)) r->layers[M++] = l;
     r->slots_max = slots;
-    r->ok = val.n > 0 && val.tokens >= tokens && val.tokens + val.n <= tokens + map->n_tokens;
-    if (r->ok) r->val_src = (data_split){map->src_of + (val.tokens - tokens), val.n};
+    for (size_t i = 0; i < val.n; i++) r->val_src_buf[i] = val_src[i] >= 0 && val_src[i] < S ? val_src[i] : 0;
+    r->val_src = (data_split){r->val_src_buf, val.n};
     r->pub = (moe_eval_routing){
         .n_layers = M, .layers = r->layers, .n_experts = E, .n_sources = S,
-        .source_names = (const char *const *)map->names, .source_tokens = r->src_tokens,
+        .source_names = names, .source_tokens = r->src_tokens,
         .counts = r->counts, .load = r->load, .max_violation = r->max_violation,
         .dead_experts = r->dead, .mi_bits = r->mi, .tokens = 0};
     return MOE_OK;
@@ -389,7 +390,7 @@ void src_routing_begin(src_routing *r) {
 }
 
 void src_routing_add(src_routing *r, moe_model *m, int b, int B, int T) {
-    if (!r->ok) return;
+    if (r->val_src.n == 0) return;
     const int E = r->pub.n_experts, S = r->pub.n_sources;
     const int n = B * T;
     data_val_batch(r->val_src, b, B, T, r->xs, r->ys);

@@ -1,4 +1,4 @@
-/* sources.h: where each training token came from, and the routing of the
+/* src_routing.h: where each training token came from, and the routing of the
  * held-out tokens per source (internal).
  *
  * For: the per-source routing statistics of a run (source x expert counts
@@ -15,8 +15,8 @@
  *   <first token> <source>        (R runs, ascending first tokens, the first 0)
  * A missing, damaged or mismatched file gives one source "all".
  */
-#ifndef MOE_TRAIN_SOURCES_H
-#define MOE_TRAIN_SOURCES_H
+#ifndef MOE_TRAIN_SRC_ROUTING_H
+#define MOE_TRAIN_SRC_ROUTING_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -66,8 +66,8 @@ void src_map_free(src_map *m);
 /* Routing of the validation batches, per MoE layer and source. */
 typedef struct src_routing {
     moe_eval_routing pub;   /* what moe_trainer_eval_routing returns */
-    data_split val_src;     /* the source ids aligned with the validation split */
-    int ok;                 /* 0: the split is not inside the token array */
+    data_split val_src;     /* the source ids aligned with the validation split (owned) */
+    int32_t *val_src_buf;   /* [val.n] */
     int32_t *xs, *ys;       /* [B, T] source ids of a batch */
     int *ex, *kept;         /* [B T, slots_max] */
     int *layers;            /* [M] */
@@ -80,11 +80,11 @@ typedef struct src_routing {
     int slots_max;
 } src_routing;
 
-/* Sets r up for model m (its MoE layers), the map and the validation split
- * val of the tokens the map tags (val must point into those tokens; if not,
- * r->ok is 0 and nothing is counted). */
-moe_status src_routing_init(src_routing *r, const src_map *map, moe_model *m, const int32_t *tokens,
-                            data_split val, int B, int T, moe_error *err);
+/* Sets r up for model m (its MoE layers) and the validation split val, with
+ * val_src[val.n] the source of each validation token (copied) and names[S]
+ * the sources' names (not copied: they must outlive r). */
+moe_status src_routing_init(src_routing *r, moe_model *m, const char *const *names, int n_src,
+                            const int32_t *val_src, data_split val, int B, int T, moe_error *err);
 void src_routing_begin(src_routing *r);
 /* Counts the routing of the last forward of m over validation batch b. */
 void src_routing_add(src_routing *r, moe_model *m, int b, int B, int T);
@@ -95,4 +95,4 @@ void src_routing_free(src_routing *r);
 /* I(S; E) in bits of a joint count table c[S, E] (0 for an empty table). */
 double src_mutual_information(const int64_t *c, int S, int E);
 
-#endif /* MOE_TRAIN_SOURCES_H */
+#endif /* MOE_TRAIN_SRC_ROUTING_H */
