@@ -177,7 +177,7 @@ def render_checks(tag, exe, page, want_ids, tmp):
     check(tag + "/chromium_dom", rc == 0 and not miss,
           "chromium --dump-dom: rc %d, ids missing %s" % (rc, miss[:10]))
     png = os.path.join(tmp, tag.replace("/", "_") + ".png")
-    rc, _ = chromium(exe, ["--screenshot=" + png, "--window-size=1200,1600", "file://" + page], tmp)
+    rc, _ = chromium(exe, ["--screenshot=" + png, "--window-size=900,1100", "file://" + page], tmp)
     if not os.path.exists(png):
         fail(tag + "/chromium_png", "chromium --screenshot wrote no PNG (rc %d)" % rc)
         return

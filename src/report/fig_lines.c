@@ -44,9 +44,9 @@ void svg_lines(sb *b, const svg_lines_opts *o, const svg_series *s, int n_series
     int empty = !(x0 <= x1);
     if (empty) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
     if (x1 == x0) { x0 -= 0.5; x1 += 0.5; }
+    const int nonneg = y0 >= 0 && !o->logy;
     if (y1 == y0) { double d = fabs(y0) > 0 ? fabs(y0) * 0.1 : 1; y0 -= d; y1 += d; }
     double pad = (y1 - y0) * 0.05;
-    const int nonneg = y0 >= 0 && !o->logy;
     y0 -= pad;
     if (nonneg && y0 < 0) y0 = 0;
     y1 += pad;

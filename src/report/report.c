@@ -292,9 +292,20 @@ static void run_routing(sb *b, const rp_run *u, int i) {
         const int S = arr_len(srcs);
         const json_value *ls = json_get(last, "layers");
         const char **sl = calloc((size_t)S + 1, sizeof *sl);
-        double *h = calloc((size_t)S * E + 1, sizeof *h);
-        if (!sl || !h) { b->oom = 1; free(sl); free(h); goto out; }
-        for (int s = 0; s < S; s++) sl[s] = srcs->u.arr.v[s].type == JSON_STRING ? srcs->u.arr.v[s].u.str.s : "?";
+        double *h = calloc((size_t)S * E + 1, sizeof *h), *stok = calloc((size_t)S + 1, sizeof *stok);
+        int *keep = calloc((size_t)S + 1, sizeof *keep);
+        char (*sn)[96] = calloc((size_t)S + 1, sizeof *sn);
+        if (!sl || !h || !stok || !keep || !sn) { b->oom = 1; free(sl); free(h); free(stok); free(keep); free(sn); goto out; }
+        /* the sources with held-out tokens, named with their token counts */
+        arr_nums(json_get(last, "source_tokens"), stok, S);
+        int S2 = 0;
+        for (int s = 0; s < S; s++) {
+            if (!(stok[s] > 0)) continue;
+            snprintf(sn[S2], sizeof sn[0], "%.60s (%.0f)", srcs->u.arr.v[s].type == JSON_STRING ? srcs->u.arr.v[s].u.str.s : "?",
+                     stok[s]);
+            sl[S2] = sn[S2];
+            keep[S2++] = s;
+        }
         sb_printf(b, "<h3>Routing per source on held-out text (step %.0f)</h3>\n", u->evr_step[u->n_evr - 1]);
         sb_printf(b, "<table id=\"tab-mi-r%d\" class=\"cfg\"><thead><tr><th>layer</th><th>I(source; expert) bits</th>"
                      "<th>max-violation</th><th>dead experts</th></tr></thead><tbody>", i);
@@ -335,23 +346,28 @@ static void run_routing(sb *b, const rp_run *u, int i) {
         for (int j = 0; j < arr_len(ls); j++) {
             const json_value *ly = &ls->u.arr.v[j];
             const json_value *cnt = json_get(ly, "counts");
-            for (int s = 0; s < S; s++) {
+            for (int s2 = 0; s2 < S2; s2++) {
+                const int s = keep[s2];
                 arr_nums(arr_len(cnt) > s ? &cnt->u.arr.v[s] : NULL, row, E);
                 double tot = 0;
                 for (int e = 0; e < E; e++) if (isfinite(row[e])) tot += row[e];
-                for (int e = 0; e < E; e++) h[(size_t)s * E + e] = tot > 0 && isfinite(row[e]) ? row[e] / tot : NAN;
+                for (int e = 0; e < E; e++) h[(size_t)s2 * E + e] = tot > 0 && isfinite(row[e]) ? row[e] / tot : NAN;
             }
             snprintf(id, sizeof id, "fig-src-r%d-l%.0f", i, jnum(ly, "layer"));
-            snprintf(title, sizeof title, "layer %.0f: share of each source's assignments; I = %.3f bits",
+            snprintf(title, sizeof title, "layer %.0f: share of each source's assignments (held-out tokens); I = %.3f bits",
                      jnum(ly, "layer"), jnum(ly, "mi_bits"));
             svg_heat_opts o = {id, title, "expert", "source", sl, rl, 0, "%.3f", 1};
             sb_put(b, "<div class=\"cell\">");
-            svg_heat(b, &o, h, S, E);
+            svg_heat(b, &o, h, S2, E);
             sb_put(b, "</div>\n");
         }
         sb_put(b, "</div>\n");
+        if (S2 < S) sb_printf(b, "<p class=\"note\">%d of %d sources have no held-out tokens (not shown).</p>\n", S - S2, S);
         free(sl);
         free(h);
+        free(stok);
+        free(keep);
+        free(sn);
     }
 out:
     free(steps); free(cl); free(rl); free(enames); free(v); free(row);
