@@ -22,6 +22,7 @@ typedef struct rec {
     int E;
     int *lay_of;        /* [n_layers] index j of model layer l, or -1 */
     int n_model_layers;
+    int base;           /* index of the evaluated window's first token */
     int M;              /* MoE layers seen */
     int *layers;        /* [M] */
     int *n_sel;         /* [n_tok, Lmax] by model layer */
@@ -39,7 +40,7 @@ static void on_route(void *user, const moe_route_event *ev) {
         r->M++;
     }
     for (int t = 0; t < ev->n_tokens; t++) {
-        const int p = ev->pos + t;
+        const int p = r->base + ev->pos + t;
         if (p < 0 || p >= r->n_tok) continue;
         int c = ev->n_experts[t];
         if (c > E) c = E;
@@ -62,7 +63,9 @@ static void usage(FILE *f) {
                "  --json         one JSON object per token and line, then the engine's expert counts\n"
                "  --k N          experts per token (default: the model's; also --experts-per-token N)\n"
                "  --no-bos       do not add the BOS token\n"
-               "  --ctx N        the longest text in tokens (default: the model's, at most 4096); longer is cut\n");
+               "  --ctx N        the longest text in tokens (default: the model's, at most 4096); longer is cut\n"
+               "  --window N     route the whole text in independent windows of N tokens (each from\n"
+               "                 position 0, as the model was trained; N <= ctx)\n");
 }
 
 static char *read_file(const char *path, size_t *n) {
@@ -89,7 +92,7 @@ static char *read_file(const char *path, size_t *n) {
 
 int cmd_route(int argc, char **argv, int n_threads) {
     const char *model = NULL, *text = NULL, *file = NULL, *html = NULL;
-    int json = 0, k = 0, no_bos = 0, ctx = 0, bad = 0;
+    int json = 0, k = 0, no_bos = 0, ctx = 0, window = 0, bad = 0;
     for (int i = 0; i < argc && !bad; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -101,12 +104,13 @@ int cmd_route(int argc, char **argv, int n_threads) {
         else if (cli_int_opt("--k", argc, argv, &i, &k, &bad) ||
                  cli_int_opt("--experts-per-token", argc, argv, &i, &k, &bad)) {}
         else if (cli_int_opt("--ctx", argc, argv, &i, &ctx, &bad)) {}
+        else if (cli_int_opt("--window", argc, argv, &i, &window, &bad)) {}
         else if (a[0] != '-' && !model) model = a;
         else { fprintf(stderr, "moe route: unknown or incomplete option '%s'\n", a); bad = 1; }
     }
-    if (!bad && (!model || (!text == !file) || (html && json) || k < 0 || ctx < 0)) {
+    if (!bad && (!model || (!text == !file) || (html && json) || k < 0 || ctx < 0 || window < 0)) {
         fprintf(stderr, "moe route: %s\n", !model ? "no model given" : !text == !file ? "give one of -p TEXT or -f FILE"
-                        : html && json ? "--html and --json exclude each other" : "--k and --ctx must be >= 0");
+                        : html && json ? "--html and --json exclude each other" : "--k, --ctx and --window must be >= 0");
         bad = 1;
     }
     if (bad) { usage(stderr); return 2; }
@@ -144,7 +148,11 @@ int cmd_route(int argc, char **argv, int n_threads) {
         goto done;
     }
     if (n_ids == 0) { fprintf(stderr, "moe route: the text has no tokens\n"); goto done; }
-    if (n_ids > (size_t)in->ctx_len) {
+    if (window > in->ctx_len) {
+        fprintf(stderr, "moe route: --window %d is longer than the context (%d)\n", window, in->ctx_len);
+        goto done;
+    }
+    if (window == 0 && n_ids > (size_t)in->ctx_len) {
         fprintf(stderr, "moe route: the text has %zu tokens; routing the first %d (--ctx)\n", n_ids, in->ctx_len);
         n_ids = (size_t)in->ctx_len;
     }
@@ -160,7 +168,11 @@ int cmd_route(int argc, char **argv, int n_threads) {
     if (!r.lay_of || !r.n_sel || !r.ex || !r.w || !pieces) { fprintf(stderr, "moe: out of memory\n"); goto done; }
     for (int l = 0; l < L; l++) r.lay_of[l] = -1;
     moe_infer_set_route_hook(m, on_route, &r);
-    if (moe_infer_eval(m, ids, n, 0, NULL, 0, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", err.msg); goto done; }
+    for (int w0 = 0; w0 < n; w0 += window > 0 ? window : n) {
+        const int len = window > 0 && n - w0 > window ? window : n - w0;
+        r.base = w0;
+        if (moe_infer_eval(m, ids + w0, len, 0, NULL, 0, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", err.msg); goto done; }
+    }
     moe_infer_set_route_hook(m, NULL, NULL);
     for (int t = 0; t < n; t++) {
         char buf[256];

@@ -83,7 +83,7 @@ def routed_mi(model, files):
     per_layer = {}
     doms = sorted(files)
     for di, dname in enumerate(doms):
-        r = subprocess.run([MOE, "route", model, "-f", files[dname], "--json", "--ctx", "4096"],
+        r = subprocess.run([MOE, "route", model, "-f", files[dname], "--json", "--window", "128"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         if r.returncode != 0:
             return float("nan")

@@ -10,7 +10,7 @@
     per-token experts of `moe route --json`, tallied per layer, equal the
     engine's counters (the JSON's last line, moe_infer_expert_counts) exactly,
     and equal `moe run -n 0 --stats`'s percentages on the same prompt to its
-    printed precision.
+    printed precision; the same with --window 16.
 """
 import ctypes
 import json
@@ -181,6 +181,31 @@ def compare_gguf(tag, model, k=0):
         print("ok %s/%s (%d tokens, %d layers; counts %s)" % (NAME, tag, len(toks), len(layers), counts[0]))
 
 
+def check_window(model):
+    """--window W: the first window is routed as the whole text's first W
+    tokens, every token is reported once, and the per-token experts still add
+    up to the engine's counters."""
+    try:
+        whole, _ = route_json(model)
+        win, summary = route_json(model, "--window", "16")
+    except RuntimeError as e:
+        fail("gguf/window", str(e))
+        return
+    layers = summary["layers"]
+    E = len(summary["counts"][0])
+    tally = [[0] * E for _ in layers]
+    for t in win:
+        for j, ly in enumerate(t["layers"]):
+            for e in ly["experts"]:
+                tally[j][e] += 1
+    same_first = [t["layers"] for t in win[:16]] == [t["layers"] for t in whole[:16]]
+    if tally != summary["counts"] or not same_first or len(win) != len(whole):
+        fail("gguf/window", "counts equal %s, first window equal %s, %d vs %d tokens" % (
+            tally == summary["counts"], same_first, len(win), len(whole)))
+    else:
+        ok("gguf/window")
+
+
 def main():
     for p in (MOE, LIB):
         if not os.path.exists(p):
@@ -212,6 +237,7 @@ def main():
                 continue
             compare_gguf("gguf/" + arch, path)
         compare_gguf("gguf/mixtral_k1", os.path.join(tmp, "mixtral.gguf"), 1)
+        check_window(os.path.join(tmp, "mixtral.gguf"))
     return 1 if failed else 0
 
 
