@@ -12,14 +12,32 @@
 #include <time.h>
 #include <unistd.h>
 
-/* s as a JSON string (control characters escaped, bytes >= 0x80 as given:
-   the names come from UTF-8 paths or are replaced by '?'). */
+/* Length of the valid UTF-8 sequence at s (NUL-terminated), 0 if invalid. */
+static int utf8_seq(const unsigned char *s) {
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    int len;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (int k = 2; k < len; k++) if (s[k] < 0x80 || s[k] > 0xBF) return 0;
+    return len;
+}
+
+/* s as a JSON string: valid UTF-8 always (a byte that does not start a valid
+   sequence, as in a token that holds part of a character, becomes U+FFFD),
+   control characters escaped. */
 void cli_json_str(FILE *f, const char *s) {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = utf8_seq(p);
+        if (n == 0) { fputs("\\ufffd", f); p++; continue; }
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
         else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        else fwrite(p, 1, (size_t)n, f);
+        p += n;
     }
     fputc('"', f);
 }

@@ -25,7 +25,7 @@ MOE = os.environ.get("MOE_BIN") or os.path.join(ROOT, "build", "moe")
 LIB = os.environ.get("MOE_LIB") or os.path.join(ROOT, "build", "libmoe.so")
 NAME = "test_route"
 failed = False
-TEXT = ("Once there was a fox named Max who lived near the river. 12 + 7 = 19\n"
+TEXT = ("Once there was a fox named Max who lived near the river. 12 + 7 = 19 für Größe naïve 日本語 👍\n"
         "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n")
 
 
@@ -46,9 +46,14 @@ def moe(*args, timeout=300):
 
 
 def route_json(model, *extra):
-    rc, out, err = moe("route", model, "-p", TEXT, "--json", *extra)
-    if rc != 0:
-        raise RuntimeError("moe route: rc %d: %s" % (rc, err.strip()[-300:]))
+    r = subprocess.run([MOE, "--threads", "2", "route", model, "-p", TEXT, "--json"] + [str(a) for a in extra],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError("moe route: rc %d: %s" % (r.returncode, r.stderr.decode("utf-8", "replace")[-300:]))
+    try:
+        out = r.stdout.decode("utf-8")  # strict: the JSON must be valid UTF-8
+    except UnicodeDecodeError as e:
+        raise RuntimeError("moe route --json is not valid UTF-8: %s" % e)
     lines = [json.loads(l) for l in out.splitlines() if l.strip()]
     return [l for l in lines if "i" in l], lines[-1]
 
