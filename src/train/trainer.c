@@ -219,9 +219,12 @@ static void note_validation(moe_trainer *t, const uint64_t *val_per_src, size_t 
     list[0] = '\0';
     if (names && total) {
         size_t shown = 0;
-        for (size_t i = 0; i < n_src && v[i].n && shown < 8 && at < sizeof list - 64; i++, shown++)
-            at += (size_t)snprintf(list + at, sizeof list - at, "%s%.60s %.1f%%", shown ? ", " : ": ",
-                                   names[v[i].src], 100.0 * (double)v[i].n / (double)total);
+        for (size_t i = 0; i < n_src && v[i].n && shown < 8 && at < sizeof list - 64; i++, shown++) {
+            char esc[64]; /* a name from the file system must not reach the terminal raw */
+            moe_escape_ctrl(esc, sizeof esc, names[v[i].src], strlen(names[v[i].src]), 0);
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s%s %.1f%%", shown ? ", " : ": ", esc,
+                                   100.0 * (double)v[i].n / (double)total);
+        }
         if (used > shown && at < sizeof list - 32)
             snprintf(list + at, sizeof list - at, ", and %zu more", used - shown);
     }
