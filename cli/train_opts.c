@@ -35,6 +35,7 @@ static const train_opt opts[] = {
     {"--save-every", O_I64, TC(save_every), 0, "steps between checkpoints (0: at the end)"},
     {"--val-fraction", O_FLOAT, TC(val_fraction), 0, "share of tokens held out"},
     {"--corpus-bytes", O_I64, TC(corpus_bytes), 0, "size of the built-in corpus"},
+    {"--skip-bad", O_FLAG, TC(skip_bad), 1, "skip unreadable, binary or damaged data files with a warning"},
     {"--vocab", O_INT, TC(model.vocab_size), 0, "tokenizer vocabulary size"},
     {"--d", O_INT, TC(model.d_model), 0, "model width"},
     {"--layers", O_INT, TC(model.n_layers), 0, "blocks"},
@@ -54,10 +55,9 @@ static const train_opt opts[] = {
     {"--capacity", O_FLOAT, TC(model.moe.capacity_factor), 0, "capacity factor (-1: dropless)"},
     {"--aux", O_FLOAT, TC(model.moe.aux_loss_coef), 0, "load-balancing loss coefficient"},
     {"--renorm", O_INT, TC(model.moe.renormalize), 0,
-     "1: the k gate weights are renormalised to sum 1; 0: raw probabilities (with --k 1: the Switch form)"},
+     "1: the k gate weights sum to 1; 0: raw probabilities (--k 1: the Switch form)"},
     {"--bias-rate", O_FLOAT, TC(model.moe.bias_update_rate), 0,
      "aux-loss-free balancing: selection-bias step per optimizer step (0: off)"},
-    {"--skip-bad", O_FLAG, TC(skip_bad), 1, "skip unreadable, binary or damaged data files with a warning"},
     {"--zloss", O_FLOAT, TC(model.moe.z_loss_coef), 0, "router z-loss coefficient"},
 };
 #define N_OPTS ((int)(sizeof opts / sizeof opts[0]))
