@@ -53,8 +53,14 @@ static int probe_count(autothreads *a) {
 
 int autothreads_begin_at(autothreads *a, double now) {
     if (a->max <= 1) return a->unit_threads = 1;
-    if (a->next_probe < 0) a->next_probe = now + a->period;
-    if (!a->probe_at && now >= a->next_probe && a->base_n >= a->probe_len && a->base_sum >= AT_PROBE_MIN) {
+    if (a->next_probe < 0) {
+        a->next_probe = now + a->period;
+        a->since = now;
+    }
+    /* a probe costs about probe_len + 1 units: not before AT_COST of those
+     * have passed since the last one (or the start) */
+    if (!a->probe_at && now >= a->next_probe && a->base_n >= a->probe_len && a->base_sum >= AT_PROBE_MIN &&
+        now - a->since >= AT_COST * (a->probe_len + 1) * (a->base_sum / (double)a->base_n)) {
         const int n = probe_count(a);
         if (n != a->cur) {
             a->probe_at = n;
@@ -83,6 +89,7 @@ static void end_probe(autothreads *a, double now) {
     const double cost = AT_COST * (now - a->probe_t0);
     a->next_probe = now + (a->period > cost ? a->period : cost);
     a->probe_at = 0;
+    a->since = now;
     a->base_sum = 0;
     a->base_n = 0;
 }

@@ -15,8 +15,9 @@
  * AT_PROBE_MIN seconds, unless one of its units (the first too) takes
  * AT_ABORT times the base's mean: then it has lost already and stops. Probes come at growing intervals while the choice
  * holds (AT_PERIOD_MIN doubling to AT_PERIOD_MAX), and never sooner than
- * AT_COST probe durations after the last one, so even a probe at a count
- * many times slower costs at most ~1/AT_COST of the time; a switch shortens
+ * AT_COST probe durations after the last one (the first: AT_COST times
+ * probe_len + 1 units), so even a probe at a count many times slower costs
+ * at most ~1/AT_COST of the time; a switch shortens
  * the interval again, and two units in a row twice as slow or as fast as
  * the mean since the last probe (the machine changed) probe as soon as a
  * new base is measured. Both sides of a comparison span AT_PROBE_MIN
@@ -55,6 +56,7 @@ typedef struct autothreads {
     int odd;          /* units in a row far from that mean (not in it) */
     double period;    /* s between probes now */
     double next_probe;/* time (s, monotonic) of the next probe; < 0: unset */
+    double since;     /* when the last probe ended (or the first unit began) */
     int unit_threads; /* the count the current unit runs at */
     double unit_t0;   /* when it began */
     long switches;    /* times the choice changed (for reports and tests) */
