@@ -68,6 +68,8 @@ int bench_train(int argc, char **argv, int n_threads);
 int bench_decode(int argc, char **argv, int n_threads);
 int bench_prefill(int argc, char **argv, int n_threads);
 int bench_bandwidth(int argc, char **argv, int n_threads);
+/* bench_contention.c: decode and training next to busy processes. */
+int bench_contention(int argc, char **argv, int n_threads);
 
 /* Seconds from a monotonic clock. */
 double cli_now(void);

@@ -15,6 +15,7 @@
  *                wrong optimizer state.
  */
 #include "moe.h"
+#include "core/autothreads.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/model_file.h"
@@ -52,6 +53,8 @@ struct moe_trainer {
     int64_t step;
     uint64_t tok_fp, src_fp;
     moe_data_info info;
+    autothreads at;         /* the step's thread count when none was given */
+    int at_ready;
 };
 
 /* The defaults are the demo's run: a 4-layer MoE (8 experts top-2) on the
@@ -436,7 +439,7 @@ static void scale_grads(moe_model *m, float s) {
     }
 }
 
-moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err) {
+static moe_status trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err) {
     const moe_train_config *c = &t->cfg;
     const moe_model_config *mc = moe_model_get_config(t->model);
     double t0 = now_s();
@@ -474,6 +477,22 @@ moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error
     r.seconds = now_s() - t0;
     if (info) *info = r;
     return MOE_OK;
+}
+
+/* With no thread count given, each step runs at the count measured fastest
+ * now (core/autothreads.h; a training step is the unit); the model is left
+ * at the default count for everything else (evaluation, sampling). */
+moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err) {
+    if (t->cfg.model.n_threads > 0) return trainer_step(t, info, err);
+    if (!t->at_ready) {
+        autothreads_init(&t->at, omp_get_max_threads(), 1);
+        t->at_ready = 1;
+    }
+    moe_model_set_threads(t->model, autothreads_begin(&t->at));
+    moe_status st = trainer_step(t, info, err);
+    if (st == MOE_OK) autothreads_end(&t->at);
+    moe_model_set_threads(t->model, 0);
+    return st;
 }
 
 moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
