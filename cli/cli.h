@@ -33,7 +33,12 @@ typedef struct train_run_opts {
     const char *metrics_path; /* JSON lines appended here (NULL: none) */
     int show_routing;         /* print per-layer loads at each evaluation */
     int64_t log_every;        /* steps between log lines (0: 10) */
+    int has_checkpoint;       /* the run's folder holds the checkpoint of the
+                                 current step (a resume) */
+    const char *dir;          /* the run's folder, for messages */
 } train_run_opts;
+/* Returns 0, 1 (failed), or 128 + the signal when interrupted (after
+ * saving a checkpoint). */
 int train_run(moe_trainer *t, const train_run_opts *o);
 void train_print_summary(moe_trainer *t);
 void train_print_routing(FILE *f, moe_model *m);
@@ -66,6 +71,31 @@ int bench_train(int argc, char **argv, int n_threads);
 int bench_decode(int argc, char **argv, int n_threads);
 int bench_prefill(int argc, char **argv, int n_threads);
 int bench_bandwidth(int argc, char **argv, int n_threads);
+
+/* signals.c: SIGINT / SIGTERM. install: at start, for the commands that
+ * stop cleanly; soft(1): the command checks cli_signal() itself between
+ * steps (the first signal does not cancel library calls); cli_signal():
+ * the signal received (0: none); cli_signal_exit(): 128 + it (0: none). */
+void cli_signals_install(void);
+void cli_signals_soft(int on);
+int cli_signal(void);
+int cli_signal_exit(void);
+
+/* opts.c: option helpers shared by the commands. Each matches argv[*i]
+ * against name (and alt, may be NULL); 1 if matched, then *i is past the
+ * value. A missing or bad value prints one line naming the option and sets
+ * *bad. cli_seed_opt takes -1 for a random seed (the seed is then printed to
+ * stderr by cli_seed_resolve). */
+int cli_str_opt(const char *name, const char *alt, int argc, char **argv, int *i, const char **out, int *bad);
+int cli_seed_opt(const char *name, int argc, char **argv, int *i, int64_t *out, int *bad);
+uint64_t cli_seed_resolve(int64_t seed);
+/* Reads a whole file (-f FILE) into a malloc'd NUL-terminated string;
+ * NULL with the problem printed. */
+char *cli_read_file(const char *path);
+/* The one-line errors: "moe CMD: unknown option 'X' (moe CMD --help lists
+ * them)" and "moe CMD: WHAT (moe CMD --help)"; both return 2. */
+int cli_unknown(const char *cmd, const char *opt);
+int cli_usage_error(const char *cmd, const char *what);
 
 /* Seconds from a monotonic clock. */
 double cli_now(void);

@@ -32,7 +32,7 @@ static const train_opt opts[] = {
     {"--seed", O_U64, TC(seed), 0, "seed of init, data order and routing noise"},
     {"--eval-every", O_I64, TC(eval_every), 0, "steps between validation losses"},
     {"--eval-batches", O_INT, TC(eval_batches), 0, "validation batches (0: all)"},
-    {"--save-every", O_I64, TC(save_every), 0, "steps between checkpoints (0: at the end)"},
+    {"--save-every", O_I64, TC(save_every), 0, "steps between checkpoints (0: only at the end)"},
     {"--val-fraction", O_FLOAT, TC(val_fraction), 0, "share of tokens held out"},
     {"--corpus-bytes", O_I64, TC(corpus_bytes), 0, "size of the built-in corpus"},
     {"--vocab", O_INT, TC(model.vocab_size), 0, "tokenizer vocabulary size"},
@@ -58,14 +58,28 @@ static const train_opt opts[] = {
 #define N_OPTS ((int)(sizeof opts / sizeof opts[0]))
 
 void train_opts_usage(FILE *f) {
-    for (int i = 0; i < N_OPTS; i++)
-        fprintf(f, "    %-16s %s%s\n", opts[i].name, opts[i].kind == O_FLAG ? "" : "N  ", opts[i].help);
-    fprintf(f, "    %-16s %s\n", "--router NAME", "routing method preset (moe_router_names)");
+    moe_train_config d;
+    moe_train_config_default(&d);
+    for (int i = 0; i < N_OPTS; i++) {
+        const char *p = (const char *)&d + opts[i].off;
+        char def[48];
+        switch (opts[i].kind) {
+        case O_INT: snprintf(def, sizeof def, "%d", *(const int *)p); break;
+        case O_I64: snprintf(def, sizeof def, "%lld", (long long)*(const int64_t *)p); break;
+        case O_FLOAT: snprintf(def, sizeof def, "%g", (double)*(const float *)p); break;
+        case O_U64: snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+        case O_FLAG: snprintf(def, sizeof def, "%s", *(const int *)p == opts[i].flag_value ? "on" : "off"); break;
+        }
+        fprintf(f, "    %-16s %s%s (default %s)\n", opts[i].name, opts[i].kind == O_FLAG ? "" : "N  ", opts[i].help, def);
+    }
+    fprintf(f, "    %-16s %s", "--router NAME", "routing method preset (default softmax):");
+    for (const char *const *r = moe_router_names(); *r; r++) fprintf(f, " %s", *r);
+    fprintf(f, "\n");
 }
 
 int train_opts_apply(moe_train_config *c, int argc, char **argv, int *i, int *bad) {
     if (!strcmp(argv[*i], "--router")) {
-        if (*i + 1 >= argc) { fprintf(stderr, "moe: --router needs a name\n"); *bad = 1; return 1; }
+        if (*i + 1 >= argc) { fprintf(stderr, "moe: --router needs a value (a routing method name)\n"); *bad = 1; return 1; }
         moe_error err;
         if (moe_layer_config_router(&c->model.moe, argv[*i + 1], &err) != MOE_OK) {
             fprintf(stderr, "moe: --router: %s\n", err.msg);

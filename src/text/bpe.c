@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cancel.h"
 #include "core/error.h"
 #include "core/heap.h"
 #include "text/bpe_internal.h"
@@ -377,6 +378,11 @@ moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
     }
     if (!push_changed(&T)) goto nomem;
     while (nm < want && T.nh > 0) {
+        if ((nm & 63) == 0 && moe_cancel_requested()) { /* moe_cancel */
+            trainer_free(&T);
+            free(merges);
+            return cancel_check(err, "tokenizer training");
+        }
         hent e = hent_heap_pop(T.heap, &T.nh);
         tpair *q = &T.p[e.idx];
         if (q->count != e.count || q->count <= 0) continue; /* stale entry */

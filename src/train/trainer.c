@@ -15,6 +15,7 @@
  *                wrong optimizer state.
  */
 #include "moe.h"
+#include "core/cancel.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/model_file.h"
@@ -46,6 +47,8 @@ struct moe_trainer {
     data_loader loader;
     int32_t *x, *y;         /* [batch, ctx] */
     int64_t step;
+    int64_t schedule_steps; /* length of the learning-rate cosine: the
+                               steps of the run's creation, kept on resume */
     uint64_t tok_fp, src_fp;
     moe_data_info info;
 };
@@ -69,7 +72,7 @@ void moe_train_config_default(moe_train_config *c) {
     c->warmup = 30;
     c->eval_every = 150;
     c->eval_batches = 16;
-    c->save_every = 0;
+    c->save_every = 100;  /* kill -9 loses at most this many steps */
     c->val_fraction = 0.05f;
     c->seed = 1;
     c->corpus_bytes = 3 << 20;
@@ -227,11 +230,16 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     moe_status st = check_train_config(&c, err);
     if (st != MOE_OK) return st;
     if (!dir || !*dir) return moe_err(err, MOE_ERR_ARG, "trainer: no output directory");
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    const int made_dir = mkdir(dir, 0777) == 0; /* removed again on failure (if still empty) */
+    if (!made_dir && errno != EEXIST)
         return moe_err(err, MOE_ERR_IO, "cannot create the run directory %s: %s", dir, strerror(errno));
     moe_trainer *t = calloc(1, sizeof *t);
-    if (!t) return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
+    if (!t) {
+        if (made_dir) rmdir(dir);
+        return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
+    }
     t->cfg = c;
+    t->schedule_steps = c.steps;
     t->dir = strdup(dir);
     char *state = join(dir, "state.gguf"), *model = join(dir, "model.gguf"), *cache = join(dir, "tokens.bin");
     uint8_t *text = NULL;
@@ -245,6 +253,7 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     /* the text */
     if (data && n_data > 0) st = data_read_sources(&text, &n_text, data, n_data, err);
     else st = corpus_generate(&text, &n_text, (size_t)c.corpus_bytes, c.seed, err);
+    if (st == MOE_OK) st = cancel_check(err, "reading the data");
     if (st != MOE_OK) goto done;
     t->info.text_bytes = (int64_t)n_text;
     t->src_fp = data_fingerprint(text, n_text);
@@ -269,7 +278,8 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     }
     free(text);
     text = NULL;
-    st = setup_data(t, err);
+    st = cancel_check(err, "tokenizing the data");
+    if (st == MOE_OK) st = setup_data(t, err);
     if (st != MOE_OK) goto done;
     st = moe_model_create(&t->model, &t->cfg.model, err);
     if (st != MOE_OK) goto done;
@@ -280,7 +290,11 @@ done:
     free(state);
     free(model);
     free(cache);
-    if (st != MOE_OK) { moe_trainer_free(t); return st; }
+    if (st != MOE_OK) {
+        if (made_dir) rmdir(dir); /* a run that never started leaves no empty folder */
+        moe_trainer_free(t);
+        return st;
+    }
     *out = t;
     return MOE_OK;
 }
@@ -324,7 +338,10 @@ moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error
         r.router += ls.router / (float)c->accum;
     }
     if (c->accum > 1) scale_grads(t->model, 1.0f / (float)c->accum);
-    r.lr = moe_lr_schedule(t->step, c->steps, c->warmup, c->lr, c->min_lr);
+    /* the cosine of the run's first length; past its end (a resume with a
+       larger --steps) the rate holds at min_lr: it never jumps back up */
+    r.lr = t->step < t->schedule_steps ? moe_lr_schedule(t->step, t->schedule_steps, c->warmup, c->lr, c->min_lr)
+                                       : c->min_lr;
     moe_status st = moe_adamw_step(t->opt, r.lr, &r.grad_norm, err);
     if (st != MOE_OK) return st;
     for (int l = 0; l < mc->n_layers; l++) {
@@ -389,6 +406,7 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     TRY(state_file_add_train_config(w, &t->cfg, err));
     TRY(gguf_writer_set_i64(w, "moe.train.step", t->step, err));
     TRY(gguf_writer_set_i64(w, "moe.train.adam_t", moe_adamw_steps(t->opt), err));
+    TRY(gguf_writer_set_i64(w, "moe.train.schedule_steps", t->schedule_steps, err));
     TRY(gguf_writer_set_u64(w, "moe.train.loader_state", data_loader_state(&t->loader), err));
     TRY(gguf_writer_set_u64(w, "moe.train.tokenizer_fp", t->tok_fp, err));
     TRY(gguf_writer_set_u64(w, "moe.train.source_fp", t->src_fp, err));
@@ -511,6 +529,15 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     if (step < 0 || adam_t < 0) { st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: negative step", state); goto done; }
     moe_adamw_set_steps(t->opt, adam_t);
     t->step = step;
+    /* checkpoints from before this key: the cosine ran over the saved steps */
+    t->schedule_steps = saved.steps;
+    if (gguf_find_kv(g, "moe.train.schedule_steps"))
+        TRY(gguf_get_i64(g, "moe.train.schedule_steps", &t->schedule_steps, err));
+    if (t->schedule_steps < 1) {
+        st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: moe.train.schedule_steps = %lld, expected >= 1", state,
+                     (long long)t->schedule_steps);
+        goto done;
+    }
     data_loader_set_state(&t->loader, ls);
     const moe_model_config *mc = &t->cfg.model;
     uint64_t nr;
@@ -536,6 +563,7 @@ done:
 }
 
 int64_t moe_trainer_steps_done(const moe_trainer *t) { return t->step; }
+int64_t moe_trainer_schedule_steps(const moe_trainer *t) { return t->schedule_steps; }
 const moe_train_config *moe_trainer_config(const moe_trainer *t) { return &t->cfg; }
 moe_model *moe_trainer_model(moe_trainer *t) { return t->model; }
 const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t) { return t->tok; }
