@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "moe.h"
+#include "moe_infer.h"
 
 /* Each subcommand gets argv after its own name; returns the exit code. */
 int cmd_demo(int argc, char **argv, int n_threads);
@@ -49,14 +50,23 @@ int train_opts_apply(moe_train_config *c, int argc, char **argv, int *i, int *ba
 void train_opts_usage(FILE *f);
 
 /* sample.c: generates n tokens after prompt with the training model; streams
- * the text to out. Returns 0 or prints the error and returns 1. */
+ * the text to out. Returns 0 or prints the error and returns 1. The options
+ * are moe run's (defaults: moe_sampler_config_default, no echo). */
 typedef struct sample_opts {
-    float temperature, top_p, min_p;
-    int top_k;
-    uint64_t seed;
+    moe_sampler_config sc;
+    int echo;                 /* print the prompt first */
+    const char *const *stop;  /* [n_stop] stop strings (not printed) */
+    int n_stop;
+    int experts_per_token;    /* 0: the model's k */
+    int ctx;                  /* tokens of context per step (0: ctx_len) */
 } sample_opts;
+void sample_opts_default(sample_opts *o);
 int sample_generate(moe_model *m, const moe_tokenizer *tok, const char *prompt, int n,
                     const sample_opts *o, FILE *out);
+/* opts.c: the sampling options shared by run, chat and sample (--temp,
+ * --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed / -s
+ * with -1 for random into *seed); 1 if argv[*i] was one. */
+int cli_sampler_opt(moe_sampler_config *sc, int64_t *seed, int argc, char **argv, int *i, int *bad);
 
 /* Parses "--name value" style integer/float options; 1 if matched. On a bad
  * value it prints the problem and sets *bad. */

@@ -37,7 +37,7 @@ int cmd_convert(int argc, char **argv, int n_threads) {
         pos[n_pos++] = argv[i];
     }
     if (bad) return 2;
-    if (n_pos != 2) return cli_usage_error("convert", n_pos ? "which output file? (OUT.gguf)" : "needs DIR and OUT.gguf");
+    if (n_pos != 2) return cli_usage_error("convert", n_pos ? "which output file? Give OUT.gguf" : "needs DIR and OUT.gguf");
     moe_error err;
     double t0 = cli_now();
     moe_status st = moe_convert_hf(pos[0], pos[1], type, &err);

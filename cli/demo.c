@@ -196,7 +196,12 @@ int cmd_demo(int argc, char **argv, int n_threads) {
     train_print_routing(stdout, m);
     rc = domain_table(m, moe_trainer_tokenizer(t));
     printf("\nSamples (temperature 0.7, top-k 40; the prompt, then the model):\n");
-    sample_opts so = {.temperature = 0.7f, .top_p = 0.95f, .min_p = 0.0f, .top_k = 40, .seed = 7};
+    sample_opts so;
+    sample_opts_default(&so);
+    so.sc.temperature = 0.7f;
+    so.sc.min_p = 0.0f;
+    so.sc.seed = 7;
+    so.echo = 1;
     for (int d = 0; d < moe_corpus_n_domains() && rc == 0 && !cli_signal(); d++) {
         printf("--- %s ---\n", moe_corpus_domain_name(d));
         rc = sample_generate(m, moe_trainer_tokenizer(t), moe_corpus_domain_prompt(d), 60, &so, stdout);

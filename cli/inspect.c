@@ -41,7 +41,7 @@ int cmd_inspect(int argc, char **argv, int n_threads) {
         else return cli_unknown("inspect", argv[i]);
     }
     if (bad) return 2;
-    if (!path) return cli_usage_error("inspect", "which model? (MODEL.gguf)");
+    if (!path) return cli_usage_error("inspect", "which model? Give MODEL.gguf");
     if (k < 0) return cli_usage_error("inspect", "--experts-per-token must be >= 0");
 
     moe_error err;
@@ -124,7 +124,7 @@ int cmd_synth(int argc, char **argv, int n_threads) {
         else return cli_unknown("synth", a);
     }
     if (bad) return 2;
-    if (!path) return cli_usage_error("synth", "which output file? (OUT.gguf)");
+    if (!path) return cli_usage_error("synth", "which output file? Give OUT.gguf");
     if (seed < 1) return cli_usage_error("synth", "--seed must be >= 1");
     c.seed = (uint64_t)seed;
     moe_error err;

@@ -85,3 +85,13 @@ int cli_usage_error(const char *cmd, const char *what) {
     fprintf(stderr, "moe %s: %s (moe %s --help)\n", cmd, what, cmd);
     return 2;
 }
+
+int cli_sampler_opt(moe_sampler_config *sc, int64_t *seed, int argc, char **argv, int *i, int *bad) {
+    return cli_float_opt("--temp", argc, argv, i, &sc->temperature, bad) ||
+           cli_int_opt("--top-k", argc, argv, i, &sc->top_k, bad) ||
+           cli_float_opt("--top-p", argc, argv, i, &sc->top_p, bad) ||
+           cli_float_opt("--min-p", argc, argv, i, &sc->min_p, bad) ||
+           cli_float_opt("--repeat-penalty", argc, argv, i, &sc->repeat_penalty, bad) ||
+           cli_int_opt("--repeat-last-n", argc, argv, i, &sc->repeat_last_n, bad) ||
+           cli_seed_opt("--seed", argc, argv, i, seed, bad) || cli_seed_opt("-s", argc, argv, i, seed, bad);
+}

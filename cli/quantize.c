@@ -54,7 +54,7 @@ int cmd_quantize(int argc, char **argv, int n_threads) {
     if (bad) return 2;
     if (!in || (!out && !o.dry_run) || !o.type)
         return cli_usage_error("quantize", !in ? "needs IN.gguf, OUT.gguf and --type" : !o.type
-                               ? "which type? (--type T, e.g. q8_0)" : "which output file? (OUT.gguf)");
+                               ? "which type? Give --type T, e.g. --type q8_0" : "which output file? Give OUT.gguf");
     qprog p = {cli_now(), 0};
     if (isatty(2) && !o.dry_run) { o.progress = qprogress; o.user = &p; }
     moe_quantize_result r;
