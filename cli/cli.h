@@ -105,6 +105,9 @@ char *cli_read_file(const char *path);
 /* The one-line errors: "moe CMD: unknown option 'X' (moe CMD --help lists
  * them)" and "moe CMD: WHAT (moe CMD --help)"; both return 2. */
 int cli_unknown(const char *cmd, const char *opt);
+/* A library message without a leading C function name ("bpe_train: ") or
+ * the command's own name ("quantize: "): what the user reads. */
+const char *cli_msg(const char *cmd, const char *msg);
 int cli_usage_error(const char *cmd, const char *what);
 
 /* Seconds from a monotonic clock. */

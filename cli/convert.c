@@ -46,7 +46,7 @@ int cmd_convert(int argc, char **argv, int n_threads) {
         return cli_signal_exit() ? cli_signal_exit() : 130;
     }
     if (st != MOE_OK) {
-        fprintf(stderr, "moe convert: %s\n", err.msg);
+        fprintf(stderr, "moe convert: %s\n", cli_msg("convert", err.msg));
         return st == MOE_ERR_ARG ? 2 : 1;
     }
     /* notes, one per line */

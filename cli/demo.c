@@ -167,7 +167,7 @@ int cmd_demo(int argc, char **argv, int n_threads) {
     moe_status st = moe_trainer_create(&t, &c, NULL, 0, out, &err);
     if (st != MOE_OK) {
         if (st == MOE_ERR_CANCELLED && cli_signal()) return cli_signal_exit();
-        fprintf(stderr, "moe demo: %s\n", err.msg);
+        fprintf(stderr, "moe demo: %s\n", cli_msg("demo", err.msg));
         return 1;
     }
     train_print_summary(t);
@@ -183,7 +183,7 @@ int cmd_demo(int argc, char **argv, int n_threads) {
     moe_model *m = moe_trainer_model(t);
     float vl;
     if (moe_trainer_eval(t, &vl, &err) != MOE_OK) {
-        fprintf(stderr, "moe demo: %s\n", err.msg);
+        fprintf(stderr, "moe demo: %s\n", cli_msg("demo", err.msg));
         moe_trainer_free(t);
         return 1;
     }

@@ -102,7 +102,7 @@ static long encode(const moe_vocab *v, const char *text, size_t n, int add_bos, 
         if (st != MOE_ERR_SHAPE) break;
         cap = got;
     }
-    fprintf(stderr, "moe: %s\n", err.msg);
+    fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
     return -1;
 }
 
@@ -210,7 +210,7 @@ int cmd_eval(int argc, char **argv, int n_threads) {
     io.ctx_len = po.ctx;
     io.experts_per_token = k;
     if (po.batch > 0) io.max_batch = po.batch;
-    if (moe_infer_open(&m, model, &io, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", err.msg); goto done; }
+    if (moe_infer_open(&m, model, &io, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg)); goto done; }
     const moe_infer_info *in = moe_infer_get_info(m);
     const moe_vocab *v = moe_infer_vocab(m);
     if (!v) { fprintf(stderr, "moe eval: %s has no tokenizer (no tokenizer.ggml.* metadata)\n", model); goto done; }
@@ -348,7 +348,7 @@ int cmd_tokenize(int argc, char **argv, int n_threads) {
     if (!model || !arg) return cli_usage_error("tokenize", "needs MODEL.gguf and TEXT");
     moe_error err;
     moe_vocab *v = NULL;
-    if (moe_vocab_load(&v, model, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", err.msg); return 1; }
+    if (moe_vocab_load(&v, model, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg)); return 1; }
     char *owned = NULL;
     size_t len = strlen(arg);
     if (from_file && !(owned = read_all(arg, &len))) { moe_vocab_free(v); return 1; }

@@ -46,7 +46,7 @@ int cmd_inspect(int argc, char **argv, int n_threads) {
 
     moe_error err;
     if (moe_gguf_dump(path, stdout, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe inspect: %s\n", cli_msg("inspect", err.msg));
         return 1;
     }
     moe_infer_options o;
@@ -136,7 +136,7 @@ int cmd_synth(int argc, char **argv, int n_threads) {
         return cli_signal_exit() ? cli_signal_exit() : 130;
     }
     if (st != MOE_OK) {
-        fprintf(stderr, "moe synth: %s\n", err.msg);
+        fprintf(stderr, "moe synth: %s\n", cli_msg("synth", err.msg));
         return 1;
     }
     struct stat sb;

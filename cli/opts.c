@@ -95,3 +95,16 @@ int cli_sampler_opt(moe_sampler_config *sc, int64_t *seed, int argc, char **argv
            cli_int_opt("--repeat-last-n", argc, argv, i, &sc->repeat_last_n, bad) ||
            cli_seed_opt("--seed", argc, argv, i, seed, bad) || cli_seed_opt("-s", argc, argv, i, seed, bad);
 }
+
+const char *cli_msg(const char *cmd, const char *msg) {
+    for (int round = 0; round < 2; round++) {
+        size_t n = 0;
+        int under = 0;
+        while ((msg[n] >= 'a' && msg[n] <= 'z') || (msg[n] >= '0' && msg[n] <= '9') || msg[n] == '_')
+            under |= msg[n++] == '_';
+        const int is_cmd = cmd && n == strlen(cmd) && !strncmp(msg, cmd, n);
+        if (n > 0 && (under || is_cmd) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+        else break;
+    }
+    return msg;
+}

@@ -65,7 +65,7 @@ int cmd_quantize(int argc, char **argv, int n_threads) {
         fprintf(stderr, "moe quantize: stopped; %s was not written\n", out ? out : "-");
         return cli_signal_exit() ? cli_signal_exit() : 130;
     }
-    if (st != MOE_OK) { fprintf(stderr, "moe quantize: %s\n", err.msg); return 1; }
+    if (st != MOE_OK) { fprintf(stderr, "moe quantize: %s\n", cli_msg("quantize", err.msg)); return 1; }
     printf("%s%s -> %s (%s): %d tensors, %d converted%s; %.2f MiB -> %.2f MiB (%.1f%%) in %.2f s\n",
            o.dry_run ? "dry run: " : "", in, out ? out : "-", o.type, r.n_tensors, r.n_quantized,
            r.n_fallback ? " (some as q8_0/f16)" : "", r.bytes_in / 1048576.0, r.bytes_out / 1048576.0,

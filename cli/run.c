@@ -190,7 +190,7 @@ static int session_open(session *S, const char *path, const gen_opts *o, int n_t
     io.ctx_len = o->ctx;
     io.experts_per_token = o->experts_per_token;
     if (moe_infer_open(&S->m, path, &io, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
         return 0;
     }
     S->info = moe_infer_get_info(S->m);
@@ -200,7 +200,7 @@ static int session_open(session *S, const char *path, const gen_opts *o, int n_t
         return 0;
     }
     if (moe_sampler_create(&S->smp, &o->sc, S->info->vocab_size, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
         return 0;
     }
     S->logits = malloc(sizeof(float) * (size_t)S->info->vocab_size);
@@ -234,7 +234,7 @@ static long tokenize(session *S, const char *text, int add_bos, int parse_specia
         if (st == MOE_OK) return (long)got;
         if (st != MOE_ERR_SHAPE) break;
     }
-    fprintf(stderr, "moe: %s\n", err.msg);
+    fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
     return -1;
 }
 
@@ -272,7 +272,7 @@ static int feed(session *S, long n) {
     if (p == n) p = n - 1; /* re-run the last token for its logits */
     double t0 = cli_now();
     if (moe_infer_eval(S->m, S->ids + p, (int)n - p, p, S->logits, 0, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
         return 0;
     }
     S->t_prompt += cli_now() - t0;
@@ -301,7 +301,7 @@ static int generate(session *S, int n_max, streamer *st, int *n_gen) {
         }
         double t0 = cli_now();
         if (moe_infer_eval(S->m, &tok, 1, S->n_hist, S->logits, 0, &err) != MOE_OK) {
-            fprintf(stderr, "moe: %s\n", err.msg);
+            fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
             return 0;
         }
         S->t_gen += cli_now() - t0;

@@ -37,7 +37,7 @@ int sample_generate(moe_model *m, const moe_tokenizer *tok, const char *prompt, 
     if (!ids || !logits || !gen) { fprintf(stderr, "moe: out of memory\n"); goto done; }
     if (moe_tokenizer_encode(tok, prompt, np, ids, cap, &len, &err) != MOE_OK ||
         moe_sampler_create(&s, &o->sc, V, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
         goto done;
     }
     if (o->experts_per_token > 0)
@@ -55,7 +55,7 @@ int sample_generate(moe_model *m, const moe_tokenizer *tok, const char *prompt, 
         int T = (int)len < window ? (int)len : window; /* the last `window` tokens */
         const int32_t *win = ids + len - (size_t)T;
         if (moe_model_forward(m, win, NULL, 1, T, 0, NULL, &err) != MOE_OK) {
-            fprintf(stderr, "moe: %s\n", err.msg);
+            fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
             goto done;
         }
         memcpy(logits, moe_model_logits(m) + (size_t)(T - 1) * V, sizeof(float) * (size_t)V);
@@ -160,7 +160,7 @@ int cmd_sample(int argc, char **argv, int n_threads) {
     moe_tokenizer *tok;
     moe_error err;
     if (moe_model_load(&m, &tok, path, 1, n_threads, &err) != MOE_OK) {
-        fprintf(stderr, "moe sample: %s\n", err.msg);
+        fprintf(stderr, "moe sample: %s\n", cli_msg("sample", err.msg));
         free(text);
         free(stop);
         return 1;

@@ -230,8 +230,9 @@ void train_print_summary(moe_trainer *t) {
     printf("model: d=%d layers=%d (MoE %d: %d experts top-%d, width %d; dense width %d) heads=%d/%d ctx=%d vocab=%d\n",
            c->model.d_model, c->model.n_layers, n_moe, c->model.moe.n_experts, c->model.moe.top_k, c->model.moe.d_ff,
            c->model.d_ff, c->model.n_heads, c->model.n_kv_heads, c->model.ctx_len, c->model.vocab_size);
-    printf("parameters: %.2fM total, %.2fM active per token; %.1f MFLOP/token forward, %.1f training\n",
-           k.params / 1e6, k.active_params / 1e6, k.fwd_flops / 1e6, k.train_flops / 1e6);
+    printf("parameters: %.2fM total, %.2fM active per token (%lld and %lld, as moe inspect counts them); "
+           "%.1f MFLOP/token forward, %.1f training\n", k.params / 1e6, k.active_params / 1e6, (long long)k.params,
+           (long long)k.active_params, k.fwd_flops / 1e6, k.train_flops / 1e6);
     printf("data: %.2f MB of text -> %lld training + %lld validation tokens%s; unigram entropy %.3f bits/token "
            "(%.3f nats)\n",
            di.text_bytes / 1e6, (long long)di.train_tokens, (long long)di.val_tokens,
@@ -329,7 +330,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     moe_error err;
     if (resume) {
         if (moe_trainer_read_config(resume, &c, &err) != MOE_OK) {
-            fprintf(stderr, "moe train: %s\n", err.msg);
+            fprintf(stderr, "moe train: %s\n", cli_msg("train", err.msg));
             free(data);
             return 1;
         }
@@ -359,7 +360,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     free(data);
     if (st != MOE_OK) {
         if (st == MOE_ERR_CANCELLED) return cli_signal_exit() ? cli_signal_exit() : 130;
-        fprintf(stderr, "moe train: %s\n", err.msg);
+        fprintf(stderr, "moe train: %s\n", cli_msg("train", err.msg));
         return 1;
     }
     const int64_t done = moe_trainer_steps_done(t), sched = moe_trainer_schedule_steps(t);
