@@ -110,6 +110,18 @@ int cli_unknown(const char *cmd, const char *opt);
 const char *cli_msg(const char *cmd, const char *msg);
 int cli_usage_error(const char *cmd, const char *what);
 
+/* progress.c: a progress line on stderr (a terminal only) for a library
+ * call's moe_progress_fn: pass cli_progress_cb with &p as its user. */
+typedef struct cli_progress {
+    const char *cmd;      /* "convert", "train" ... */
+    const char *what;     /* the phase shown last */
+    double t0, last;      /* start, last redraw */
+    int on, shown;        /* stderr is a terminal; a line is on screen */
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *cmd);
+void cli_progress_cb(void *user, const char *what, int64_t done, int64_t total);
+void cli_progress_end(cli_progress *p);
+
 /* Seconds from a monotonic clock. */
 double cli_now(void);
 

@@ -40,7 +40,10 @@ int cmd_convert(int argc, char **argv, int n_threads) {
     if (n_pos != 2) return cli_usage_error("convert", n_pos ? "which output file? Give OUT.gguf" : "needs DIR and OUT.gguf");
     moe_error err;
     double t0 = cli_now();
-    moe_status st = moe_convert_hf(pos[0], pos[1], type, &err);
+    cli_progress pr;
+    cli_progress_init(&pr, "convert");
+    moe_status st = moe_convert_hf_progress(pos[0], pos[1], type, cli_progress_cb, &pr, &err);
+    cli_progress_end(&pr);
     if (st == MOE_ERR_CANCELLED) {
         fprintf(stderr, "moe convert: stopped; %s was not written\n", pos[1]);
         return cli_signal_exit() ? cli_signal_exit() : 130;

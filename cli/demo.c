@@ -164,7 +164,12 @@ int cmd_demo(int argc, char **argv, int n_threads) {
     moe_trainer *t;
     moe_error err;
     double t0 = cli_now();
+    cli_progress pr;
+    cli_progress_init(&pr, "demo");
+    c.progress = cli_progress_cb;
+    c.progress_user = &pr;
     moe_status st = moe_trainer_create(&t, &c, NULL, 0, out, &err);
+    cli_progress_end(&pr);
     if (st != MOE_OK) {
         if (st == MOE_ERR_CANCELLED && cli_signal()) return cli_signal_exit();
         fprintf(stderr, "moe demo: %s\n", cli_msg("demo", err.msg));

@@ -130,7 +130,12 @@ int cmd_synth(int argc, char **argv, int n_threads) {
     moe_error err;
     int64_t n = 0;
     double t0 = cli_now();
+    cli_progress pr;
+    cli_progress_init(&pr, "synth");
+    c.progress = cli_progress_cb;
+    c.progress_user = &pr;
     moe_status st = moe_synth_model(path, &c, &n, &err);
+    cli_progress_end(&pr);
     if (st == MOE_ERR_CANCELLED) {
         fprintf(stderr, "moe synth: stopped; %s was not written\n", path);
         return cli_signal_exit() ? cli_signal_exit() : 130;

@@ -355,7 +355,14 @@ int cmd_train(int argc, char **argv, int n_threads) {
         out = resume;
         st = moe_trainer_resume(&t, resume, &c, &err);
     } else {
+        cli_progress pr;
+        cli_progress_init(&pr, "train");
+        if (!quiet) {
+            c.progress = cli_progress_cb;
+            c.progress_user = &pr;
+        }
         st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        cli_progress_end(&pr);
     }
     free(data);
     if (st != MOE_OK) {

@@ -139,6 +139,12 @@ MOE_API void moe_cancel_clear(void);
 /* 1 while a request is pending. */
 MOE_API int moe_cancel_requested(void);
 
+/* Progress of a long call: `what` names the phase ("training the
+ * tokenizer", "tokenizing", "writing"), done of total units. Called on the
+ * calling thread, often (the callback throttles its own output); it must
+ * not call back into the library on the same handle. */
+typedef void (*moe_progress_fn)(void *user, const char *what, int64_t done, int64_t total);
+
 /* ------------------------------------------------------------ dense GEMM */
 
 /* C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, row-major.
@@ -694,6 +700,9 @@ typedef struct moe_train_config {
     uint64_t seed;           /* initialisation, data order, routing noise */
     int64_t corpus_bytes;    /* size of the built-in corpus when no data */
     float eval_capacity;     /* capacity factor of validation (MOE_DROPLESS) */
+    moe_progress_fn progress; /* moe_trainer_create's tokenizer training and
+                                 tokenizing (NULL: none; not saved) */
+    void *progress_user;
 } moe_train_config;
 
 MOE_API void moe_train_config_default(moe_train_config *c);

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TOKENIZER_SAMPLE_BYTES ((size_t)8 << 20) /* text the BPE trains on, at most */
 
@@ -139,15 +140,24 @@ static moe_status encode_all(moe_trainer *t, const uint8_t *text, size_t n, moe_
         cut[++np] = c;
     }
     int failed = 0;
+    size_t n_done = 0; /* pieces done (progress, from thread 0) */
+    const moe_progress_fn fn = t->cfg.progress;
     #pragma omp parallel for schedule(dynamic, 1)
     for (size_t p = 0; p < np; p++) {
         size_t got;
+        if (moe_cancel_requested()) { failed = 1; cnt[p] = 0; continue; }
         if (bpe_encode(&t->tok->bpe, text + cut[p], cut[p + 1] - cut[p], out + cut[p], cut[p + 1] - cut[p], &got, NULL))
             failed = 1;
         cnt[p] = got;
+        size_t d;
+        #pragma omp atomic capture
+        d = ++n_done;
+        if (fn && omp_get_thread_num() == 0) fn(t->cfg.progress_user, "tokenizing", (int64_t)d, (int64_t)np);
     }
+    if (fn) fn(t->cfg.progress_user, "tokenizing", (int64_t)np, (int64_t)np);
     if (failed) {
         free(cut); free(cnt); free(out);
+        if (moe_cancel_requested()) return cancel_check(err, "tokenizing the data");
         return moe_err(err, MOE_ERR_ARG, "tokenizing the data failed");
     }
     size_t w = 0;
@@ -258,9 +268,11 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     t->info.text_bytes = (int64_t)n_text;
     t->src_fp = data_fingerprint(text, n_text);
     /* the tokenizer, trained on (a prefix of) the text */
-    st = moe_tokenizer_train(&t->tok, (const char *)text, n_text < TOKENIZER_SAMPLE_BYTES ? n_text : TOKENIZER_SAMPLE_BYTES,
-                             c.model.vocab_size, err);
-    if (st != MOE_OK) goto done;
+    t->tok = calloc(1, sizeof *t->tok);
+    if (!t->tok) { st = moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory"); goto done; }
+    st = bpe_train_progress(&t->tok->bpe, text, n_text < TOKENIZER_SAMPLE_BYTES ? n_text : TOKENIZER_SAMPLE_BYTES,
+                            c.model.vocab_size, c.progress, c.progress_user, err);
+    if (st != MOE_OK) { free(t->tok); t->tok = NULL; goto done; }
     if (moe_tokenizer_n_vocab(t->tok) != c.model.vocab_size) {
         /* the text ran out of pairs: the model uses what the tokenizer has */
         t->cfg.model.vocab_size = moe_tokenizer_n_vocab(t->tok);
@@ -295,6 +307,8 @@ done:
         moe_trainer_free(t);
         return st;
     }
+    t->cfg.progress = NULL; /* the callback is for creation only */
+    t->cfg.progress_user = NULL;
     *out = t;
     return MOE_OK;
 }
