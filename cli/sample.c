@@ -104,7 +104,7 @@ static void usage(FILE *f) {
     moe_sampler_config d;
     moe_sampler_config_default(&d);
     fprintf(f, "usage: moe sample MODEL.gguf [-p TEXT | -f FILE] [-n N] [options]   (or -m MODEL.gguf)\n"
-               "  generates N tokens (default 200) after TEXT with a model written by `moe train`, through\n"
+               "  generates N tokens (default 128, as moe run) after TEXT with a model written by `moe train`, through\n"
                "  the training forward (no KV cache: each token re-runs the last --ctx tokens)\n"
                "  -p TEXT, -f FILE  the prompt, or the prompt read from FILE (default: empty, BOS only)\n"
                "  --echo            print the prompt first (default off, as in moe run)\n"
@@ -121,7 +121,7 @@ static void usage(FILE *f) {
 
 int cmd_sample(int argc, char **argv, int n_threads) {
     const char *path = NULL, *prompt = "", *file = NULL;
-    int n = 200, bad = 0;
+    int n = 128, bad = 0;
     sample_opts o;
     sample_opts_default(&o);
     const char **stop = calloc((size_t)argc + 1, sizeof(char *));
