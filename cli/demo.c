@@ -132,9 +132,11 @@ int cmd_demo(int argc, char **argv, int n_threads) {
     moe_train_config_default(&c); /* the defaults are the demo's run */
     const char *out = NULL;
     int bad = 0;
+    int64_t seed = 0;
     for (int i = 0; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { demo_usage(stdout); return 0; }
         if (cli_str_opt("--out", NULL, argc, argv, &i, &out, &bad)) continue;
+        if (cli_seed_opt("--seed", argc, argv, &i, &seed, &bad)) { if (!bad) c.seed = cli_seed_resolve(seed); continue; }
         if (!train_opts_apply(&c, argc, argv, &i, &bad)) bad = cli_unknown("demo", argv[i]);
     }
     if (bad) return 2;

@@ -92,7 +92,7 @@ static void synth_usage(FILE *f) {
     fprintf(f, "usage: moe synth OUT.gguf [--arch A] [--type T] [--bench] [--d D] [--layers L]\n"
                "                 [--experts E] [--k K] [--dff F] [--seed S]\n"
                "  writes a model with random weights and a small byte-level BPE tokenizer\n"
-               "  --d, --layers, --experts, --k, --dff: default 0, the preset's (below); --seed S (default 1)\n"
+               "  --d, --layers, --experts, --k, --dff: default 0, the preset's (below); --seed S (default 1; -1: random, printed)\n"
                "  Ctrl-C stops it and leaves no file\n"
                "  A: llama (dense), mixtral (default), qwen2moe, qwen3moe, olmoe, deepseek, granitemoe\n"
                "  T: f32 (default), f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K\n"
@@ -105,7 +105,8 @@ int cmd_synth(int argc, char **argv, int n_threads) {
     moe_synth_config c;
     moe_synth_config_default(&c);
     const char *path = NULL;
-    int bad = 0, seed = 1;
+    int bad = 0;
+    int64_t seed = 1;
     for (int i = 0; i < argc && !bad; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { synth_usage(stdout); return 0; }
@@ -114,7 +115,7 @@ int cmd_synth(int argc, char **argv, int n_threads) {
             cli_int_opt("--experts", argc, argv, &i, &c.n_experts, &bad) ||
             cli_int_opt("--k", argc, argv, &i, &c.top_k, &bad) ||
             cli_int_opt("--dff", argc, argv, &i, &c.d_ff, &bad) ||
-            cli_int_opt("--seed", argc, argv, &i, &seed, &bad))
+            cli_seed_opt("--seed", argc, argv, &i, &seed, &bad))
             continue;
         if (cli_str_opt("--arch", NULL, argc, argv, &i, &c.arch, &bad) ||
             cli_str_opt("--type", NULL, argc, argv, &i, &c.wtype, &bad))
@@ -125,8 +126,9 @@ int cmd_synth(int argc, char **argv, int n_threads) {
     }
     if (bad) return 2;
     if (!path) return cli_usage_error("synth", "which output file? Give OUT.gguf");
-    if (seed < 1) return cli_usage_error("synth", "--seed must be >= 1");
-    c.seed = (uint64_t)seed;
+    if (seed == 0) return cli_usage_error("synth", "--seed must be >= 1 (or -1: a random one)");
+    c.seed = cli_seed_resolve(seed);
+    if (c.seed == 0) c.seed = 1;
     moe_error err;
     int64_t n = 0;
     double t0 = cli_now();

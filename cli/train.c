@@ -302,7 +302,8 @@ static void usage(FILE *f) {
                "  --data PATH       a text file or folder (repeatable; default: the built-in corpus)\n"
                "  --out DIR         run directory (default moe-run): model.gguf, state.gguf, tokens.bin, metrics.jsonl\n"
                "  --resume DIR      continue the run in DIR from its last checkpoint, exactly\n"
-               "  --quiet           no log lines\n"
+               "  --quiet           no log lines (default off)\n"
+
                "checkpoints: every --save-every steps (default 100), at the end, and on Ctrl-C or SIGTERM\n"
                "  (the step in progress finishes, then the checkpoint is saved; exit status 130 / 143).\n"
                "  After kill -9 or a crash, --resume continues from the last checkpoint.\n"
@@ -310,7 +311,7 @@ static void usage(FILE *f) {
                "  cosine of the run's first length and then holds at --min-lr (it never jumps back up).\n"
                "  N at or below the steps done: nothing is trained and nothing is rewritten.\n"
                "  On resume only --steps, --eval-every, --eval-batches, --save-every and threads may change.\n"
-               "options (defaults are the demo's run):\n");
+               "options (defaults are the demo's run; --seed -1 picks a random seed and prints it):\n");
     train_opts_usage(f);
 }
 
@@ -318,6 +319,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     const char *resume = NULL, *out = "moe-run";
     const char **data = calloc((size_t)argc + 1, sizeof(char *));
     int n_data = 0, bad = 0, quiet = 0;
+    int64_t seed = 0;
     if (!data) return 1;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
@@ -343,6 +345,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
         if (cli_str_opt("--data", NULL, argc, argv, &i, &v, &bad)) { if (v) data[n_data++] = v; }
         else if (cli_str_opt("--out", NULL, argc, argv, &i, &out, &bad)) {}
         else if (!strcmp(argv[i], "--quiet")) quiet = 1;
+        else if (cli_seed_opt("--seed", argc, argv, &i, &seed, &bad)) { if (!bad) c.seed = cli_seed_resolve(seed); }
         else if (!train_opts_apply(&c, argc, argv, &i, &bad)) bad = cli_unknown("train", argv[i]);
     }
     if (bad) { free(data); return 2; }
