@@ -162,7 +162,10 @@ int cmd_demo(int argc, char **argv, int n_threads) {
     printf("moe demo: train a small sparse Mixture-of-Experts language model on the built-in corpus\n"
            "(%d domains: ", moe_corpus_n_domains());
     for (int d = 0; d < moe_corpus_n_domains(); d++) printf("%s%s", d ? ", " : "", moe_corpus_domain_name(d));
-    printf("), then look at its routing and its samples. Run directory: %s\n\n", out);
+    printf("), then look at its routing and its samples. Run directory: %s\n", out);
+    if (strcmp(out, "build/demo-run") && !strncmp(out, "build/demo-run.", 15))
+        printf("(earlier demo runs are kept in build/demo-run*; rm -r build/demo-run* removes them)\n");
+    printf("\n");
     moe_trainer *t;
     moe_error err;
     double t0 = cli_now();
