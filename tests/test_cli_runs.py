@@ -168,6 +168,45 @@ def test_signal_train(tmp):
               "rc %d: %s" % (rc, e2.strip()[-300:]))
 
 
+def test_signal_while_preparing(tmp):
+    """Ctrl-C during tokenizer training, seen through the progress line that
+    train draws when stderr is a terminal (a pty here)."""
+    import pty
+    run = os.path.join(tmp, "prep")
+    master, slave = pty.openpty()
+    p = subprocess.Popen([MOE, "--threads", "1", "train", "--out", run, "--corpus-bytes", "4000000",
+                          "--vocab", "6000", "--steps", "100000", "--d", "32", "--layers", "1", "--heads", "2",
+                          "--kv-heads", "1", "--ctx", "32", "--batch", "4", "--experts", "4", "--k", "2",
+                          "--expert-dff", "32", "--dff", "64", "--eval-every", "0"],
+                         stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen, buf = False, b""
+    t0 = time.time()
+    while time.time() - t0 < 120 and not seen:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+        seen = b"training the tokenizer" in buf
+    p.send_signal(signal.SIGINT)
+    try:
+        while os.read(master, 4096):
+            pass
+    except OSError:
+        pass
+    out, _ = p.communicate(timeout=120)
+    os.close(master)
+    check("train_progress_on_terminal", seen, "stderr on a pty: %r" % buf[-300:])
+    stopped_early = b"checkpoint saved" not in buf
+    check("train_sigint_while_preparing", p.returncode == 130 and not tmp_files(tmp)
+          and (not stopped_early or not os.path.exists(run)),
+          "rc %s, folder %s, temporary files %s, stderr %r" % (p.returncode, os.path.exists(run), tmp_files(tmp),
+                                                               buf[-300:]))
+
+
 # ------------------------------------------------- signals, file writers
 
 def hf_folder(path, d=256, L=4, E=8, ff=512, V=300):
@@ -326,7 +365,8 @@ def test_errors(tmp):
           "rc %d, exists %s, stderr %r" % (rc, os.path.exists(out), e))
     # a failed save says what is on disk: model.gguf cannot be replaced (a folder)
     run = os.path.join(tmp, "fs")
-    rc, o, e = moe("train", "--out", run, *TINY, "--steps", "4", "--quiet")
+    rc, o, e = moe("train", "--out", run, *TINY, "--steps", "4")
+    check("no_progress_line_when_not_a_terminal", "\r" not in e and "training the tokenizer" not in e, repr(e[-200:]))
     if check("failed_save_base_run", rc == 0, e.strip()[-200:]):
         os.remove(os.path.join(run, "model.gguf"))
         os.makedirs(os.path.join(run, "model.gguf", "x"))
@@ -361,6 +401,7 @@ def main():
     try:
         test_kill9_resume(tmp)
         test_signal_train(tmp)
+        test_signal_while_preparing(tmp)
         test_signal_writers(tmp)
         test_demo(tmp)
         test_resume_steps(tmp)
