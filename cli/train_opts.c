@@ -32,7 +32,7 @@ static const train_opt opts[] = {
     {"--seed", O_U64, TC(seed), 0, "seed of init, data order and routing noise"},
     {"--eval-every", O_I64, TC(eval_every), 0, "steps between validation losses"},
     {"--eval-batches", O_INT, TC(eval_batches), 0, "validation batches (0: all)"},
-    {"--save-every", O_I64, TC(save_every), 0, "steps between checkpoints (0: only at the end)"},
+    {"--save-every", O_I64, TC(save_every), 0, "steps between checkpoints (0: at the end)"},
     {"--val-fraction", O_FLOAT, TC(val_fraction), 0, "share of tokens held out"},
     {"--corpus-bytes", O_I64, TC(corpus_bytes), 0, "size of the built-in corpus"},
     {"--vocab", O_INT, TC(model.vocab_size), 0, "tokenizer vocabulary size"},
@@ -79,7 +79,7 @@ void train_opts_usage(FILE *f) {
 
 int train_opts_apply(moe_train_config *c, int argc, char **argv, int *i, int *bad) {
     if (!strcmp(argv[*i], "--router")) {
-        if (*i + 1 >= argc) { fprintf(stderr, "moe: --router needs a value (a routing method name)\n"); *bad = 1; return 1; }
+        if (*i + 1 >= argc) { fprintf(stderr, "moe: --router needs a name\n"); *bad = 1; return 1; }
         moe_error err;
         if (moe_layer_config_router(&c->model.moe, argv[*i + 1], &err) != MOE_OK) {
             fprintf(stderr, "moe: --router: %s\n", err.msg);
