@@ -137,9 +137,9 @@ typedef struct synth_spec {
     int store_dequantized; /* 1: round the big matrices through wtype but
                               store the dequantized values as F32 */
     uint64_t seed;
+    int with_tokenizer;
     moe_progress_fn progress; /* tensors filled of all (NULL: none) */
     void *progress_user;
-    int with_tokenizer;
 } synth_spec;
 
 /* A tiny model of arch (NULL or unknown: "mixtral"): 2 layers (deepseek 3,
