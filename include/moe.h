@@ -126,8 +126,9 @@ typedef struct moe_error {
 
 /* A request, for the whole process, that long calls stop: file writers
  * (moe_model_save, moe_trainer_save, moe_convert_hf, moe_quantize,
- * moe_synth_model, the token cache), tokenizer training and
- * moe_trainer_create return MOE_ERR_CANCELLED at their next check,
+ * moe_synth_model, the token cache), tokenizer training, moe_trainer_create
+ * and moe_infer_perplexity return MOE_ERR_CANCELLED at their next check
+ * (between chunks, tensors, merges or batches),
  * having removed their temporary files; an existing target file is left
  * as it was. moe_cancel is async-signal-safe (it sets one volatile
  * sig_atomic_t): call it from a SIGINT/SIGTERM handler. The library never
