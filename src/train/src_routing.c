@@ -2,7 +2,6 @@
  * of the validation text (see src_routing.h). */
 #include "train/src_routing.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,167 +48,85 @@ static moe_status one_source(src_text *s, size_t n, const char *name, moe_error 
     return MOE_OK;
 }
 
-typedef struct child {
-    char *path; /* owned */
-    char *key;  /* path, with "/" after a folder: data.c's order of the files below */
-} child;
-
-static int cmp_child(const void *a, const void *b) {
-    return strcmp(((const child *)a)->key, ((const child *)b)->key);
+/* The source of file path f: the index of the --data path it is under (or
+ * equal to), -1 if none; with one folder, the entry below it (named into
+ * *entry, the path component after the folder). */
+static int under(const char *f, const char *p) {
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') n--;
+    return !strncmp(f, p, n) && (f[n] == 0 || f[n] == '/' || p[n - 1] == '/');
 }
 
-/* The entries directly inside dir that data.c would read from (not hidden;
- * folders, non-empty regular files and links to them), in its order. */
-static int list_children(const char *dir, child **out, int *n_out) {
-    *out = NULL;
-    *n_out = 0;
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    size_t dl = strlen(dir);
-    while (dl > 0 && dir[dl - 1] == '/') dl--;
-    child *c = NULL;
-    int n = 0, cap = 0, ok = 1;
-    struct dirent *e;
-    while (ok && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        size_t nl = strlen(e->d_name);
-        char *p = malloc(dl + nl + 2), *k = malloc(dl + nl + 3);
-        if (!p || !k) { free(p); free(k); ok = 0; break; }
-        memcpy(p, dir, dl);
-        p[dl] = '/';
-        memcpy(p + dl + 1, e->d_name, nl + 1);
-        struct stat sb;
-        int is_dir = 0, use = 0;
-        if (lstat(p, &sb) == 0) {
-            if (S_ISDIR(sb.st_mode)) is_dir = use = 1;
-            else if (S_ISLNK(sb.st_mode)) use = stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
-            else use = S_ISREG(sb.st_mode) && sb.st_size > 0;
-        }
-        if (!use) { free(p); free(k); continue; }
-        snprintf(k, dl + nl + 3, "%s%s", p, is_dir ? "/" : "");
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            child *nc = realloc(c, sizeof *c * (size_t)cap);
-            if (!nc) { free(p); free(k); ok = 0; break; }
-            c = nc;
-        }
-        c[n++] = (child){p, k};
-    }
-    closedir(d);
-    if (ok) qsort(c, (size_t)n, sizeof *c, cmp_child);
-    *out = c;
-    *n_out = n;
-    return ok;
-}
-
-static void children_free(child *c, int n) {
-    for (int i = 0; i < n; i++) { free(c[i].path); free(c[i].key); }
-    free(c);
-}
-
-/* Reads each of paths[0, S) alone and joins them; 0 if any fails. */
-static int read_each(uint8_t **text, size_t *n, src_text *s, const char *const *paths,
-                     const char *const *names, int S) {
-    uint8_t **part = calloc((size_t)S, sizeof *part);
-    size_t *len = calloc((size_t)S, sizeof *len);
-    int ok = part && len;
-    size_t total = 0;
-    for (int i = 0; ok && i < S; i++) {
-        moe_error e;
-        if (data_read_sources(&part[i], &len[i], &paths[i], 1, &e) != MOE_OK) ok = 0;
-        else total += len[i] + (i ? 2 : 0);
-    }
-    uint8_t *buf = ok ? malloc(total + 1) : NULL, *tag = ok ? malloc(total + 1) : NULL;
-    ok = ok && buf && tag && names_alloc(&s->names, S, NULL) == MOE_OK;
-    if (ok) {
-        size_t at = 0;
-        for (int i = 0; i < S; i++) {
-            if (i) { buf[at] = buf[at + 1] = '\n'; tag[at] = tag[at + 1] = (uint8_t)i; at += 2; }
-            memcpy(buf + at, part[i], len[i]);
-            memset(tag + at, i, len[i]);
-            at += len[i];
-            s->names[i] = dup_clean(names[i]);
-            if (!s->names[i]) ok = 0;
-        }
-        buf[at] = 0;
-        tag[at] = 0;
-        s->n_src = S;
-    }
-    for (int i = 0; part && i < S; i++) free(part[i]);
-    free(part);
-    free(len);
-    if (!ok) {
-        free(buf);
-        free(tag);
-        if (s->names) for (int i = 0; i < S; i++) free(s->names[i]);
-        free(s->names);
-        memset(s, 0, sizeof *s);
-        return 0;
-    }
-    *text = buf;
-    *n = total;
-    s->tag = tag;
-    return 1;
-}
-
-static const char *base_name(const char *p) {
-    const char *b = strrchr(p, '/');
-    return b && b[1] ? b + 1 : p;
-}
-
-moe_status src_read_files(uint8_t **text, size_t *n, src_text *s, const char *const *paths, int n_paths,
-                          moe_error *err) {
+moe_status src_tags_files(src_text *s, size_t n_text, const data_sources *srcs, const char *const *paths,
+                          int n_paths, moe_error *err) {
     memset(s, 0, sizeof *s);
-    *text = NULL;
-    *n = 0;
-    int done = 0;
+    s->tag = calloc(n_text + 1, 1);
+    char **names = calloc(SRC_MAX, sizeof(char *));
+    int *grp = calloc(srcs->n + 1, sizeof(int));
+    if (!s->tag || !names || !grp) { free(names); free(grp); src_text_free(s); return moe_err(err, MOE_ERR_NOMEM, "sources: out of memory"); }
     struct stat sb;
-    if (n_paths == 1 && paths && paths[0] && stat(paths[0], &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        child *c;
-        int nc;
-        if (list_children(paths[0], &c, &nc) && nc > 1 && nc <= SRC_MAX) {
-            const char **p = malloc(sizeof(char *) * (size_t)nc), **nm = malloc(sizeof(char *) * (size_t)nc);
-            if (p && nm) {
-                for (int i = 0; i < nc; i++) { p[i] = c[i].path; nm[i] = base_name(c[i].path); }
-                done = read_each(text, n, s, p, nm, nc);
-            }
-            free(p);
-            free(nm);
+    const int folder = n_paths == 1 && paths && paths[0] && stat(paths[0], &sb) == 0 && S_ISDIR(sb.st_mode);
+    int S = 0, ok = 1;
+    for (size_t i = 0; ok && i < srcs->n; i++) {
+        const char *f = srcs->v[i].path;
+        char key[256];
+        if (folder) {
+            size_t n = strlen(paths[0]);
+            while (n > 1 && paths[0][n - 1] == '/') n--;
+            if (!under(f, paths[0])) { ok = 0; break; }
+            const char *e = f + n;
+            while (*e == '/') e++;
+            size_t k = strcspn(e, "/");
+            snprintf(key, sizeof key, "%.*s", (int)(k < 200 ? k : 200), e);
+        } else {
+            int g = -1;
+            for (int a = 0; a < n_paths && g < 0; a++) if (paths[a] && under(f, paths[a])) g = a;
+            if (g < 0) { ok = 0; break; }
+            snprintf(key, sizeof key, "%.200s", paths[g]);
         }
-        children_free(c, nc);
-    } else if (n_paths > 1 && n_paths <= SRC_MAX) {
-        done = read_each(text, n, s, paths, paths, n_paths);
+        int g = -1;
+        for (int k = 0; k < S && g < 0; k++) if (!strcmp(names[k], key)) g = k;
+        if (g < 0) {
+            if (S == SRC_MAX) { ok = 0; break; }
+            if (!(names[S] = dup_clean(key))) { ok = 0; break; }
+            g = S++;
+        }
+        grp[i] = g;
     }
-    if (done) return MOE_OK;
-    moe_status st = data_read_sources(text, n, paths, n_paths, err);
-    if (st != MOE_OK) return st;
-    st = one_source(s, *n, n_paths == 1 ? paths[0] : "all", err);
-    if (st != MOE_OK) { free(*text); *text = NULL; *n = 0; }
-    return st;
+    if (ok && S > 0) {
+        for (size_t i = 0; i < srcs->n; i++) {
+            size_t a = srcs->v[i].off, b = a + srcs->v[i].len;
+            if (a > n_text) a = n_text;
+            if (b > n_text) b = n_text;
+            memset(s->tag + a, grp[i], b - a);
+        }
+        s->n_src = S;
+        s->names = names;
+        free(grp);
+        return MOE_OK;
+    }
+    for (int k = 0; k < S; k++) free(names[k]);
+    free(names);
+    free(grp);
+    free(s->tag);
+    s->tag = NULL;
+    return one_source(s, n_text, "all", err);
 }
 
-moe_status src_read_corpus(uint8_t **text, size_t *n, src_text *s, size_t bytes, uint64_t seed,
-                           moe_error *err) {
+moe_status src_tags_corpus(src_text *s, size_t n_text, const corpus_docs *docs, moe_error *err) {
     memset(s, 0, sizeof *s);
-    corpus_docs docs;
-    moe_status st = corpus_generate_docs(text, n, &docs, bytes, seed, err);
-    if (st != MOE_OK) return st;
     s->n_src = CORPUS_N_DOMAINS;
-    s->tag = malloc(*n + 1);
-    st = names_alloc(&s->names, CORPUS_N_DOMAINS, err);
+    s->tag = calloc(n_text + 1, 1);
+    moe_status st = names_alloc(&s->names, CORPUS_N_DOMAINS, err);
     for (int i = 0; st == MOE_OK && i < CORPUS_N_DOMAINS; i++)
         if (!(s->names[i] = dup_clean(corpus_domain_name(i)))) st = moe_err(err, MOE_ERR_NOMEM, "sources: out of memory");
     if (st == MOE_OK && !s->tag) st = moe_err(err, MOE_ERR_NOMEM, "sources: out of memory");
-    if (st == MOE_OK) {
-        memset(s->tag, 0, *n + 1);
-        for (size_t i = 0; i < docs.n; i++) {
-            size_t a = docs.d[i].start, b = i + 1 < docs.n ? docs.d[i + 1].start : *n;
-            if (a < b && b <= *n) memset(s->tag + a, docs.d[i].domain, b - a);
-        }
+    if (st != MOE_OK) { src_text_free(s); return st; }
+    for (size_t i = 0; i < docs->n; i++) {
+        size_t a = docs->d[i].start, b = i + 1 < docs->n ? docs->d[i + 1].start : n_text;
+        if (a < b && b <= n_text) memset(s->tag + a, docs->d[i].domain, b - a);
     }
-    free(docs.d);
-    if (st != MOE_OK) { src_text_free(s); free(*text); *text = NULL; *n = 0; }
-    return st;
+    return MOE_OK;
 }
 
 /* ------------------------------------------------------------ token map */
@@ -389,11 +306,11 @@ void src_routing_begin(src_routing *r) {
     r->pub.tokens = 0;
 }
 
-void src_routing_add(src_routing *r, moe_model *m, int b, int B, int T) {
+void src_routing_add(src_routing *r, moe_model *m, int b, int nb, int B, int T) {
     if (r->val_src.n == 0) return;
     const int E = r->pub.n_experts, S = r->pub.n_sources;
     const int n = B * T;
-    data_val_batch(r->val_src, b, B, T, r->xs, r->ys);
+    data_val_batch(r->val_src, b, nb, B, T, r->xs, r->ys);
     for (int t = 0; t < n; t++) {
         if (r->xs[t] < 0 || r->xs[t] >= S) r->xs[t] = 0;
         r->src_tokens[r->xs[t]]++;

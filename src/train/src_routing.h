@@ -23,7 +23,9 @@
 
 #include "moe.h"
 #include "text/bpe.h"
+#include "corpus/corpus.h"
 #include "train/data.h"
+#include "train/sources.h"
 
 #define SRC_MAX 64 /* more sources than this count as one ("all") */
 
@@ -34,15 +36,14 @@ typedef struct src_text {
     uint8_t *tag;   /* [n bytes of the text] source of each byte, owned */
 } src_text;
 
-/* Reads paths as data_read_sources does (the same bytes: each source read
- * by it and joined with "\n\n"), tagging each byte with its source. When a
- * source alone cannot be read the whole list is read at once (so the error
- * is data_read_sources' own) and tagged as one source. */
-moe_status src_read_files(uint8_t **text, size_t *n, src_text *tags, const char *const *paths,
+/* Tags the bytes of the text data_read_sources read (srcs: its files, in
+ * text order) by report source: the --data path each file came from, or,
+ * when paths is one folder, the entry directly inside it. More than SRC_MAX
+ * sources, or a file under none of the paths, give one source "all". */
+moe_status src_tags_files(src_text *s, size_t n_text, const data_sources *srcs, const char *const *paths,
                           int n_paths, moe_error *err);
-/* The built-in corpus (corpus_generate's bytes), tagged by domain. */
-moe_status src_read_corpus(uint8_t **text, size_t *n, src_text *tags, size_t bytes,
-                           uint64_t seed, moe_error *err);
+/* Tags the built-in corpus (corpus_generate_docs' text) by domain. */
+moe_status src_tags_corpus(src_text *s, size_t n_text, const corpus_docs *docs, moe_error *err);
 void src_text_free(src_text *s);
 
 /* The source of each token. */
@@ -86,8 +87,8 @@ typedef struct src_routing {
 moe_status src_routing_init(src_routing *r, moe_model *m, const char *const *names, int n_src,
                             const int32_t *val_src, data_split val, int B, int T, moe_error *err);
 void src_routing_begin(src_routing *r);
-/* Counts the routing of the last forward of m over validation batch b. */
-void src_routing_add(src_routing *r, moe_model *m, int b, int B, int T);
+/* Counts the routing of the last forward of m over validation batch b of nb. */
+void src_routing_add(src_routing *r, moe_model *m, int b, int nb, int B, int T);
 /* Loads, max-violation, dead experts and I(source; expert) from the counts. */
 void src_routing_end(src_routing *r);
 void src_routing_free(src_routing *r);
