@@ -79,7 +79,8 @@ def tmp_files(folder):
 
 
 def metrics_steps(path):
-    """The step of each complete line (None when a line does not parse)."""
+    """The step of each complete line (None when a line does not parse);
+    header records are skipped."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -90,7 +91,10 @@ def metrics_steps(path):
     steps = []
     for ln in lines[:-1]:
         try:
-            steps.append(json.loads(ln)["step"])
+            rec = json.loads(ln)
+            if "header" in rec:  # the run's header record (docs/REPORT.md): no step
+                continue
+            steps.append(rec["step"])
         except (ValueError, KeyError):
             steps.append(None)
     return steps, ends_whole
@@ -125,7 +129,8 @@ def test_kill9_resume(tmp):
     with open(metrics) as f:
         for ln in f:
             d = json.loads(ln)
-            loss[d["step"]] = d["loss"]
+            if "loss" in d:  # step records (not the header)
+                loss[d["step"]] = d["loss"]
     bad = []
     for m in re.finditer(r"step\s+(\d+)/\d+\s+loss (\d+\.\d+)", open(os.path.join(tmp, "k9.console")).read()):
         s, v = int(m.group(1)), float(m.group(2))
@@ -378,7 +383,8 @@ def test_resume_steps(tmp):
     with open(os.path.join(run, "metrics.jsonl")) as f:
         for ln in f:
             d = json.loads(ln)
-            lrs[d["step"]] = d["lr"]
+            if "lr" in d:  # step records (not the header)
+                lrs[d["step"]] = d["lr"]
     check("resume_larger_steps_says_rule", rc == 0 and re.search(r"schedule ended at step 10; steps 11-14 hold", out),
           "rc %d, out %r, err %r" % (rc, out[-400:], err[-300:]))
     check("resume_larger_steps_holds_min_lr", all(abs(lrs.get(s, -1) - 0.0003) < 1e-9 for s in range(11, 15))
