@@ -195,6 +195,8 @@ static void usage(FILE *f) {
                "  --data PATH       a text file or folder (repeatable; default: the built-in corpus)\n"
                "  --out DIR         run directory (default moe-run): model.gguf, state.gguf, tokens.bin, metrics.jsonl\n"
                "  --quiet           no log lines\n"
+               "  --expert-parallel EP  one rank of an MPI job (mpirun -np P, P = EP x DP): experts sharded\n"
+               "                    over EP ranks, batch split over all P (docs/SCALING.md)\n"
                "options:\n");
     train_opts_usage(f);
 }
@@ -204,9 +206,14 @@ int cmd_train(int argc, char **argv, int n_threads) {
     const char **data = calloc((size_t)argc + 1, sizeof(char *));
     int n_data = 0, bad = 0, quiet = 0;
     if (!data) return 1;
+    int ep = 0; /* --expert-parallel: a distributed run (mpirun) */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--resume") && i + 1 < argc) resume = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
+        else if (cli_int_opt("--expert-parallel", argc, argv, &i, &ep, &bad)) {
+            if (!bad && ep < 1) { fprintf(stderr, "moe: --expert-parallel must be >= 1\n"); bad = 1; }
+            if (bad) { free(data); return 2; }
+        }
     }
     moe_train_config c;
     moe_error err;
@@ -220,7 +227,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
         moe_train_config_default(&c);
     }
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--resume")) { i++; continue; }
+        if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--expert-parallel")) { i++; continue; }
         if (!strcmp(argv[i], "--data")) {
             if (i + 1 >= argc) { fprintf(stderr, "moe: --data needs a path\n"); bad = 1; break; }
             data[n_data++] = argv[++i];
@@ -240,28 +247,61 @@ int cmd_train(int argc, char **argv, int n_threads) {
     c.model.max_batch = c.batch;
     moe_trainer *t = NULL;
     moe_status st;
+    moe_dist *dist = NULL;
+    int rank = 0;
+    if (ep) {
+        if (moe_dist_init(&dist, ep, &err) != MOE_OK) {
+            fprintf(stderr, "moe: %s\n", err.msg);
+            free(data);
+            return 1;
+        }
+        rank = moe_dist_rank(dist);
+        if (rank) quiet = 1;
+    }
     if (resume) {
-        if (n_data) fprintf(stderr, "moe: --data is ignored on --resume (the run's token cache is used)\n");
+        if (n_data && rank == 0) fprintf(stderr, "moe: --data is ignored on --resume (the run's token cache is used)\n");
         out = resume;
         st = moe_trainer_resume(&t, resume, &c, &err);
     } else {
-        st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        /* distributed: rank 0 makes the run directory (tokenizer, token
+           cache) first; the others then reuse its cache */
+        st = MOE_OK;
+        if (rank == 0) st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        if (dist) {
+            if (st != MOE_OK) {
+                fprintf(stderr, "moe: rank 0: %s\n", err.msg);
+                moe_dist_abort(dist, 1);
+            }
+            moe_error be;
+            if (moe_dist_barrier(dist, &be) != MOE_OK) { fprintf(stderr, "moe: %s\n", be.msg); moe_dist_abort(dist, 1); }
+            if (rank) st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        }
     }
     free(data);
+    if (st == MOE_OK && dist) st = moe_trainer_attach_dist(t, dist, &err);
     if (st != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        if (dist) fprintf(stderr, "moe: rank %d: %s\n", rank, err.msg);
+        else fprintf(stderr, "moe: %s\n", err.msg);
+        moe_trainer_free(t);
+        moe_dist_free(dist);
         return 1;
     }
+    if (dist && !quiet)
+        printf("distributed: %d ranks, expert-parallel %d x data-parallel %d; %d sequences per rank\n",
+               moe_dist_size(dist), ep, moe_dist_size(dist) / ep, moe_trainer_config(t)->batch / moe_dist_size(dist));
     if (!quiet) {
         train_print_summary(t);
         if (resume) printf("resuming %s at step %lld\n", resume, (long long)moe_trainer_steps_done(t));
     }
     char metrics[4096];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out);
-    train_run_opts o = {.quiet = quiet, .metrics_path = metrics, .show_routing = 1, .log_every = 0};
+    train_run_opts o = {.quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1, .log_every = 0};
     int rc = train_run(t, &o);
     if (rc == 0 && !quiet) printf("saved %s/model.gguf and %s/state.gguf at step %lld\n", out, out,
                                   (long long)moe_trainer_steps_done(t));
+    /* a rank that failed alone would leave the others in a collective */
+    if (rc && dist) moe_dist_abort(dist, rc);
     moe_trainer_free(t);
+    moe_dist_free(dist);
     return rc;
 }

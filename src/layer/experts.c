@@ -28,15 +28,23 @@
 
 /* out[t] = sum over the kept slots j of token t of (w ? w[t,j] : 1) * rows[row(t,j)]:
  * the combine of forward and the scatter of backward. out [T, d], rows [R, d]. */
-static void sum_token_rows(float *out, const float *rows, const float *w, const int *slot_row,
-                           int T, int S, int d, int nt) {
+/* Only the rows this process ran count (plan row_lo/row_hi: all of them in
+ * one process). */
+static int row_mine(const moe_plan *pl, const int *slot_expert, int i, int r) {
+    int e = slot_expert[i];
+    return r >= pl->row_lo[e] && r < pl->row_hi[e];
+}
+
+static void sum_token_rows(float *out, const float *rows, const float *w, const moe_plan *pl,
+                           const int *slot_expert, int T, int S, int d, int nt) {
+    const int *slot_row = pl->slot_row;
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < T; t++) {
         float *ot = out + (size_t)t * d;
         memset(ot, 0, sizeof(float) * (size_t)d);
         for (int j = 0; j < S; j++) {
             int r = slot_row[t * S + j];
-            if (r < 0) continue;
+            if (r < 0 || !row_mine(pl, slot_expert, t * S + j, r)) continue;
             float wj = w ? w[t * S + j] : 1.0f;
             const float *src = rows + (size_t)r * d;
             for (int i = 0; i < d; i++) ot[i] += wj * src[i];
@@ -56,8 +64,9 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
 
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int r = 0; r < R; r++)
-        memcpy(L->xg + (size_t)r * d, x + (size_t)(pl->row_slot[r] / S) * d,
-               sizeof(float) * (size_t)d);
+        if (row_mine(pl, L->slot_expert, pl->row_slot[r], r))
+            memcpy(L->xg + (size_t)r * d, x + (size_t)(pl->row_slot[r] / S) * d,
+                   sizeof(float) * (size_t)d);
 
     t1 = omp_get_wtime();
     pf->fwd_gather = t1 - t0;
@@ -65,7 +74,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     /* input projections: h[:, 0:F] = gate part (SwiGLU), h[:, F:2F] = up part */
     int n = 0;
     for (int e = 0; e < E; e++) {
-        int m = pl->kept[e], r0 = pl->offset[e];
+        int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
         if (m == 0) continue;
         const float *xe = L->xg + (size_t)r0 * d;
         float *he = L->h + (size_t)r0 * H;
@@ -81,6 +90,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
 
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int r = 0; r < R; r++) {
+        if (!row_mine(pl, L->slot_expert, pl->row_slot[r], r)) continue;
         const float *hr = L->h + (size_t)r * H;
         float *ar = L->a + (size_t)r * F;
         if (swiglu) act_swiglu_forward(ar, hr, hr + F, (size_t)F);
@@ -92,7 +102,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     t0 = t1;
     n = 0;
     for (int e = 0; e < E; e++) {
-        int m = pl->kept[e], r0 = pl->offset[e];
+        int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
         if (m == 0) continue;
         pr[n++] = gemm_make(m, d, F, 0, L->a + (size_t)r0 * F, F, 1,
                        L->w.down + (size_t)e * d * F, F, L->o + (size_t)r0 * d, d, 0.0f);
@@ -103,7 +113,7 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
     t0 = t1;
 
     /* combine: each token sums its own rows, so no two threads write one row */
-    sum_token_rows(y, L->o, L->slot_weight, pl->slot_row, T, S, d, nt);
+    sum_token_rows(y, L->o, L->slot_weight, pl, L->slot_expert, T, S, d, nt);
     pf->fwd_combine = omp_get_wtime() - t0;
 }
 
@@ -123,7 +133,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
         const float *g = dy + (size_t)t * d;
         for (int j = 0; j < S; j++) {
             int i = t * S + j, r = pl->slot_row[i];
-            if (r < 0) { L->d_w[i] = 0.0f; continue; }
+            if (r < 0 || !row_mine(pl, L->slot_expert, i, r)) { L->d_w[i] = 0.0f; continue; }
             const float *orow = L->o + (size_t)r * d;
             float *dor = L->d_o + (size_t)r * d;
             float w = L->slot_weight[i], dot = 0.0f;
@@ -137,7 +147,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
 
     int n = 0;
     for (int e = 0; e < E; e++) {
-        int m = pl->kept[e], r0 = pl->offset[e];
+        int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
         /* an expert without rows adds nothing, but when the gradients are
            written its products run with K = 0: the GEMM writes beta C = 0 */
         if (m == 0 && gbeta != 0.0f) continue;
@@ -156,6 +166,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
 
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int r = 0; r < R; r++) {
+        if (!row_mine(pl, L->slot_expert, pl->row_slot[r], r)) continue;
         const float *hr = L->h + (size_t)r * H;
         const float *dar = L->d_a + (size_t)r * F;
         float *dhr = L->d_h + (size_t)r * H;
@@ -170,7 +181,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
        half (it adds into the same dXg, so it cannot share the call) */
     n = 0;
     for (int e = 0; e < E; e++) {
-        int m = pl->kept[e], r0 = pl->offset[e];
+        int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
         if (m == 0 && gbeta != 0.0f) continue; /* as above */
         const float *xe = L->xg + (size_t)r0 * d;
         const float *dhe = L->d_h + (size_t)r0 * H;
@@ -188,7 +199,7 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
     if (swiglu) {
         n = 0;
         for (int e = 0; e < E; e++) {
-            int m = pl->kept[e], r0 = pl->offset[e];
+            int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
             if (m == 0) continue;
             pr[n++] = gemm_make(m, d, F, 0, L->d_h + (size_t)r0 * H + F, H, 0,
                            L->w.up + (size_t)e * F * d, d, L->d_xg + (size_t)r0 * d, d, 1.0f);
@@ -200,6 +211,6 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
     pf->bwd_gemm += t1 - t0;
     t0 = t1;
     /* scatter: each token sums its own rows (deterministic, no atomics) */
-    sum_token_rows(dx, L->d_xg, NULL, pl->slot_row, T, S, d, nt);
+    sum_token_rows(dx, L->d_xg, NULL, pl, L->slot_expert, T, S, d, nt);
     pf->bwd_scatter = omp_get_wtime() - t0;
 }

@@ -16,9 +16,27 @@
 
 #include "moe.h"
 #include "core/allocs.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/gemm.h"
+
+/* Expert parallelism (layer_dist.c): the layer of every rank sees the
+ * global batch, the ranks' tokens in rank order. Each rank gathers the
+ * inputs of all ranks (all-gather), routes and plans the global batch
+ * exactly as one process would (so capacity, drops, losses, statistics and
+ * the balance bias are the one-process values), runs only the rows of its
+ * own experts (its share of them when experts are replicated), and the
+ * partial outputs are summed back to their ranks (reduce-scatter). */
+typedef struct layer_dist {
+    moe_comm *comm;      /* every rank of the job; NULL: one process */
+    int e_lo, e_hi;      /* this rank's experts [e_lo, e_hi) */
+    int part, n_parts;   /* its share of each own expert's rows: part of n_parts */
+    float *gy;           /* [Tmax, d] partial y of the global batch, then dy */
+    float *gdx;          /* [Tmax, d] partial dx of the global batch */
+    float *rdx;          /* [Tmax, d] the router's dx of the global batch */
+    int T_local;         /* this rank's tokens in the last forward */
+} layer_dist;
 
 typedef struct moe_plan {
     int capacity;      /* per-expert capacity; -1 when dropless */
@@ -30,6 +48,8 @@ typedef struct moe_plan {
     int *slot_row;     /* [Tmax * S] row of each slot, -1 if empty or dropped */
     int *order;        /* [Tmax * S] scratch for the drop-by-score sort */
     int *fill;         /* [E] scratch: rows filled per expert */
+    int *row_lo, *row_hi; /* [E] the rows of each expert this process runs:
+                             [offset[e], offset[e+1]) in one process */
 } moe_plan;
 
 struct moe_layer {
@@ -87,6 +107,7 @@ struct moe_layer {
     float *f;                /* [E] routed fraction per expert (balance loss) */
 
     moe_plan plan;
+    layer_dist dist;         /* expert parallelism; dist.comm NULL: none */
     void *problems;          /* [3 E] gemm_problem scratch for grouped calls */
     gemm_ws own_ws;          /* the GEMM's packing buffers, when the layer owns them */
     const gemm_ws *gws;      /* the buffers its products use: &own_ws or its model's */
@@ -144,6 +165,14 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T);
 void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta);
 
 int layer_threads(const moe_layer *L);
+
+/* layer_dist.c: expert parallelism. layer_set_dist makes this layer one of
+ * comm->size ranks (buffers for the global batch of max_tokens rows);
+ * the dist forward/backward take the rank's own T rows. */
+moe_status layer_set_dist(moe_layer *L, moe_comm *comm, int e_lo, int e_hi, int part, int n_parts,
+                          moe_error *err);
+moe_status layer_forward_dist(moe_layer *L, float *y, const float *x, int T, moe_error *err);
+moe_status layer_backward_dist(moe_layer *L, float *dx, const float *dy, float gbeta, moe_error *err);
 
 /* 1 when the selected weights are divided by their sum: renormalize, or the
  * noisy gate, whose weights are by definition (Shazeer et al. 2017,

@@ -1,0 +1,105 @@
+/* comm_mpi.c: core/comm.h over MPI (Open MPI): the only file that includes
+ * mpi.h. MPI_COMM_WORLD keeps MPI's default handler, errors are fatal: a
+ * dead rank or a broken connection ends every rank of the job (mpirun names
+ * the rank), which is what a collective that can never complete must do.
+ * Sizes above INT_MAX elements are refused (one call per collective). */
+#include "dist/comm_impl.h"
+
+#include <limits.h>
+#include <mpi.h>
+
+int dist_comm_has_mpi(void) { return 1; }
+
+#define CHECK_N(what, n)                                                                  \
+    if ((n) > (size_t)INT_MAX)                                                            \
+        return moe_err(err, MOE_ERR_ARG, "MPI %s: %zu elements exceed one call's INT_MAX", \
+                       what, (size_t)(n))
+#define CHECK_RC(what, rc)                                                                \
+    if ((rc) != MPI_SUCCESS) return moe_err(err, MOE_ERR_IO, "MPI %s failed (code %d)", what, rc)
+
+static MPI_Comm mc(moe_comm *c) {
+    MPI_Comm m;
+    memcpy(&m, &c->impl, sizeof m);
+    return m;
+}
+
+static moe_status ar_f32(moe_comm *c, float *buf, size_t n, moe_error *err) {
+    CHECK_N("all-reduce", n);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, mc(c));
+    CHECK_RC("all-reduce", rc);
+    c->bytes_moved += 2 * sizeof(float) * n * (size_t)(c->size - 1) / (size_t)c->size;
+    return MOE_OK;
+}
+
+static moe_status ar_f64(moe_comm *c, double *buf, size_t n, moe_error *err) {
+    CHECK_N("all-reduce", n);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, mc(c));
+    CHECK_RC("all-reduce", rc);
+    c->bytes_moved += 2 * sizeof(double) * n * (size_t)(c->size - 1) / (size_t)c->size;
+    return MOE_OK;
+}
+
+static moe_status ag(moe_comm *c, void *dst, const void *src, size_t bytes, moe_error *err) {
+    CHECK_N("all-gather", bytes);
+    int rc;
+    if (dst == src) rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_BYTE, dst, (int)bytes, MPI_BYTE, mc(c));
+    else rc = MPI_Allgather(src, (int)bytes, MPI_BYTE, dst, (int)bytes, MPI_BYTE, mc(c));
+    CHECK_RC("all-gather", rc);
+    c->bytes_moved += bytes * (size_t)(c->size - 1);
+    return MOE_OK;
+}
+
+static moe_status rs_f32(moe_comm *c, float *dst, const float *src, size_t n, moe_error *err) {
+    CHECK_N("reduce-scatter", n);
+    int rc = MPI_Reduce_scatter_block(src, dst, (int)n, MPI_FLOAT, MPI_SUM, mc(c));
+    CHECK_RC("reduce-scatter", rc);
+    c->bytes_moved += sizeof(float) * n * (size_t)(c->size - 1);
+    return MOE_OK;
+}
+
+static moe_status bc(moe_comm *c, void *buf, size_t bytes, int root, moe_error *err) {
+    CHECK_N("broadcast", bytes);
+    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, mc(c));
+    CHECK_RC("broadcast", rc);
+    if (c->rank != root) c->bytes_moved += bytes;
+    return MOE_OK;
+}
+
+static moe_status bar(moe_comm *c, moe_error *err) {
+    int rc = MPI_Barrier(mc(c));
+    CHECK_RC("barrier", rc);
+    return MOE_OK;
+}
+
+moe_status dist_comm_world(moe_comm *c, moe_error *err) {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int provided;
+        /* only the main thread calls MPI; OpenMP threads never do */
+        int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+        CHECK_RC("init", rc);
+    }
+    comm_self(c);
+    MPI_Comm w = MPI_COMM_WORLD;
+    _Static_assert(sizeof(MPI_Comm) <= sizeof(void *), "MPI_Comm fits the impl pointer");
+    memcpy(&c->impl, &w, sizeof w);
+    MPI_Comm_rank(w, &c->rank);
+    MPI_Comm_size(w, &c->size);
+    c->allreduce_f32 = ar_f32;
+    c->allreduce_f64 = ar_f64;
+    c->allgather = ag;
+    c->reduce_scatter_f32 = rs_f32;
+    c->bcast = bc;
+    c->barrier = bar;
+    return MOE_OK;
+}
+
+void dist_comm_finish(moe_comm *c) {
+    (void)c;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+}
+
+void dist_comm_abort(moe_comm *c, int code) { MPI_Abort(mc(c), code); }

@@ -1,0 +1,142 @@
+/* trainer_dist.c: one training run over several ranks (expert and data
+ * parallelism), through the communicator of core/comm.h.
+ *
+ * Every rank cuts the same global batch (same loader state) and runs rows
+ * [r B/P, (r+1) B/P) of it; the MoE layers see the global batch (layer_dist.c)
+ * and run only their experts' rows. The loss is the global batch's mean;
+ * gradients are summed over the ranks (all but the routers', which every
+ * rank computes on the global batch), so every rank holds the gradient of
+ * the one-process run up to the order of fp32 sums, and takes the same
+ * AdamW step with the same global-norm clipping. Rank 0 writes the
+ * checkpoints, in the one-process format.
+ * Not for: MPI itself (src/dist), the step loop (trainer.c).
+ */
+#include "train/trainer_internal.h"
+#include "core/error.h"
+#include "layer/layer.h"
+#include "model/model.h"
+#include "train/state_file.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What every rank must agree on before the first step. */
+typedef struct dist_fingerprint {
+    char version[32];        /* moe_version() */
+    char build[32];          /* the compile time of this file */
+    int size, expert_parallel;
+    uint64_t tok_fp, src_fp, n_tokens, loader;
+    int64_t step;
+    moe_train_config cfg;    /* compared field by field (state_file.c) */
+} dist_fingerprint;
+
+moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int ep, moe_error *err) {
+    const moe_train_config *c = &t->cfg;
+    const moe_model_config *mc = &c->model;
+    const int P = comm->size;
+    /* agreement: same build, configuration, data and position */
+    dist_fingerprint me, *all = calloc((size_t)P, sizeof *all);
+    if (!all) return moe_err(err, MOE_ERR_NOMEM, "distributed: out of memory");
+    memset(&me, 0, sizeof me);
+    snprintf(me.version, sizeof me.version, "%s", moe_version());
+    snprintf(me.build, sizeof me.build, "%s %s", __DATE__, __TIME__);
+    me.size = P;
+    me.expert_parallel = ep;
+    me.tok_fp = t->tok_fp;
+    me.src_fp = t->src_fp;
+    me.n_tokens = t->n_tokens;
+    me.loader = data_loader_state(&t->loader);
+    me.step = t->step;
+    me.cfg = *c;
+    moe_status st = comm->allgather(comm, all, &me, sizeof me, err);
+    char diff[256];
+    for (int r = 1; r < P && st == MOE_OK; r++) {
+        const dist_fingerprint *a = &all[0], *b = &all[r];
+        const char *what = NULL;
+        diff[0] = '\0';
+        if (strcmp(a->version, b->version) || strcmp(a->build, b->build)) {
+            what = "build";
+            snprintf(diff, sizeof diff, "%s (%s) vs %s (%s)", a->version, a->build, b->version, b->build);
+        } else if (a->expert_parallel != b->expert_parallel) {
+            what = "--expert-parallel";
+            snprintf(diff, sizeof diff, "%d vs %d", a->expert_parallel, b->expert_parallel);
+        } else if (state_file_train_config_diff(&a->cfg, &b->cfg, diff, sizeof diff)) {
+            what = "configuration";
+        } else if (a->cfg.steps != b->cfg.steps || a->cfg.eval_every != b->cfg.eval_every ||
+                   a->cfg.eval_batches != b->cfg.eval_batches || a->cfg.save_every != b->cfg.save_every) {
+            what = "configuration";
+            snprintf(diff, sizeof diff, "steps/eval_every/eval_batches/save_every %lld/%lld/%d/%lld vs %lld/%lld/%d/%lld",
+                     (long long)a->cfg.steps, (long long)a->cfg.eval_every, a->cfg.eval_batches,
+                     (long long)a->cfg.save_every, (long long)b->cfg.steps, (long long)b->cfg.eval_every,
+                     b->cfg.eval_batches, (long long)b->cfg.save_every);
+        } else if (a->tok_fp != b->tok_fp || a->src_fp != b->src_fp || a->n_tokens != b->n_tokens) {
+            what = "data fingerprint";
+            snprintf(diff, sizeof diff, "tokens %llu, source %016llx, tokenizer %016llx vs %llu, %016llx, %016llx",
+                     (unsigned long long)a->n_tokens, (unsigned long long)a->src_fp, (unsigned long long)a->tok_fp,
+                     (unsigned long long)b->n_tokens, (unsigned long long)b->src_fp, (unsigned long long)b->tok_fp);
+        } else if (a->step != b->step || a->loader != b->loader) {
+            what = "position";
+            snprintf(diff, sizeof diff, "step %lld vs %lld", (long long)a->step, (long long)b->step);
+        }
+        if (what)
+            st = moe_err(err, MOE_ERR_ARG, "distributed: rank %d disagrees with rank 0 on the %s: %s "
+                         "(rank 0 vs rank %d)", r, what, diff, r);
+    }
+    free(all);
+    if (st != MOE_OK) return st;
+    /* the shapes, once every rank is known to have the same (so that all
+       fail together) */
+    if (ep < 1 || P % ep)
+        return moe_err(err, MOE_ERR_ARG, "distributed: --expert-parallel %d does not divide the %d ranks "
+                       "(ranks = expert-parallel x data-parallel)", ep, P);
+    if (c->batch % P)
+        return moe_err(err, MOE_ERR_ARG, "distributed: --batch %d is not a multiple of the %d ranks "
+                       "(each rank runs batch / ranks sequences of the global batch)", c->batch, P);
+    int has_moe = 0;
+    for (int l = 0; l < mc->n_layers; l++) has_moe |= moe_model_moe_layer(t->model, l) != NULL;
+    if (has_moe && mc->moe.n_experts % ep)
+        return moe_err(err, MOE_ERR_ARG, "distributed: %d experts cannot be sharded evenly over "
+                       "--expert-parallel %d ranks (E %% EP = %d)", mc->moe.n_experts, ep, mc->moe.n_experts % ep);
+    /* shard the experts: rank = dp * EP + e_rank */
+    const int er = comm->rank % ep, dp = comm->rank / ep, E = mc->moe.n_experts;
+    for (int l = 0; l < mc->n_layers && st == MOE_OK; l++) {
+        moe_layer *L = moe_model_moe_layer(t->model, l);
+        if (L) st = layer_set_dist(L, comm, er * (E / ep), (er + 1) * (E / ep), dp, P / ep, err);
+    }
+    if (st != MOE_OK) return st;
+    t->comm = comm;
+    t->expert_parallel = ep;
+    return MOE_OK;
+}
+
+moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err) {
+    moe_model_losses ls = moe_model_get_losses(t->model);
+    double v[2] = {(double)*loss * ls.n_targets, (double)ls.n_targets};
+    moe_status st = t->comm->allreduce_f64(t->comm, v, 2, err);
+    if (st != MOE_OK) return st;
+    *loss = v[1] > 0 ? (float)(v[0] / v[1]) : 0.0f;
+    model_set_loss_den(t->model, (int)v[1]);
+    return MOE_OK;
+}
+
+moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err) {
+    moe_model *m = t->model;
+    const moe_model_config *mc = moe_model_get_config(m);
+    const int n = moe_model_n_tensors(m);
+    for (int i = 0; i < n; i++) {
+        moe_tensor tn;
+        moe_model_tensor(m, i, &tn, NULL);
+        int global = 0; /* a router's: the same on every rank already */
+        for (int l = 0; l < mc->n_layers && !global; l++) {
+            moe_layer *L = moe_model_moe_layer(m, l);
+            if (!L) continue;
+            moe_layer_weights g = moe_layer_grads(L);
+            global = tn.grad == g.router || (g.noise && tn.grad == g.noise);
+        }
+        if (global) continue;
+        moe_status st = t->comm->allreduce_f32(t->comm, tn.grad, (size_t)tn.n, err);
+        if (st != MOE_OK) return st;
+    }
+    return MOE_OK;
+}

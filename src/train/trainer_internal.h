@@ -1,0 +1,42 @@
+/* trainer_internal.h: the struct behind moe_trainer (internal), shared by
+ * trainer.c (the run, checkpoints) and trainer_dist.c (the same run over
+ * several ranks). Not for: anything outside src/train and src/dist. */
+#ifndef MOE_TRAIN_TRAINER_INTERNAL_H
+#define MOE_TRAIN_TRAINER_INTERNAL_H
+
+#include "moe.h"
+#include "core/comm.h"
+#include "train/data.h"
+
+struct moe_trainer {
+    moe_train_config cfg;
+    char *dir;
+    moe_tokenizer *tok;
+    moe_model *model;
+    moe_adamw *opt;
+    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus */
+    size_t n_tokens;
+    data_split train, val;
+    data_loader loader;
+    int32_t *x, *y;         /* [batch, ctx] */
+    int64_t step;
+    uint64_t tok_fp, src_fp;
+    moe_data_info info;
+    moe_comm *comm;         /* distributed run (trainer_dist.c); NULL: one process */
+    int expert_parallel;    /* EP: ranks the experts are sharded over */
+};
+
+/* trainer_dist.c */
+/* Makes t one rank of comm (comm->size ranks, experts sharded over
+ * expert_parallel of them): checks the shapes, that every rank runs the
+ * same build, configuration, data and step (one clear error otherwise, on
+ * every rank), and shards the MoE layers. */
+moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int expert_parallel, moe_error *err);
+/* After a forward on this rank's share: *loss becomes the global batch's
+ * mean, and the next backward divides by the global count of targets. */
+moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err);
+/* Sums the gradients over the ranks: every tensor but the routers' (those
+ * are computed on the global batch by every rank already). */
+moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err);
+
+#endif
