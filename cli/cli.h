@@ -33,6 +33,7 @@ typedef struct train_run_opts {
     const char *metrics_path; /* JSON lines appended here (NULL: none) */
     int show_routing;         /* print per-layer loads at each evaluation */
     int64_t log_every;        /* steps between log lines (0: 10) */
+    int64_t until;            /* stop (and save) after this step (0: at the end) */
 } train_run_opts;
 int train_run(moe_trainer *t, const train_run_opts *o);
 void train_print_summary(moe_trainer *t);

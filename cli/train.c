@@ -89,7 +89,7 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
     int rc = 0;
     float loss_ema = -1;
     int64_t log_every = o->log_every > 0 ? o->log_every : 10;
-    while (moe_trainer_steps_done(t) < c->steps) {
+    while (moe_trainer_steps_done(t) < c->steps && (o->until <= 0 || moe_trainer_steps_done(t) < o->until)) {
         if (g_interrupted) break;
         moe_train_step_info s;
         if (moe_trainer_step(t, &s, &err) != MOE_OK) {
@@ -197,6 +197,7 @@ static void usage(FILE *f) {
                "  --quiet           no log lines\n"
                "  --expert-parallel EP  one rank of an MPI job (mpirun -np P, P = EP x DP): experts sharded\n"
                "                    over EP ranks, batch split over all P (docs/SCALING.md)\n"
+               "  --until STEP      stop after this step and save (resume later with --resume)\n"
                "options:\n");
     train_opts_usage(f);
 }
@@ -207,11 +208,15 @@ int cmd_train(int argc, char **argv, int n_threads) {
     int n_data = 0, bad = 0, quiet = 0;
     if (!data) return 1;
     int ep = 0; /* --expert-parallel: a distributed run (mpirun) */
+    int until = 0; /* --until STEP: stop and save there */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--resume") && i + 1 < argc) resume = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
         else if (cli_int_opt("--expert-parallel", argc, argv, &i, &ep, &bad)) {
             if (!bad && ep < 1) { fprintf(stderr, "moe: --expert-parallel must be >= 1\n"); bad = 1; }
+            if (bad) { free(data); return 2; }
+        } else if (cli_int_opt("--until", argc, argv, &i, &until, &bad)) {
+            if (!bad && until < 1) { fprintf(stderr, "moe: --until must be >= 1\n"); bad = 1; }
             if (bad) { free(data); return 2; }
         }
     }
@@ -227,7 +232,8 @@ int cmd_train(int argc, char **argv, int n_threads) {
         moe_train_config_default(&c);
     }
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--expert-parallel")) { i++; continue; }
+        if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--expert-parallel") ||
+            !strcmp(argv[i], "--until")) { i++; continue; }
         if (!strcmp(argv[i], "--data")) {
             if (i + 1 >= argc) { fprintf(stderr, "moe: --data needs a path\n"); bad = 1; break; }
             data[n_data++] = argv[++i];
@@ -295,7 +301,8 @@ int cmd_train(int argc, char **argv, int n_threads) {
     }
     char metrics[4096];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out);
-    train_run_opts o = {.quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1, .log_every = 0};
+    train_run_opts o = {.quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1, .log_every = 0,
+                        .until = until};
     int rc = train_run(t, &o);
     if (rc == 0 && !quiet) printf("saved %s/model.gguf and %s/state.gguf at step %lld\n", out, out,
                                   (long long)moe_trainer_steps_done(t));

@@ -61,6 +61,7 @@ void train_opts_usage(FILE *f) {
     for (int i = 0; i < N_OPTS; i++)
         fprintf(f, "    %-16s %s%s\n", opts[i].name, opts[i].kind == O_FLAG ? "" : "N  ", opts[i].help);
     fprintf(f, "    %-16s %s\n", "--router NAME", "routing method preset (moe_router_names)");
+    fprintf(f, "    %-16s %s\n", "--drop WHICH", "over capacity, drop by position (default) or by score");
 }
 
 int train_opts_apply(moe_train_config *c, int argc, char **argv, int *i, int *bad) {
@@ -72,6 +73,14 @@ int train_opts_apply(moe_train_config *c, int argc, char **argv, int *i, int *ba
             *bad = 1;
         }
         (*i)++;
+        return 1;
+    }
+    if (!strcmp(argv[*i], "--drop")) {
+        if (*i + 1 >= argc) { fprintf(stderr, "moe: --drop needs position or score\n"); *bad = 1; return 1; }
+        const char *v = argv[++*i];
+        if (!strcmp(v, "position")) c->model.moe.drop_policy = MOE_DROP_POSITION;
+        else if (!strcmp(v, "score")) c->model.moe.drop_policy = MOE_DROP_SCORE;
+        else { fprintf(stderr, "moe: --drop: '%s', expected position or score\n", v); *bad = 1; }
         return 1;
     }
     for (int k = 0; k < N_OPTS; k++) {
