@@ -42,7 +42,7 @@ AVX2    = -mavx2 -mfma -mf16c
 MPI ?= $(shell command -v mpicc >/dev/null 2>&1 && echo 1 || echo 0)
 ifeq ($(MPI),1)
 MPI_CFLAGS := $(shell mpicc --showme:compile) -DMOE_MPI=1
-MPI_LIBS   := $(shell mpicc --showme:link)
+MPI_LIBS   := -Wl,--push-state,--no-as-needed $(shell mpicc --showme:link) -Wl,--pop-state
 DIST_OFF   := src/dist/comm_stub.c
 else
 MPI_CFLAGS :=

@@ -8,7 +8,28 @@
 #include <limits.h>
 #include <mpi.h>
 
-int dist_comm_has_mpi(void) { return 1; }
+/* Weak references: libmoe.so and the moe command link libmpi (make's
+ * MPI_LIBS), but a program linked fully static against libmoe.a, where no
+ * static libmpi exists, links too and finds MPI absent (one rank). */
+#pragma weak MPI_Init_thread
+#pragma weak MPI_Initialized
+#pragma weak MPI_Finalized
+#pragma weak MPI_Finalize
+#pragma weak MPI_Abort
+#pragma weak MPI_Comm_rank
+#pragma weak MPI_Comm_size
+#pragma weak MPI_Allreduce
+#pragma weak MPI_Allgather
+#pragma weak MPI_Reduce_scatter_block
+#pragma weak MPI_Bcast
+#pragma weak MPI_Barrier
+#pragma weak ompi_mpi_comm_world
+#pragma weak ompi_mpi_float
+#pragma weak ompi_mpi_double
+#pragma weak ompi_mpi_byte
+#pragma weak ompi_mpi_op_sum
+
+int dist_comm_has_mpi(void) { return MPI_Init_thread != NULL; }
 
 #define CHECK_N(what, n)                                                                  \
     if ((n) > (size_t)INT_MAX)                                                            \
@@ -72,6 +93,9 @@ static moe_status bar(moe_comm *c, moe_error *err) {
 }
 
 moe_status dist_comm_world(moe_comm *c, moe_error *err) {
+    if (!dist_comm_has_mpi())
+        return moe_err(err, MOE_ERR_ARG, "distributed: this program was linked without libmpi "
+                       "(a static link of libmoe.a has no MPI; link libmoe.so or add -lmpi)");
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
