@@ -1,7 +1,7 @@
 /* comm.h: the communicator the distributed paths talk through (internal).
  *
  * For: the few collectives expert and data parallelism need (all-reduce,
- * all-gather, reduce-scatter, broadcast, barrier), as a table of functions
+ * all-gather, reduce-scatter, all-to-all-v, broadcast, barrier), as a table of functions
  * over an opaque implementation, so that the layer, the model and the
  * trainer never include mpi.h. src/dist/comm_mpi.c implements it over MPI;
  * comm_self() below is the one-rank communicator (every collective is a
@@ -31,6 +31,10 @@ struct moe_comm {
     moe_status (*allgather)(moe_comm *c, void *dst, const void *src, size_t bytes, moe_error *err);
     /* dst[n] = sum over ranks of src[rank * n .. (rank + 1) * n) */
     moe_status (*reduce_scatter_f32)(moe_comm *c, float *dst, const float *src, size_t n, moe_error *err);
+    /* all-to-all-v of floats: send[sdispl[r] .. + scount[r]) goes to rank r,
+       recv[rdispl[r] .. + rcount[r]) comes from rank r (counts in floats) */
+    moe_status (*alltoallv_f32)(moe_comm *c, const float *send, const int *scount, const int *sdispl,
+                                float *recv, const int *rcount, const int *rdispl, moe_error *err);
     /* buf[bytes] = rank root's buf */
     moe_status (*bcast)(moe_comm *c, void *buf, size_t bytes, int root, moe_error *err);
     moe_status (*barrier)(moe_comm *c, moe_error *err);
@@ -54,6 +58,13 @@ static inline moe_status comm_self_reduce_scatter_f32(moe_comm *c, float *dst, c
     if (dst != src) memmove(dst, src, sizeof(float) * n);
     return MOE_OK;
 }
+static inline moe_status comm_self_alltoallv_f32(moe_comm *c, const float *send, const int *scount,
+                                                  const int *sdispl, float *recv, const int *rcount,
+                                                  const int *rdispl, moe_error *e) {
+    (void)c; (void)e; (void)rcount;
+    if (scount[0]) memmove(recv + rdispl[0], send + sdispl[0], sizeof(float) * (size_t)scount[0]);
+    return MOE_OK;
+}
 static inline moe_status comm_self_bcast(moe_comm *c, void *b, size_t bytes, int root, moe_error *e) {
     (void)c; (void)b; (void)bytes; (void)root; (void)e; return MOE_OK;
 }
@@ -68,6 +79,7 @@ static inline void comm_self(moe_comm *c) {
     c->allreduce_f64 = comm_self_allreduce_f64;
     c->allgather = comm_self_allgather;
     c->reduce_scatter_f32 = comm_self_reduce_scatter_f32;
+    c->alltoallv_f32 = comm_self_alltoallv_f32;
     c->bcast = comm_self_bcast;
     c->barrier = comm_self_barrier;
 }

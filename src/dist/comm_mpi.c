@@ -22,6 +22,7 @@
 #pragma weak MPI_Allgather
 #pragma weak MPI_Reduce_scatter_block
 #pragma weak MPI_Bcast
+#pragma weak MPI_Alltoallv
 #pragma weak MPI_Barrier
 #pragma weak ompi_mpi_comm_world
 #pragma weak ompi_mpi_float
@@ -78,6 +79,15 @@ static moe_status rs_f32(moe_comm *c, float *dst, const float *src, size_t n, mo
     return MOE_OK;
 }
 
+static moe_status a2av(moe_comm *c, const float *send, const int *scount, const int *sdispl, float *recv,
+                       const int *rcount, const int *rdispl, moe_error *err) {
+    int rc = MPI_Alltoallv(send, scount, sdispl, MPI_FLOAT, recv, rcount, rdispl, MPI_FLOAT, mc(c));
+    CHECK_RC("all-to-all-v", rc);
+    for (int r = 0; r < c->size; r++)
+        if (r != c->rank) c->bytes_moved += sizeof(float) * (size_t)rcount[r];
+    return MOE_OK;
+}
+
 static moe_status bc(moe_comm *c, void *buf, size_t bytes, int root, moe_error *err) {
     CHECK_N("broadcast", bytes);
     int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, mc(c));
@@ -114,6 +124,7 @@ moe_status dist_comm_world(moe_comm *c, moe_error *err) {
     c->allreduce_f64 = ar_f64;
     c->allgather = ag;
     c->reduce_scatter_f32 = rs_f32;
+    c->alltoallv_f32 = a2av;
     c->bcast = bc;
     c->barrier = bar;
     return MOE_OK;

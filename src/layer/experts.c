@@ -35,16 +35,19 @@ static int row_mine(const moe_plan *pl, const int *slot_expert, int i, int r) {
     return r >= pl->row_lo[e] && r < pl->row_hi[e];
 }
 
+/* out[t - t0] = sum over the kept slots j of token t in [t0, t0 + T) of
+ * (w ? w[t,j] : 1) * rows[row(t,j)]: the combine of forward and the scatter
+ * of backward. out [T, d], rows [R, d]. mine: only this process's rows. */
 static void sum_token_rows(float *out, const float *rows, const float *w, const moe_plan *pl,
-                           const int *slot_expert, int T, int S, int d, int nt) {
+                           const int *slot_expert, int t0, int T, int S, int d, int mine, int nt) {
     const int *slot_row = pl->slot_row;
     #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < T; t++) {
-        float *ot = out + (size_t)t * d;
+    for (int t = t0; t < t0 + T; t++) {
+        float *ot = out + (size_t)(t - t0) * d;
         memset(ot, 0, sizeof(float) * (size_t)d);
         for (int j = 0; j < S; j++) {
             int r = slot_row[t * S + j];
-            if (r < 0 || !row_mine(pl, slot_expert, t * S + j, r)) continue;
+            if (r < 0 || (mine && !row_mine(pl, slot_expert, t * S + j, r))) continue;
             float wj = w ? w[t * S + j] : 1.0f;
             const float *src = rows + (size_t)r * d;
             for (int i = 0; i < d; i++) ot[i] += wj * src[i];
@@ -53,24 +56,36 @@ static void sum_token_rows(float *out, const float *rows, const float *w, const 
 }
 
 void experts_forward(moe_layer *L, float *y, const float *x, int T) {
+    const moe_plan *pl = &L->plan;
+    const int d = L->cfg.d_model, S = L->S, R = pl->n_rows, nt = layer_threads(L);
+    double t0 = omp_get_wtime();
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int r = 0; r < R; r++)
+        if (row_mine(pl, L->slot_expert, pl->row_slot[r], r))
+            memcpy(L->xg + (size_t)r * d, x + (size_t)(pl->row_slot[r] / S) * d,
+                   sizeof(float) * (size_t)d);
+    L->prof.fwd_gather = omp_get_wtime() - t0;
+    experts_run(L);
+    experts_combine(L, y, 0, T, 1);
+}
+
+void experts_combine(moe_layer *L, float *y, int t_first, int T, int mine) {
+    double t0 = omp_get_wtime();
+    /* each token sums its own rows, so no two threads write one row */
+    sum_token_rows(y, L->o, L->slot_weight, &L->plan, L->slot_expert, t_first, T, L->S, L->cfg.d_model, mine,
+                   layer_threads(L));
+    L->prof.fwd_combine = omp_get_wtime() - t0;
+}
+
+void experts_run(moe_layer *L) {
     const moe_layer_config *c = &L->cfg;
-    const int E = c->n_experts, d = c->d_model, F = c->d_ff, S = L->S, H = L->hid;
+    const int E = c->n_experts, d = c->d_model, F = c->d_ff, H = L->hid;
     const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
     const moe_plan *pl = &L->plan;
     const int R = pl->n_rows, nt = layer_threads(L);
     gemm_problem *pr = (gemm_problem *)L->problems;
     moe_layer_profile *pf = &L->prof;
     double t0 = omp_get_wtime(), t1;
-
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int r = 0; r < R; r++)
-        if (row_mine(pl, L->slot_expert, pl->row_slot[r], r))
-            memcpy(L->xg + (size_t)r * d, x + (size_t)(pl->row_slot[r] / S) * d,
-                   sizeof(float) * (size_t)d);
-
-    t1 = omp_get_wtime();
-    pf->fwd_gather = t1 - t0;
-    t0 = t1;
     /* input projections: h[:, 0:F] = gate part (SwiGLU), h[:, F:2F] = up part */
     int n = 0;
     for (int e = 0; e < E; e++) {
@@ -108,32 +123,34 @@ void experts_forward(moe_layer *L, float *y, const float *x, int T) {
                        L->w.down + (size_t)e * d * F, F, L->o + (size_t)r0 * d, d, 0.0f);
     }
     gemm_grouped(L->gws, nt, pr, n);
-    t1 = omp_get_wtime();
-    pf->fwd_gemm += t1 - t0;
-    t0 = t1;
-
-    /* combine: each token sums its own rows, so no two threads write one row */
-    sum_token_rows(y, L->o, L->slot_weight, pl, L->slot_expert, T, S, d, nt);
-    pf->fwd_combine = omp_get_wtime() - t0;
+    pf->fwd_gemm += omp_get_wtime() - t0;
 }
 
 void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta) {
-    const moe_layer_config *c = &L->cfg;
-    const int E = c->n_experts, d = c->d_model, F = c->d_ff, S = L->S, H = L->hid;
-    const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
-    const moe_plan *pl = &L->plan;
-    const int R = pl->n_rows, nt = layer_threads(L);
-    gemm_problem *pr = (gemm_problem *)L->problems;
-    moe_layer_profile *pf = &L->prof;
-    double t0 = omp_get_wtime(), t1;
+    experts_slot_grads(L, dy, 0, T, 1);
+    experts_backward_run(L, gbeta);
+    experts_scatter(L, dx, 0, T, 1);
+}
 
+void experts_scatter(moe_layer *L, float *dx, int t_first, int T, int mine) {
+    double t0 = omp_get_wtime();
+    /* each token sums its own rows (deterministic, no atomics) */
+    sum_token_rows(dx, L->d_xg, NULL, &L->plan, L->slot_expert, t_first, T, L->S, L->cfg.d_model, mine,
+                   layer_threads(L));
+    L->prof.bwd_scatter = omp_get_wtime() - t0;
+}
+
+void experts_slot_grads(moe_layer *L, const float *dy, int t_first, int T, int mine) {
+    const int d = L->cfg.d_model, S = L->S, nt = layer_threads(L);
+    const moe_plan *pl = &L->plan;
+    double t0 = omp_get_wtime();
     /* dw per slot and the weighted output gradient per row */
     #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < T; t++) {
-        const float *g = dy + (size_t)t * d;
+    for (int t = t_first; t < t_first + T; t++) {
+        const float *g = dy + (size_t)(t - t_first) * d;
         for (int j = 0; j < S; j++) {
             int i = t * S + j, r = pl->slot_row[i];
-            if (r < 0 || !row_mine(pl, L->slot_expert, i, r)) { L->d_w[i] = 0.0f; continue; }
+            if (r < 0 || (mine && !row_mine(pl, L->slot_expert, i, r))) { L->d_w[i] = 0.0f; continue; }
             const float *orow = L->o + (size_t)r * d;
             float *dor = L->d_o + (size_t)r * d;
             float w = L->slot_weight[i], dot = 0.0f;
@@ -141,9 +158,18 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
             L->d_w[i] = dot;
         }
     }
-    t1 = omp_get_wtime();
-    pf->bwd_slots = t1 - t0;
-    t0 = t1;
+    L->prof.bwd_slots = omp_get_wtime() - t0;
+}
+
+void experts_backward_run(moe_layer *L, float gbeta) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts, d = c->d_model, F = c->d_ff, H = L->hid;
+    const int swiglu = c->expert == MOE_EXPERT_SWIGLU;
+    const moe_plan *pl = &L->plan;
+    const int R = pl->n_rows, nt = layer_threads(L);
+    gemm_problem *pr = (gemm_problem *)L->problems;
+    moe_layer_profile *pf = &L->prof;
+    double t0 = omp_get_wtime(), t1;
 
     int n = 0;
     for (int e = 0; e < E; e++) {
@@ -207,10 +233,5 @@ void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbe
         gemm_grouped(L->gws, nt, pr, n);
     }
 
-    t1 = omp_get_wtime();
-    pf->bwd_gemm += t1 - t0;
-    t0 = t1;
-    /* scatter: each token sums its own rows (deterministic, no atomics) */
-    sum_token_rows(dx, L->d_xg, NULL, pl, L->slot_expert, T, S, d, nt);
-    pf->bwd_scatter = omp_get_wtime() - t0;
+    pf->bwd_gemm += omp_get_wtime() - t0;
 }

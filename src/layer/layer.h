@@ -21,21 +21,26 @@
 #include "core/rng.h"
 #include "kernels/gemm.h"
 
-/* Expert parallelism (layer_dist.c): the layer of every rank sees the
- * global batch, the ranks' tokens in rank order. Each rank gathers the
- * inputs of all ranks (all-gather), routes and plans the global batch
- * exactly as one process would (so capacity, drops, losses, statistics and
- * the balance bias are the one-process values), runs only the rows of its
- * own experts (its share of them when experts are replicated), and the
- * partial outputs are summed back to their ranks (reduce-scatter). */
+/* Expert parallelism (layer_dist.c): P ranks each hold T rows of the
+ * global batch (the ranks' tokens in rank order). The router's logits are
+ * all-gathered, so every rank routes and plans the global batch exactly as
+ * one process would (capacity, drops, losses, statistics, balance bias);
+ * each assignment's row travels by all-to-all-v to the rank that owns its
+ * expert (its share of the rows when experts are replicated over DP
+ * groups), the owner runs its grouped GEMMs, and the outputs travel back to
+ * be combined where their token lives. Backward runs the same in reverse. */
 typedef struct layer_dist {
     moe_comm *comm;      /* every rank of the job; NULL: one process */
+    int ep;              /* expert-parallel ranks: rank = part * ep + expert group */
     int e_lo, e_hi;      /* this rank's experts [e_lo, e_hi) */
     int part, n_parts;   /* its share of each own expert's rows: part of n_parts */
-    float *gy;           /* [Tmax, d] partial y of the global batch, then dy */
-    float *gdx;          /* [Tmax, d] partial dx of the global batch */
-    float *rdx;          /* [Tmax, d] the router's dx of the global batch */
     int T_local;         /* this rank's tokens in the last forward */
+    float *sbuf, *rbuf;  /* [Tmax * S, d] rows to send, rows received */
+    int *row_owner;      /* [Tmax * S] rank that runs each row */
+    int *send_rows;      /* [Tmax * S] rows of this rank's tokens, by owner, in row order */
+    int *recv_rows;      /* [Tmax * S] rows this rank runs, by home rank, in row order */
+    int *n_send, *n_recv;/* [P] rows per rank */
+    int *cnt, *dsp;      /* [4 P] float counts and displacements: send, recv */
 } layer_dist;
 
 typedef struct moe_plan {
@@ -160,17 +165,39 @@ void shared_forward(moe_layer *L, float *y, const float *x, int T);
  * (zero). */
 void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T, float gbeta);
 void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta);
+/* router_forward in two parts: the logits (and noise logits) of x, then
+ * router_route on L->logits / L->H (and L->zn) of T tokens */
+void router_route(moe_layer *L, int T);
+/* router_backward in two parts: the dlogits of all T tokens, then the
+ * products over tokens [t0, t0 + T) (router.c) */
+void router_backward_dlogits(moe_layer *L, int T);
+void router_backward_gemms(moe_layer *L, float *dx, const float *x, int t0, int T, float gbeta);
 void plan_build(moe_layer *L, int T);
 void experts_forward(moe_layer *L, float *y, const float *x, int T);
 void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta);
+/* The parts of experts_forward / experts_backward (experts.c), for the
+ * expert-parallel layer whose rows travel between gather and GEMMs:
+ *   experts_run          GEMMs and activation on this process's rows of xg -> o
+ *   experts_combine      y[t - t_first] for tokens [t_first, t_first + T) from o
+ *   experts_slot_grads   d_w and d_o rows of those tokens from dy[T, d]
+ *   experts_backward_run GEMMs on this process's rows of d_o -> weight grads, d_xg
+ *   experts_scatter      dx[t - t_first] from d_xg
+ * mine: only rows of this process's experts count (1 in one process; 0 for
+ * the rows a rank received back from the experts' owners). */
+void experts_run(moe_layer *L);
+void experts_combine(moe_layer *L, float *y, int t_first, int T, int mine);
+void experts_slot_grads(moe_layer *L, const float *dy, int t_first, int T, int mine);
+void experts_backward_run(moe_layer *L, float gbeta);
+void experts_scatter(moe_layer *L, float *dx, int t_first, int T, int mine);
 
 int layer_threads(const moe_layer *L);
 
 /* layer_dist.c: expert parallelism. layer_set_dist makes this layer one of
- * comm->size ranks (buffers for the global batch of max_tokens rows);
+ * comm->size ranks, its experts sharded over ep of them (rank r runs
+ * expert group r % ep, share r / ep of its rows); buffers for the global
+ * batch of max_tokens rows;
  * the dist forward/backward take the rank's own T rows. */
-moe_status layer_set_dist(moe_layer *L, moe_comm *comm, int e_lo, int e_hi, int part, int n_parts,
-                          moe_error *err);
+moe_status layer_set_dist(moe_layer *L, moe_comm *comm, int ep, moe_error *err);
 moe_status layer_forward_dist(moe_layer *L, float *y, const float *x, int T, moe_error *err);
 moe_status layer_backward_dist(moe_layer *L, float *dx, const float *dy, float gbeta, moe_error *err);
 

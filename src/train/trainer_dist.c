@@ -2,12 +2,12 @@
  * parallelism), through the communicator of core/comm.h.
  *
  * Every rank cuts the same global batch (same loader state) and runs rows
- * [r B/P, (r+1) B/P) of it; the MoE layers see the global batch (layer_dist.c)
- * and run only their experts' rows. The loss is the global batch's mean;
- * gradients are summed over the ranks (all but the routers', which every
- * rank computes on the global batch), so every rank holds the gradient of
- * the one-process run up to the order of fp32 sums, and takes the same
- * AdamW step with the same global-norm clipping. Rank 0 writes the
+ * [r B/P, (r+1) B/P) of it; the MoE layers route the global batch and send
+ * each row to its expert's owner (layer_dist.c). The loss is the global
+ * batch's mean; gradients are summed over the ranks (an expert's gradient is
+ * non-zero only on its owners), so every rank holds the gradient of the
+ * one-process run up to the order of fp32 sums, and takes the same AdamW
+ * step with the same global-norm clipping. Rank 0 writes the
  * checkpoints, in the one-process format.
  * Not for: MPI itself (src/dist), the step loop (trainer.c).
  */
@@ -98,11 +98,10 @@ moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int ep, moe_error *e
     if (has_moe && mc->moe.n_experts % ep)
         return moe_err(err, MOE_ERR_ARG, "distributed: %d experts cannot be sharded evenly over "
                        "--expert-parallel %d ranks (E %% EP = %d)", mc->moe.n_experts, ep, mc->moe.n_experts % ep);
-    /* shard the experts: rank = dp * EP + e_rank */
-    const int er = comm->rank % ep, dp = comm->rank / ep, E = mc->moe.n_experts;
+    /* shard the experts: rank = dp * EP + expert group */
     for (int l = 0; l < mc->n_layers && st == MOE_OK; l++) {
         moe_layer *L = moe_model_moe_layer(t->model, l);
-        if (L) st = layer_set_dist(L, comm, er * (E / ep), (er + 1) * (E / ep), dp, P / ep, err);
+        if (L) st = layer_set_dist(L, comm, ep, err);
     }
     if (st != MOE_OK) return st;
     t->comm = comm;
@@ -122,19 +121,10 @@ moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err) {
 
 moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err) {
     moe_model *m = t->model;
-    const moe_model_config *mc = moe_model_get_config(m);
     const int n = moe_model_n_tensors(m);
     for (int i = 0; i < n; i++) {
         moe_tensor tn;
         moe_model_tensor(m, i, &tn, NULL);
-        int global = 0; /* a router's: the same on every rank already */
-        for (int l = 0; l < mc->n_layers && !global; l++) {
-            moe_layer *L = moe_model_moe_layer(m, l);
-            if (!L) continue;
-            moe_layer_weights g = moe_layer_grads(L);
-            global = tn.grad == g.router || (g.noise && tn.grad == g.noise);
-        }
-        if (global) continue;
         moe_status st = t->comm->allreduce_f32(t->comm, tn.grad, (size_t)tn.n, err);
         if (st != MOE_OK) return st;
     }

@@ -35,8 +35,7 @@ moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int expert_parallel,
 /* After a forward on this rank's share: *loss becomes the global batch's
  * mean, and the next backward divides by the global count of targets. */
 moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err);
-/* Sums the gradients over the ranks: every tensor but the routers' (those
- * are computed on the global batch by every rank already). */
+/* Sums the gradients over the ranks. */
 moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err);
 
 #endif
