@@ -38,6 +38,10 @@ struct moe_comm {
     /* buf[bytes] = rank root's buf */
     moe_status (*bcast)(moe_comm *c, void *buf, size_t bytes, int root, moe_error *err);
     moe_status (*barrier)(moe_comm *c, moe_error *err);
+    /* out = the ranks of c with the same color, ranked by key (collective) */
+    moe_status (*split)(moe_comm *c, int color, int key, moe_comm *out, moe_error *err);
+    /* releases a communicator made by split */
+    void (*release)(moe_comm *c);
     uint64_t bytes_moved;  /* bytes this rank received by collectives since create */
 };
 
@@ -70,6 +74,14 @@ static inline moe_status comm_self_bcast(moe_comm *c, void *b, size_t bytes, int
 }
 static inline moe_status comm_self_barrier(moe_comm *c, moe_error *e) { (void)c; (void)e; return MOE_OK; }
 
+static inline void comm_self(moe_comm *c);
+static inline moe_status comm_self_split(moe_comm *c, int color, int key, moe_comm *out, moe_error *e) {
+    (void)c; (void)color; (void)key; (void)e;
+    comm_self(out);
+    return MOE_OK;
+}
+static inline void comm_self_release(moe_comm *c) { (void)c; }
+
 /* The one-rank communicator. */
 static inline void comm_self(moe_comm *c) {
     memset(c, 0, sizeof *c);
@@ -82,6 +94,8 @@ static inline void comm_self(moe_comm *c) {
     c->alltoallv_f32 = comm_self_alltoallv_f32;
     c->bcast = comm_self_bcast;
     c->barrier = comm_self_barrier;
+    c->split = comm_self_split;
+    c->release = comm_self_release;
 }
 
 #endif

@@ -23,6 +23,8 @@
 #pragma weak MPI_Reduce_scatter_block
 #pragma weak MPI_Bcast
 #pragma weak MPI_Alltoallv
+#pragma weak MPI_Comm_split
+#pragma weak MPI_Comm_free
 #pragma weak MPI_Barrier
 #pragma weak ompi_mpi_comm_world
 #pragma weak ompi_mpi_float
@@ -102,6 +104,38 @@ static moe_status bar(moe_comm *c, moe_error *err) {
     return MOE_OK;
 }
 
+static void fill(moe_comm *c, MPI_Comm w);
+
+static moe_status split(moe_comm *c, int color, int key, moe_comm *out, moe_error *err) {
+    MPI_Comm s;
+    int rc = MPI_Comm_split(mc(c), color, key, &s);
+    CHECK_RC("comm split", rc);
+    fill(out, s);
+    return MOE_OK;
+}
+
+static void release(moe_comm *c) {
+    MPI_Comm m = mc(c);
+    if (m != MPI_COMM_WORLD) MPI_Comm_free(&m);
+}
+
+static void fill(moe_comm *c, MPI_Comm w) {
+    comm_self(c);
+    _Static_assert(sizeof(MPI_Comm) <= sizeof(void *), "MPI_Comm fits the impl pointer");
+    memcpy(&c->impl, &w, sizeof w);
+    MPI_Comm_rank(w, &c->rank);
+    MPI_Comm_size(w, &c->size);
+    c->allreduce_f32 = ar_f32;
+    c->allreduce_f64 = ar_f64;
+    c->allgather = ag;
+    c->reduce_scatter_f32 = rs_f32;
+    c->alltoallv_f32 = a2av;
+    c->bcast = bc;
+    c->barrier = bar;
+    c->split = split;
+    c->release = release;
+}
+
 moe_status dist_comm_world(moe_comm *c, moe_error *err) {
     if (!dist_comm_has_mpi())
         return moe_err(err, MOE_ERR_ARG, "distributed: this program was linked without libmpi "
@@ -114,19 +148,7 @@ moe_status dist_comm_world(moe_comm *c, moe_error *err) {
         int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
         CHECK_RC("init", rc);
     }
-    comm_self(c);
-    MPI_Comm w = MPI_COMM_WORLD;
-    _Static_assert(sizeof(MPI_Comm) <= sizeof(void *), "MPI_Comm fits the impl pointer");
-    memcpy(&c->impl, &w, sizeof w);
-    MPI_Comm_rank(w, &c->rank);
-    MPI_Comm_size(w, &c->size);
-    c->allreduce_f32 = ar_f32;
-    c->allreduce_f64 = ar_f64;
-    c->allgather = ag;
-    c->reduce_scatter_f32 = rs_f32;
-    c->alltoallv_f32 = a2av;
-    c->bcast = bc;
-    c->barrier = bar;
+    fill(c, MPI_COMM_WORLD);
     return MOE_OK;
 }
 

@@ -82,6 +82,7 @@ static int file_exists(const char *path) {
 
 void moe_trainer_free(moe_trainer *t) {
     if (!t) return;
+    trainer_dist_free(t);
     moe_adamw_free(t->opt);
     moe_model_free(t->model);
     moe_tokenizer_free(t->tok);
@@ -372,9 +373,12 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
 #define TRY(x) do { st = (x); if (st != MOE_OK) goto done; } while (0)
 
 moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
-    /* distributed: every rank holds the same parameters and moments (the
-       gradients are summed over the ranks before the update); rank 0 writes */
-    if (t->comm && t->comm->rank != 0) { moe_err_clear(err); return MOE_OK; }
+    /* distributed: the experts' parameters and moments are gathered from
+       their owners (every rank calls this); rank 0 writes */
+    if (t->comm) {
+        moe_status gs = trainer_dist_gather(t, err);
+        if (gs != MOE_OK || t->comm->rank != 0) return gs;
+    }
     const moe_model_config *mc = moe_model_get_config(t->model);
     char *state = join(t->dir, "state.gguf"), *model = join(t->dir, "model.gguf");
     gguf_writer *w = NULL;

@@ -7,7 +7,9 @@
  * batch's mean; gradients are summed over the ranks (an expert's gradient is
  * non-zero only on its owners), so every rank holds the gradient of the
  * one-process run up to the order of fp32 sums, and takes the same AdamW
- * step with the same global-norm clipping. Rank 0 writes the
+ * step with the same global-norm clipping, on the replicated tensors and
+ * its own experts only (adamw_set_shard); before a checkpoint the experts'
+ * parameters and moments are gathered (broadcast from their owners). Rank 0 writes the
  * checkpoints, in the one-process format.
  * Not for: MPI itself (src/dist), the step loop (trainer.c).
  */
@@ -15,6 +17,7 @@
 #include "core/error.h"
 #include "layer/layer.h"
 #include "model/model.h"
+#include "train/adamw_internal.h"
 #include "train/state_file.h"
 
 #include <stdio.h>
@@ -104,6 +107,41 @@ moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int ep, moe_error *e
         if (L) st = layer_set_dist(L, comm, ep, err);
     }
     if (st != MOE_OK) return st;
+    const int er = comm->rank % ep, dp = comm->rank / ep, E = mc->moe.n_experts;
+    if (t->ep_comm.release) return moe_err(err, MOE_ERR_ARG, "distributed: the trainer is attached already");
+    st = comm->split(comm, dp, er, &t->ep_comm, err);
+    if (st == MOE_OK) st = comm->split(comm, er, dp, &t->dp_comm, err);
+    if (st != MOE_OK) return st;
+    /* the optimizer updates the replicated tensors and this rank's experts */
+    const int n = moe_model_n_tensors(t->model);
+    t->per_expert = calloc((size_t)n, sizeof(int64_t));
+    int64_t *lo = calloc((size_t)n, sizeof(int64_t)), *hi = calloc((size_t)n, sizeof(int64_t));
+    int *sh = calloc((size_t)n, sizeof(int));
+    if (!t->per_expert || !lo || !hi || !sh) st = moe_err(err, MOE_ERR_NOMEM, "distributed: out of memory");
+    t->e_lo = er * (E / ep);
+    t->e_hi = (er + 1) * (E / ep);
+    for (int i = 0; i < n && st == MOE_OK; i++) {
+        moe_tensor tn;
+        moe_model_tensor(t->model, i, &tn, NULL);
+        lo[i] = 0;
+        hi[i] = tn.n;
+        for (int l = 0; l < mc->n_layers; l++) {
+            moe_layer *L = moe_model_moe_layer(t->model, l);
+            if (!L) continue;
+            moe_layer_weights g = moe_layer_grads(L);
+            if (tn.grad == g.gate || tn.grad == g.up || tn.grad == g.down) {
+                t->per_expert[i] = tn.n / E;
+                lo[i] = t->e_lo * t->per_expert[i];
+                hi[i] = t->e_hi * t->per_expert[i];
+                sh[i] = 1;
+            }
+        }
+    }
+    if (st == MOE_OK) st = adamw_set_shard(t->opt, lo, hi, sh, &t->ep_comm, err);
+    free(lo);
+    free(hi);
+    free(sh);
+    if (st != MOE_OK) return st;
     t->comm = comm;
     t->expert_parallel = ep;
     return MOE_OK;
@@ -125,8 +163,42 @@ moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err) {
     for (int i = 0; i < n; i++) {
         moe_tensor tn;
         moe_model_tensor(m, i, &tn, NULL);
-        moe_status st = t->comm->allreduce_f32(t->comm, tn.grad, (size_t)tn.n, err);
+        moe_status st = MOE_OK;
+        if (t->per_expert[i]) {
+            /* an expert's gradient stays with its owners: summed over the
+               replicas' shares of its rows when there are several */
+            if (t->dp_comm.size > 1)
+                st = t->dp_comm.allreduce_f32(&t->dp_comm, tn.grad + t->e_lo * t->per_expert[i],
+                                              (size_t)((t->e_hi - t->e_lo) * t->per_expert[i]), err);
+        } else {
+            st = t->comm->allreduce_f32(t->comm, tn.grad, (size_t)tn.n, err);
+        }
         if (st != MOE_OK) return st;
     }
     return MOE_OK;
+}
+
+moe_status trainer_dist_gather(moe_trainer *t, moe_error *err) {
+    moe_model *m = t->model;
+    const int n = moe_model_n_tensors(m), ep = t->expert_parallel;
+    const int64_t ne = t->e_hi - t->e_lo;
+    for (int i = 0; i < n; i++) {
+        if (!t->per_expert[i] || ep == 1) continue;
+        moe_tensor tn;
+        moe_model_tensor(m, i, &tn, NULL);
+        float *bufs[3] = {tn.data, moe_adamw_moment(t->opt, i, 0), moe_adamw_moment(t->opt, i, 1)};
+        const size_t span = (size_t)(ne * t->per_expert[i]);
+        for (int b = 0; b < 3; b++)
+            for (int g = 0; g < ep; g++) {
+                moe_status st = t->ep_comm.bcast(&t->ep_comm, bufs[b] + (size_t)g * span, sizeof(float) * span, g, err);
+                if (st != MOE_OK) return st;
+            }
+    }
+    return MOE_OK;
+}
+
+void trainer_dist_free(moe_trainer *t) {
+    if (t->ep_comm.release) t->ep_comm.release(&t->ep_comm);
+    if (t->dp_comm.release) t->dp_comm.release(&t->dp_comm);
+    free(t->per_expert);
 }

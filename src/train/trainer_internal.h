@@ -24,6 +24,10 @@ struct moe_trainer {
     moe_data_info info;
     moe_comm *comm;         /* distributed run (trainer_dist.c); NULL: one process */
     int expert_parallel;    /* EP: ranks the experts are sharded over */
+    moe_comm ep_comm;       /* the ranks of this rank's data-parallel replica (one per expert group) */
+    moe_comm dp_comm;       /* the ranks that hold this rank's experts (one per replica) */
+    int64_t *per_expert;    /* [n_tensors] elements per expert of a stacked expert tensor, else 0 */
+    int e_lo, e_hi;         /* this rank's experts */
 };
 
 /* trainer_dist.c */
@@ -35,7 +39,13 @@ moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int expert_parallel,
 /* After a forward on this rank's share: *loss becomes the global batch's
  * mean, and the next backward divides by the global count of targets. */
 moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err);
-/* Sums the gradients over the ranks. */
+/* Sums the gradients over the ranks: the replicated tensors' over all, the
+ * own experts' over the ranks that hold them (other experts' stay zero). */
 moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err);
+/* Before a checkpoint: every rank gets every expert's parameters and
+ * moments from their owners (so rank 0 can write the one-process files). */
+moe_status trainer_dist_gather(moe_trainer *t, moe_error *err);
+/* Frees the sub-communicators (before the job's communicator ends). */
+void trainer_dist_free(moe_trainer *t);
 
 #endif
