@@ -63,6 +63,8 @@ int cli_float_opt(const char *name, int argc, char **argv, int *i, float *out, i
  * the training benchmark. */
 double bench_time_gemm(int nt, int M, int N, int K, int iters);
 int bench_train(int argc, char **argv, int n_threads);
+/* bench_dist.c: `moe bench dist` (one rank of mpirun -np P). */
+int bench_dist(int argc, char **argv, int n_threads);
 /* bench_infer.c: inference decode / prefill speed and memory bandwidth. */
 int bench_decode(int argc, char **argv, int n_threads);
 int bench_prefill(int argc, char **argv, int n_threads);

@@ -747,16 +747,20 @@ MOE_API moe_data_info moe_trainer_data_info(const moe_trainer *t);
 typedef struct moe_dist moe_dist;
 /* 1 when this library was built with MPI. */
 MOE_API int moe_dist_available(void);
-/* Joins the job (MPI_Init) with expert_parallel ranks per expert group;
- * expert_parallel must divide the rank count. */
+/* Joins the job (MPI_Init, once per process) with expert_parallel ranks per
+ * expert group (0: all ranks); expert_parallel must divide the rank count. */
 MOE_API moe_status moe_dist_init(moe_dist **out, int expert_parallel, moe_error *err);
 /* Leaves it (MPI_Finalize); NULL is allowed. */
 MOE_API void moe_dist_free(moe_dist *d);
 MOE_API int moe_dist_rank(const moe_dist *d);
 MOE_API int moe_dist_size(const moe_dist *d);
 MOE_API int moe_dist_expert_parallel(const moe_dist *d);
-/* Bytes this rank received through collectives so far (for benchmarks). */
+/* Bytes this rank received through collectives so far (counted at the
+ * calls: the rows an all-to-all-v delivered, the nominal share of an
+ * all-gather or ring all-reduce), and the wall seconds spent inside them
+ * (waiting for the slowest rank included): for benchmarks. */
 MOE_API uint64_t moe_dist_bytes_moved(const moe_dist *d);
+MOE_API double moe_dist_comm_seconds(const moe_dist *d);
 MOE_API moe_status moe_dist_barrier(moe_dist *d, moe_error *err);
 /* Ends every rank of the job with exit code `code` (MPI_Abort): for a
  * program whose rank failed alone while the others wait; the library

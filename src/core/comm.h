@@ -42,8 +42,17 @@ struct moe_comm {
     moe_status (*split)(moe_comm *c, int color, int key, moe_comm *out, moe_error *err);
     /* releases a communicator made by split */
     void (*release)(moe_comm *c);
-    uint64_t bytes_moved;  /* bytes this rank received by collectives since create */
+    uint64_t bytes_moved;  /* bytes this rank received by collectives since create
+                              (of the communicator it was split from, when parent) */
+    double seconds;        /* wall time spent inside collectives, likewise */
+    moe_comm *parent;      /* the communicator split made this one from, or NULL */
 };
+
+/* The counters a collective adds to: the root communicator's. */
+static inline moe_comm *comm_root(moe_comm *c) {
+    while (c->parent) c = c->parent;
+    return c;
+}
 
 static inline moe_status comm_self_allreduce_f32(moe_comm *c, float *b, size_t n, moe_error *e) {
     (void)c; (void)b; (void)n; (void)e; return MOE_OK;

@@ -25,6 +25,7 @@
 #pragma weak MPI_Alltoallv
 #pragma weak MPI_Comm_split
 #pragma weak MPI_Comm_free
+#pragma weak MPI_Wtime
 #pragma weak MPI_Barrier
 #pragma weak ompi_mpi_comm_world
 #pragma weak ompi_mpi_float
@@ -41,6 +42,9 @@ int dist_comm_has_mpi(void) { return MPI_Init_thread != NULL; }
 #define CHECK_RC(what, rc)                                                                \
     if ((rc) != MPI_SUCCESS) return moe_err(err, MOE_ERR_IO, "MPI %s failed (code %d)", what, rc)
 
+/* Each collective's wall time goes to the root communicator's seconds. */
+static void tick(moe_comm *c, double t0) { comm_root(c)->seconds += MPI_Wtime() - t0; }
+
 static MPI_Comm mc(moe_comm *c) {
     MPI_Comm m;
     memcpy(&m, &c->impl, sizeof m);
@@ -49,57 +53,71 @@ static MPI_Comm mc(moe_comm *c) {
 
 static moe_status ar_f32(moe_comm *c, float *buf, size_t n, moe_error *err) {
     CHECK_N("all-reduce", n);
+    double t0 = MPI_Wtime();
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, mc(c));
+    tick(c, t0);
     CHECK_RC("all-reduce", rc);
-    c->bytes_moved += 2 * sizeof(float) * n * (size_t)(c->size - 1) / (size_t)c->size;
+    comm_root(c)->bytes_moved += 2 * sizeof(float) * n * (size_t)(c->size - 1) / (size_t)c->size;
     return MOE_OK;
 }
 
 static moe_status ar_f64(moe_comm *c, double *buf, size_t n, moe_error *err) {
     CHECK_N("all-reduce", n);
+    double t0 = MPI_Wtime();
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, mc(c));
+    tick(c, t0);
     CHECK_RC("all-reduce", rc);
-    c->bytes_moved += 2 * sizeof(double) * n * (size_t)(c->size - 1) / (size_t)c->size;
+    comm_root(c)->bytes_moved += 2 * sizeof(double) * n * (size_t)(c->size - 1) / (size_t)c->size;
     return MOE_OK;
 }
 
 static moe_status ag(moe_comm *c, void *dst, const void *src, size_t bytes, moe_error *err) {
     CHECK_N("all-gather", bytes);
     int rc;
+    double t0 = MPI_Wtime();
     if (dst == src) rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_BYTE, dst, (int)bytes, MPI_BYTE, mc(c));
     else rc = MPI_Allgather(src, (int)bytes, MPI_BYTE, dst, (int)bytes, MPI_BYTE, mc(c));
+    tick(c, t0);
     CHECK_RC("all-gather", rc);
-    c->bytes_moved += bytes * (size_t)(c->size - 1);
+    comm_root(c)->bytes_moved += bytes * (size_t)(c->size - 1);
     return MOE_OK;
 }
 
 static moe_status rs_f32(moe_comm *c, float *dst, const float *src, size_t n, moe_error *err) {
     CHECK_N("reduce-scatter", n);
+    double t0 = MPI_Wtime();
     int rc = MPI_Reduce_scatter_block(src, dst, (int)n, MPI_FLOAT, MPI_SUM, mc(c));
+    tick(c, t0);
     CHECK_RC("reduce-scatter", rc);
-    c->bytes_moved += sizeof(float) * n * (size_t)(c->size - 1);
+    comm_root(c)->bytes_moved += sizeof(float) * n * (size_t)(c->size - 1);
     return MOE_OK;
 }
 
 static moe_status a2av(moe_comm *c, const float *send, const int *scount, const int *sdispl, float *recv,
                        const int *rcount, const int *rdispl, moe_error *err) {
+    double t0 = MPI_Wtime();
     int rc = MPI_Alltoallv(send, scount, sdispl, MPI_FLOAT, recv, rcount, rdispl, MPI_FLOAT, mc(c));
+    tick(c, t0);
     CHECK_RC("all-to-all-v", rc);
     for (int r = 0; r < c->size; r++)
-        if (r != c->rank) c->bytes_moved += sizeof(float) * (size_t)rcount[r];
+        if (r != c->rank) comm_root(c)->bytes_moved += sizeof(float) * (size_t)rcount[r];
     return MOE_OK;
 }
 
 static moe_status bc(moe_comm *c, void *buf, size_t bytes, int root, moe_error *err) {
     CHECK_N("broadcast", bytes);
+    double t0 = MPI_Wtime();
     int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, mc(c));
+    tick(c, t0);
     CHECK_RC("broadcast", rc);
-    if (c->rank != root) c->bytes_moved += bytes;
+    if (c->rank != root) comm_root(c)->bytes_moved += bytes;
     return MOE_OK;
 }
 
 static moe_status bar(moe_comm *c, moe_error *err) {
+    double t0 = MPI_Wtime();
     int rc = MPI_Barrier(mc(c));
+    tick(c, t0);
     CHECK_RC("barrier", rc);
     return MOE_OK;
 }
@@ -111,6 +129,7 @@ static moe_status split(moe_comm *c, int color, int key, moe_comm *out, moe_erro
     int rc = MPI_Comm_split(mc(c), color, key, &s);
     CHECK_RC("comm split", rc);
     fill(out, s);
+    out->parent = c;
     return MOE_OK;
 }
 

@@ -24,6 +24,7 @@ moe_status moe_dist_init(moe_dist **out, int expert_parallel, moe_error *err) {
     if (!d) return moe_err(err, MOE_ERR_NOMEM, "moe_dist_init: out of memory");
     moe_status st = dist_comm_world(&d->world, err);
     if (st != MOE_OK) { free(d); return st; }
+    if (expert_parallel == 0) expert_parallel = d->world.size;
     if (expert_parallel < 1 || d->world.size % expert_parallel) {
         st = moe_err(err, MOE_ERR_ARG, "distributed: --expert-parallel %d must divide the %d ranks of the job "
                      "(ranks = expert-parallel x data-parallel)", expert_parallel, d->world.size);
@@ -46,6 +47,7 @@ int moe_dist_rank(const moe_dist *d) { return d ? d->world.rank : 0; }
 int moe_dist_size(const moe_dist *d) { return d ? d->world.size : 1; }
 int moe_dist_expert_parallel(const moe_dist *d) { return d ? d->ep : 1; }
 uint64_t moe_dist_bytes_moved(const moe_dist *d) { return d ? d->world.bytes_moved : 0; }
+double moe_dist_comm_seconds(const moe_dist *d) { return d ? d->world.seconds : 0.0; }
 
 moe_status moe_dist_barrier(moe_dist *d, moe_error *err) {
     moe_err_clear(err);
