@@ -5,6 +5,7 @@
 #include "moe.h"
 #include "core/error.h"
 #include "dist/comm_impl.h"
+#include "infer/engine.h"
 #include "train/trainer_internal.h"
 
 #include <stdlib.h>
@@ -63,4 +64,13 @@ moe_status moe_trainer_attach_dist(moe_trainer *t, moe_dist *d, moe_error *err) 
     moe_err_clear(err);
     if (!t || !d) return moe_err(err, MOE_ERR_ARG, "moe_trainer_attach_dist: %s is NULL", t ? "d" : "t");
     return trainer_set_comm(t, &d->world, d->ep, err);
+}
+
+moe_status moe_infer_attach_dist(moe_infer *m, moe_dist *d, moe_error *err) {
+    moe_err_clear(err);
+    if (!m || !d) return moe_err(err, MOE_ERR_ARG, "moe_infer_attach_dist: %s is NULL", m ? "d" : "m");
+    if (d->ep != d->world.size)
+        return moe_err(err, MOE_ERR_ARG, "distributed inference: --expert-parallel %d must be the rank count %d",
+                       d->ep, d->world.size);
+    return infer_set_dist(m, &d->world, err);
 }
