@@ -108,6 +108,7 @@ typedef enum moe_status {
     MOE_ERR_IO,          /* a read or write failed */
     MOE_ERR_FORMAT,      /* a file that is not what it claims to be */
     MOE_ERR_UNSUPPORTED, /* valid, but not implemented here */
+    MOE_ERR_CANCELLED,   /* stopped by moe_cancel (files being written removed) */
     MOE_STATUS_COUNT     /* append new codes above this line */
 } moe_status;
 
@@ -120,6 +121,30 @@ typedef struct moe_error {
                       characters (from names in files) written as \xNN,
                       line ends kept */
 } moe_error;
+
+/* ---------------------------------------------------------- cancellation */
+
+/* A request, for the whole process, that long calls stop: file writers
+ * (moe_model_save, moe_trainer_save, moe_convert_hf, moe_quantize,
+ * moe_synth_model, the token cache), tokenizer training, moe_trainer_create
+ * and moe_infer_perplexity return MOE_ERR_CANCELLED at their next check
+ * (between chunks, tensors, merges or batches),
+ * having removed their temporary files; an existing target file is left
+ * as it was. moe_cancel is async-signal-safe (it sets one volatile
+ * sig_atomic_t): call it from a SIGINT/SIGTERM handler. The library never
+ * installs a handler. The request stays until moe_cancel_clear. (The one
+ * exception to "no global state": a signal handler has no handle to
+ * reach.) */
+MOE_API void moe_cancel(void);
+MOE_API void moe_cancel_clear(void);
+/* 1 while a request is pending. */
+MOE_API int moe_cancel_requested(void);
+
+/* Progress of a long call: `what` names the phase ("training the
+ * tokenizer", "tokenizing", "writing"), done of total units. Called on the
+ * calling thread, often (the callback throttles its own output); it must
+ * not call back into the library on the same handle. */
+typedef void (*moe_progress_fn)(void *user, const char *what, int64_t done, int64_t total);
 
 /* ------------------------------------------------------------ dense GEMM */
 
@@ -188,6 +213,8 @@ typedef enum moe_drop_policy {
 #define MOE_MAX_COEF 1e6f             /* |weight_scale|, loss coefficients, rates */
 #define MOE_MAX_ACCUM 65536           /* moe_train_config.accum */
 #define MOE_MAX_CORPUS_BYTES ((int64_t)1 << 36) /* moe_train_config.corpus_bytes */
+#define MOE_STARVED_SHARE 0.25f       /* moe_route_stats.starved_experts: an expert
+                                         below a quarter of the uniform load */
 
 typedef struct moe_layer_config {
     int d_model;               /* d: width of the token vectors */
@@ -294,6 +321,10 @@ typedef struct moe_route_stats {
     float max_violation;       /* max_i routed_i / mean_i routed_i - 1 */
     float load_cv;             /* coefficient of variation of routed_i */
     int dead_experts;          /* experts without tokens for dead_window forwards */
+    int starved_experts;       /* experts whose share of this forward's
+                                  assignments is below MOE_STARVED_SHARE of
+                                  the uniform share 1/E (experts with none
+                                  included, so dead ones count here too) */
     float dropped_fraction;    /* dropped / assignments */
     float active_mean;         /* mean experts per token (kept assignments / T) */
     const int *active_hist;    /* [slots + 1] tokens with 0, 1, ... kept experts */
@@ -472,12 +503,15 @@ MOE_API size_t moe_model_memory_bytes(const moe_model_config *c);
  * 90% of this machine's physical memory. */
 MOE_API moe_status moe_model_check_memory(const moe_model_config *c, moe_error *err);
 
-/* Sizes of a configuration. Active parameters count k of E experts; FLOPs
+/* Sizes of a configuration. Active parameters count k of E experts and,
+ * when the output head is not tied, one row of the embedding (the same
+ * rule as moe_infer_info.params_active, so `moe train` and `moe inspect`
+ * agree); FLOPs
  * are those of the matrix products and attention (2 per multiply-add) for
  * one token of a full ctx_len sequence; training is 3x the forward. */
 typedef struct moe_model_counts {
     int64_t params;        /* every parameter */
-    int64_t active_params; /* parameters one token uses (embedding included) */
+    int64_t active_params; /* parameters one token uses */
     int64_t expert_params; /* parameters inside routed experts */
     double fwd_flops;      /* forward FLOPs per token */
     double train_flops;    /* forward + backward FLOPs per token */
@@ -667,11 +701,19 @@ typedef struct moe_train_config {
     int64_t warmup;          /* warmup steps */
     int64_t eval_every;      /* steps between validation losses (0: never) */
     int eval_batches;        /* validation batches per evaluation (0: all) */
-    int64_t save_every;      /* steps between checkpoints (0: only at the end) */
+    int64_t save_every;      /* steps between checkpoints (default 100; 0:
+                                only at the end) */
     float val_fraction;      /* share of the tokens held out */
     uint64_t seed;           /* initialisation, data order, routing noise */
     int64_t corpus_bytes;    /* size of the built-in corpus when no data */
+    int skip_bad;            /* 1: data files that cannot be read, are binary
+                                (not UTF-8 text) or damaged (compressed) are
+                                skipped with a warning; 0 (default): the
+                                first is an error naming it */
     float eval_capacity;     /* capacity factor of validation (MOE_DROPLESS) */
+    moe_progress_fn progress; /* moe_trainer_create's tokenizer training and
+                                 tokenizing (NULL: none; not saved) */
+    void *progress_user;
 } moe_train_config;
 
 MOE_API void moe_train_config_default(moe_train_config *c);
@@ -685,10 +727,14 @@ typedef struct moe_trainer moe_trainer;
 
 /* A new run in directory dir (created if missing; refused if it already
  * holds a checkpoint, so good data is never overwritten: resume it instead).
- * data: text files or folders (NULL / 0: the built-in corpus). Trains the
- * tokenizer, tokenizes once into dir/tokens.bin (reused when the sources
- * and tokenizer match), splits off the validation tokens, builds and
- * initialises the model and the optimizer. */
+ * data: text files or folders (NULL / 0: the built-in corpus); folders are
+ * read recursively, a file reached by several names (links) once,
+ * gzip / xz / zstd files decompressed (docs/TRAINING.md). Trains the
+ * tokenizer (model.vocab_size 256 or 257: the bytes alone, and the model
+ * gets 258 ids with the two special tokens), tokenizes once into
+ * dir/tokens.bin (reused when the sources and tokenizer match), holds out
+ * the last val_fraction of every block of each source for validation,
+ * builds and initialises the model and the optimizer. */
 MOE_API moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *c,
                                       const char *const *data, int n_data, const char *dir,
                                       moe_error *err);
@@ -715,13 +761,20 @@ typedef struct moe_train_step_info {
 
 /* One optimizer step (accum micro-batches). */
 MOE_API moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err);
-/* Mean validation cross-entropy (eval_batches batches, dropless routing). */
+/* Mean validation cross-entropy, dropless routing: every validation window,
+ * or eval_batches batches of windows spread evenly over the whole held-out
+ * set (the same windows at every call). */
 MOE_API moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err);
 /* Writes dir/model.gguf and dir/state.gguf (model, optimizer, data and
  * random state), each atomically. */
 MOE_API moe_status moe_trainer_save(moe_trainer *t, moe_error *err);
 
 MOE_API int64_t moe_trainer_steps_done(const moe_trainer *t);
+/* The length of the learning-rate schedule: warmup, then a cosine from lr
+ * to min_lr over the steps the run was created with. A resume keeps it:
+ * with a larger steps the rate holds at min_lr after the cosine's end
+ * (it never jumps back up); with a smaller one the run stops early. */
+MOE_API int64_t moe_trainer_schedule_steps(const moe_trainer *t);
 MOE_API const moe_train_config *moe_trainer_config(const moe_trainer *t);
 MOE_API moe_model *moe_trainer_model(moe_trainer *t);
 MOE_API const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t);
@@ -733,8 +786,18 @@ typedef struct moe_data_info {
                              bits per token (a loss floor for a model that
                              ignores context: unigram_bits * ln 2 nats) */
     int cache_reused;     /* 1 if dir/tokens.bin was reused */
+    int64_t n_sources;    /* files read (1 for the built-in corpus) */
+    int64_t n_val_sources; /* of them, those validation tokens come from */
+    int n_skipped;        /* bad files skipped (skip_bad) */
 } moe_data_info;
 MOE_API moe_data_info moe_trainer_data_info(const moe_trainer *t);
+/* What the user should know about the data of this run, as lines that end
+ * in '\n' ("" when none): "warning: ..." for files skipped (skip_bad) or
+ * read with an incomplete last UTF-8 character, "note: ..." for a file
+ * reached by a second name (read once) and a vocabulary of bytes alone, and
+ * one "validation: ..." line saying which sources the held-out tokens come
+ * from (a share of every source; docs/TRAINING.md). Valid while t lives. */
+MOE_API const char *moe_trainer_data_notes(const moe_trainer *t);
 
 /* ------------------------------------------------------------ distributed */
 /* Expert- and data-parallel training over MPI (docs/SCALING.md). A job of

@@ -13,6 +13,8 @@ command -v g++ >/dev/null || need+=(g++)
 # expert-parallel training over MPI (src/dist, tests/test_dist.py): mpicc found makes the build use it
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
+# libmoe reads compressed training data (.gz, .xz, .zst) through zlib, liblzma and libzstd
+for p in zlib1g-dev liblzma-dev libzstd-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq

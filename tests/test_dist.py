@@ -294,7 +294,7 @@ def main():
         # a rank killed mid-step: the job ends, the checkpoint is untouched
         d = os.path.join(tmp, "resume")  # holds the 40-step checkpoint
         before = {f: sha(os.path.join(d, f)) for f in ("model.gguf", "state.gguf")}
-        cmd = mpirun(2) + [MOE, "--threads", "1", "train", "--resume", d, "--steps", "1000000",
+        cmd = mpirun(2) + [MOE, "--threads", "1", "train", "--resume", d, "--steps", "1000000", "--save-every", "0",
                            "--expert-parallel", "2", "--quiet"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
         pid, t_start = None, time.time()

@@ -5,6 +5,7 @@
 #define MOE_TRAIN_TRAINER_INTERNAL_H
 
 #include "moe.h"
+#include "core/autothreads.h"
 #include "core/comm.h"
 #include "train/data.h"
 
@@ -14,14 +15,20 @@ struct moe_trainer {
     moe_tokenizer *tok;
     moe_model *model;
     moe_adamw *opt;
-    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus */
+    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus: training
+                               parts, then validation parts (data_split_sources) */
     size_t n_tokens;
+    char *notes;            /* lines for the user (data_notes), or NULL */
     data_split train, val;
     data_loader loader;
     int32_t *x, *y;         /* [batch, ctx] */
     int64_t step;
+    int64_t schedule_steps; /* length of the learning-rate cosine: the
+                               steps of the run's creation, kept on resume */
     uint64_t tok_fp, src_fp;
     moe_data_info info;
+    autothreads at;         /* the step's thread count when none was given */
+    int at_ready;
     moe_comm *comm;         /* distributed run (trainer_dist.c); NULL: one process */
     int expert_parallel;    /* EP: ranks the experts are sharded over */
     moe_comm ep_comm;       /* the ranks of this rank's data-parallel replica (one per expert group) */
