@@ -314,7 +314,7 @@ def main():
                 err = err.decode("utf-8", "replace")
                 after = {f: sha(os.path.join(d, f)) for f in before}
                 left = [f for f in os.listdir(d) if f not in ("model.gguf", "state.gguf", "tokens.bin",
-                                                              "metrics.jsonl")]
+                                                              "metrics.jsonl", "sources.txt")]
                 named = "rank 1" in err and ("signal 9" in err or "Killed" in err)
                 report("%s/kill" % NAME, proc.returncode != 0 and named and after == before and not left,
                        "rc %d, named %s, files %s, left over %s, stderr: %s" %
