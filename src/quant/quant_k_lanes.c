@@ -21,6 +21,12 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
+/* only static functions pass vectors: no ABI concern when the target has
+ * no AVX (gcc warns about one) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 typedef float vf __attribute__((vector_size(32)));
 typedef int32_t vi __attribute__((vector_size(32)));
 
