@@ -24,7 +24,8 @@ CFLAGS_BASE = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp -
              -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 CFLAGS_ALL = $(CFLAGS_BASE) $(SAN) $(CFLAGS)
 CFLAGS_SIMD = $(CFLAGS_BASE) $(SIMD_SAN) $(CFLAGS)
-LDLIBS_ALL = -fopenmp -lm $(SAN) $(LDLIBS)
+# zlib, liblzma, libzstd: compressed training data (src/train/decompress.c)
+LDLIBS_ALL = -fopenmp -lzstd -llzma -lz -lm $(SAN) $(LDLIBS)
 # The quantized SIMD kernels (src/quant/*_avx2.c, *_avx512vnni.c) get -g1:
 # line tables, no variable locations. Their unrolled tiles under -g's
 # variable tracking tripled gcc's time (mostly in induction-variable

@@ -234,6 +234,9 @@ static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_o
     m->nt = 1;
 #endif
     if (m->nt < 1) m->nt = 1;
+    m->nt_max = m->nt;
+    m->auto_threads = o->n_threads <= 0;
+    autothreads_init(&m->at, m->nt, 2);
     if ((st = alloc_buffers(m, path, err)) != MOE_OK) return st;
 
     moe_infer_info *in = &m->info;
@@ -310,14 +313,23 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
         return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: logits overlaps tokens");
 
     m->n_filled = pos; /* later positions are overwritten from here on */
-    for (int off = 0; off < n; off += m->max_batch) {
+    /* with no thread count given, decoded tokens (n == 1) run at the count
+     * measured fastest now (core/autothreads.h; they are its units), longer
+     * chunks at the count chosen last */
+    const int unit = m->auto_threads && n == 1;
+    if (m->auto_threads) {
+        m->nt = unit ? autothreads_begin(&m->at) : m->at.cur;
+        m->n_threads = m->nt;
+    }
+    moe_status st = MOE_OK;
+    for (int off = 0; off < n && st == MOE_OK; off += m->max_batch) {
         const int nc = n - off < m->max_batch ? n - off : m->max_batch;
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)off * V;
         else if (logits && off + nc == n) lg = logits;
-        moe_status st = infer_forward(m, tokens + off, nc, pos + off, lg, all_logits, err);
-        if (st != MOE_OK) return st;
-        m->n_filled = pos + off + nc;
+        st = infer_forward(m, tokens + off, nc, pos + off, lg, all_logits, err);
+        if (st == MOE_OK) m->n_filled = pos + off + nc;
     }
-    return MOE_OK;
+    if (unit && st == MOE_OK) autothreads_end(&m->at);
+    return st;
 }
