@@ -49,13 +49,19 @@ double bench_time_gemm(int nt, int M, int N, int K, int iters) {
 
 static int bench_gemm(int argc, char **argv, int nt) {
     int M = 8192, N = 4224, K = 512, iters = 5, bad = 0;
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: moe bench gemm [--m M] [--n N] [--k K] [--iters N]\n"
+                   "  fp32 C[M,N] = A[M,K] B[N,K]^T, best of N; defaults --m %d --n %d --k %d --iters %d\n",
+                   M, N, K, iters);
+            return 0;
+        }
         if (cli_int_opt("--m", argc, argv, &i, &M, &bad) || cli_int_opt("--n", argc, argv, &i, &N, &bad) ||
             cli_int_opt("--k", argc, argv, &i, &K, &bad) || cli_int_opt("--iters", argc, argv, &i, &iters, &bad)) continue;
-        fprintf(stderr, "moe bench gemm: unknown option '%s'\n", argv[i]);
-        return 2;
+        return cli_unknown("bench gemm", argv[i]);
     }
-    if (bad || M < 1 || N < 1 || K < 1 || iters < 1) { fprintf(stderr, "moe bench gemm: bad sizes\n"); return 2; }
+    if (bad) return 2;
+    if (M < 1 || N < 1 || K < 1 || iters < 1) { fprintf(stderr, "moe bench gemm: bad sizes\n"); return 2; }
     double t = bench_time_gemm(nt, M, N, K, iters);
     printf("gemm %s  M=%d N=%d K=%d (C = A B^T)  threads=%d  best of %d: %.2f ms  %.1f GFLOP/s\n",
            moe_sgemm_kernel_name(), M, N, K, nt, iters, 1e3 * t, 2.0 * M * N * K / t * 1e-9);
@@ -66,17 +72,24 @@ static int bench_layer(int argc, char **argv, int nt) {
     int T = 4096, d = 512, F = 1408, E = 8, k = 2, iters = 5, bad = 0, gelu = 0;
     float cf = MOE_DROPLESS;
     const char *router = "softmax";
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--router") && i + 1 < argc) { router = argv[++i]; continue; }
+    for (int i = 0; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: moe bench layer [options]: one MoE layer's forward and forward+backward GFLOP/s\n"
+                   "  --router NAME (default %s)  --tokens T (%d)  --d D (%d)  --dff F (%d)  --experts E (%d)\n"
+                   "  --k K (%d)  --capacity CF (-1: dropless, the default)  --gelu (default SwiGLU)  --iters N (%d)\n",
+                   router, T, d, F, E, k, iters);
+            return 0;
+        }
+        if (cli_str_opt("--router", NULL, argc, argv, &i, &router, &bad)) continue;
         if (cli_int_opt("--tokens", argc, argv, &i, &T, &bad) || cli_int_opt("--d", argc, argv, &i, &d, &bad) ||
             cli_int_opt("--dff", argc, argv, &i, &F, &bad) || cli_int_opt("--experts", argc, argv, &i, &E, &bad) ||
             cli_int_opt("--k", argc, argv, &i, &k, &bad) || cli_int_opt("--iters", argc, argv, &i, &iters, &bad) ||
             cli_float_opt("--capacity", argc, argv, &i, &cf, &bad)) continue;
         if (!strcmp(argv[i], "--gelu")) { gelu = 1; continue; }
-        fprintf(stderr, "moe bench layer: unknown option '%s'\n", argv[i]);
-        return 2;
+        return cli_unknown("bench layer", argv[i]);
     }
-    if (bad || iters < 1) return 2;
+    if (bad) return 2;
+    if (iters < 1) return cli_usage_error("bench layer", "--iters must be >= 1");
     moe_layer_config c;
     moe_layer_config_default(&c, d, F, E, k);
     c.max_tokens = T;
@@ -166,6 +179,11 @@ static int bench_layer(int argc, char **argv, int nt) {
 
 int cmd_bench(int argc, char **argv, int n_threads) {
     if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | train | decode | prefill | bandwidth | contention\n"); return 2; }
+    if (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
+        printf("usage: moe bench layer | gemm | train | decode | prefill | bandwidth | contention [options]\n"
+               "  moe bench NAME --help lists the options of each, with their defaults\n");
+        return 0;
+    }
     if (!strcmp(argv[0], "layer")) return bench_layer(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "gemm")) return bench_gemm(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "train")) return bench_train(argc - 1, argv + 1, n_threads);

@@ -86,13 +86,18 @@ static double read_bandwidth(int nt, size_t bytes, int iters, double *t_best) {
 
 int bench_bandwidth(int argc, char **argv, int nt) {
     int mb = 1024, iters = 5, bad = 0;
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: moe bench bandwidth [--mb MIB] [--iters N]\n"
+                   "  streaming read of a buffer; defaults --mb %d --iters %d\n", mb, iters);
+            return 0;
+        }
         if (cli_int_opt("--mb", argc, argv, &i, &mb, &bad) ||
             cli_int_opt("--iters", argc, argv, &i, &iters, &bad)) continue;
-        fprintf(stderr, "moe bench bandwidth: unknown option '%s' (--mb MIB --iters N)\n", argv[i]);
-        return 2;
+        return cli_unknown("bench bandwidth", argv[i]);
     }
-    if (bad || mb < 1 || iters < 1) { fprintf(stderr, "moe bench bandwidth: bad --mb or --iters\n"); return 2; }
+    if (bad) return 2;
+    if (mb < 1 || iters < 1) { fprintf(stderr, "moe bench bandwidth: bad --mb or --iters\n"); return 2; }
     double t;
     double gbs = read_bandwidth(nt, (size_t)mb << 20, iters, &t);
     if (isnan(gbs)) { fprintf(stderr, "moe bench bandwidth: out of memory for %d MiB\n", mb); return 1; }
@@ -163,6 +168,7 @@ typedef struct infer_bench_opts {
     int k;          /* experts per token (0: the model's) */
     int iters;
     int bw_mb;      /* bandwidth buffer, MiB */
+    int help;       /* --help was printed */
 } infer_bench_opts;
 
 static int parse_opts(const char *cmd, int argc, char **argv, infer_bench_opts *o) {
@@ -174,16 +180,25 @@ static int parse_opts(const char *cmd, int argc, char **argv, infer_bench_opts *
             cli_int_opt("--experts-per-token", argc, argv, &i, &o->k, &bad) ||
             cli_int_opt("--iters", argc, argv, &i, &o->iters, &bad) ||
             cli_int_opt("--mb", argc, argv, &i, &o->bw_mb, &bad)) continue;
-        if (!strcmp(argv[i], "--model") && i + 1 < argc) o->model = argv[++i];
-        else if (!strcmp(argv[i], "--gen") && i + 1 < argc) o->gen = argv[++i];
-        else {
-            fprintf(stderr, "moe bench %s: unknown option '%s'\n(--model FILE | --gen ARCH:TYPE) "
-                    "[--tokens N] [--prompt P] [--experts-per-token K] [--iters N] [--mb MIB]\n",
-                    cmd, argv[i]);
+        if (cli_str_opt("--model", "-m", argc, argv, &i, &o->model, &bad) ||
+            cli_str_opt("--gen", NULL, argc, argv, &i, &o->gen, &bad))
+            continue;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: moe bench %s (--model FILE | --gen ARCH:TYPE) [--tokens N] [--prompt P]\n"
+                   "                  [--experts-per-token K] [--iters N] [--mb MIB]\n"
+                   "  defaults: --gen mixtral:q4_K, --tokens %d, --prompt %d, --experts-per-token %d (the\n"
+                   "  model's), --iters %d, --mb %d (the bandwidth buffer)\n",
+                   cmd, o->tokens, o->prompt, o->k, o->iters, o->bw_mb);
+            o->help = 1;
             return 0;
         }
+        char name[32];
+        snprintf(name, sizeof name, "bench %s", cmd);
+        cli_unknown(name, argv[i]);
+        return 0;
     }
-    if (bad || o->tokens < 1 || o->prompt < 1 || o->k < 0 || o->iters < 1 || o->bw_mb < 1) {
+    if (bad) return 0;
+    if (o->tokens < 1 || o->prompt < 1 || o->k < 0 || o->iters < 1 || o->bw_mb < 1) {
         fprintf(stderr, "moe bench %s: bad option values\n", cmd);
         return 0;
     }
@@ -232,7 +247,7 @@ static int32_t argmax(const float *x, int n) {
 
 int bench_decode(int argc, char **argv, int nt) {
     infer_bench_opts o = {.tokens = 32, .prompt = 16, .iters = 3, .bw_mb = 1024};
-    if (!parse_opts("decode", argc, argv, &o)) return 2;
+    if (!parse_opts("decode", argc, argv, &o)) return o.help ? 0 : 2;
     moe_infer *m = open_model("decode", &o, nt, o.prompt + o.tokens + 1);
     if (!m) return 1;
     const moe_infer_info *in = moe_infer_get_info(m);
@@ -291,7 +306,7 @@ done:
 
 int bench_prefill(int argc, char **argv, int nt) {
     infer_bench_opts o = {.tokens = 512, .prompt = 1, .iters = 2, .bw_mb = 1024};
-    if (!parse_opts("prefill", argc, argv, &o)) return 2;
+    if (!parse_opts("prefill", argc, argv, &o)) return o.help ? 0 : 2;
     moe_infer *m = open_model("prefill", &o, nt, o.tokens);
     if (!m) return 1;
     const moe_infer_info *in = moe_infer_get_info(m);

@@ -115,7 +115,15 @@ int bench_train(int argc, char **argv, int nt) {
     moe_train_config demo, big;
     moe_train_config_default(&demo); /* the demo's run */
     big_config(&big);
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: moe bench train [--demo | --big] [--steps N] [--experts E] [--layers L] [--accum G]\n"
+                   "                       [--scaling]\n"
+                   "  training tokens/s and model GFLOP/s against a dense GEMM; default both models,\n"
+                   "  --steps %d, --experts and --layers 0 (the model's), --accum %d; --scaling: thread scaling\n",
+                   steps, accum);
+            return 0;
+        }
         if (cli_int_opt("--steps", argc, argv, &i, &steps, &bad)) continue;
         if (cli_int_opt("--experts", argc, argv, &i, &experts, &bad)) continue;
         if (cli_int_opt("--layers", argc, argv, &i, &layers, &bad)) continue;
@@ -123,11 +131,10 @@ int bench_train(int argc, char **argv, int nt) {
         if (!strcmp(argv[i], "--demo")) { which = 1; continue; }
         if (!strcmp(argv[i], "--big")) { which = 2; continue; }
         if (!strcmp(argv[i], "--scaling")) { scaling = 1; continue; }
-        fprintf(stderr, "moe bench train: unknown option '%s' (--demo | --big, --steps N, --experts N, "
-                "--layers N, --accum G, --scaling)\n", argv[i]);
-        return 2;
+        return cli_unknown("bench train", argv[i]);
     }
-    if (bad || steps < 1 || accum < 1 || experts < 0 || layers < 0) return 2;
+    if (bad) return 2;
+    if (steps < 1 || accum < 1 || experts < 0 || layers < 0) return 2;
     if (scaling && which == 0) which = 2;
     moe_train_config *cfgs[2] = {&demo, &big};
     for (int j = 0; j < 2; j++) {

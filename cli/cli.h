@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "moe.h"
+#include "moe_infer.h"
 
 /* Each subcommand gets argv after its own name; returns the exit code. */
 int cmd_demo(int argc, char **argv, int n_threads);
@@ -33,7 +34,12 @@ typedef struct train_run_opts {
     const char *metrics_path; /* JSON lines appended here (NULL: none) */
     int show_routing;         /* print per-layer loads at each evaluation */
     int64_t log_every;        /* steps between log lines (0: 10) */
+    int has_checkpoint;       /* the run's folder holds the checkpoint of the
+                                 current step (a resume) */
+    const char *dir;          /* the run's folder, for messages */
 } train_run_opts;
+/* Returns 0, 1 (failed), or 128 + the signal when interrupted (after
+ * saving a checkpoint). */
 int train_run(moe_trainer *t, const train_run_opts *o);
 void train_print_summary(moe_trainer *t);
 void train_print_data_notes(moe_trainer *t);
@@ -46,14 +52,23 @@ void train_opts_usage(FILE *f);
 void train_opts_warn(const moe_train_config *c);
 
 /* sample.c: generates n tokens after prompt with the training model; streams
- * the text to out. Returns 0 or prints the error and returns 1. */
+ * the text to out. Returns 0 or prints the error and returns 1. The options
+ * are moe run's (defaults: moe_sampler_config_default, no echo). */
 typedef struct sample_opts {
-    float temperature, top_p, min_p;
-    int top_k;
-    uint64_t seed;
+    moe_sampler_config sc;
+    int echo;                 /* print the prompt first */
+    const char *const *stop;  /* [n_stop] stop strings (not printed) */
+    int n_stop;
+    int experts_per_token;    /* 0: the model's k */
+    int ctx;                  /* tokens of context per step (0: ctx_len) */
 } sample_opts;
+void sample_opts_default(sample_opts *o);
 int sample_generate(moe_model *m, const moe_tokenizer *tok, const char *prompt, int n,
                     const sample_opts *o, FILE *out);
+/* opts.c: the sampling options shared by run, chat and sample (--temp,
+ * --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed / -s
+ * with -1 for random into *seed); 1 if argv[*i] was one. */
+int cli_sampler_opt(moe_sampler_config *sc, int64_t *seed, int argc, char **argv, int *i, int *bad);
 
 /* Parses "--name value" style integer/float options; 1 if matched. On a bad
  * value it prints the problem and sets *bad. */
@@ -70,6 +85,46 @@ int bench_prefill(int argc, char **argv, int n_threads);
 int bench_bandwidth(int argc, char **argv, int n_threads);
 /* bench_contention.c: decode and training next to busy processes. */
 int bench_contention(int argc, char **argv, int n_threads);
+
+/* signals.c: SIGINT / SIGTERM. install: at start, for the commands that
+ * stop cleanly; soft(1): the command checks cli_signal() itself between
+ * steps (the first signal does not cancel library calls); cli_signal():
+ * the signal received (0: none); cli_signal_exit(): 128 + it (0: none). */
+void cli_signals_install(void);
+void cli_signals_soft(int on);
+int cli_signal(void);
+int cli_signal_exit(void);
+
+/* opts.c: option helpers shared by the commands. Each matches argv[*i]
+ * against name (and alt, may be NULL); 1 if matched, then *i is past the
+ * value. A missing or bad value prints one line naming the option and sets
+ * *bad. cli_seed_opt takes -1 for a random seed (the seed is then printed to
+ * stderr by cli_seed_resolve). */
+int cli_str_opt(const char *name, const char *alt, int argc, char **argv, int *i, const char **out, int *bad);
+int cli_seed_opt(const char *name, int argc, char **argv, int *i, int64_t *out, int *bad);
+uint64_t cli_seed_resolve(int64_t seed);
+/* Reads a whole file (-f FILE) into a malloc'd NUL-terminated string;
+ * NULL with the problem printed. */
+char *cli_read_file(const char *path);
+/* The one-line errors: "moe CMD: unknown option 'X' (moe CMD --help lists
+ * them)" and "moe CMD: WHAT (moe CMD --help)"; both return 2. */
+int cli_unknown(const char *cmd, const char *opt);
+/* A library message without a leading C function name ("bpe_train: ") or
+ * the command's own name ("quantize: "): what the user reads. */
+const char *cli_msg(const char *cmd, const char *msg);
+int cli_usage_error(const char *cmd, const char *what);
+
+/* progress.c: a progress line on stderr (a terminal only) for a library
+ * call's moe_progress_fn: pass cli_progress_cb with &p as its user. */
+typedef struct cli_progress {
+    const char *cmd;      /* "convert", "train" ... */
+    const char *what;     /* the phase shown last */
+    double t0, last;      /* start, last redraw */
+    int on, shown;        /* stderr is a terminal; a line is on screen */
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *cmd);
+void cli_progress_cb(void *user, const char *what, int64_t done, int64_t total);
+void cli_progress_end(cli_progress *p);
 
 /* Seconds from a monotonic clock. */
 double cli_now(void);

@@ -19,44 +19,37 @@ static void convert_usage(FILE *f) {
         "             deepseek (DeepSeek-MoE v1), granitemoe\n"
         "  --type T   type of the weight matrices: f32, f16 (default), bf16, q8_0, q4_0, q4_1,\n"
         "             q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k; norms, routers and biases stay\n"
-        "             f32; matrices whose rows do not fit the type's blocks become q8_0 or f16\n");
+        "             f32; matrices whose rows do not fit the type's blocks become q8_0 or f16\n"
+        "  Ctrl-C stops it and leaves no file (an existing OUT.gguf is untouched)\n");
 }
 
 int cmd_convert(int argc, char **argv, int n_threads) {
     (void)n_threads; /* the conversion uses every thread of the OpenMP default */
     const char *pos[2] = {NULL, NULL}, *type = "f16";
-    int n_pos = 0;
-    for (int i = 0; i < argc; i++) {
+    int n_pos = 0, bad = 0;
+    for (int i = 0; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             convert_usage(stdout);
             return 0;
         }
-        if (!strcmp(argv[i], "--type")) {
-            if (i + 1 >= argc) { fprintf(stderr, "moe convert: --type needs a value\n"); return 2; }
-            type = argv[++i];
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "moe convert: unknown option '%s'\n", argv[i]);
-            convert_usage(stderr);
-            return 2;
-        }
-        if (n_pos == 2) {
-            fprintf(stderr, "moe convert: too many arguments ('%s')\n", argv[i]);
-            convert_usage(stderr);
-            return 2;
-        }
+        if (cli_str_opt("--type", NULL, argc, argv, &i, &type, &bad)) continue;
+        if ((argv[i][0] == '-' && argv[i][1]) || n_pos == 2) return cli_unknown("convert", argv[i]);
         pos[n_pos++] = argv[i];
     }
-    if (n_pos != 2) {
-        convert_usage(stderr);
-        return 2;
-    }
+    if (bad) return 2;
+    if (n_pos != 2) return cli_usage_error("convert", n_pos ? "which output file? Give OUT.gguf" : "needs DIR and OUT.gguf");
     moe_error err;
     double t0 = cli_now();
-    moe_status st = moe_convert_hf(pos[0], pos[1], type, &err);
+    cli_progress pr;
+    cli_progress_init(&pr, "convert");
+    moe_status st = moe_convert_hf_progress(pos[0], pos[1], type, cli_progress_cb, &pr, &err);
+    cli_progress_end(&pr);
+    if (st == MOE_ERR_CANCELLED) {
+        fprintf(stderr, "moe convert: stopped; %s was not written\n", pos[1]);
+        return cli_signal_exit() ? cli_signal_exit() : 130;
+    }
     if (st != MOE_OK) {
-        fprintf(stderr, "moe convert: %s\n", err.msg);
+        fprintf(stderr, "moe convert: %s\n", cli_msg("convert", err.msg));
         return st == MOE_ERR_ARG ? 2 : 1;
     }
     /* notes, one per line */

@@ -52,8 +52,12 @@ static void print_loads(moe_layer *L, const int *domain) {
 }
 
 int cmd_demo_routing(int argc, char **argv, int n_threads) {
-    (void)argv;
-    if (argc > 0) { fprintf(stderr, "moe demo: takes no arguments\n"); return 2; }
+    if (argc > 0 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help"))) {
+        printf("usage: moe demo routing   (no options)\n"
+               "  routes a batch of tokens from several domains through one MoE layer and prints the loads\n");
+        return 0;
+    }
+    if (argc > 0) return cli_unknown("demo routing", argv[0]);
     moe_layer_config c;
     moe_layer_config_default(&c, D, F, E, K);
     c.max_tokens = T;

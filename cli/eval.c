@@ -102,7 +102,7 @@ static long encode(const moe_vocab *v, const char *text, size_t n, int add_bos, 
         if (st != MOE_ERR_SHAPE) break;
         cap = got;
     }
-    fprintf(stderr, "moe: %s\n", err.msg);
+    fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
     return -1;
 }
 
@@ -149,7 +149,8 @@ static void eval_usage(FILE *f) {
                "                first, only the second half of each window scored (--scoring sliding:\n"
                "                the default)\n"
                "  --no-bos      do not add the BOS token\n"
-               "  --experts-per-token K   route each token to K experts\n"
+               "  --experts-per-token K   route each token to K experts (default 0: the model's k)\n"
+               "  -m MODEL.gguf           the model (instead of the first argument)\n"
                "nats/token: mean -ln p per scored token; ppl = exp(nats/token); bits/byte: the\n"
                "same total in bits over the bytes of the scored tokens (compares tokenizers)\n");
 }
@@ -169,17 +170,20 @@ int cmd_eval(int argc, char **argv, int n_threads) {
             cli_int_opt("--batch", argc, argv, &i, &po.batch, &bad) ||
             cli_int_opt("--experts-per-token", argc, argv, &i, &k, &bad))
             continue;
+        const char *v = NULL;
+        if (cli_str_opt("-m", "--model", argc, argv, &i, &model, &bad)) continue;
         if (!strcmp(a, "--no-bos")) no_bos = 1;
-        else if (!strcmp(a, "--scoring") && i + 1 < argc) {
-            const char *v = argv[++i];
+        else if (cli_str_opt("--scoring", NULL, argc, argv, &i, &v, &bad)) {
+            if (!v) continue;
             if (!strcmp(v, "llama")) po.scoring = MOE_PPL_LLAMA;
             else if (!strcmp(v, "sliding")) po.scoring = MOE_PPL_SLIDING;
             else { fprintf(stderr, "moe eval: --scoring: '%s' (expected sliding or llama)\n", v); bad = 1; }
         } else if (a[0] != '-' && !model) model = a;
         else if (a[0] != '-') texts[n_texts++] = a;
-        else { fprintf(stderr, "moe eval: unknown option '%s'\n", a); bad = 1; }
+        else { free(texts); return cli_unknown("eval", a); }
     }
-    if (!bad && (!model || n_texts == 0)) { fprintf(stderr, "moe eval: needs MODEL.gguf and at least one TEXT\n"); bad = 1; }
+    if (bad) { free(texts); return 2; }
+    if (!model || n_texts == 0) { free(texts); return cli_usage_error("eval", "needs MODEL.gguf and at least one TEXT"); }
     if (!bad && (po.ctx < 0 || po.stride < 0 || po.batch < 0 || k < 0 || (po.ctx == 1))) {
         fprintf(stderr, "moe eval: --ctx must be >= 2, --stride, --batch and --experts-per-token >= 0\n");
         bad = 1;
@@ -188,7 +192,7 @@ int cmd_eval(int argc, char **argv, int n_threads) {
         fprintf(stderr, "moe eval: --scoring llama uses non-overlapping windows; drop --stride\n");
         bad = 1;
     }
-    if (bad) { eval_usage(stderr); free(texts); return 2; }
+    if (bad) { free(texts); return 2; }
 
     path_list files = {0};
     int rc = 1;
@@ -206,7 +210,7 @@ int cmd_eval(int argc, char **argv, int n_threads) {
     io.ctx_len = po.ctx;
     io.experts_per_token = k;
     if (po.batch > 0) io.max_batch = po.batch;
-    if (moe_infer_open(&m, model, &io, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", err.msg); goto done; }
+    if (moe_infer_open(&m, model, &io, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg)); goto done; }
     const moe_infer_info *in = moe_infer_get_info(m);
     const moe_vocab *v = moe_infer_vocab(m);
     if (!v) { fprintf(stderr, "moe eval: %s has no tokenizer (no tokenizer.ggml.* metadata)\n", model); goto done; }
@@ -291,7 +295,8 @@ static void tokenize_usage(FILE *f) {
                "  one line per token: index, id, the piece as a quoted string (\\n, \\xNN escapes)\n"
                "  --file   TEXT names a file to read     --no-bos   do not add the BOS token\n"
                "  --raw    control-token text stays plain text (no parse_special)\n"
-               "  --ids    only the ids, on one line, separated by spaces\n");
+               "  --ids    only the ids, on one line, separated by spaces\n"
+               "  (every flag is off by default)\n");
 }
 
 /* 1 if p[0, n) is whole UTF-8 characters. */
@@ -338,12 +343,12 @@ int cmd_tokenize(int argc, char **argv, int n_threads) {
         else if (!strcmp(a, "--ids")) only_ids = 1;
         else if (!model && a[0] != '-') model = a;
         else if (!arg && (a[0] != '-' || model)) arg = a;
-        else { fprintf(stderr, "moe tokenize: unknown option '%s'\n", a); tokenize_usage(stderr); return 2; }
+        else return cli_unknown("tokenize", a);
     }
-    if (!model || !arg) { fprintf(stderr, "moe tokenize: needs MODEL.gguf and TEXT\n"); tokenize_usage(stderr); return 2; }
+    if (!model || !arg) return cli_usage_error("tokenize", "needs MODEL.gguf and TEXT");
     moe_error err;
     moe_vocab *v = NULL;
-    if (moe_vocab_load(&v, model, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", err.msg); return 1; }
+    if (moe_vocab_load(&v, model, &err) != MOE_OK) { fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg)); return 1; }
     char *owned = NULL;
     size_t len = strlen(arg);
     if (from_file && !(owned = read_all(arg, &len))) { moe_vocab_free(v); return 1; }

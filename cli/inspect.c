@@ -15,7 +15,8 @@
 #include <sys/stat.h>
 
 static void inspect_usage(FILE *f) {
-    fprintf(f, "usage: moe inspect MODEL.gguf [--experts-per-token K]\n"
+    fprintf(f, "usage: moe inspect MODEL.gguf [--experts-per-token K]   (or -m MODEL.gguf)\n"
+               "  --experts-per-token K  count K routed experts per token (default 0: the model's k)\n"
                "  prints the GGUF metadata and tensor table, then the model as the engine sees it:\n"
                "  architecture, sizes, weights in all and per token, bytes read per generated token\n");
 }
@@ -35,14 +36,17 @@ int cmd_inspect(int argc, char **argv, int n_threads) {
     for (int i = 0; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { inspect_usage(stdout); return 0; }
         if (cli_int_opt("--experts-per-token", argc, argv, &i, &k, &bad)) continue;
+        if (cli_str_opt("-m", "--model", argc, argv, &i, &path, &bad)) continue;
         if (argv[i][0] != '-' && !path) path = argv[i];
-        else { fprintf(stderr, "moe inspect: unknown option '%s'\n", argv[i]); bad = 1; }
+        else return cli_unknown("inspect", argv[i]);
     }
-    if (bad || !path || k < 0) { inspect_usage(stderr); return 2; }
+    if (bad) return 2;
+    if (!path) return cli_usage_error("inspect", "which model? Give MODEL.gguf");
+    if (k < 0) return cli_usage_error("inspect", "--experts-per-token must be >= 0");
 
     moe_error err;
     if (moe_gguf_dump(path, stdout, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe inspect: %s\n", cli_msg("inspect", err.msg));
         return 1;
     }
     moe_infer_options o;
@@ -88,6 +92,8 @@ static void synth_usage(FILE *f) {
     fprintf(f, "usage: moe synth OUT.gguf [--arch A] [--type T] [--bench] [--d D] [--layers L]\n"
                "                 [--experts E] [--k K] [--dff F] [--seed S]\n"
                "  writes a model with random weights and a small byte-level BPE tokenizer\n"
+               "  --d, --layers, --experts, --k, --dff: default 0, the preset's (below); --seed S (default 1; -1: random, printed)\n"
+               "  Ctrl-C stops it and leaves no file\n"
                "  A: llama (dense), mixtral (default), qwen2moe, qwen3moe, olmoe, deepseek, granitemoe\n"
                "  T: f32 (default), f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K\n"
                "  --bench: the ~1e9-weight benchmark model (d 2048, 8 experts of 1024, top 2) instead\n"
@@ -99,7 +105,8 @@ int cmd_synth(int argc, char **argv, int n_threads) {
     moe_synth_config c;
     moe_synth_config_default(&c);
     const char *path = NULL;
-    int bad = 0, seed = 1;
+    int bad = 0;
+    int64_t seed = 1;
     for (int i = 0; i < argc && !bad; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { synth_usage(stdout); return 0; }
@@ -108,21 +115,35 @@ int cmd_synth(int argc, char **argv, int n_threads) {
             cli_int_opt("--experts", argc, argv, &i, &c.n_experts, &bad) ||
             cli_int_opt("--k", argc, argv, &i, &c.top_k, &bad) ||
             cli_int_opt("--dff", argc, argv, &i, &c.d_ff, &bad) ||
-            cli_int_opt("--seed", argc, argv, &i, &seed, &bad))
+            cli_seed_opt("--seed", argc, argv, &i, &seed, &bad))
             continue;
-        if (!strcmp(a, "--arch") && i + 1 < argc) c.arch = argv[++i];
-        else if (!strcmp(a, "--type") && i + 1 < argc) c.wtype = argv[++i];
-        else if (!strcmp(a, "--bench")) c.bench = 1;
+        if (cli_str_opt("--arch", NULL, argc, argv, &i, &c.arch, &bad) ||
+            cli_str_opt("--type", NULL, argc, argv, &i, &c.wtype, &bad))
+            continue;
+        if (!strcmp(a, "--bench")) c.bench = 1;
         else if (a[0] != '-' && !path) path = a;
-        else { fprintf(stderr, "moe synth: unknown option '%s'\n", a); bad = 1; }
+        else return cli_unknown("synth", a);
     }
-    if (bad || !path || seed < 1) { synth_usage(stderr); return 2; }
-    c.seed = (uint64_t)seed;
+    if (bad) return 2;
+    if (!path) return cli_usage_error("synth", "which output file? Give OUT.gguf");
+    if (seed == 0) return cli_usage_error("synth", "--seed must be >= 1 (or -1: a random one)");
+    c.seed = cli_seed_resolve(seed);
+    if (c.seed == 0) c.seed = 1;
     moe_error err;
     int64_t n = 0;
     double t0 = cli_now();
-    if (moe_synth_model(path, &c, &n, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+    cli_progress pr;
+    cli_progress_init(&pr, "synth");
+    c.progress = cli_progress_cb;
+    c.progress_user = &pr;
+    moe_status st = moe_synth_model(path, &c, &n, &err);
+    cli_progress_end(&pr);
+    if (st == MOE_ERR_CANCELLED) {
+        fprintf(stderr, "moe synth: stopped; %s was not written\n", path);
+        return cli_signal_exit() ? cli_signal_exit() : 130;
+    }
+    if (st != MOE_OK) {
+        fprintf(stderr, "moe synth: %s\n", cli_msg("synth", err.msg));
         return 1;
     }
     struct stat sb;

@@ -1,9 +1,12 @@
 /* main.c: the `moe` command: picks the subcommand, the thread count
- * (--threads N, else the MOE_THREADS environment variable, else the OpenMP
- * default) and maps failures to exit codes (0 ok, 1 failure, 2 usage). */
+ * (--threads N or -t N, else the MOE_THREADS environment variable, else the
+ * OpenMP default) and maps failures to exit codes (0 ok, 1 failure, 2 usage,
+ * 128 + the signal when interrupted: 130 for Ctrl-C, 143 for SIGTERM). A
+ * failed write to stdout (a full disk, > /dev/full) is a failure too. */
 #include "cli.h"
 #include "moe.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +36,9 @@ static void usage(FILE *f) {
         "  quantize IN.gguf OUT.gguf --type T  re-write a GGUF model's matrices as type T: moe quantize --help\n"
         "  convert DIR OUT.gguf [--type T]  a Hugging Face folder to GGUF, quantized: moe convert --help\n"
         "  version              print the version\n"
-        "threads: --threads N, or MOE_THREADS=N, else all cores\n", moe_version());
+        "threads: --threads N (or -t N), or MOE_THREADS=N, else all cores\n"
+        "exit status: 0 done, 1 failed, 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)\n",
+        moe_version());
 }
 
 double cli_now(void) {
@@ -83,13 +88,21 @@ int main(int argc, char **argv) {
     char **argv2 = calloc((size_t)argc + 1, sizeof(char *));
     if (!argv2) return 1;
     for (int i = 1; i < argc; i++) {
-        if (cli_int_opt("--threads", argc, argv, &i, &n_threads, &bad)) {
+        if (cli_int_opt("--threads", argc, argv, &i, &n_threads, &bad) ||
+            cli_int_opt("-t", argc, argv, &i, &n_threads, &bad)) {
             if (!bad && n_threads < 1) { fprintf(stderr, "moe: --threads must be >= 1\n"); bad = 1; }
+            if (bad) break;
             continue;
         }
         argv2[argc2++] = argv[i];
     }
     int rc;
+    /* the commands that stop cleanly on Ctrl-C / SIGTERM (the others,
+       benchmarks and listings, end at once as without a handler) */
+    static const char *const stoppable[] = {"demo", "train", "sample", "run", "chat", "synth", "eval",
+                                            "quantize", "convert", NULL};
+    for (int k = 0; argc2 > 0 && stoppable[k]; k++)
+        if (!strcmp(argv2[0], stoppable[k])) cli_signals_install();
     if (bad) rc = 2;
     else if (argc2 == 0 || !strcmp(argv2[0], "help") || !strcmp(argv2[0], "--help") || !strcmp(argv2[0], "-h")) {
         usage(argc2 == 0 ? stderr : stdout);
@@ -110,10 +123,19 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv2[0], "tokenize")) rc = cmd_tokenize(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "convert")) rc = cmd_convert(argc2 - 1, argv2 + 1, n_threads);
     else {
-        fprintf(stderr, "moe: unknown command '%s'\n", argv2[0]);
-        usage(stderr);
+        fprintf(stderr, "moe: unknown command '%s' (moe --help lists them)\n", argv2[0]);
         rc = 2;
     }
     free(argv2);
+    if (cli_signal() && rc != cli_signal_exit()) { /* a command that did not say so itself */
+        rc = cli_signal_exit();
+        fprintf(stderr, "moe: %s\n", cli_signal() == 2 ? "interrupted" : "terminated");
+    }
+    /* output that could not be written is a failure, not a success */
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "moe: could not write the output%s%s\n", errno ? ": " : "", errno ? strerror(errno) : "");
+        if (rc == 0) rc = 1;
+    }
     return rc;
 }

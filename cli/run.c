@@ -36,31 +36,24 @@ typedef struct gen_opts {
     const char *prompt;    /* run */
     const char *system;    /* chat */
     const char *tmpl;      /* chat; NULL: from the file */
+    int64_t seed;          /* -1: a random one (printed) */
+    char *prompt_file;     /* -f FILE's text (owned) */
 } gen_opts;
 
 /* 1 if argv[*i] was one of the shared options (then *i is past its value). */
 static int gen_opt(gen_opts *o, int argc, char **argv, int *i, int *bad) {
     const char *a = argv[*i];
     if (cli_int_opt("-n", argc, argv, i, &o->n_predict, bad) ||
-        cli_float_opt("--temp", argc, argv, i, &o->sc.temperature, bad) ||
-        cli_int_opt("--top-k", argc, argv, i, &o->sc.top_k, bad) ||
-        cli_float_opt("--top-p", argc, argv, i, &o->sc.top_p, bad) ||
-        cli_float_opt("--min-p", argc, argv, i, &o->sc.min_p, bad) ||
-        cli_float_opt("--repeat-penalty", argc, argv, i, &o->sc.repeat_penalty, bad) ||
-        cli_int_opt("--repeat-last-n", argc, argv, i, &o->sc.repeat_last_n, bad) ||
+        cli_sampler_opt(&o->sc, &o->seed, argc, argv, i, bad) ||
         cli_int_opt("--experts-per-token", argc, argv, i, &o->experts_per_token, bad) ||
         cli_int_opt("--ctx", argc, argv, i, &o->ctx, bad))
         return 1;
     if (!strcmp(a, "--stats")) { o->stats = 1; return 1; }
     if (!strcmp(a, "--show-prompt")) { o->show_prompt = 1; return 1; }
-    if (!strcmp(a, "--seed") || !strcmp(a, "--stop")) {
+    if (!strcmp(a, "--stop")) {
         if (*i + 1 >= argc) { fprintf(stderr, "moe: %s needs a value\n", a); *bad = 1; return 1; }
         const char *v = argv[++*i];
-        if (!strcmp(a, "--seed")) {
-            char *end;
-            o->sc.seed = strtoull(v, &end, 10);
-            if (!*v || *end || *v == '-') { fprintf(stderr, "moe: --seed: '%s' is not a seed\n", v); *bad = 1; }
-        } else if (!*v || o->n_stop == MAX_STOP) {
+        if (!*v || o->n_stop == MAX_STOP) {
             fprintf(stderr, "moe: --stop: %s\n", *v ? "at most 16 stop strings" : "an empty stop string");
             *bad = 1;
         } else {
@@ -72,15 +65,21 @@ static int gen_opt(gen_opts *o, int argc, char **argv, int *i, int *bad) {
 }
 
 static void gen_usage(FILE *f) {
-    fprintf(f, "sampling: --temp T (0 greedy; default 0.8) --top-k K (40) --top-p P (0.95) --min-p P (0.05)\n"
-               "          --repeat-penalty R (1: off) --repeat-last-n N (64) --seed S (1)\n"
-               "  -n N                     tokens to generate at most\n"
+    moe_sampler_config d;
+    moe_sampler_config_default(&d);
+    fprintf(f, "sampling (the same options and defaults as moe sample):\n"
+               "  --temp T (default %g; 0: greedy)  --top-k K (%d)  --top-p P (%g)  --min-p P (%g)\n"
+               "  --repeat-penalty R (%g; 1: off)  --repeat-last-n N (%d)\n"
+               "  --seed S, -s S           sampler seed (default %llu; -1: a random one, printed)\n"
                "  --stop STR               stop before STR (repeatable; STR is not printed)\n"
-               "  --experts-per-token K    route each token to K experts instead of the model's k\n"
-               "  --ctx N                  context length (KV cache; default min(model's, 4096))\n"
-               "  --stats                  expert usage per MoE layer at the end (to stderr)\n"
+               "  --experts-per-token K    route each token to K experts (default 0: the model's k)\n"
+               "  --ctx N                  context length (KV cache; default 0: min(model's, 4096));\n"
+               "                           a prompt longer than N - 1 tokens is an error\n"
+               "  --stats                  expert usage per MoE layer at the end (to stderr; default off)\n"
                "  --show-prompt            print the text given to the model (the rendered template)\n"
-               "                           and its token ids and pieces to stderr\n");
+               "                           and its token ids and pieces to stderr (default off)\n",
+            (double)d.temperature, d.top_k, (double)d.top_p, (double)d.min_p, (double)d.repeat_penalty,
+            d.repeat_last_n, (unsigned long long)d.seed);
 }
 
 /* ------------------------------------------------------------ streaming */
@@ -191,7 +190,7 @@ static int session_open(session *S, const char *path, const gen_opts *o, int n_t
     io.ctx_len = o->ctx;
     io.experts_per_token = o->experts_per_token;
     if (moe_infer_open(&S->m, path, &io, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
         return 0;
     }
     S->info = moe_infer_get_info(S->m);
@@ -201,7 +200,7 @@ static int session_open(session *S, const char *path, const gen_opts *o, int n_t
         return 0;
     }
     if (moe_sampler_create(&S->smp, &o->sc, S->info->vocab_size, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
         return 0;
     }
     S->logits = malloc(sizeof(float) * (size_t)S->info->vocab_size);
@@ -235,7 +234,7 @@ static long tokenize(session *S, const char *text, int add_bos, int parse_specia
         if (st == MOE_OK) return (long)got;
         if (st != MOE_ERR_SHAPE) break;
     }
-    fprintf(stderr, "moe: %s\n", err.msg);
+    fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
     return -1;
 }
 
@@ -273,7 +272,7 @@ static int feed(session *S, long n) {
     if (p == n) p = n - 1; /* re-run the last token for its logits */
     double t0 = cli_now();
     if (moe_infer_eval(S->m, S->ids + p, (int)n - p, p, S->logits, 0, &err) != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
         return 0;
     }
     S->t_prompt += cli_now() - t0;
@@ -288,7 +287,7 @@ static int feed(session *S, long n) {
 static int generate(session *S, int n_max, streamer *st, int *n_gen) {
     moe_error err;
     *n_gen = 0;
-    while (*n_gen < n_max) {
+    while (*n_gen < n_max && !cli_signal()) {
         const int32_t tok = moe_sampler_sample(S->smp, S->logits, S->hist, S->n_hist);
         if (moe_vocab_is_eog(S->v, tok)) break;
         ++*n_gen;
@@ -302,7 +301,7 @@ static int generate(session *S, int n_max, streamer *st, int *n_gen) {
         }
         double t0 = cli_now();
         if (moe_infer_eval(S->m, &tok, 1, S->n_hist, S->logits, 0, &err) != MOE_OK) {
-            fprintf(stderr, "moe: %s\n", err.msg);
+            fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
             return 0;
         }
         S->t_gen += cli_now() - t0;
@@ -370,37 +369,45 @@ static void print_speed(FILE *f, const session *S, int n_gen) {
 static int parse(const char *cmd, int argc, char **argv, gen_opts *o, const char **path,
                  void (*usage)(FILE *)) {
     int bad = 0;
+    const int chat = !strcmp(cmd, "chat");
+    const char *file = NULL;
+    o->seed = (int64_t)o->sc.seed;
     for (int i = 0; i < argc && !bad; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         if (gen_opt(o, argc, argv, &i, &bad)) continue;
-        const int chat = !strcmp(cmd, "chat");
-        if (!chat && (!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc) o->prompt = argv[++i];
-        else if (chat && !strcmp(a, "--system") && i + 1 < argc) o->system = argv[++i];
-        else if (chat && !strcmp(a, "--template") && i + 1 < argc) o->tmpl = argv[++i];
-        else if (!strcmp(a, "--no-bos")) o->no_bos = 1;
+        if (cli_str_opt("-m", "--model", argc, argv, &i, path, &bad)) continue;
+        if (!chat && (cli_str_opt("-p", "--prompt", argc, argv, &i, &o->prompt, &bad) ||
+                      cli_str_opt("-f", "--file", argc, argv, &i, &file, &bad)))
+            continue;
+        if (chat && cli_str_opt("--system", NULL, argc, argv, &i, &o->system, &bad)) continue;
+        if (cli_str_opt("--template", NULL, argc, argv, &i, &o->tmpl, &bad)) { o->chat = !chat; continue; }
+        if (!strcmp(a, "--no-bos")) o->no_bos = 1;
         else if (!strcmp(a, "--raw")) o->raw = 1;
         else if (!strcmp(a, "--echo")) o->echo = 1;
         else if (!chat && !strcmp(a, "--chat")) o->chat = 1;
-        else if (!chat && !strcmp(a, "--template") && i + 1 < argc) { o->tmpl = argv[++i]; o->chat = 1; }
         else if (a[0] != '-' && !*path) *path = a;
-        else { fprintf(stderr, "moe %s: unknown option '%s'\n", cmd, a); bad = 1; }
+        else return cli_unknown(cmd, a);
     }
-    if (!bad && !*path) { fprintf(stderr, "moe %s: which model? (MODEL.gguf)\n", cmd); bad = 1; }
-    if (!bad && (o->n_predict < 0 || o->ctx < 0 || o->experts_per_token < 0)) {
-        fprintf(stderr, "moe %s: -n, --ctx and --experts-per-token must be >= 0\n", cmd);
-        bad = 1;
+    if (bad) return 2;
+    if (!*path) return cli_usage_error(cmd, "which model? Give MODEL.gguf or -m MODEL.gguf");
+    if (o->n_predict < 0 || o->ctx < 0 || o->experts_per_token < 0)
+        return cli_usage_error(cmd, "-n, --ctx and --experts-per-token must be >= 0");
+    if (file) {
+        if (!(o->prompt_file = cli_read_file(file))) return 1;
+        o->prompt = o->prompt_file;
     }
-    if (bad) { usage(stderr); return 2; }
+    o->sc.seed = cli_seed_resolve(o->seed);
     return -1;
 }
 
 static void run_usage(FILE *f) {
-    fprintf(f, "usage: moe run MODEL.gguf -p TEXT [-n N] [options]\n"
+    fprintf(f, "usage: moe run MODEL.gguf -p TEXT [-n N] [options]   (or -m MODEL.gguf, -f FILE)\n"
                "  evaluates TEXT as one batch, then streams up to N (default 128) generated tokens to\n"
-               "  stdout; speeds to stderr. Options besides the sampling ones below:\n"
+               "  stdout; speeds to stderr. Ctrl-C stops the generation (exit status 130).\n"
+               "  -p TEXT, -f FILE  the prompt, or the prompt read from FILE (default: empty, BOS only)\n"
                "  --no-bos   do not add the BOS token   --raw   control-token text stays plain text\n"
-               "  --echo     print the prompt first\n"
+               "  --echo     print the prompt first (default off)\n"
                "  --chat     render TEXT as one user message with the model's chat template\n"
                "             (--template NAME: that template; implies --chat)\n");
     gen_usage(f);
@@ -444,6 +451,7 @@ int cmd_run(int argc, char **argv, int n_threads) {
     if (o.stats) print_stats(stderr, &S);
     rc = 0;
 done:
+    free(o.prompt_file);
     free(chat_text);
     free(st.pend);
     free(st.text);
@@ -454,7 +462,7 @@ done:
 /* ----------------------------------------------------------------- chat */
 
 static void chat_usage(FILE *f) {
-    fprintf(f, "usage: moe chat MODEL.gguf [--system TEXT] [--template NAME] [options]\n"
+    fprintf(f, "usage: moe chat MODEL.gguf [--system TEXT] [--template NAME] [options]   (or -m MODEL.gguf)\n"
                "  reads one user message per line from stdin (EOF ends) and streams each reply\n"
                "  (at most -n tokens, default 512); the conversation is rendered with the\n"
                "  template (from the file unless NAME: chatml, mistral, llama3, deepseek,\n"
@@ -500,7 +508,7 @@ int cmd_chat(int argc, char **argv, int n_threads) {
     if (!render(tmpl, msgs, n_msgs, &text, &text_cap)) goto done; /* checks the template */
     if (interactive) fprintf(stderr, "moe chat: %s, template %s; an empty line is skipped, EOF ends\n",
                              path, tmpl);
-    for (;;) {
+    while (!cli_signal()) {
         if (interactive) { fputs("> ", stderr); fflush(stderr); }
         ssize_t got = getline(&line, &line_cap, stdin);
         if (got < 0) break;

@@ -1,23 +1,22 @@
 /* train.c: `moe train`: option parsing, the step loop with its log lines,
  * progress bar and JSON-lines metrics, validation with per-layer routing
- * statistics, checkpoints, and Ctrl-C (save, then exit cleanly).
- * Used by the demo too (train_run). Only the public API. */
+ * statistics, checkpoints (every --save-every steps, and at the end), and
+ * Ctrl-C / SIGTERM (stop between steps, save, exit 130 / 143; signals.c).
+ * metrics.jsonl gets whole lines, flushed at each step, so after a kill it
+ * ends on a complete line. Used by the demo too (train_run). Only the
+ * public API. */
 #include "cli.h"
 #include "moe.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-static volatile sig_atomic_t g_interrupted; /* set by SIGINT/SIGTERM only */
-
-static void on_signal(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
 
 static void fmt_time(char *buf, size_t n, double s) {
     if (s < 0 || !isfinite(s)) s = 0;
@@ -68,6 +67,50 @@ void train_print_routing(FILE *f, moe_model *m) {
     }
 }
 
+/* Writes one whole JSON line (built in memory) to f and flushes it, so a
+ * kill leaves metrics.jsonl ending on a complete line. 0 on a write error. */
+static int put_line(FILE *f, char *line, size_t n) {
+    int ok = fwrite(line, 1, n, f) == n && fflush(f) == 0;
+    free(line);
+    return ok;
+}
+
+/* The identity of dir/state.gguf (an atomic write gives it a new inode);
+ * 0 when missing. */
+static unsigned long long state_id(const char *dir) {
+    char p[4200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/state.gguf", dir ? dir : ".");
+    return stat(p, &sb) == 0 ? (unsigned long long)sb.st_ino * 1000003ull ^ (unsigned long long)sb.st_mtim.tv_nsec
+                             : 0;
+}
+
+/* Saves a checkpoint; on failure says what is on disk (which step
+ * state.gguf holds, or that there is none) and returns 0. */
+static int save(moe_trainer *t, const char *dir, int64_t *last_saved) {
+    moe_error err;
+    int64_t step = moe_trainer_steps_done(t);
+    unsigned long long before = state_id(dir);
+    moe_status st = moe_trainer_save(t, &err);
+    if (st == MOE_OK) {
+        *last_saved = step;
+        return 1;
+    }
+    const char *why = st == MOE_ERR_CANCELLED ? "interrupted again" : err.msg;
+    if (state_id(dir) != before) { /* state.gguf written, model.gguf not */
+        fprintf(stderr, "moe: the checkpoint of step %lld is only partly saved: %s; %s/state.gguf holds step %lld "
+                "(--resume continues from it), model.gguf an older step\n", (long long)step, why, dir, (long long)step);
+        *last_saved = step;
+    } else if (*last_saved >= 0) {
+        fprintf(stderr, "moe: the checkpoint of step %lld was not saved: %s; the previous checkpoint (step %lld) "
+                "is intact\n", (long long)step, why, (long long)*last_saved);
+    } else {
+        fprintf(stderr, "moe: the checkpoint of step %lld was not saved: %s; this run has no checkpoint yet\n",
+                (long long)step, why);
+    }
+    return 0;
+}
+
 int train_run(moe_trainer *t, const train_run_opts *o) {
     const moe_train_config *c = moe_trainer_config(t);
     moe_model *m = moe_trainer_model(t);
@@ -80,20 +123,16 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
             return 1;
         }
     }
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    g_interrupted = 0;
+    cli_signals_soft(1); /* Ctrl-C: finish the step, save, stop */
     int tty = isatty(2) && !o->quiet;
     int64_t start = moe_trainer_steps_done(t);
+    int64_t last_saved = o->has_checkpoint ? start : -1;
     double t0 = cli_now(), tok = 0, tok_time = 0;
-    int rc = 0;
+    int rc = 0, metrics_ok = 1;
     float loss_ema = -1;
     int64_t log_every = o->log_every > 0 ? o->log_every : 10;
     while (moe_trainer_steps_done(t) < c->steps) {
-        if (g_interrupted) break;
+        if (cli_signal()) break;
         moe_train_step_info s;
         if (moe_trainer_step(t, &s, &err) != MOE_OK) {
             fprintf(stderr, "%smoe: training failed: %s\n", tty ? "\n" : "", err.msg);
@@ -104,10 +143,19 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
         tok_time += s.seconds;
         loss_ema = loss_ema < 0 ? s.loss : 0.9f * loss_ema + 0.1f * s.loss;
         double tps = s.tokens / (s.seconds > 0 ? s.seconds : 1e-9);
-        if (metrics)
-            fprintf(metrics, "{\"step\":%lld,\"loss\":%.6f,\"aux\":%.6f,\"z\":%.6f,\"router\":%.6f,\"lr\":%.6g,"
+        char *line = NULL;
+        size_t len = 0;
+        FILE *mf = metrics ? open_memstream(&line, &len) : NULL;
+        if (mf) {
+            fprintf(mf, "{\"step\":%lld,\"loss\":%.6f,\"aux\":%.6f,\"z\":%.6f,\"router\":%.6f,\"lr\":%.6g,"
                     "\"grad_norm\":%.5f,\"tokens_per_s\":%.1f}\n",
                     (long long)s.step, s.loss, s.aux, s.z, s.router, s.lr, s.grad_norm, tps);
+            fclose(mf);
+            if (metrics_ok && !put_line(metrics, line, len)) {
+                fprintf(stderr, "moe: writing %s failed; training goes on without metrics\n", o->metrics_path);
+                metrics_ok = 0;
+            }
+        }
         int last = s.step == c->steps;
         int do_eval = c->eval_every > 0 && (s.step % c->eval_every == 0 || last);
         if (!o->quiet && (s.step % log_every == 0 || s.step == start + 1 || last)) {
@@ -116,13 +164,15 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
                    (long long)s.step, (long long)c->steps, s.loss, s.aux, s.z, s.lr, s.grad_norm, tok / tok_time);
             fflush(stdout);
         }
-        if (do_eval) {
+        if (do_eval && !cli_signal()) {
             /* routing statistics of this training step, before validation
                runs other batches through the layers */
-            if (metrics) {
-                fprintf(metrics, "{\"step\":%lld,\"routing\":{", (long long)s.step);
-                json_routing(metrics, m);
-                fprintf(metrics, "}}\n");
+            if (metrics && metrics_ok && (mf = open_memstream(&line, &len))) {
+                fprintf(mf, "{\"step\":%lld,\"routing\":{", (long long)s.step);
+                json_routing(mf, m);
+                fprintf(mf, "}}\n");
+                fclose(mf);
+                metrics_ok = put_line(metrics, line, len);
             }
             if (!o->quiet && o->show_routing) train_print_routing(stdout, m);
             float vl;
@@ -131,19 +181,19 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
                 rc = 1;
                 break;
             }
-            if (metrics) fprintf(metrics, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)s.step, vl);
+            if (metrics && metrics_ok && (mf = open_memstream(&line, &len))) {
+                fprintf(mf, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)s.step, vl);
+                fclose(mf);
+                metrics_ok = put_line(metrics, line, len);
+            }
             if (!o->quiet) {
                 if (tty) fprintf(stderr, "\r\033[K");
                 printf("step %6lld  validation loss %.4f (%.3f bits/token)\n", (long long)s.step, vl, vl / log(2.0));
                 fflush(stdout);
             }
         }
-        if (c->save_every > 0 && s.step % c->save_every == 0 && !last) {
-            if (moe_trainer_save(t, &err) != MOE_OK) {
-                fprintf(stderr, "moe: checkpoint failed (the previous one is intact): %s\n", err.msg);
-                rc = 1;
-                break;
-            }
+        if (c->save_every > 0 && s.step % c->save_every == 0 && !last && !cli_signal()) {
+            if (!save(t, o->dir, &last_saved)) { rc = 1; break; }
         }
         if (tty) {
             double done = (double)(s.step - start) / (double)(c->steps - start);
@@ -158,17 +208,18 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
     }
     if (tty) fprintf(stderr, "\r\033[K");
     if (metrics) fclose(metrics);
-    if (rc == 0 || g_interrupted) {
-        if (moe_trainer_save(t, &err) != MOE_OK) {
-            fprintf(stderr, "moe: checkpoint failed (the previous one is intact): %s\n", err.msg);
-            rc = 1;
-        } else if (g_interrupted) {
-            printf("interrupted at step %lld: checkpoint saved; continue with --resume\n",
-                   (long long)moe_trainer_steps_done(t));
-        }
+    const int64_t done = moe_trainer_steps_done(t);
+    if ((rc == 0 || cli_signal()) && done > last_saved) {
+        if (!save(t, o->dir, &last_saved)) rc = 1;
+        else if (cli_signal())
+            fprintf(stderr, "moe: %s at step %lld: checkpoint saved; continue with: moe train --resume %s\n",
+                    cli_signal() == 2 ? "interrupted" : "terminated", (long long)done, o->dir ? o->dir : "DIR");
+    } else if (cli_signal() && last_saved >= 0) {
+        fprintf(stderr, "moe: %s at step %lld (the checkpoint of that step is saved)\n",
+                cli_signal() == 2 ? "interrupted" : "terminated", (long long)last_saved);
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    cli_signals_soft(0);
+    if (cli_signal()) return cli_signal_exit();
     return rc;
 }
 
@@ -182,8 +233,9 @@ void train_print_summary(moe_trainer *t) {
     printf("model: d=%d layers=%d (MoE %d: %d experts top-%d, width %d; dense width %d) heads=%d/%d ctx=%d vocab=%d\n",
            c->model.d_model, c->model.n_layers, n_moe, c->model.moe.n_experts, c->model.moe.top_k, c->model.moe.d_ff,
            c->model.d_ff, c->model.n_heads, c->model.n_kv_heads, c->model.ctx_len, c->model.vocab_size);
-    printf("parameters: %.2fM total, %.2fM active per token; %.1f MFLOP/token forward, %.1f training\n",
-           k.params / 1e6, k.active_params / 1e6, k.fwd_flops / 1e6, k.train_flops / 1e6);
+    printf("parameters: %.2fM total, %.2fM active per token (%lld and %lld, as moe inspect counts them); "
+           "%.1f MFLOP/token forward, %.1f training\n", k.params / 1e6, k.active_params / 1e6, (long long)k.params,
+           (long long)k.active_params, k.fwd_flops / 1e6, k.train_flops / 1e6);
     printf("data: %.2f MB of text -> %lld training + %lld validation tokens%s; unigram entropy %.3f bits/token "
            "(%.3f nats)\n",
            di.text_bytes / 1e6, (long long)di.train_tokens, (long long)di.val_tokens,
@@ -213,15 +265,78 @@ void train_print_data_notes(moe_trainer *t) {
     }
 }
 
+/* On resume: metrics.jsonl may hold steps after the checkpoint (a kill
+ * between two checkpoints); those steps run again, so their lines go (and a
+ * line cut short by an older writer). Rewritten through a temporary file
+ * only when something is dropped. */
+static void trim_metrics(const char *path, int64_t done) {
+    if (access(path, F_OK) != 0) return;
+    char *text = cli_read_file(path);
+    if (!text) return;
+    size_t n = strlen(text), keep = 0;
+    char *outb = malloc(n + 1);
+    int dropped = 0;
+    for (char *p = text; outb && *p;) {
+        char *e = strchr(p, '\n');
+        long long st;
+        if (!e || (sscanf(p, "{\"step\":%lld", &st) == 1 && st > done)) dropped = 1;
+        else {
+            memcpy(outb + keep, p, (size_t)(e - p) + 1);
+            keep += (size_t)(e - p) + 1;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    if (outb && dropped) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "wb");
+        int ok = f && fwrite(outb, 1, keep, f) == keep;
+        if (f && fclose(f) != 0) ok = 0;
+        if (ok && rename(tmp, path) == 0)
+            printf("metrics.jsonl: dropped the lines after step %lld (those steps run again)\n", (long long)done);
+        else
+            unlink(tmp);
+    }
+    free(outb);
+    free(text);
+}
+
+/* On resume: removes the temporary files that a killed save left in dir
+ * (".NAME.tmp.PID.N" of a process that no longer runs). */
+static void clean_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        long pid = 0;
+        if (e->d_name[0] != '.' || !t || sscanf(t, ".tmp.%ld.", &pid) != 1 || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer still runs */
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (unlink(p) == 0) printf("removed %s (left by a save that was killed)\n", p);
+    }
+    closedir(d);
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: moe train [--data PATH]... [--out DIR] [options]\n"
-               "       moe train --resume DIR [--steps N] [options that must match the checkpoint]\n"
+               "       moe train --resume DIR [--steps N] [options that may change]\n"
                "  --data PATH       a text file or folder (repeatable; default: the built-in corpus)\n"
                "  --out DIR         run directory (default moe-run): model.gguf, state.gguf, tokens.bin, metrics.jsonl\n"
-               "  --quiet           no log lines\n"
-               "  data: folders are read recursively; .gz/.xz/.zst files decompressed; a file reached by\n"
+               "  --resume DIR      continue the run in DIR from its last checkpoint, exactly\n"
+               "  --quiet           no log lines (default off)\n"
+               "data: folders are read recursively; .gz/.xz/.zst files decompressed; a file reached by\n"
                "  several names (links) is read once; --skip-bad skips unreadable or binary files\n"
-               "options:\n");
+               "checkpoints: every --save-every steps (default 100), at the end, and on Ctrl-C or SIGTERM\n"
+               "  (the step in progress finishes, then the checkpoint is saved; exit status 130 / 143).\n"
+               "  After kill -9 or a crash, --resume continues from the last checkpoint.\n"
+               "resume: --steps N larger than the run's steps continues it; the learning rate keeps the\n"
+               "  cosine of the run's first length and then holds at --min-lr (it never jumps back up).\n"
+               "  N at or below the steps done: nothing is trained and nothing is rewritten.\n"
+               "  On resume only --steps, --eval-every, --eval-batches, --save-every and threads may change.\n"
+               "options (defaults are the demo's run; --seed -1 picks a random seed and prints it):\n");
     train_opts_usage(f);
 }
 
@@ -229,39 +344,36 @@ int cmd_train(int argc, char **argv, int n_threads) {
     const char *resume = NULL, *out = "moe-run";
     const char **data = calloc((size_t)argc + 1, sizeof(char *));
     int n_data = 0, bad = 0, quiet = 0;
+    int64_t seed = 0;
     if (!data) return 1;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--resume") && i + 1 < argc) resume = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
+        if (!strcmp(argv[i], "--resume")) {
+            if (i + 1 >= argc) { fprintf(stderr, "moe: --resume needs a value (the run's folder)\n"); free(data); return 2; }
+            resume = argv[++i];
+        }
     }
     moe_train_config c;
     moe_error err;
     if (resume) {
         if (moe_trainer_read_config(resume, &c, &err) != MOE_OK) {
-            fprintf(stderr, "moe: %s\n", err.msg);
+            fprintf(stderr, "moe train: %s\n", cli_msg("train", err.msg));
             free(data);
             return 1;
         }
     } else {
         moe_train_config_default(&c);
     }
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--resume")) { i++; continue; }
-        if (!strcmp(argv[i], "--data")) {
-            if (i + 1 >= argc) { fprintf(stderr, "moe: --data needs a path\n"); bad = 1; break; }
-            data[n_data++] = argv[++i];
-        } else if (!strcmp(argv[i], "--out")) {
-            if (i + 1 >= argc) { fprintf(stderr, "moe: --out needs a directory\n"); bad = 1; break; }
-            out = argv[++i];
-        } else if (!strcmp(argv[i], "--quiet")) {
-            quiet = 1;
-        } else if (!train_opts_apply(&c, argc, argv, &i, &bad)) {
-            fprintf(stderr, "moe train: unknown option '%s'\n", argv[i]);
-            bad = 1;
-        }
-        if (bad) break;
+        const char *v = NULL;
+        if (cli_str_opt("--data", NULL, argc, argv, &i, &v, &bad)) { if (v) data[n_data++] = v; }
+        else if (cli_str_opt("--out", NULL, argc, argv, &i, &out, &bad)) {}
+        else if (!strcmp(argv[i], "--quiet")) quiet = 1;
+        else if (cli_seed_opt("--seed", argc, argv, &i, &seed, &bad)) { if (!bad) c.seed = cli_seed_resolve(seed); }
+        else if (!train_opts_apply(&c, argc, argv, &i, &bad)) bad = cli_unknown("train", argv[i]);
     }
-    if (bad) { usage(stderr); free(data); return 2; }
+    if (bad) { free(data); return 2; }
     train_opts_warn(&c);
     c.model.n_threads = n_threads;
     c.model.max_batch = c.batch;
@@ -272,21 +384,49 @@ int cmd_train(int argc, char **argv, int n_threads) {
         out = resume;
         st = moe_trainer_resume(&t, resume, &c, &err);
     } else {
+        cli_progress pr;
+        cli_progress_init(&pr, "train");
+        if (!quiet) {
+            c.progress = cli_progress_cb;
+            c.progress_user = &pr;
+        }
         st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        cli_progress_end(&pr);
     }
     free(data);
     if (st != MOE_OK) {
-        fprintf(stderr, "moe: %s\n", err.msg);
+        if (st == MOE_ERR_CANCELLED) return cli_signal_exit() ? cli_signal_exit() : 130;
+        fprintf(stderr, "moe train: %s\n", cli_msg("train", err.msg));
         return 1;
     }
     train_print_data_notes(t);
+    const int64_t done = moe_trainer_steps_done(t), sched = moe_trainer_schedule_steps(t);
+    if (resume && done >= c.steps) {
+        printf("nothing left to train: %s is at step %lld and --steps is %lld (give a larger --steps to continue; "
+               "the checkpoint is unchanged)\n", resume, (long long)done, (long long)c.steps);
+        moe_trainer_free(t);
+        return 0;
+    }
     if (!quiet) {
         train_print_summary(t);
-        if (resume) printf("resuming %s at step %lld\n", resume, (long long)moe_trainer_steps_done(t));
+        if (resume) printf("resuming %s at step %lld of %lld\n", resume, (long long)done, (long long)c.steps);
+    }
+    if (resume && c.steps > sched) {
+        if (done >= sched)
+            printf("learning rate: the run's cosine schedule ended at step %lld; steps %lld-%lld hold %.3g "
+                   "(--min-lr)\n", (long long)sched, (long long)done + 1, (long long)c.steps, c.min_lr);
+        else
+            printf("learning rate: the run's cosine schedule goes on to step %lld; steps %lld-%lld then hold %.3g "
+                   "(--min-lr)\n", (long long)sched, (long long)sched + 1, (long long)c.steps, c.min_lr);
     }
     char metrics[4096];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out);
-    train_run_opts o = {.quiet = quiet, .metrics_path = metrics, .show_routing = 1, .log_every = 0};
+    if (resume) {
+        trim_metrics(metrics, done);
+        clean_stale_tmp(out);
+    }
+    train_run_opts o = {.quiet = quiet, .metrics_path = metrics, .show_routing = 1, .log_every = 0,
+                        .has_checkpoint = resume != NULL, .dir = out};
     int rc = train_run(t, &o);
     if (rc == 0 && !quiet) printf("saved %s/model.gguf and %s/state.gguf at step %lld\n", out, out,
                                   (long long)moe_trainer_steps_done(t));

@@ -63,9 +63,23 @@ static const train_opt opts[] = {
 #define N_OPTS ((int)(sizeof opts / sizeof opts[0]))
 
 void train_opts_usage(FILE *f) {
-    for (int i = 0; i < N_OPTS; i++)
-        fprintf(f, "    %-16s %s%s\n", opts[i].name, opts[i].kind == O_FLAG ? "" : "N  ", opts[i].help);
-    fprintf(f, "    %-16s %s\n", "--router NAME", "routing method preset (moe_router_names)");
+    moe_train_config d;
+    moe_train_config_default(&d);
+    for (int i = 0; i < N_OPTS; i++) {
+        const char *p = (const char *)&d + opts[i].off;
+        char def[48];
+        switch (opts[i].kind) {
+        case O_INT: snprintf(def, sizeof def, "%d", *(const int *)p); break;
+        case O_I64: snprintf(def, sizeof def, "%lld", (long long)*(const int64_t *)p); break;
+        case O_FLOAT: snprintf(def, sizeof def, "%g", (double)*(const float *)p); break;
+        case O_U64: snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+        case O_FLAG: snprintf(def, sizeof def, "%s", *(const int *)p == opts[i].flag_value ? "on" : "off"); break;
+        }
+        fprintf(f, "    %-16s %s%s (default %s)\n", opts[i].name, opts[i].kind == O_FLAG ? "" : "N  ", opts[i].help, def);
+    }
+    fprintf(f, "    %-16s %s", "--router NAME", "routing method preset (default softmax):");
+    for (const char *const *r = moe_router_names(); *r; r++) fprintf(f, " %s", *r);
+    fprintf(f, "\n");
 }
 
 /* Applies the table option at argv[*i] (advancing *i past its value).

@@ -108,6 +108,7 @@ typedef enum moe_status {
     MOE_ERR_IO,          /* a read or write failed */
     MOE_ERR_FORMAT,      /* a file that is not what it claims to be */
     MOE_ERR_UNSUPPORTED, /* valid, but not implemented here */
+    MOE_ERR_CANCELLED,   /* stopped by moe_cancel (files being written removed) */
     MOE_STATUS_COUNT     /* append new codes above this line */
 } moe_status;
 
@@ -120,6 +121,30 @@ typedef struct moe_error {
                       characters (from names in files) written as \xNN,
                       line ends kept */
 } moe_error;
+
+/* ---------------------------------------------------------- cancellation */
+
+/* A request, for the whole process, that long calls stop: file writers
+ * (moe_model_save, moe_trainer_save, moe_convert_hf, moe_quantize,
+ * moe_synth_model, the token cache), tokenizer training, moe_trainer_create
+ * and moe_infer_perplexity return MOE_ERR_CANCELLED at their next check
+ * (between chunks, tensors, merges or batches),
+ * having removed their temporary files; an existing target file is left
+ * as it was. moe_cancel is async-signal-safe (it sets one volatile
+ * sig_atomic_t): call it from a SIGINT/SIGTERM handler. The library never
+ * installs a handler. The request stays until moe_cancel_clear. (The one
+ * exception to "no global state": a signal handler has no handle to
+ * reach.) */
+MOE_API void moe_cancel(void);
+MOE_API void moe_cancel_clear(void);
+/* 1 while a request is pending. */
+MOE_API int moe_cancel_requested(void);
+
+/* Progress of a long call: `what` names the phase ("training the
+ * tokenizer", "tokenizing", "writing"), done of total units. Called on the
+ * calling thread, often (the callback throttles its own output); it must
+ * not call back into the library on the same handle. */
+typedef void (*moe_progress_fn)(void *user, const char *what, int64_t done, int64_t total);
 
 /* ------------------------------------------------------------ dense GEMM */
 
@@ -478,12 +503,15 @@ MOE_API size_t moe_model_memory_bytes(const moe_model_config *c);
  * 90% of this machine's physical memory. */
 MOE_API moe_status moe_model_check_memory(const moe_model_config *c, moe_error *err);
 
-/* Sizes of a configuration. Active parameters count k of E experts; FLOPs
+/* Sizes of a configuration. Active parameters count k of E experts and,
+ * when the output head is not tied, one row of the embedding (the same
+ * rule as moe_infer_info.params_active, so `moe train` and `moe inspect`
+ * agree); FLOPs
  * are those of the matrix products and attention (2 per multiply-add) for
  * one token of a full ctx_len sequence; training is 3x the forward. */
 typedef struct moe_model_counts {
     int64_t params;        /* every parameter */
-    int64_t active_params; /* parameters one token uses (embedding included) */
+    int64_t active_params; /* parameters one token uses */
     int64_t expert_params; /* parameters inside routed experts */
     double fwd_flops;      /* forward FLOPs per token */
     double train_flops;    /* forward + backward FLOPs per token */
@@ -673,7 +701,8 @@ typedef struct moe_train_config {
     int64_t warmup;          /* warmup steps */
     int64_t eval_every;      /* steps between validation losses (0: never) */
     int eval_batches;        /* validation batches per evaluation (0: all) */
-    int64_t save_every;      /* steps between checkpoints (0: only at the end) */
+    int64_t save_every;      /* steps between checkpoints (default 100; 0:
+                                only at the end) */
     float val_fraction;      /* share of the tokens held out */
     uint64_t seed;           /* initialisation, data order, routing noise */
     int64_t corpus_bytes;    /* size of the built-in corpus when no data */
@@ -682,6 +711,9 @@ typedef struct moe_train_config {
                                 skipped with a warning; 0 (default): the
                                 first is an error naming it */
     float eval_capacity;     /* capacity factor of validation (MOE_DROPLESS) */
+    moe_progress_fn progress; /* moe_trainer_create's tokenizer training and
+                                 tokenizing (NULL: none; not saved) */
+    void *progress_user;
 } moe_train_config;
 
 MOE_API void moe_train_config_default(moe_train_config *c);
@@ -738,6 +770,11 @@ MOE_API moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *
 MOE_API moe_status moe_trainer_save(moe_trainer *t, moe_error *err);
 
 MOE_API int64_t moe_trainer_steps_done(const moe_trainer *t);
+/* The length of the learning-rate schedule: warmup, then a cosine from lr
+ * to min_lr over the steps the run was created with. A resume keeps it:
+ * with a larger steps the rate holds at min_lr after the cosine's end
+ * (it never jumps back up); with a smaller one the run stops early. */
+MOE_API int64_t moe_trainer_schedule_steps(const moe_trainer *t);
 MOE_API const moe_train_config *moe_trainer_config(const moe_trainer *t);
 MOE_API moe_model *moe_trainer_model(moe_trainer *t);
 MOE_API const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t);

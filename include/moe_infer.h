@@ -237,6 +237,8 @@ typedef struct moe_synth_config {
     int top_k;         /* 0: the preset's (capped at n_experts) */
     int d_ff;          /* expert hidden size (llama: the FFN's); 0: preset */
     uint64_t seed;     /* 0: 1 */
+    moe_progress_fn progress; /* tensors generated (NULL: none) */
+    void *progress_user;
 } moe_synth_config;
 
 MOE_API void moe_synth_config_default(moe_synth_config *c); /* mixtral, f32, tiny, seed 1 */
@@ -261,6 +263,9 @@ MOE_API moe_status moe_synth_model(const char *path, const moe_synth_config *c,
  * settings, unused tensors. Errors name the file, key or tensor. */
 MOE_API moe_status moe_convert_hf(const char *dir, const char *out_path, const char *type,
                                   moe_error *err);
+/* The same, reporting bytes written of the file's size to fn (may be NULL). */
+MOE_API moe_status moe_convert_hf_progress(const char *dir, const char *out_path, const char *type,
+                                           moe_progress_fn fn, void *user, moe_error *err);
 
 /* ----------------------------------------------------------- quantize */
 

@@ -76,7 +76,7 @@ class SynthSpec(Structure):  # src/tools/synth.h, field by field
         ("rope_base", c_float), ("rms_eps", c_float), ("embedding_scale", c_float),
         ("residual_scale", c_float), ("attention_scale", c_float), ("logit_scale", c_float),
         ("wtype", c_uint32), ("store_dequantized", c_int), ("seed", c_uint64),
-        ("with_tokenizer", c_int),
+        ("with_tokenizer", c_int), ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p),
     ]
 
 

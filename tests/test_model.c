@@ -527,9 +527,10 @@ static void check_counts(const char *name, const moe_model_config *c, int expect
     else if (k.expert_params != experts)
         tu_fail(name, "expert_params %lld, the *_exps tensors sum to %lld", (long long)k.expert_params,
                 (long long)experts);
-    else if (expect_active_lt ? !(k.active_params < k.params) : k.active_params != k.params)
+    else if (expect_active_lt ? !(k.active_params < k.params)
+                              : k.active_params != k.params - (c->tie_embeddings ? 0 : (int64_t)(c->vocab_size - 1) * c->d_model))
         tu_fail(name, "active_params %lld, params %lld: expected %s", (long long)k.active_params,
-                (long long)k.params, expect_active_lt ? "fewer" : "equal");
+                (long long)k.params, expect_active_lt ? "fewer" : "equal, less the other embedding rows when untied");
     else if (!(k.fwd_flops > 0) || k.train_flops != 3.0 * k.fwd_flops)
         tu_fail(name, "flops: forward %g, train %g (expected 3x)", k.fwd_flops, k.train_flops);
     else {
@@ -557,11 +558,13 @@ static void test_counts(void) {
     c.moe_every = 1;
     c.head_dim = 6;                  /* H * hd != d */
     check_counts("model/count/head_dim", &c, 1);
-    /* active = params - (1 - k/E) * expert params, for plain top-k */
+    /* active = params - (1 - k/E) * expert params - the other embedding
+       rows (untied), for plain top-k: the rule of src/model/active.h */
     tiny_config(&c);
     moe_model_counts k;
     moe_model_count(&c, &k);
-    double want = (double)k.params - (1.0 - (double)c.moe.top_k / c.moe.n_experts) * (double)k.expert_params;
+    double want = (double)k.params - (1.0 - (double)c.moe.top_k / c.moe.n_experts) * (double)k.expert_params -
+                  (c.tie_embeddings ? 0.0 : (double)(c.vocab_size - 1) * c.d_model);
     if (fabs((double)k.active_params - want) > 1.0)
         tu_fail("model/count/active_share", "active_params %lld, expected %.0f", (long long)k.active_params, want);
     else

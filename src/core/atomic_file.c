@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/cancel.h"
 #include "core/error.h"
 
 /* The fuzz build only (make fuzz): its harnesses write thousands of files a
@@ -123,6 +124,10 @@ moe_status atomic_file_write(atomic_file *f, const void *data, size_t n, moe_err
         atomic_file_abort(f);
         return s;
     }
+    if (cancel_check(err, f->path) != MOE_OK) { /* moe_cancel: remove the temporary file */
+        atomic_file_abort(f);
+        return MOE_ERR_CANCELLED;
+    }
     const unsigned char *p = data;
     if (f->buf_used + n <= ATOMIC_FILE_BUF) {
         if (n) memcpy(f->buf + f->buf_used, p, n);
@@ -173,7 +178,12 @@ moe_status atomic_file_commit(atomic_file *f, moe_error *err) {
     if (f->fd < 0)
         return moe_err(err, MOE_ERR_ARG, "%s: commit of a file that is not open",
                        f->path ? f->path : "(atomic file)");
-    moe_status s = flush_buf(f, err);
+    moe_status s = cancel_check(err, f->path);
+    if (s) {
+        atomic_file_abort(f);
+        return s;
+    }
+    s = flush_buf(f, err);
     if (s) return s;
     if (fsync(f->fd) != 0) {
         s = moe_err(err, MOE_ERR_IO, "%s: fsync failed: %s", f->path, strerror(errno));

@@ -3,7 +3,8 @@
  *
  * For: models, checkpoints and training state. The data goes to a temporary
  * file in the same directory (".<name>.tmp.<pid>.<n>"); commit flushes,
- * fsyncs, renames it over the target and fsyncs the directory. Any failure, or
+ * fsyncs, renames it over the target and fsyncs the directory. Any failure, a
+ * pending moe_cancel (checked at each write and at commit), or
  * an abort, removes the temporary file and leaves the old target untouched.
  * Not for: appending, or files shared by several writers at once (the last
  * commit wins).

@@ -16,6 +16,7 @@ const char *moe_status_str(moe_status s) {
     case MOE_ERR_IO: return "input/output error";
     case MOE_ERR_FORMAT: return "bad file format";
     case MOE_ERR_UNSUPPORTED: return "unsupported";
+    case MOE_ERR_CANCELLED: return "cancelled";
     case MOE_STATUS_COUNT: break;
     }
     return "unknown status";

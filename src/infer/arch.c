@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/active.h"
 #include "model/model_file.h"
 
 static const char *const k_arch_names[ARCH_COUNT] = {
@@ -594,7 +595,8 @@ moe_status arch_load(arch_model *m, const gguf_ctx *g, moe_error *err) {
 }
 
 void arch_active(const arch_model *m, int k, int64_t *params_active, int64_t *bytes_active) {
-    int64_t p = m->params_total, b = m->bytes_total;
+    int64_t b = m->bytes_total;
+    double unused_p = 0;
     const int64_t E = m->hp.n_experts;
     for (int l = 0; l < m->hp.n_layers; l++) {
         const arch_layer *ly = &m->layers[l];
@@ -602,15 +604,14 @@ void arch_active(const arch_model *m, int k, int64_t *params_active, int64_t *by
         const int64_t unused = E - k;
         const arch_mat *w[3] = {&ly->gate_exps, &ly->up_exps, &ly->down_exps};
         for (int i = 0; i < 3; i++) {
-            p -= unused * w[i]->rows * w[i]->cols;
+            unused_p += (double)(unused * w[i]->rows * w[i]->cols);
             b -= unused * (int64_t)w[i]->mat_bytes;
         }
     }
-    if (!m->output_tied) { /* a token reads one row of the embedding */
-        p -= (m->token_embd.rows - 1) * m->token_embd.cols;
+    if (!m->output_tied) /* a token reads one row of the embedding */
         b -= (int64_t)(m->token_embd.mat_bytes - m->token_embd.row_bytes);
-    }
-    *params_active = p;
+    *params_active = model_active_params(m->params_total, unused_p, m->token_embd.rows, m->token_embd.cols,
+                                         m->output_tied);
     *bytes_active = b;
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cancel.h"
 #include "core/error.h"
 #include "moe_infer.h"
 
@@ -99,6 +100,8 @@ moe_status moe_infer_perplexity(moe_infer *m, const int32_t *tokens, int64_t n,
         for (int b0 = 0; b0 < len && st == MOE_OK; b0 += Bt) {
             const int nb = len - b0 < Bt ? len - b0 : Bt;
             const int lo = first > b0 ? first : b0, hi = last < b0 + nb ? last : b0 + nb;
+            st = cancel_check(err, "perplexity"); /* moe_cancel: stop between batches */
+            if (st != MOE_OK) break;
             st = moe_infer_eval(m, win + b0, nb, b0, hi > lo ? lg : NULL, 1, err);
             if (st != MOE_OK) {
                 st = moe_err(err, st, "perplexity, window %lld (tokens %lld..%lld): %s", (long long)k,

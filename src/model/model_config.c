@@ -2,6 +2,7 @@
  * and FLOP counts, and the memory a model of a configuration needs.
  * Not for: building the model (model.c). */
 #include "model/model.h"
+#include "model/active.h"
 #include "core/error.h"
 
 #include <math.h>
@@ -110,13 +111,12 @@ void moe_model_count(const moe_model_config *c, moe_model_counts *out) {
     const int64_t d = c->d_model, V = c->vocab_size, H = c->n_heads, Hkv = c->n_kv_heads;
     const int64_t hd = c->head_dim ? c->head_dim : d / (H ? H : 1);
     int64_t total = V * d + d + (c->tie_embeddings ? 0 : V * d);
-    double active = (double)total;
+    double unused = 0; /* routed expert parameters a token does not use */
     double mm = (double)V * d;          /* multiply-adds per token: output head */
     int64_t expert_total = 0;
     for (int l = 0; l < c->n_layers; l++) {
         int64_t attn = 2 * d + d * H * hd * 2 + d * Hkv * hd * 2;
         total += attn;
-        active += (double)attn;
         mm += (double)(attn - 2 * d);
         /* attention scores and weighted values over the causal prefix:
            on average (T + 1) / 2 keys per query */
@@ -127,17 +127,16 @@ void moe_model_count(const moe_model_config *c, moe_model_counts *out) {
             moe_layer_sizes(c, &ex, &other, &frac);
             total += ex + other;
             expert_total += ex;
-            active += (double)ex * frac + (double)other;
+            unused += (double)ex * (1.0 - frac);
             mm += (double)ex * frac + (double)other;
         } else {
             int64_t f = 3 * (int64_t)c->d_ff * d;
             total += f;
-            active += (double)f;
             mm += (double)f;
         }
     }
     out->params = total;
-    out->active_params = (int64_t)llround(active);
+    out->active_params = model_active_params(total, unused, V, d, c->tie_embeddings);
     out->expert_params = expert_total;
     out->fwd_flops = 2.0 * mm;
     out->train_flops = 6.0 * mm;

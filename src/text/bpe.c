@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cancel.h"
 #include "core/error.h"
 #include "core/heap.h"
 #include "text/bpe_internal.h"
@@ -355,6 +356,11 @@ nomem:
 
 moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
                      int vocab_size, moe_error *err) {
+    return bpe_train_progress(tok, text, n, vocab_size, NULL, NULL, err);
+}
+
+moe_status bpe_train_progress(bpe_tokenizer *tok, const uint8_t *text, size_t n, int vocab_size,
+                              moe_progress_fn fn, void *user, moe_error *err) {
     if (!tok) return moe_err(err, MOE_ERR_ARG, "bpe_train: tok is NULL");
     memset(tok, 0, sizeof *tok);
     if (!text && n > 0) return moe_err(err, MOE_ERR_ARG, "bpe_train: text is NULL with n = %zu", n);
@@ -377,6 +383,14 @@ moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
     }
     if (!push_changed(&T)) goto nomem;
     while (nm < want && T.nh > 0) {
+        if ((nm & 63) == 0) {
+            if (moe_cancel_requested()) { /* moe_cancel */
+                trainer_free(&T);
+                free(merges);
+                return cancel_check(err, "tokenizer training");
+            }
+            if (fn) fn(user, "training the tokenizer", nm, want);
+        }
         hent e = hent_heap_pop(T.heap, &T.nh);
         tpair *q = &T.p[e.idx];
         if (q->count != e.count || q->count <= 0) continue; /* stale entry */
@@ -389,6 +403,7 @@ moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
         if (!apply_merge(&T, e.idx, x) || !push_changed(&T)) goto nomem;
     }
     trainer_free(&T);
+    if (fn) fn(user, "training the tokenizer", want, want);
     return build_trained(tok, merges, nm, err);
 nomem:
     trainer_free(&T);

@@ -99,6 +99,9 @@ void bpe_free(bpe_tokenizer *tok);
  * with n > 0 (MOE_ERR_ARG); out of memory. */
 moe_status bpe_train(bpe_tokenizer *tok, const uint8_t *text, size_t n,
                      int vocab_size, moe_error *err);
+/* The same, reporting merges done of those asked to fn (may be NULL). */
+moe_status bpe_train_progress(bpe_tokenizer *tok, const uint8_t *text, size_t n, int vocab_size,
+                              moe_progress_fn fn, void *user, moe_error *err);
 
 /* Encodes text[0, n) (any bytes; text may be NULL when n == 0). Writes at most
  * cap ids to out and sets *n_out to the number of ids of the whole text, which

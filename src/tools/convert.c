@@ -557,7 +557,7 @@ static moe_status fill_rows(const cv_tensor *t, int64_t r0, int64_t r1, uint8_t 
 }
 
 static moe_status write_file(const char *out_path, const gguf_writer *meta, plan *p, int nt,
-                             moe_error *err) {
+                             const convert_opts *o, moe_error *err) {
     void *img = NULL;
     size_t img_n = 0;
     gguf_ctx *g = NULL;
@@ -618,6 +618,8 @@ static moe_status write_file(const char *out_path, const gguf_writer *meta, plan
             st = fill_rows(t, r0, r1, buf, nt, err);
             if (st) atomic_file_abort(&f);
             else st = atomic_file_write(&f, buf, (size_t)(r1 - r0) * t->row_bytes, err);
+            if (!st && o && o->progress) o->progress(o->progress_user, "writing", (int64_t)(f.written - data0),
+                                                     (int64_t)off);
         }
         if (!st) st = pad_to(&f, align, err);
     }
@@ -713,7 +715,7 @@ moe_status convert_hf(const char *dir, const char *out_path, const convert_opts 
     if ((st = gguf_writer_create(&w, err))) goto done;
     if ((st = add_metadata(w, &hp, name, (uint32_t)wt, err))) goto done;
     if ((st = convert_tokenizer(w, dir, cfg, hp.V, o ? o->pre : NULL, notes, err))) goto done;
-    if ((st = write_file(out_path, w, &p, nt, err))) goto done;
+    if ((st = write_file(out_path, w, &p, nt, o, err))) goto done;
     if ((st = verify(out_path, err))) {
         unlink(out_path);
         char m[sizeof err->msg];
@@ -731,7 +733,12 @@ done:
 
 moe_status moe_convert_hf(const char *dir, const char *out_path, const char *type,
                           moe_error *err) {
-    convert_opts o = {type, NULL, 0};
+    return moe_convert_hf_progress(dir, out_path, type, NULL, NULL, err);
+}
+
+moe_status moe_convert_hf_progress(const char *dir, const char *out_path, const char *type,
+                                   moe_progress_fn fn, void *user, moe_error *err) {
+    convert_opts o = {type, NULL, 0, fn, user};
     cv_notes notes;
     notes.len = 0;
     notes.text[0] = '\0';

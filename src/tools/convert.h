@@ -102,6 +102,8 @@ typedef struct convert_opts {
                          "q2_k", "q3_k", "q4_k", "q5_k", "q6_k" (any case); NULL: "f16" */
     const char *pre;  /* tokenizer.ggml.pre to write instead of the detected one; NULL: detect */
     int n_threads;    /* <= 0: the OpenMP default */
+    moe_progress_fn progress; /* bytes written of the file's size (NULL: none) */
+    void *progress_user;
 } convert_opts;
 
 /* Converts the folder dir to out_path. notes (may be NULL) gets what the

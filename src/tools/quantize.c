@@ -24,6 +24,7 @@
 #include <omp.h>
 #endif
 
+#include "core/cancel.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
@@ -167,6 +168,7 @@ moe_status moe_quantize(const char *in_path, const char *out_path, const moe_qua
             /* chunks of about 4M weights, so progress moves on big tensors */
             const int64_t per = cols >= ((int64_t)1 << 22) ? 1 : ((int64_t)1 << 22) / cols;
             for (int64_t r0 = 0; r0 < rows && !failed; r0 += per) {
+                if (moe_cancel_requested()) break; /* moe_cancel: stop between chunks */
                 const int64_t r1 = r0 + per < rows ? r0 + per : rows;
 #pragma omp parallel num_threads(nth > 0 ? nth : omp_get_max_threads()) if (r1 - r0 > 1)
                 {
@@ -193,6 +195,7 @@ moe_status moe_quantize(const char *in_path, const char *out_path, const moe_qua
                 if (o.progress) o.progress(o.user, done_w, total);
             }
             if (failed) { st = moe_err(err, MOE_ERR_FORMAT, "quantize: %s: %s", t->name.s, e1.msg); break; }
+            if ((st = cancel_check(err, "quantize"))) break;
         }
         st = gguf_writer_add_tensor(w, t->name.s, types[i], t->n_dims, t->ne, bufs[i] ? bufs[i] : t->data, nb, err);
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cancel.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/rng.h"
@@ -576,7 +577,9 @@ static moe_status build(const synth_spec *s, plan *p, gguf_writer **wout, moe_er
     if (!st) st = add_metadata(w, s, f, err);
     for (int i = 0; i < p->n && !st; i++) {
         syn_tensor *t = &p->t[i];
-        st = fill_tensor(t, s->seed, err);
+        if (s->progress) s->progress(s->progress_user, "generating", i, p->n);
+        st = cancel_check(err, "synthesizing a model");
+        if (!st) st = fill_tensor(t, s->seed, err);
         if (!st) st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
                                              t->nbytes, err);
     }

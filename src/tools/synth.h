@@ -138,6 +138,8 @@ typedef struct synth_spec {
                               store the dequantized values as F32 */
     uint64_t seed;
     int with_tokenizer;
+    moe_progress_fn progress; /* tensors filled of all (NULL: none) */
+    void *progress_user;
 } synth_spec;
 
 /* A tiny model of arch (NULL or unknown: "mixtral"): 2 layers (deepseek 3,

@@ -85,6 +85,10 @@ moe_status moe_synth_model(const char *path, const moe_synth_config *c, int64_t 
     synth_spec s;
     moe_status st = make_spec(&s, c, err);
     int64_t total = 0;
+    if (!st) {
+        s.progress = c->progress;
+        s.progress_user = c->progress_user;
+    }
     if (!st) st = synth_count(&s, &total, NULL, err);
     if (!st) st = synth_write(&s, path, err);
     if (!st && params_total) *params_total = total;

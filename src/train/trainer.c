@@ -16,6 +16,7 @@
  */
 #include "moe.h"
 #include "core/autothreads.h"
+#include "core/cancel.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/model_file.h"
@@ -34,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TOKENIZER_SAMPLE_BYTES ((size_t)8 << 20) /* text the BPE trains on, at most */
 
@@ -51,6 +53,8 @@ struct moe_trainer {
     data_loader loader;
     int32_t *x, *y;         /* [batch, ctx] */
     int64_t step;
+    int64_t schedule_steps; /* length of the learning-rate cosine: the
+                               steps of the run's creation, kept on resume */
     uint64_t tok_fp, src_fp;
     moe_data_info info;
     autothreads at;         /* the step's thread count when none was given */
@@ -76,7 +80,7 @@ void moe_train_config_default(moe_train_config *c) {
     c->warmup = 30;
     c->eval_every = 150;
     c->eval_batches = 16;
-    c->save_every = 0;
+    c->save_every = 100;  /* kill -9 loses at most this many steps */
     c->val_fraction = 0.05f;
     c->seed = 1;
     c->corpus_bytes = 3 << 20;
@@ -150,15 +154,24 @@ static moe_status encode_all(moe_trainer *t, const uint8_t *text, size_t n, cons
         cut[++np] = c;
     }
     int failed = 0;
+    size_t n_done = 0; /* pieces done (progress, from thread 0) */
+    const moe_progress_fn fn = t->cfg.progress;
     #pragma omp parallel for schedule(dynamic, 1)
     for (size_t p = 0; p < np; p++) {
         size_t got;
+        if (moe_cancel_requested()) { failed = 1; cnt[p] = 0; continue; }
         if (bpe_encode(&t->tok->bpe, text + cut[p], cut[p + 1] - cut[p], out + cut[p], cut[p + 1] - cut[p], &got, NULL))
             failed = 1;
         cnt[p] = got;
+        size_t d;
+        #pragma omp atomic capture
+        d = ++n_done;
+        if (fn && omp_get_thread_num() == 0) fn(t->cfg.progress_user, "tokenizing", (int64_t)d, (int64_t)np);
     }
+    if (fn) fn(t->cfg.progress_user, "tokenizing", (int64_t)np, (int64_t)np);
     if (failed) {
         free(cut); free(cnt); free(which); free(out);
+        if (moe_cancel_requested()) return cancel_check(err, "tokenizing the data");
         return moe_err(err, MOE_ERR_ARG, "tokenizing the data failed");
     }
     size_t w = 0;
@@ -328,11 +341,16 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     moe_status st = check_train_config(&c, err);
     if (st != MOE_OK) return st;
     if (!dir || !*dir) return moe_err(err, MOE_ERR_ARG, "trainer: no output directory");
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    const int made_dir = mkdir(dir, 0777) == 0; /* removed again on failure (if still empty) */
+    if (!made_dir && errno != EEXIST)
         return moe_err(err, MOE_ERR_IO, "cannot create the run directory %s: %s", dir, strerror(errno));
     moe_trainer *t = calloc(1, sizeof *t);
-    if (!t) return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
+    if (!t) {
+        if (made_dir) rmdir(dir);
+        return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory");
+    }
     t->cfg = c;
+    t->schedule_steps = c.steps;
     t->dir = strdup(dir);
     char *state = join(dir, "state.gguf"), *model = join(dir, "model.gguf"), *cache = join(dir, "tokens.bin");
     uint8_t *text = NULL;
@@ -356,6 +374,7 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     } else {
         st = corpus_generate(&text, &n_text, (size_t)c.corpus_bytes, c.seed, err);
     }
+    if (st == MOE_OK) st = cancel_check(err, "reading the data");
     if (st != MOE_OK) goto done;
     n_src = srcs.n ? srcs.n : 1;
     src_end = malloc(sizeof(size_t) * n_src);
@@ -376,9 +395,11 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
         add_note(t, "note: a vocabulary of %d is the 256 bytes alone (no merges): the model gets %d ids, the bytes "
                  "and <|bos|>, <|eos|>", c.model.vocab_size, want_vocab);
     }
-    st = moe_tokenizer_train(&t->tok, (const char *)text, n_text < TOKENIZER_SAMPLE_BYTES ? n_text : TOKENIZER_SAMPLE_BYTES,
-                             want_vocab, err);
-    if (st != MOE_OK) goto done;
+    t->tok = calloc(1, sizeof *t->tok);
+    if (!t->tok) { st = moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory"); goto done; }
+    st = bpe_train_progress(&t->tok->bpe, text, n_text < TOKENIZER_SAMPLE_BYTES ? n_text : TOKENIZER_SAMPLE_BYTES,
+                            want_vocab, c.progress, c.progress_user, err);
+    if (st != MOE_OK) { free(t->tok); t->tok = NULL; goto done; }
     if (moe_tokenizer_n_vocab(t->tok) != c.model.vocab_size) {
         /* the text ran out of pairs (or bytes alone): the model uses what the tokenizer has */
         t->cfg.model.vocab_size = moe_tokenizer_n_vocab(t->tok);
@@ -405,7 +426,8 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     if (st != MOE_OK) goto done;
     free(text);
     text = NULL;
-    st = setup_data(t, counts, n_src, names, err);
+    st = cancel_check(err, "tokenizing the data");
+    if (st == MOE_OK) st = setup_data(t, counts, n_src, names, err);
     if (st != MOE_OK) goto done;
     st = moe_model_create(&t->model, &t->cfg.model, err);
     if (st != MOE_OK) goto done;
@@ -420,7 +442,13 @@ done:
     free(counts);
     free(names);
     data_sources_free(&srcs);
-    if (st != MOE_OK) { moe_trainer_free(t); return st; }
+    if (st != MOE_OK) {
+        if (made_dir) rmdir(dir); /* a run that never started leaves no empty folder */
+        moe_trainer_free(t);
+        return st;
+    }
+    t->cfg.progress = NULL; /* the callback is for creation only */
+    t->cfg.progress_user = NULL;
     *out = t;
     return MOE_OK;
 }
@@ -464,7 +492,10 @@ static moe_status trainer_step(moe_trainer *t, moe_train_step_info *info, moe_er
         r.router += ls.router / (float)c->accum;
     }
     if (c->accum > 1) scale_grads(t->model, 1.0f / (float)c->accum);
-    r.lr = moe_lr_schedule(t->step, c->steps, c->warmup, c->lr, c->min_lr);
+    /* the cosine of the run's first length; past its end (a resume with a
+       larger --steps) the rate holds at min_lr: it never jumps back up */
+    r.lr = t->step < t->schedule_steps ? moe_lr_schedule(t->step, t->schedule_steps, c->warmup, c->lr, c->min_lr)
+                                       : c->min_lr;
     moe_status st = moe_adamw_step(t->opt, r.lr, &r.grad_norm, err);
     if (st != MOE_OK) return st;
     for (int l = 0; l < mc->n_layers; l++) {
@@ -545,6 +576,7 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     TRY(state_file_add_train_config(w, &t->cfg, err));
     TRY(gguf_writer_set_i64(w, "moe.train.step", t->step, err));
     TRY(gguf_writer_set_i64(w, "moe.train.adam_t", moe_adamw_steps(t->opt), err));
+    TRY(gguf_writer_set_i64(w, "moe.train.schedule_steps", t->schedule_steps, err));
     TRY(gguf_writer_set_u64(w, "moe.train.loader_state", data_loader_state(&t->loader), err));
     TRY(gguf_writer_set_u64(w, "moe.train.tokenizer_fp", t->tok_fp, err));
     TRY(gguf_writer_set_u64(w, "moe.train.source_fp", t->src_fp, err));
@@ -670,6 +702,15 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     if (step < 0 || adam_t < 0) { st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: negative step", state); goto done; }
     moe_adamw_set_steps(t->opt, adam_t);
     t->step = step;
+    /* checkpoints from before this key: the cosine ran over the saved steps */
+    t->schedule_steps = saved.steps;
+    if (gguf_find_kv(g, "moe.train.schedule_steps"))
+        TRY(gguf_get_i64(g, "moe.train.schedule_steps", &t->schedule_steps, err));
+    if (t->schedule_steps < 1) {
+        st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: moe.train.schedule_steps = %lld, expected >= 1", state,
+                     (long long)t->schedule_steps);
+        goto done;
+    }
     data_loader_set_state(&t->loader, ls);
     const moe_model_config *mc = &t->cfg.model;
     uint64_t nr;
@@ -696,6 +737,7 @@ done:
 }
 
 int64_t moe_trainer_steps_done(const moe_trainer *t) { return t->step; }
+int64_t moe_trainer_schedule_steps(const moe_trainer *t) { return t->schedule_steps; }
 const moe_train_config *moe_trainer_config(const moe_trainer *t) { return &t->cfg; }
 moe_model *moe_trainer_model(moe_trainer *t) { return t->model; }
 const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t) { return t->tok; }
