@@ -10,6 +10,8 @@
 #   make fuzz       libFuzzer harnesses (clang, ASan + UBSan) into build/fuzz/,
 #                   and their seed corpora (docs/TESTING.md)
 #   make fuzz-smoke make fuzz, then each harness for FUZZ_TIME (30) seconds
+#   MPI=1 / MPI=0   force the distributed paths (src/dist over Open MPI) on or
+#                   off; by default on when mpicc is found
 # Parallel by default (-j<cores>; a -j of yours wins); one line per file,
 # V=1 prints the commands.
 
@@ -25,7 +27,7 @@ CFLAGS_BASE = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp -
 CFLAGS_ALL = $(CFLAGS_BASE) $(SAN) $(CFLAGS)
 CFLAGS_SIMD = $(CFLAGS_BASE) $(SIMD_SAN) $(CFLAGS)
 # zlib, liblzma, libzstd: compressed training data (src/train/decompress.c)
-LDLIBS_ALL = -fopenmp -lzstd -llzma -lz -lm $(SAN) $(LDLIBS)
+LDLIBS_ALL = -fopenmp -lzstd -llzma -lz -lm $(SAN) $(MPI_LIBS) $(LDLIBS)
 # The quantized SIMD kernels (src/quant/*_avx2.c, *_avx512vnni.c) get -g1:
 # line tables, no variable locations. Their unrolled tiles under -g's
 # variable tracking tripled gcc's time (mostly in induction-variable
@@ -36,7 +38,19 @@ KERNEL_G ?= -g1
 AVX512  = -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
 AVX2    = -mavx2 -mfma -mf16c
 
-LIB_SRC  := $(sort $(wildcard src/*/*.c))
+# MPI: src/dist/comm_mpi.c over Open MPI (flags from mpicc --showme), or the
+# one-rank src/dist/comm_stub.c; nothing else of the library includes mpi.h
+MPI ?= $(shell command -v mpicc >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell mpicc --showme:compile) -DMOE_MPI=1
+MPI_LIBS   := -Wl,--push-state,--no-as-needed $(shell mpicc --showme:link) -Wl,--pop-state
+DIST_OFF   := src/dist/comm_stub.c
+else
+MPI_CFLAGS :=
+MPI_LIBS   :=
+DIST_OFF   := src/dist/comm_mpi.c
+endif
+LIB_SRC  := $(sort $(filter-out $(DIST_OFF),$(wildcard src/*/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_SRC  := $(sort $(wildcard cli/*.c) $(wildcard bench/*.c))
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
@@ -73,6 +87,8 @@ else
 Q    =
 say  =
 endif
+
+$(B)/src/dist/comm_mpi.o: CFLAGS_ALL += $(MPI_CFLAGS)
 
 QUANT_SIMD_OBJ := $(filter $(B)/src/quant/%_avx2.o $(B)/src/quant/%_avx512vnni.o,$(LIB_OBJ))
 $(QUANT_SIMD_OBJ): CFLAGS_SIMD += $(KERNEL_G)

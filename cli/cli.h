@@ -34,6 +34,7 @@ typedef struct train_run_opts {
     const char *metrics_path; /* JSON lines appended here (NULL: none) */
     int show_routing;         /* print per-layer loads at each evaluation */
     int64_t log_every;        /* steps between log lines (0: 10) */
+    int64_t until;            /* stop (and save) after this step (0: at the end) */
     int has_checkpoint;       /* the run's folder holds the checkpoint of the
                                  current step (a resume) */
     const char *dir;          /* the run's folder, for messages */
@@ -79,6 +80,8 @@ int cli_float_opt(const char *name, int argc, char **argv, int *i, float *out, i
  * the training benchmark. */
 double bench_time_gemm(int nt, int M, int N, int K, int iters);
 int bench_train(int argc, char **argv, int n_threads);
+/* bench_dist.c: `moe bench dist` (one rank of mpirun -np P). */
+int bench_dist(int argc, char **argv, int n_threads);
 /* bench_infer.c: inference decode / prefill speed and memory bandwidth. */
 int bench_decode(int argc, char **argv, int n_threads);
 int bench_prefill(int argc, char **argv, int n_threads);

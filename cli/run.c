@@ -36,6 +36,8 @@ typedef struct gen_opts {
     const char *prompt;    /* run */
     const char *system;    /* chat */
     const char *tmpl;      /* chat; NULL: from the file */
+    int ep;                /* run: --expert-parallel P (one rank of mpirun -np P) */
+    const char *logits_out;/* run: the prompt's last logits, raw f32, to this file */
     int64_t seed;          /* -1: a random one (printed) */
     char *prompt_file;     /* -f FILE's text (owned) */
 } gen_opts;
@@ -168,6 +170,7 @@ static int stream_flush(streamer *s) {
 /* ----------------------------------------------------------- the session */
 
 typedef struct session {
+    moe_dist *dist;        /* --expert-parallel, or NULL */
     moe_infer *m;
     const moe_vocab *v;
     moe_sampler *smp;
@@ -189,8 +192,21 @@ static int session_open(session *S, const char *path, const gen_opts *o, int n_t
     io.n_threads = n_threads;
     io.ctx_len = o->ctx;
     io.experts_per_token = o->experts_per_token;
+    if (o->ep > 0) {
+        if (moe_dist_init(&S->dist, o->ep, &err) != MOE_OK) {
+            fprintf(stderr, "moe: %s\n", err.msg);
+            return 0;
+        }
+        /* one output: rank 0's */
+        if (moe_dist_rank(S->dist) && !freopen("/dev/null", "w", stdout)) return 0;
+    }
     if (moe_infer_open(&S->m, path, &io, &err) != MOE_OK) {
         fprintf(stderr, "moe: %s\n", cli_msg(NULL, err.msg));
+        if (S->dist) moe_dist_abort(S->dist, 1);
+        return 0;
+    }
+    if (S->dist && moe_infer_attach_dist(S->m, S->dist, &err) != MOE_OK) {
+        fprintf(stderr, "moe: rank %d: %s\n", moe_dist_rank(S->dist), cli_msg(NULL, err.msg));
         return 0;
     }
     S->info = moe_infer_get_info(S->m);
@@ -209,9 +225,24 @@ static int session_open(session *S, const char *path, const gen_opts *o, int n_t
     return 1;
 }
 
+/* This process's resident memory (VmRSS of /proc/self/status), kB; -1 if unknown. */
+static long resident_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
 static void session_close(session *S) {
+    if (S->dist)
+        fprintf(stderr, "rank %d of %d: resident memory %.1f MB\n", moe_dist_rank(S->dist), moe_dist_size(S->dist),
+                resident_kb() / 1024.0);
     moe_sampler_free(S->smp);
     moe_infer_close(S->m);
+    moe_dist_free(S->dist);
     free(S->logits);
     free(S->hist);
     free(S->ids);
@@ -386,6 +417,8 @@ static int parse(const char *cmd, int argc, char **argv, gen_opts *o, const char
         else if (!strcmp(a, "--raw")) o->raw = 1;
         else if (!strcmp(a, "--echo")) o->echo = 1;
         else if (!chat && !strcmp(a, "--chat")) o->chat = 1;
+        else if (!chat && !strcmp(a, "--expert-parallel") && i + 1 < argc) o->ep = atoi(argv[++i]);
+        else if (!chat && !strcmp(a, "--logits-out") && i + 1 < argc) o->logits_out = argv[++i];
         else if (a[0] != '-' && !*path) *path = a;
         else return cli_unknown(cmd, a);
     }
@@ -409,6 +442,9 @@ static void run_usage(FILE *f) {
                "  --no-bos   do not add the BOS token   --raw   control-token text stays plain text\n"
                "  --echo     print the prompt first (default off)\n"
                "  --chat     render TEXT as one user message with the model's chat template\n"
+               "  --expert-parallel P  one rank of mpirun -np P: this rank runs 1/P of the experts\n"
+               "             (docs/SCALING.md); prints each rank's resident memory at the end\n"
+               "  --logits-out FILE    write the prompt's last logits (raw f32) to FILE\n"
                "             (--template NAME: that template; implies --chat)\n");
     gen_usage(f);
 }
@@ -443,6 +479,15 @@ int cmd_run(int argc, char **argv, int n_threads) {
     if (n == 0 && moe_vocab_bos(S.v) >= 0) S.ids[n++] = moe_vocab_bos(S.v);
     if (o.show_prompt) show_prompt(&S, prompt, n);
     if (!feed(&S, n)) goto done;
+    if (o.logits_out && (!S.dist || moe_dist_rank(S.dist) == 0)) {
+        FILE *lf = fopen(o.logits_out, "wb");
+        if (!lf || fwrite(S.logits, sizeof(float), (size_t)S.info->vocab_size, lf) != (size_t)S.info->vocab_size) {
+            fprintf(stderr, "moe: cannot write %s\n", o.logits_out);
+            if (lf) fclose(lf);
+            goto done;
+        }
+        fclose(lf);
+    }
     if (o.echo) { fputs(o.prompt, stdout); fflush(stdout); }
     if (!generate(&S, o.n_predict, &st, &n_gen)) goto done;
     fputc('\n', stdout);

@@ -131,7 +131,7 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
     int rc = 0, metrics_ok = 1;
     float loss_ema = -1;
     int64_t log_every = o->log_every > 0 ? o->log_every : 10;
-    while (moe_trainer_steps_done(t) < c->steps) {
+    while (moe_trainer_steps_done(t) < c->steps && (o->until <= 0 || moe_trainer_steps_done(t) < o->until)) {
         if (cli_signal()) break;
         moe_train_step_info s;
         if (moe_trainer_step(t, &s, &err) != MOE_OK) {
@@ -336,6 +336,9 @@ static void usage(FILE *f) {
                "  cosine of the run's first length and then holds at --min-lr (it never jumps back up).\n"
                "  N at or below the steps done: nothing is trained and nothing is rewritten.\n"
                "  On resume only --steps, --eval-every, --eval-batches, --save-every and threads may change.\n"
+               "  --expert-parallel EP  one rank of an MPI job (mpirun -np P, P = EP x DP): experts sharded\n"
+               "                    over EP ranks, batch split over all P (docs/SCALING.md)\n"
+               "  --until STEP      stop after this step and save (resume later with --resume)\n"
                "options (defaults are the demo's run; --seed -1 picks a random seed and prints it):\n");
     train_opts_usage(f);
 }
@@ -346,8 +349,20 @@ int cmd_train(int argc, char **argv, int n_threads) {
     int n_data = 0, bad = 0, quiet = 0;
     int64_t seed = 0;
     if (!data) return 1;
+    int ep = 0; /* --expert-parallel: a distributed run (mpirun) */
+    int until = 0; /* --until STEP: stop and save there */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
+        if (cli_int_opt("--expert-parallel", argc, argv, &i, &ep, &bad)) {
+            if (!bad && ep < 1) { fprintf(stderr, "moe: --expert-parallel must be >= 1\n"); bad = 1; }
+            if (bad) { free(data); return 2; }
+            continue;
+        }
+        if (cli_int_opt("--until", argc, argv, &i, &until, &bad)) {
+            if (!bad && until < 1) { fprintf(stderr, "moe: --until must be >= 1\n"); bad = 1; }
+            if (bad) { free(data); return 2; }
+            continue;
+        }
         if (!strcmp(argv[i], "--resume")) {
             if (i + 1 >= argc) { fprintf(stderr, "moe: --resume needs a value (the run's folder)\n"); free(data); return 2; }
             resume = argv[++i];
@@ -365,7 +380,8 @@ int cmd_train(int argc, char **argv, int n_threads) {
         moe_train_config_default(&c);
     }
     for (int i = 0; i < argc && !bad; i++) {
-        if (!strcmp(argv[i], "--resume")) { i++; continue; }
+        if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--expert-parallel") ||
+            !strcmp(argv[i], "--until")) { i++; continue; }
         const char *v = NULL;
         if (cli_str_opt("--data", NULL, argc, argv, &i, &v, &bad)) { if (v) data[n_data++] = v; }
         else if (cli_str_opt("--out", NULL, argc, argv, &i, &out, &bad)) {}
@@ -379,8 +395,19 @@ int cmd_train(int argc, char **argv, int n_threads) {
     c.model.max_batch = c.batch;
     moe_trainer *t = NULL;
     moe_status st;
+    moe_dist *dist = NULL;
+    int rank = 0;
+    if (ep) {
+        if (moe_dist_init(&dist, ep, &err) != MOE_OK) {
+            fprintf(stderr, "moe: %s\n", err.msg);
+            free(data);
+            return 1;
+        }
+        rank = moe_dist_rank(dist);
+        if (rank) quiet = 1;
+    }
     if (resume) {
-        if (n_data) fprintf(stderr, "moe: --data is ignored on --resume (the run's token cache is used)\n");
+        if (n_data && rank == 0) fprintf(stderr, "moe: --data is ignored on --resume (the run's token cache is used)\n");
         out = resume;
         st = moe_trainer_resume(&t, resume, &c, &err);
     } else {
@@ -390,28 +417,49 @@ int cmd_train(int argc, char **argv, int n_threads) {
             c.progress = cli_progress_cb;
             c.progress_user = &pr;
         }
-        st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        /* distributed: rank 0 makes the run directory (tokenizer, token
+           cache) first; the others then reuse its cache */
+        st = MOE_OK;
+        if (rank == 0) st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        if (dist) {
+            if (st != MOE_OK) {
+                fprintf(stderr, "moe: rank 0: %s\n", err.msg);
+                moe_dist_abort(dist, 1);
+            }
+            moe_error be;
+            if (moe_dist_barrier(dist, &be) != MOE_OK) { fprintf(stderr, "moe: %s\n", be.msg); moe_dist_abort(dist, 1); }
+            if (rank) st = moe_trainer_create(&t, &c, n_data ? data : NULL, n_data, out, &err);
+        }
         cli_progress_end(&pr);
     }
     free(data);
+    if (st == MOE_OK && dist) st = moe_trainer_attach_dist(t, dist, &err);
     if (st != MOE_OK) {
         if (st == MOE_ERR_CANCELLED) return cli_signal_exit() ? cli_signal_exit() : 130;
-        fprintf(stderr, "moe train: %s\n", cli_msg("train", err.msg));
+        if (dist) fprintf(stderr, "moe train: rank %d: %s\n", rank, cli_msg("train", err.msg));
+        else fprintf(stderr, "moe train: %s\n", cli_msg("train", err.msg));
+        moe_trainer_free(t);
+        moe_dist_free(dist);
         return 1;
     }
-    train_print_data_notes(t);
+    if (dist && !quiet)
+        printf("distributed: %d ranks, expert-parallel %d x data-parallel %d; %d sequences per rank\n",
+               moe_dist_size(dist), ep, moe_dist_size(dist) / ep, moe_trainer_config(t)->batch / moe_dist_size(dist));
+    if (rank == 0) train_print_data_notes(t);
     const int64_t done = moe_trainer_steps_done(t), sched = moe_trainer_schedule_steps(t);
     if (resume && done >= c.steps) {
-        printf("nothing left to train: %s is at step %lld and --steps is %lld (give a larger --steps to continue; "
-               "the checkpoint is unchanged)\n", resume, (long long)done, (long long)c.steps);
+        if (!quiet)
+            printf("nothing left to train: %s is at step %lld and --steps is %lld (give a larger --steps to continue; "
+                   "the checkpoint is unchanged)\n", resume, (long long)done, (long long)c.steps);
         moe_trainer_free(t);
+        moe_dist_free(dist);
         return 0;
     }
     if (!quiet) {
         train_print_summary(t);
         if (resume) printf("resuming %s at step %lld of %lld\n", resume, (long long)done, (long long)c.steps);
     }
-    if (resume && c.steps > sched) {
+    if (resume && c.steps > sched && rank == 0) {
         if (done >= sched)
             printf("learning rate: the run's cosine schedule ended at step %lld; steps %lld-%lld hold %.3g "
                    "(--min-lr)\n", (long long)sched, (long long)done + 1, (long long)c.steps, c.min_lr);
@@ -421,15 +469,18 @@ int cmd_train(int argc, char **argv, int n_threads) {
     }
     char metrics[4096];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out);
-    if (resume) {
+    if (resume && rank == 0) {
         trim_metrics(metrics, done);
         clean_stale_tmp(out);
     }
-    train_run_opts o = {.quiet = quiet, .metrics_path = metrics, .show_routing = 1, .log_every = 0,
-                        .has_checkpoint = resume != NULL, .dir = out};
+    train_run_opts o = {.quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1, .log_every = 0,
+                        .has_checkpoint = resume != NULL, .dir = out, .until = until};
     int rc = train_run(t, &o);
     if (rc == 0 && !quiet) printf("saved %s/model.gguf and %s/state.gguf at step %lld\n", out, out,
                                   (long long)moe_trainer_steps_done(t));
+    /* a rank that failed alone would leave the others in a collective */
+    if (rc && dist) moe_dist_abort(dist, rc);
     moe_trainer_free(t);
+    moe_dist_free(dist);
     return rc;
 }

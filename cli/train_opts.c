@@ -80,6 +80,7 @@ void train_opts_usage(FILE *f) {
     fprintf(f, "    %-16s %s", "--router NAME", "routing method preset (default softmax):");
     for (const char *const *r = moe_router_names(); *r; r++) fprintf(f, " %s", *r);
     fprintf(f, "\n");
+    fprintf(f, "    %-16s %s\n", "--drop WHICH", "over capacity, drop by position (default) or by score");
 }
 
 /* Applies the table option at argv[*i] (advancing *i past its value).
@@ -140,6 +141,14 @@ static void apply_all_explicit(moe_train_config *c, int argc, char **argv) {
  * again (so `--aux 0 --router softmax` keeps aux 0). The caller's loop then
  * applies the options after --router once more, which changes nothing. */
 int train_opts_apply(moe_train_config *c, int argc, char **argv, int *i, int *bad) {
+    if (!strcmp(argv[*i], "--drop")) {
+        if (*i + 1 >= argc) { fprintf(stderr, "moe: --drop needs position or score\n"); *bad = 1; return 1; }
+        const char *v = argv[++*i];
+        if (!strcmp(v, "position")) c->model.moe.drop_policy = MOE_DROP_POSITION;
+        else if (!strcmp(v, "score")) c->model.moe.drop_policy = MOE_DROP_SCORE;
+        else { fprintf(stderr, "moe: --drop: '%s', expected position or score\n", v); *bad = 1; }
+        return 1;
+    }
     if (!strcmp(argv[*i], "--router")) {
         if (*i + 1 >= argc) { fprintf(stderr, "moe: --router needs a name\n"); *bad = 1; return 1; }
         moe_error err;

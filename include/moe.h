@@ -799,6 +799,46 @@ MOE_API moe_data_info moe_trainer_data_info(const moe_trainer *t);
  * from (a share of every source; docs/TRAINING.md). Valid while t lives. */
 MOE_API const char *moe_trainer_data_notes(const moe_trainer *t);
 
+/* ------------------------------------------------------------ distributed */
+/* Expert- and data-parallel training over MPI (docs/SCALING.md). A job of
+ * P = EP x DP ranks (mpirun -np P): each MoE layer's experts are sharded
+ * over EP ranks (E % EP == 0), everything else is replicated; the global
+ * batch, its order, the routing (capacity, drops, losses, statistics,
+ * balance bias) and the step are those of one process, up to the order of
+ * fp32 sums. A build without MPI (moe_dist_available() == 0) has one rank.
+ * Every rank calls the same functions in the same order. */
+typedef struct moe_dist moe_dist;
+/* 1 when this library was built with MPI. */
+MOE_API int moe_dist_available(void);
+/* Joins the job (MPI_Init, once per process) with expert_parallel ranks per
+ * expert group (0: all ranks); expert_parallel must divide the rank count. */
+MOE_API moe_status moe_dist_init(moe_dist **out, int expert_parallel, moe_error *err);
+/* Leaves it (MPI_Finalize); NULL is allowed. */
+MOE_API void moe_dist_free(moe_dist *d);
+MOE_API int moe_dist_rank(const moe_dist *d);
+MOE_API int moe_dist_size(const moe_dist *d);
+MOE_API int moe_dist_expert_parallel(const moe_dist *d);
+/* Bytes this rank received through collectives so far (counted at the
+ * calls: the rows an all-to-all-v delivered, the nominal share of an
+ * all-gather or ring all-reduce), and the wall seconds spent inside them
+ * (waiting for the slowest rank included): for benchmarks. */
+MOE_API uint64_t moe_dist_bytes_moved(const moe_dist *d);
+MOE_API double moe_dist_comm_seconds(const moe_dist *d);
+MOE_API moe_status moe_dist_barrier(moe_dist *d, moe_error *err);
+/* Ends every rank of the job with exit code `code` (MPI_Abort): for a
+ * program whose rank failed alone while the others wait; the library
+ * itself never calls it. */
+MOE_API void moe_dist_abort(moe_dist *d, int code);
+/* Makes t (created or resumed on every rank from the same options) one
+ * rank of d before its first step: checks that every rank runs the same
+ * build, configuration, data and step (a mismatch is one error, on every
+ * rank, naming the rank and what differs), that batch % ranks == 0 and
+ * n_experts % expert_parallel == 0, and shards the MoE layers. Each rank
+ * then runs batch / ranks sequences of the global batch; checkpoints are
+ * written by rank 0 alone, in the one-process format, so a run resumes at
+ * any rank count. d must outlive t's use. */
+MOE_API moe_status moe_trainer_attach_dist(moe_trainer *t, moe_dist *d, moe_error *err);
+
 #ifdef __cplusplus
 }
 #endif

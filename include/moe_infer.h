@@ -129,6 +129,15 @@ MOE_API void moe_infer_options_default(moe_infer_options *o);
 MOE_API moe_status moe_infer_open(moe_infer **out, const char *path,
                                   const moe_infer_options *opt, moe_error *err);
 MOE_API void moe_infer_close(moe_infer *m);
+/* Expert-parallel inference (docs/SCALING.md): m, opened from the same file
+ * with the same options on every rank of d (moe_dist_init with
+ * expert_parallel = the rank count), becomes one of them: every rank runs
+ * the same tokens and sequence calls in the same order, each with
+ * n_experts / ranks of every MoE block's experts (only those weights are
+ * read, so only they become resident); the blocks' outputs are summed over
+ * the ranks, so every rank gets the logits of one process (up to the order
+ * of fp32 sums). E % ranks != 0 is an error. */
+MOE_API moe_status moe_infer_attach_dist(moe_infer *m, moe_dist *d, moe_error *err);
 MOE_API const moe_infer_info *moe_infer_get_info(const moe_infer *m);
 MOE_API const moe_vocab *moe_infer_vocab(const moe_infer *m);
 

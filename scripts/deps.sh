@@ -10,6 +10,9 @@ dpkg -s libopenblas0 >/dev/null 2>&1 || need+=(libopenblas0)
 # tests/test_install.py: pkg-config reads the installed moe.pc, g++ builds a C++ user
 command -v pkg-config >/dev/null || need+=(pkg-config)  # the pkgconf package on newer Debian
 command -v g++ >/dev/null || need+=(g++)
+# expert-parallel training over MPI (src/dist, tests/test_dist.py): mpicc found makes the build use it
+command -v mpirun >/dev/null || need+=(openmpi-bin)
+dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
 # libmoe reads compressed training data (.gz, .xz, .zst) through zlib, liblzma and libzstd
 for p in zlib1g-dev liblzma-dev libzstd-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then

@@ -333,3 +333,14 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
     if (unit && st == MOE_OK) autothreads_end(&m->at);
     return st;
 }
+
+moe_status infer_set_dist(moe_infer *m, moe_comm *comm, moe_error *err) {
+    const int E = m->am.hp.n_experts, P = comm->size;
+    if (E > 0 && E % P)
+        return moe_err(err, MOE_ERR_ARG, "distributed inference: %d experts cannot be sharded evenly over %d ranks "
+                       "(E %% P = %d)", E, P, E % P);
+    m->ep = comm;
+    m->e_lo = E > 0 ? comm->rank * (E / P) : 0;
+    m->e_hi = E > 0 ? (comm->rank + 1) * (E / P) : 0;
+    return MOE_OK;
+}

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/comm.h"
 #include "infer/arch.h"
 #include "kernels/attn_decode.h"
 #include "core/autothreads.h"
@@ -51,6 +52,11 @@ struct moe_infer {
     attn_kernel_fn attn;       /* the attention kernel (attn_best_kernel) */
     float *rope_cos, *rope_sin;/* [ctx_len, n_rot/2] */
     int64_t *counts;           /* [L, E] tokens routed per expert */
+    moe_comm *ep;              /* expert parallelism (infer_set_dist): every rank runs
+                                  the same tokens, the experts [e_lo, e_hi) only, and
+                                  the MoE blocks' outputs are summed over the ranks;
+                                  NULL: one process */
+    int e_lo, e_hi;
 
     /* scratch for max_batch = B rows */
     float *x, *xn, *y;         /* [B, d] residual, normed, block output */
@@ -107,5 +113,10 @@ moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, int pos,
  * its shared expert); counts the routed tokens. */
 moe_status infer_ffn(moe_infer *m, int l, float *y, const float *xn, int n,
                      moe_error *err);
+
+/* Makes m one of comm->size ranks that run the same tokens, each with
+ * n_experts / size of every MoE block's experts (only their weight pages
+ * are read, so only they become resident). */
+moe_status infer_set_dist(moe_infer *m, moe_comm *comm, moe_error *err);
 
 #endif

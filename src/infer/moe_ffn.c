@@ -268,31 +268,37 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
         (st = infer_matmul(m, m->r_logits, xn, &ly->gate_inp, 0, n, err)) != MOE_OK) return st;
     route(m, l, n);
 
-    /* Group the assignments by expert (token order inside each). */
+    /* Group the assignments by expert (token order inside each); under
+       expert parallelism only this rank's experts [e_lo, e_hi). */
+    const int lo = m->ep ? m->e_lo : 0, hi = m->ep ? m->e_hi : E;
     memset(m->e_count, 0, sizeof(int) * (size_t)E);
     for (int t = 0; t < n; t++)
-        for (int j = 0; j < m->n_sel[t]; j++) m->e_count[m->sel[(size_t)t * E + j]]++;
+        for (int j = 0; j < m->n_sel[t]; j++) {
+            const int e = m->sel[(size_t)t * E + j];
+            if (e >= lo && e < hi) m->e_count[e]++;
+        }
     m->e_off[0] = 0;
     for (int e = 0; e < E; e++) m->e_off[e + 1] = m->e_off[e] + m->e_count[e];
     memset(m->e_count, 0, sizeof(int) * (size_t)E);
     for (int t = 0; t < n; t++)
         for (int j = 0; j < m->n_sel[t]; j++) {
             const int e = m->sel[(size_t)t * E + j];
+            if (e < lo || e >= hi) continue;
             const int slot = m->e_off[e] + m->e_count[e]++;
             m->e_row[slot] = t;
             m->e_w[slot] = m->sel_w[(size_t)t * E + j];
         }
 
     /* Each token's slots in expert order (stride E); a token without
-       experts (ReLU, expert choice) gets y = 0 from the routed part. */
-    for (int t = 0; t < n; t++) {
-        m->t_fill[t] = 0;
-        if (m->n_sel[t] == 0) memset(y + (size_t)t * d, 0, sizeof(float) * (size_t)d);
-    }
+       experts (ReLU, expert choice; or none here) gets y = 0 from the
+       routed part. */
+    for (int t = 0; t < n; t++) m->t_fill[t] = 0;
     for (int sl = 0; sl < m->e_off[E]; sl++) {
         const int t = m->e_row[sl];
         m->t_slot[(size_t)t * E + m->t_fill[t]++] = sl;
     }
+    for (int t = 0; t < n; t++)
+        if (m->t_fill[t] == 0) memset(y + (size_t)t * d, 0, sizeof(float) * (size_t)d);
 
     /* Waves: runs of experts whose rows fit the scratch (m->moe_rows, all of
      * them at the top_k the model was opened with), each with one gather,
@@ -330,13 +336,17 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
         infer_for_rows(m, n, (size_t)d, scatter_rows, &sc);
     }
 
-    if (ly->gate_shexp.data) {
+    if (ly->gate_shexp.data && (!m->ep || m->ep->rank == 0)) { /* once, on rank 0 */
         st = swiglu(m, m->yo, xn, n, &ly->gate_shexp, &ly->up_shexp, &ly->down_shexp, 0,
                     NULL, NULL, NULL, err);
         if (st != MOE_OK) return st;
         shared_ctx shc = {y, m->yo, xn, ly->gate_inp_shexp, d};
         infer_for_rows(m, n, (size_t)d, shared_rows, &shc);
     }
+    /* expert parallelism: every rank holds the same tokens; the sum of the
+       ranks' parts is the block's output (a token's k = 2 expert rows add
+       in the same order as in one process) */
+    if (m->ep) return m->ep->allreduce_f32(m->ep, y, (size_t)n * d, err);
     return MOE_OK;
 }
 

@@ -249,6 +249,8 @@ moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const
     ALLOC(L->plan.slot_row, R);
     ALLOC(L->plan.order, R);
     ALLOC(L->plan.fill, E);
+    ALLOC(L->plan.row_lo, E);
+    ALLOC(L->plan.row_hi, E);
     L->problems = moe_allocs_get(&L->mem, sizeof(gemm_problem) * 3 * E); /* void * in layer.h */
     ok &= L->problems != NULL;
     ALLOC(L->xg, R * d);
@@ -377,11 +379,12 @@ moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int 
         return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: %d token ids were set for %d tokens", L->T_ids, T);
     if (c->seq_aux_loss_coef > 0.0f && T % c->seq_len)
         return moe_err(err, MOE_ERR_SHAPE, "moe_layer_forward: T = %d is not a multiple of seq_len = %d", T, c->seq_len);
+    L->train = train ? 1 : 0;
+    L->ec_now = c->select == MOE_SELECT_EXPERT_CHOICE && (train || c->ec_inference);
+    if (L->dist.comm) return layer_forward_dist(L, y, x, T, err);
     /* every stage reads the copy, never x: y may be x, or overlap it */
     memcpy(L->x_saved, x, sizeof(float) * n);
     x = L->x_saved;
-    L->train = train ? 1 : 0;
-    L->ec_now = c->select == MOE_SELECT_EXPERT_CHOICE && (train || c->ec_inference);
     L->T = T;
     double t0 = omp_get_wtime();
     router_forward(L, x, T);
@@ -410,6 +413,11 @@ moe_status moe_layer_backward(moe_layer *L, float *dx, const float *dy, moe_erro
                        "give dx its own buffer", L->T, L->cfg.d_model);
     /* 1: add into the gradients; 0: write them (moe_layer_drop_grads) */
     const float gbeta = L->grads_dropped ? 0.0f : 1.0f;
+    if (L->dist.comm) {
+        moe_status st = layer_backward_dist(L, dx, dy, gbeta, err);
+        L->grads_dropped = 0;
+        return st;
+    }
     experts_backward(L, dx, dy, L->T, gbeta);
     if (L->Fs) shared_backward(L, dx, dy, L->x_saved, L->T, gbeta);
     double t0 = omp_get_wtime();

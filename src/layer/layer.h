@@ -16,9 +16,32 @@
 
 #include "moe.h"
 #include "core/allocs.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/gemm.h"
+
+/* Expert parallelism (layer_dist.c): P ranks each hold T rows of the
+ * global batch (the ranks' tokens in rank order). The router's logits are
+ * all-gathered, so every rank routes and plans the global batch exactly as
+ * one process would (capacity, drops, losses, statistics, balance bias);
+ * each assignment's row travels by all-to-all-v to the rank that owns its
+ * expert (its share of the rows when experts are replicated over DP
+ * groups), the owner runs its grouped GEMMs, and the outputs travel back to
+ * be combined where their token lives. Backward runs the same in reverse. */
+typedef struct layer_dist {
+    moe_comm *comm;      /* every rank of the job; NULL: one process */
+    int ep;              /* expert-parallel ranks: rank = part * ep + expert group */
+    int e_lo, e_hi;      /* this rank's experts [e_lo, e_hi) */
+    int part, n_parts;   /* its share of each own expert's rows: part of n_parts */
+    int T_local;         /* this rank's tokens in the last forward */
+    float *sbuf, *rbuf;  /* [Tmax * S, d] rows to send, rows received */
+    int *row_owner;      /* [Tmax * S] rank that runs each row */
+    int *send_rows;      /* [Tmax * S] rows of this rank's tokens, by owner, in row order */
+    int *recv_rows;      /* [Tmax * S] rows this rank runs, by home rank, in row order */
+    int *n_send, *n_recv;/* [P] rows per rank */
+    int *cnt, *dsp;      /* [4 P] float counts and displacements: send, recv */
+} layer_dist;
 
 typedef struct moe_plan {
     int capacity;      /* per-expert capacity; -1 when dropless */
@@ -30,6 +53,8 @@ typedef struct moe_plan {
     int *slot_row;     /* [Tmax * S] row of each slot, -1 if empty or dropped */
     int *order;        /* [Tmax * S] scratch for the drop-by-score sort */
     int *fill;         /* [E] scratch: rows filled per expert */
+    int *row_lo, *row_hi; /* [E] the rows of each expert this process runs:
+                             [offset[e], offset[e+1]) in one process */
 } moe_plan;
 
 struct moe_layer {
@@ -87,6 +112,7 @@ struct moe_layer {
     float *f;                /* [E] routed fraction per expert (balance loss) */
 
     moe_plan plan;
+    layer_dist dist;         /* expert parallelism; dist.comm NULL: none */
     void *problems;          /* [3 E] gemm_problem scratch for grouped calls */
     gemm_ws own_ws;          /* the GEMM's packing buffers, when the layer owns them */
     const gemm_ws *gws;      /* the buffers its products use: &own_ws or its model's */
@@ -139,11 +165,41 @@ void shared_forward(moe_layer *L, float *y, const float *x, int T);
  * (zero). */
 void shared_backward(moe_layer *L, float *dx, const float *dy, const float *x, int T, float gbeta);
 void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta);
+/* router_forward in two parts: the logits (and noise logits) of x, then
+ * router_route on L->logits / L->H (and L->zn) of T tokens */
+void router_route(moe_layer *L, int T);
+/* router_backward in two parts: the dlogits of all T tokens, then the
+ * products over tokens [t0, t0 + T) (router.c) */
+void router_backward_dlogits(moe_layer *L, int T);
+void router_backward_gemms(moe_layer *L, float *dx, const float *x, int t0, int T, float gbeta);
 void plan_build(moe_layer *L, int T);
 void experts_forward(moe_layer *L, float *y, const float *x, int T);
 void experts_backward(moe_layer *L, float *dx, const float *dy, int T, float gbeta);
+/* The parts of experts_forward / experts_backward (experts.c), for the
+ * expert-parallel layer whose rows travel between gather and GEMMs:
+ *   experts_run          GEMMs and activation on this process's rows of xg -> o
+ *   experts_combine      y[t - t_first] for tokens [t_first, t_first + T) from o
+ *   experts_slot_grads   d_w and d_o rows of those tokens from dy[T, d]
+ *   experts_backward_run GEMMs on this process's rows of d_o -> weight grads, d_xg
+ *   experts_scatter      dx[t - t_first] from d_xg
+ * mine: only rows of this process's experts count (1 in one process; 0 for
+ * the rows a rank received back from the experts' owners). */
+void experts_run(moe_layer *L);
+void experts_combine(moe_layer *L, float *y, int t_first, int T, int mine);
+void experts_slot_grads(moe_layer *L, const float *dy, int t_first, int T, int mine);
+void experts_backward_run(moe_layer *L, float gbeta);
+void experts_scatter(moe_layer *L, float *dx, int t_first, int T, int mine);
 
 int layer_threads(const moe_layer *L);
+
+/* layer_dist.c: expert parallelism. layer_set_dist makes this layer one of
+ * comm->size ranks, its experts sharded over ep of them (rank r runs
+ * expert group r % ep, share r / ep of its rows); buffers for the global
+ * batch of max_tokens rows;
+ * the dist forward/backward take the rank's own T rows. */
+moe_status layer_set_dist(moe_layer *L, moe_comm *comm, int ep, moe_error *err);
+moe_status layer_forward_dist(moe_layer *L, float *y, const float *x, int T, moe_error *err);
+moe_status layer_backward_dist(moe_layer *L, float *dx, const float *dy, float gbeta, moe_error *err);
 
 /* 1 when the selected weights are divided by their sum: renormalize, or the
  * noisy gate, whose weights are by definition (Shazeer et al. 2017,

@@ -82,6 +82,19 @@ void plan_build(moe_layer *L, int T) {
         pl->row_slot[r] = i;
     }
 
+    /* the rows this process runs: all, or under expert parallelism its
+       experts' (its share of each when experts are replicated) */
+    const layer_dist *ds = &L->dist;
+    for (int e = 0; e < E; e++) {
+        int lo = pl->offset[e], n = pl->kept[e];
+        if (!ds->comm) { pl->row_lo[e] = lo; pl->row_hi[e] = lo + n; }
+        else if (e < ds->e_lo || e >= ds->e_hi) { pl->row_lo[e] = pl->row_hi[e] = lo; }
+        else {
+            pl->row_lo[e] = lo + (int)((int64_t)n * ds->part / ds->n_parts);
+            pl->row_hi[e] = lo + (int)((int64_t)n * (ds->part + 1) / ds->n_parts);
+        }
+    }
+
     moe_route_stats *st = &L->stats;
     st->capacity = cap;
     st->dropped = st->assignments - pl->n_rows;

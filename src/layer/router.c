@@ -52,6 +52,14 @@ void router_forward(moe_layer *L, const float *x, int T) {
           .B = L->w.noise, .ldb = d, .C = L->zn, .ldc = E, .alpha = 1.0f, .beta = 0.0f },
     };
     gemm_grouped(L->gws, nt, pr, c->noisy_gate ? 2 : 1);
+    router_route(L, T);
+}
+
+/* Everything after the logits (layer.h): noise, gate, selection, losses. */
+void router_route(moe_layer *L, int T) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts, nt = layer_threads(L);
+    const int train = L->train;
     if (c->noisy_gate) {
         size_t n = (size_t)T * E;
         for (size_t i = 0; i < n; i++) L->sigma[i] = softplusf(L->zn[i]);
@@ -132,17 +140,24 @@ void router_token_grad(moe_layer *L, int t, float *dprob, float *dpn) {
 
 void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta) {
     const moe_layer_config *c = &L->cfg;
-    const int E = c->n_experts, d = c->d_model, nt = layer_threads(L);
+    const int E = c->n_experts, d = c->d_model;
     if (c->select == MOE_SELECT_HASH) {
         /* no router, so its gradient is 0: written when the gradients were
            dropped (gbeta 0), else left as it is (adding 0) */
         if (gbeta == 0.0f) memset(L->g.router, 0, sizeof(float) * (size_t)E * (size_t)d);
         return;
     }
-    const float zc = c->z_loss_coef;
+    router_backward_dlogits(L, T);
+    router_backward_gemms(L, dx, x, 0, T, gbeta);
+}
 
-    /* loss terms: importance into d_w; per-token dpn, L1 and load terms are
-       added inside the token loop of router_losses_backward via d_logits */
+/* dL/dlogits (and dL/dzn) of every token, from d_w and the loss terms.
+ * Loss terms: importance into d_w; per-token dpn, L1 and load terms are
+ * added inside the token loop of router_losses_backward via d_logits. */
+void router_backward_dlogits(moe_layer *L, int T) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts, nt = layer_threads(L);
+    const float zc = c->z_loss_coef;
     router_losses_backward(L, T);   /* fills d_logits with dpn, d_zn with load terms */
 
     #pragma omp parallel for num_threads(nt) schedule(static)
@@ -180,25 +195,37 @@ void router_backward(moe_layer *L, float *dx, const float *x, int T, float gbeta
         if (c->load_loss_coef > 0.0f && L->train)
             for (size_t i = 0; i < n; i++) L->d_logits[i] += L->load_dz[i];
     }
+}
 
-    const float *xr = (c->jitter > 0.0f && L->train) ? L->xr : x;
-    float *dxr = (c->jitter > 0.0f && L->train) ? L->d_xr : dx;
+/* The router's products over tokens [t0, t0 + T) of the dlogits of
+ * router_backward: dWr (+)= dz^T xr, dWn (+)= dzn^T xr, dx += (dz Wr + dzn Wn)
+ * (* u with jitter). x, dx: [T, d], those tokens' rows; L->xr holds their
+ * jittered input from row 0, L->jit their factors from row t0. */
+void router_backward_gemms(moe_layer *L, float *dx, const float *x, int t0, int T, float gbeta) {
+    const moe_layer_config *c = &L->cfg;
+    const int E = c->n_experts, d = c->d_model, nt = layer_threads(L);
+    const int jit = c->jitter > 0.0f && L->train;
+    const float *xr = jit ? L->xr : x;
+    float *dxr = jit ? L->d_xr : dx;
     float beta_x = dxr == dx ? 1.0f : 0.0f;
+    const float *dz = L->d_logits + (size_t)t0 * E, *dzn = c->noisy_gate ? L->d_zn + (size_t)t0 * E : NULL;
     gemm_problem pr[4];
     int np = 0;
     pr[np++] = (gemm_problem){ .M = E, .N = d, .K = T, .transA = 1, .transB = 0,
-        .A = L->d_logits, .lda = E, .B = xr, .ldb = d, .C = L->g.router, .ldc = d, .alpha = 1.0f, .beta = gbeta };
+        .A = dz, .lda = E, .B = xr, .ldb = d, .C = L->g.router, .ldc = d, .alpha = 1.0f, .beta = gbeta };
     if (c->noisy_gate)
         pr[np++] = (gemm_problem){ .M = E, .N = d, .K = T, .transA = 1, .transB = 0,
-            .A = L->d_zn, .lda = E, .B = xr, .ldb = d, .C = L->g.noise, .ldc = d, .alpha = 1.0f, .beta = gbeta };
+            .A = dzn, .lda = E, .B = xr, .ldb = d, .C = L->g.noise, .ldc = d, .alpha = 1.0f, .beta = gbeta };
     pr[np++] = (gemm_problem){ .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
-        .A = L->d_logits, .lda = E, .B = L->w.router, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = beta_x };
+        .A = dz, .lda = E, .B = L->w.router, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = beta_x };
     gemm_grouped(L->gws, nt, pr, np);
     if (c->noisy_gate) {
         gemm_problem q = { .M = T, .N = d, .K = E, .transA = 0, .transB = 0,
-            .A = L->d_zn, .lda = E, .B = L->w.noise, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
+            .A = dzn, .lda = E, .B = L->w.noise, .ldb = d, .C = dxr, .ldc = d, .alpha = 1.0f, .beta = 1.0f };
         gemm_grouped(L->gws, nt, &q, 1);
     }
-    if (dxr != dx)
-        for (size_t i = 0; i < (size_t)T * d; i++) dx[i] += dxr[i] * L->jit[i];
+    if (jit) {
+        const float *u = L->jit + (size_t)t0 * d;
+        for (size_t i = 0; i < (size_t)T * d; i++) dx[i] += dxr[i] * u[i];
+    }
 }

@@ -96,6 +96,9 @@ struct moe_model {
     int scratch_threads;
     moe_model_losses losses;
     int grads_dropped;        /* moe_model_drop_grads: the next backward writes */
+    int loss_den;             /* > 0: the next backward divides the loss by this
+                                 count of targets (the global batch's, under data
+                                 parallelism) instead of the last forward's */
 
     moe_allocs mem;           /* every allocation, freed together */
 };
@@ -104,5 +107,10 @@ struct moe_model {
 moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets,
                          int B, int T, int train, float *loss, moe_error *err);
 moe_status model_backward(moe_model *m, moe_error *err);
+
+/* The count of targets the next backward's mean divides by (0: the last
+ * forward's own): each rank of a data-parallel job holds a share of the
+ * batch, and its gradients are summed over the ranks. */
+static inline void model_set_loss_den(moe_model *m, int n) { m->loss_den = n; }
 
 #endif

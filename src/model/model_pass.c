@@ -162,7 +162,9 @@ moe_status model_backward(moe_model *m, moe_error *err) {
     }
 
     /* loss = mean over the valid targets: dlogits = (softmax - onehot) / n */
-    float scale = m->losses.n_targets > 0 ? 1.0f / (float)m->losses.n_targets : 0.0f;
+    const int den = m->loss_den > 0 ? m->loss_den : m->losses.n_targets;
+    m->loss_den = 0;
+    float scale = den > 0 ? 1.0f / (float)den : 0.0f;
     xent_backward(m->logits, m->logits, m->lse, m->targets, N, V, scale, nt);
     float *dlogits = m->logits;
     /* head: dnf = dlogits Wout; dWout += dlogits^T nf */

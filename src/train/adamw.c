@@ -8,6 +8,7 @@
 #include "moe.h"
 #include "core/bigalloc.h"
 #include "core/error.h"
+#include "train/adamw_internal.h"
 
 #include <math.h>
 #include <omp.h>
@@ -24,9 +25,14 @@ struct moe_adamw {
     double *partial;    /* per-block partial sums of squares */
     size_t n_blocks;
     struct adamw_block { int tensor; int64_t lo, hi; } *blocks; /* [n_blocks] */
+    int *sharded;       /* [n_tensors] or NULL: 1 where this rank holds a shard
+                           whose norm is summed over norm_comm (adamw_set_shard) */
+    moe_comm *norm_comm;
     moe_tensor *tensors; /* [n_tensors] the model's table, read once */
     int64_t t;          /* steps taken */
 };
+
+static moe_status build_blocks(moe_adamw *o, const int64_t *lo, const int64_t *hi);
 
 void moe_adamw_config_default(moe_adamw_config *c) {
     c->beta1 = 0.9f;
@@ -46,6 +52,7 @@ void moe_adamw_free(moe_adamw *o) {
     free(o->v);
     free(o->partial);
     free(o->blocks);
+    free(o->sharded);
     free(o->tensors);
     free(o);
 }
@@ -83,18 +90,8 @@ moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_c
         o->m[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
         o->v[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
         if (!o->m[i] || !o->v[i]) goto nomem;
-        o->n_blocks += (size_t)((t->n + NORM_BLOCK - 1) / NORM_BLOCK);
     }
-    o->partial = calloc(o->n_blocks ? o->n_blocks : 1, sizeof(double));
-    o->blocks = calloc(o->n_blocks ? o->n_blocks : 1, sizeof *o->blocks);
-    if (!o->partial || !o->blocks) goto nomem;
-    size_t nb = 0;
-    for (int i = 0; i < o->n_tensors; i++)
-        for (int64_t lo = 0; lo < o->tensors[i].n; lo += NORM_BLOCK, nb++) {
-            o->blocks[nb].tensor = i;
-            o->blocks[nb].lo = lo;
-            o->blocks[nb].hi = lo + NORM_BLOCK < o->tensors[i].n ? lo + NORM_BLOCK : o->tensors[i].n;
-        }
+    if (build_blocks(o, NULL, NULL) != MOE_OK) goto nomem;
     *out = o;
     return MOE_OK;
 nomem:
@@ -126,9 +123,63 @@ static double grad_norm(moe_adamw *o, int nt) {
         for (; j < k->hi; j++) s[0] += (double)g[j] * g[j];
         o->partial[b] = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
     }
-    double s = 0;
-    for (size_t b = 0; b < o->n_blocks; b++) s += o->partial[b];
+    double s = 0, sh = 0;
+    for (size_t b = 0; b < o->n_blocks; b++) {
+        if (o->sharded && o->sharded[o->blocks[b].tensor]) sh += o->partial[b];
+        else s += o->partial[b];
+    }
+    if (o->sharded) {
+        moe_error e;
+        if (o->norm_comm->allreduce_f64(o->norm_comm, &sh, 1, &e) != MOE_OK) return NAN;
+        s += sh;
+    }
     return sqrt(s);
+}
+
+/* The blocks of NORM_BLOCK elements over [lo[i], hi[i]) of every tensor
+ * (all of it when lo is NULL). */
+static moe_status build_blocks(moe_adamw *o, const int64_t *lo, const int64_t *hi) {
+    size_t n = 0;
+    for (int i = 0; i < o->n_tensors; i++) {
+        int64_t a = lo ? lo[i] : 0, b = lo ? hi[i] : o->tensors[i].n;
+        n += (size_t)((b - a + NORM_BLOCK - 1) / NORM_BLOCK);
+    }
+    double *partial = calloc(n ? n : 1, sizeof(double));
+    struct adamw_block *blocks = calloc(n ? n : 1, sizeof *blocks);
+    if (!partial || !blocks) { free(partial); free(blocks); return MOE_ERR_NOMEM; }
+    size_t nb = 0;
+    for (int i = 0; i < o->n_tensors; i++) {
+        int64_t a = lo ? lo[i] : 0, b = lo ? hi[i] : o->tensors[i].n;
+        for (int64_t x = a; x < b; x += NORM_BLOCK, nb++) {
+            blocks[nb].tensor = i;
+            blocks[nb].lo = x;
+            blocks[nb].hi = x + NORM_BLOCK < b ? x + NORM_BLOCK : b;
+        }
+    }
+    free(o->partial);
+    free(o->blocks);
+    o->partial = partial;
+    o->blocks = blocks;
+    o->n_blocks = n;
+    return MOE_OK;
+}
+
+moe_status adamw_set_shard(moe_adamw *o, const int64_t *lo, const int64_t *hi, const int *sharded,
+                           moe_comm *norm_comm, moe_error *err) {
+    for (int i = 0; i < o->n_tensors; i++)
+        if (lo[i] < 0 || hi[i] > o->tensors[i].n || lo[i] > hi[i])
+            return moe_err(err, MOE_ERR_ARG, "adamw_set_shard: tensor %s: [%lld, %lld) of %lld elements",
+                           o->tensors[i].name, (long long)lo[i], (long long)hi[i], (long long)o->tensors[i].n);
+    int *sh = malloc(sizeof(int) * (size_t)(o->n_tensors ? o->n_tensors : 1));
+    if (!sh || build_blocks(o, lo, hi) != MOE_OK) {
+        free(sh);
+        return moe_err(err, MOE_ERR_NOMEM, "adamw_set_shard: out of memory");
+    }
+    memcpy(sh, sharded, sizeof(int) * (size_t)o->n_tensors);
+    free(o->sharded);
+    o->sharded = sh;
+    o->norm_comm = norm_comm;
+    return MOE_OK;
 }
 
 moe_status moe_adamw_step(moe_adamw *o, float lr, float *norm_out, moe_error *err) {

@@ -25,6 +25,8 @@
 #include "train/data.h"
 #include "train/sources.h"
 #include "text/tokenizer.h"
+#include "train/trainer_internal.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -38,28 +40,6 @@
 #include <unistd.h>
 
 #define TOKENIZER_SAMPLE_BYTES ((size_t)8 << 20) /* text the BPE trains on, at most */
-
-struct moe_trainer {
-    moe_train_config cfg;
-    char *dir;
-    moe_tokenizer *tok;
-    moe_model *model;
-    moe_adamw *opt;
-    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus: training
-                               parts, then validation parts (data_split_sources) */
-    size_t n_tokens;
-    char *notes;            /* lines for the user (data_notes), or NULL */
-    data_split train, val;
-    data_loader loader;
-    int32_t *x, *y;         /* [batch, ctx] */
-    int64_t step;
-    int64_t schedule_steps; /* length of the learning-rate cosine: the
-                               steps of the run's creation, kept on resume */
-    uint64_t tok_fp, src_fp;
-    moe_data_info info;
-    autothreads at;         /* the step's thread count when none was given */
-    int at_ready;
-};
 
 /* The defaults are the demo's run: a 4-layer MoE (8 experts top-2) on the
  * built-in corpus, about 1.2M tokens, a couple of minutes on 2 cores. */
@@ -107,6 +87,7 @@ static int file_exists(const char *path) {
 
 void moe_trainer_free(moe_trainer *t) {
     if (!t) return;
+    trainer_dist_free(t);
     moe_adamw_free(t->opt);
     moe_model_free(t->model);
     moe_tokenizer_free(t->tok);
@@ -478,18 +459,27 @@ static moe_status trainer_step(moe_trainer *t, moe_train_step_info *info, moe_er
     }
     moe_train_step_info r;
     memset(&r, 0, sizeof r);
+    /* distributed: every rank cuts the same global batch and runs its share,
+       rows [rank B / P, (rank + 1) B / P) */
+    const int P = t->comm ? t->comm->size : 1, Bl = c->batch / P;
+    const size_t off = t->comm ? (size_t)t->comm->rank * (size_t)Bl * (size_t)mc->ctx_len : 0;
     for (int a = 0; a < c->accum; a++) {
         data_loader_next(&t->loader, t->x, t->y);
         float loss;
         moe_error me;
-        moe_status st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 1, &loss, &me);
+        moe_status st = moe_model_forward(t->model, t->x + off, t->y + off, Bl, mc->ctx_len, 1, &loss, &me);
+        if (st == MOE_OK && t->comm) st = trainer_dist_loss(t, &loss, &me);
         if (st == MOE_OK) st = moe_model_backward(t->model, &me);
         if (st != MOE_OK) return moe_err(err, st, "step %lld: %s", (long long)t->step + 1, me.msg);
         moe_model_losses ls = moe_model_get_losses(t->model);
-        r.loss += ls.ce / (float)c->accum;
+        r.loss += loss / (float)c->accum;
         r.aux += ls.aux / (float)c->accum;
         r.z += ls.z / (float)c->accum;
         r.router += ls.router / (float)c->accum;
+    }
+    if (t->comm) {
+        moe_status st = trainer_dist_sync_grads(t, err);
+        if (st != MOE_OK) return st;
     }
     if (c->accum > 1) scale_grads(t->model, 1.0f / (float)c->accum);
     /* the cosine of the run's first length; past its end (a resume with a
@@ -544,7 +534,10 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
     for (int b = 0; b < nb && st == MOE_OK; b++) {
         data_val_batch(t->val, b, nb, c->batch, mc->ctx_len, t->x, t->y);
         float loss;
-        st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 0, &loss, &me);
+        const int P = t->comm ? t->comm->size : 1, Bl = c->batch / P;
+        const size_t off = t->comm ? (size_t)t->comm->rank * (size_t)Bl * (size_t)mc->ctx_len : 0;
+        st = moe_model_forward(t->model, t->x + off, t->y + off, Bl, mc->ctx_len, 0, &loss, &me);
+        if (st == MOE_OK && t->comm) st = trainer_dist_loss(t, &loss, &me);
         sum += loss;
     }
     for (int l = 0; l < mc->n_layers; l++) {
@@ -561,6 +554,12 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
 #define TRY(x) do { st = (x); if (st != MOE_OK) goto done; } while (0)
 
 moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
+    /* distributed: the experts' parameters and moments are gathered from
+       their owners (every rank calls this); rank 0 writes */
+    if (t->comm) {
+        moe_status gs = trainer_dist_gather(t, err);
+        if (gs != MOE_OK || t->comm->rank != 0) return gs;
+    }
     const moe_model_config *mc = moe_model_get_config(t->model);
     char *state = join(t->dir, "state.gguf"), *model = join(t->dir, "model.gguf");
     gguf_writer *w = NULL;

@@ -1,0 +1,58 @@
+/* trainer_internal.h: the struct behind moe_trainer (internal), shared by
+ * trainer.c (the run, checkpoints) and trainer_dist.c (the same run over
+ * several ranks). Not for: anything outside src/train and src/dist. */
+#ifndef MOE_TRAIN_TRAINER_INTERNAL_H
+#define MOE_TRAIN_TRAINER_INTERNAL_H
+
+#include "moe.h"
+#include "core/autothreads.h"
+#include "core/comm.h"
+#include "train/data.h"
+
+struct moe_trainer {
+    moe_train_config cfg;
+    char *dir;
+    moe_tokenizer *tok;
+    moe_model *model;
+    moe_adamw *opt;
+    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus: training
+                               parts, then validation parts (data_split_sources) */
+    size_t n_tokens;
+    char *notes;            /* lines for the user (data_notes), or NULL */
+    data_split train, val;
+    data_loader loader;
+    int32_t *x, *y;         /* [batch, ctx] */
+    int64_t step;
+    int64_t schedule_steps; /* length of the learning-rate cosine: the
+                               steps of the run's creation, kept on resume */
+    uint64_t tok_fp, src_fp;
+    moe_data_info info;
+    autothreads at;         /* the step's thread count when none was given */
+    int at_ready;
+    moe_comm *comm;         /* distributed run (trainer_dist.c); NULL: one process */
+    int expert_parallel;    /* EP: ranks the experts are sharded over */
+    moe_comm ep_comm;       /* the ranks of this rank's data-parallel replica (one per expert group) */
+    moe_comm dp_comm;       /* the ranks that hold this rank's experts (one per replica) */
+    int64_t *per_expert;    /* [n_tensors] elements per expert of a stacked expert tensor, else 0 */
+    int e_lo, e_hi;         /* this rank's experts */
+};
+
+/* trainer_dist.c */
+/* Makes t one rank of comm (comm->size ranks, experts sharded over
+ * expert_parallel of them): checks the shapes, that every rank runs the
+ * same build, configuration, data and step (one clear error otherwise, on
+ * every rank), and shards the MoE layers. */
+moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int expert_parallel, moe_error *err);
+/* After a forward on this rank's share: *loss becomes the global batch's
+ * mean, and the next backward divides by the global count of targets. */
+moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err);
+/* Sums the gradients over the ranks: the replicated tensors' over all, the
+ * own experts' over the ranks that hold them (other experts' stay zero). */
+moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err);
+/* Before a checkpoint: every rank gets every expert's parameters and
+ * moments from their owners (so rank 0 can write the one-process files). */
+moe_status trainer_dist_gather(moe_trainer *t, moe_error *err);
+/* Frees the sub-communicators (before the job's communicator ends). */
+void trainer_dist_free(moe_trainer *t);
+
+#endif
