@@ -2,7 +2,9 @@
  * autothreads.h for why and when). */
 #include "core/autothreads.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static double mono_now(void) {
@@ -24,10 +26,35 @@ static int procs_running(void) {
     return n;
 }
 
+/* This process's threads running or waiting for a core now (its idle
+ * OpenMP threads may still be spinning): /proc/self/task/N/stat in state
+ * R; 1 when unknown. */
+static int own_running(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+        if (p && p[1] == ' ' && p[2] == 'R') n++;
+    }
+    closedir(d);
+    return n > 0 ? n : 1;
+}
+
 void autothreads_init(autothreads *a, int max, int probe_len) {
     /* the first guess: the cores nothing else is running on now (the
-     * probes correct it) */
-    const int running = procs_running(), others = running > 0 ? running - 1 : 0;
+     * probes correct it); our own threads do not count */
+    const int running = procs_running(), own = own_running();
+    const int others = running > own ? running - own : 0;
     autothreads_init_at(a, max, probe_len, max - others);
 }
 
