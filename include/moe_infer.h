@@ -96,13 +96,22 @@ MOE_API int moe_sampler_sample(moe_sampler *s, float *logits, const int32_t *his
 
 /* --------------------------------------------------------------- engine */
 
-typedef struct moe_infer moe_infer; /* a loaded model with its KV cache */
+/* Two handles, as llama.h has them: a model (the mapped weights and the
+ * vocabulary; read-only, shared by any number of contexts on any threads)
+ * and a context (n_seq sequences, each with its KV cache and length, the
+ * scratch of one step, the expert counts; one thread at a time).
+ * moe_infer_open makes both at once (the context owns its model): the
+ * single-stream API below runs sequence 0. */
+typedef struct moe_infer moe_infer; /* a context: sequences with their KV caches */
+typedef struct moe_infer_model moe_infer_model; /* the weights, read-only */
 
 typedef struct moe_infer_options {
     int n_threads;         /* <= 0: the OpenMP default */
     int ctx_len;           /* KV cache length; 0: min(model's, 4096) */
     int experts_per_token; /* 0: the model's k; else overrides it (1..E) */
-    int max_batch;         /* tokens per eval call at most (prompt chunk); 0: 512 */
+    int max_batch;         /* tokens per eval call at most (prompt chunk), rows of a
+                              batch step at most; 0: 512 */
+    int n_seq;             /* sequences (each a KV cache of ctx_len); 0: 1 */
 } moe_infer_options;
 
 typedef struct moe_infer_info {
@@ -131,6 +140,45 @@ MOE_API moe_status moe_infer_open(moe_infer **out, const char *path,
 MOE_API void moe_infer_close(moe_infer *m);
 MOE_API const moe_infer_info *moe_infer_get_info(const moe_infer *m);
 MOE_API const moe_vocab *moe_infer_vocab(const moe_infer *m);
+
+/* The model alone (checked as moe_infer_open checks it), for contexts
+ * made with moe_infer_create; close it after every context on it. */
+MOE_API moe_status moe_infer_model_open(moe_infer_model **out, const char *path,
+                                        moe_error *err);
+MOE_API void moe_infer_model_close(moe_infer_model *mdl);
+MOE_API const moe_vocab *moe_infer_model_vocab(const moe_infer_model *mdl);
+/* A context on mdl (which it does not own): opt as for moe_infer_open. */
+MOE_API moe_status moe_infer_create(moe_infer **out, moe_infer_model *mdl,
+                                    const moe_infer_options *opt, moe_error *err);
+MOE_API moe_infer_model *moe_infer_get_model(const moe_infer *m);
+MOE_API int moe_infer_n_seq(const moe_infer *m);
+MOE_API int moe_infer_max_batch(const moe_infer *m);
+
+/* One step over many sequences of the context: row i is token tokens[i] of
+ * sequence seq[i] at position pos[i]. The rows of one sequence are
+ * consecutive in the batch at consecutive positions, the first at most the
+ * sequence's length (a smaller one discards the cached positions from
+ * there, as moe_infer_eval does); prompt chunks (prefill) and single
+ * decode tokens mix freely. Every expert's tokens of the whole step are
+ * grouped into one product per layer, so its weights are read once per
+ * step. Each sequence runs with its own experts per token
+ * (moe_infer_seq_set_top_k). want_logits: NULL (none) or [n] flags;
+ * logits gets [count of flags, V], the flagged rows in order. The logits
+ * of a row equal the single-stream engine's for the same tokens (bitwise;
+ * nothing depends on the other rows). Errors (MOE_ERR_ARG, nothing run): n
+ * > max_batch, a sequence or token out of range, a position beyond the
+ * sequence or ctx_len, a sequence's rows split or not consecutive, several
+ * sequences in one step of an expert-choice model. */
+MOE_API moe_status moe_infer_batch_eval(moe_infer *m, const int32_t *tokens, const int32_t *seq,
+                                        const int32_t *pos, const int8_t *want_logits, int n,
+                                        float *logits, moe_error *err);
+/* Positions of sequence seq held in its cache (0 for an unknown seq). */
+MOE_API int moe_infer_seq_len(const moe_infer *m, int seq);
+/* Keeps the first keep positions of sequence seq (0: empties it). */
+MOE_API moe_status moe_infer_seq_clear(moe_infer *m, int seq, int keep, moe_error *err);
+/* Experts per token of sequence seq from its next step on (1..E; 0: the
+ * context's, moe_infer_set_top_k). */
+MOE_API moe_status moe_infer_seq_set_top_k(moe_infer *m, int seq, int k, moe_error *err);
 
 /* Runs tokens[0, n) at positions pos .. pos+n-1 (the cache must hold
  * positions 0 .. pos-1 from earlier calls), appending to the KV cache. A pos
