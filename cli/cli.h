@@ -26,6 +26,8 @@ int cmd_eval(int argc, char **argv, int n_threads);
 int cmd_tokenize(int argc, char **argv, int n_threads);
 /* quantize.c: `moe quantize IN.gguf OUT.gguf --type T`. */
 int cmd_quantize(int argc, char **argv, int n_threads);
+/* serve.c: `moe serve MODEL.gguf`, the OpenAI-compatible HTTP server. */
+int cmd_serve(int argc, char **argv, int n_threads);
 
 /* train.c: the training loop shared by `moe train` and the demo. */
 typedef struct train_run_opts {

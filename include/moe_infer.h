@@ -344,6 +344,73 @@ MOE_API void moe_quantize_options_default(moe_quantize_options *o); /* q8_0 */
 MOE_API moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *o,
                                 moe_quantize_result *res, moe_error *err);
 
+/* ------------------------------------------------------------- server */
+
+/* The core of `moe serve` (docs/SERVE.md), without HTTP: one model, a batch
+ * context of `parallel` sequences and a scheduler thread that runs batch
+ * steps over every running request (continuous batching; each step groups
+ * all its tokens per expert). The HTTP layer (cli/serve.c, libmicrohttpd)
+ * hands it request bodies and writes out what it returns: JSON bodies,
+ * server-sent events, OpenAI-shaped errors. Thread-safe: any number of
+ * threads may submit, read and release at once. */
+typedef struct moe_server moe_server;
+typedef struct moe_server_req moe_server_req;
+
+typedef struct moe_server_options {
+    int parallel;           /* sequences run together; 0: 4 */
+    int ctx_len;            /* tokens per sequence; 0: min(model's, 4096) */
+    int n_threads;          /* <= 0: the OpenMP default */
+    int max_batch;          /* rows of one batch step at most; 0: 256 */
+    int queue_max;          /* requests waiting beyond the free sequences
+                               before 503; 0: 64, < 0: none may wait */
+    const char *alias;      /* the model's id; NULL: the file's name without .gguf */
+} moe_server_options;
+
+typedef enum moe_server_endpoint {
+    MOE_SERVER_CHAT = 0,       /* POST /v1/chat/completions */
+    MOE_SERVER_COMPLETION = 1  /* POST /v1/completions */
+} moe_server_endpoint;
+
+MOE_API moe_status moe_server_open(moe_server **out, const char *model_path,
+                                   const moe_server_options *o, moe_error *err);
+/* Cancels what still runs, stops the scheduler and frees everything; every
+ * request must have been released. */
+MOE_API void moe_server_close(moe_server *s);
+MOE_API const char *moe_server_model_id(const moe_server *s);
+/* Checks and queues a request body. Returns the HTTP status: 200 with *out
+ * the request (and *stream 1 for server-sent events), or 400 / 404 / 500 /
+ * 503 with *out NULL and *err_json an OpenAI error body (malloc'd; the
+ * caller frees it). */
+MOE_API int moe_server_submit(moe_server *s, moe_server_endpoint ep, const char *body, size_t n,
+                              moe_server_req **out, int *stream, char **err_json);
+/* The next bytes of the response of r, waiting up to wait_ms for them:
+ * *text (malloc'd, or NULL when nothing new) and *len. A streamed request
+ * gives server-sent events as the tokens come, ending with "data: [DONE]";
+ * another gives its whole JSON body once done (*status: 200, or the error's
+ * status with an error body). Returns 1 when the response is complete
+ * (nothing will follow), else 0. */
+MOE_API int moe_server_read(moe_server *s, moe_server_req *r, int wait_ms, char **text,
+                            size_t *len, int *status);
+/* The HTTP side is done with r (it is cancelled when not finished: a client
+ * that left frees its sequence at the next step). */
+MOE_API void moe_server_release(moe_server *s, moe_server_req *r);
+/* GET endpoints: "/v1/models", "/v1/models/ID", "/health", "/metrics".
+ * Returns the body (malloc'd), *status (404 for another path) and
+ * *content_type. */
+MOE_API char *moe_server_get(moe_server *s, const char *path, int *status,
+                             const char **content_type);
+/* An OpenAI error body {"error": {"message", "type", "param", "code"}}
+ * (malloc'd) for a status the HTTP layer decides (404, 405, 413 ...). */
+MOE_API char *moe_server_error_json(int status, const char *code, const char *message);
+/* Counts an HTTP response in /metrics. */
+MOE_API void moe_server_count_status(moe_server *s, int status);
+/* Shutdown: refuse new requests (503, /health says so) ... */
+MOE_API void moe_server_drain(moe_server *s);
+/* ... cancel every request ... */
+MOE_API void moe_server_cancel_all(moe_server *s);
+/* ... and wait for them: requests running or queued. */
+MOE_API int moe_server_busy(moe_server *s);
+
 #ifdef __cplusplus
 }
 #endif
