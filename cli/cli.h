@@ -68,6 +68,11 @@ int bench_train(int argc, char **argv, int n_threads);
 int bench_decode(int argc, char **argv, int n_threads);
 int bench_prefill(int argc, char **argv, int n_threads);
 int bench_bandwidth(int argc, char **argv, int n_threads);
+/* The model file of a benchmark: model, or the ~1e9-weight model of gen
+ * ("ARCH:TYPE") written once into build/bench-models/. 0 on failure (printed). */
+int bench_model_path(const char *model, const char *gen, char *out, size_t cap);
+/* bench_serve.c: aggregate decode speed of many sequences in one batch. */
+int bench_serve(int argc, char **argv, int n_threads);
 
 /* Seconds from a monotonic clock. */
 double cli_now(void);
