@@ -73,7 +73,7 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
     int8_t *want = malloc((size_t)(S > P ? S : P));
     float *lg = malloc(sizeof(float) * (size_t)S * V);
     int64_t *c0 = malloc(sizeof(int64_t) * (size_t)(L * E + 1));
-    double *dts = malloc(sizeof(double) * (size_t)N * (iters + 1));
+    double *dts = calloc((size_t)N * (iters + 1), sizeof(double));
     int ok = 0;
     if (!tok || !seq || !pos || !want || !lg || !c0 || !dts) {
         fprintf(stderr, "moe bench serve: out of memory\n");
