@@ -272,9 +272,11 @@ static moe_status ctx_checked(moe_infer *m, const moe_infer_options *o, moe_erro
     }
     if (o->ctx_len > 0) m->ctx_len = o->ctx_len;
     else m->ctx_len = hp->ctx_train > 0 && hp->ctx_train < 4096 ? hp->ctx_train : 4096;
-    m->max_batch = o->max_batch > 0 ? o->max_batch : 512;
-    if (m->max_batch > m->ctx_len) m->max_batch = m->ctx_len;
     m->n_seq = o->n_seq > 0 ? o->n_seq : 1;
+    m->max_batch = o->max_batch > 0 ? o->max_batch : 512;
+    /* a step holds at most ctx_len rows of each sequence */
+    if ((int64_t)m->max_batch > (int64_t)m->ctx_len * m->n_seq)
+        m->max_batch = m->ctx_len * m->n_seq;
     m->n_threads = o->n_threads;
 #ifdef _OPENMP
     m->nt = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
