@@ -85,14 +85,8 @@ typedef struct server {
     pthread_mutex_t mu;        /* the connection list */
     conn_ent *conns;
     int wd_stop;
+    int active;                /* requests begun and not completed (atomic) */
 } server;
-
-static volatile sig_atomic_t g_stop; /* set by SIGTERM / SIGINT */
-
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -254,6 +248,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         conn_req *cr = calloc(1, sizeof *cr);
         if (!cr) return MHD_NO;
         *con_cls = cr;
+        __atomic_add_fetch(&sv->active, 1, __ATOMIC_SEQ_CST);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > (unsigned long long)limit * 16) {
             set_received(sv, c); /* far too big: answer now (the body is not read) */
@@ -321,6 +316,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         free(cr->body);
         free(cr);
         *con_cls = NULL;
+        __atomic_sub_fetch(&sv->active, 1, __ATOMIC_SEQ_CST);
     }
     /* the next request on this connection gets its own deadline */
     const union MHD_ConnectionInfo *ci =
@@ -472,6 +468,16 @@ int cmd_serve(int argc, char **argv, int n_threads) {
     const int pr = parse_opts(o, argc, argv, &path);
     if (pr <= 0) return pr == 0 ? 0 : 2;
 
+    /* SIGTERM and SIGINT blocked in every thread (the scheduler's and
+       libmicrohttpd's inherit the mask), so that none has a system call
+       interrupted; the main thread takes them with sigtimedwait */
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     moe_server_options so = {0};
     so.parallel = o->parallel;
     so.ctx_len = o->ctx;
@@ -485,13 +491,6 @@ int cmd_serve(int argc, char **argv, int n_threads) {
         return 1;
     }
     pthread_mutex_init(&sv.mu, NULL);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     int rc = 1;
     pthread_t wd;
     int wd_started = 0;
@@ -506,9 +505,10 @@ int cmd_serve(int argc, char **argv, int n_threads) {
     printf("moe serve: %s on http://%s:%d (parallel %d)\n", moe_server_model_id(sv.s), o->host,
            di ? (int)di->port : o->port, o->parallel);
     fflush(stdout);
-    while (!g_stop) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
+    for (;;) {
+        const struct timespec ts = {1, 0};
+        const int sig = sigtimedwait(&stop_set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) break;
     }
     /* graceful: no new connections, drain_s for what runs, then cancel the rest */
     fprintf(stderr, "moe serve: stopping (%d requests running or queued)\n",
@@ -517,12 +517,15 @@ int cmd_serve(int argc, char **argv, int n_threads) {
     if (ls != MHD_INVALID_SOCKET) close(ls);
     moe_server_drain(sv.s);
     const double t0 = now_s();
-    while (moe_server_busy(sv.s) > 0 && now_s() - t0 < o->drain) {
+    /* requests still running, or whose answers are still being sent */
+    while ((moe_server_busy(sv.s) > 0 || __atomic_load_n(&sv.active, __ATOMIC_SEQ_CST) > 0) &&
+           now_s() - t0 < o->drain) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
     moe_server_cancel_all(sv.s);
-    while (moe_server_busy(sv.s) > 0 && now_s() - t0 < o->drain + 5.0) {
+    while ((moe_server_busy(sv.s) > 0 || __atomic_load_n(&sv.active, __ATOMIC_SEQ_CST) > 0) &&
+           now_s() - t0 < o->drain + 5.0) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
