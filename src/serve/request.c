@@ -47,7 +47,7 @@ void serve_req_free(serve_req *r) {
 static const char *const FIELDS_COMMON[] = {
     "model", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k",
     "min_p", "presence_penalty", "frequency_penalty", "seed", "stop", "n", "user",
-    "logprobs", "experts_per_token", NULL};
+    "logprobs", "experts_per_token", "ignore_eos", NULL};
 static const char *const FIELDS_CHAT[] = {"messages", "max_completion_tokens", NULL};
 static const char *const FIELDS_COMPL[] = {"prompt", "echo", "suffix", NULL};
 
@@ -305,6 +305,7 @@ static int parse_fields(serve_req *r, const json_value *root, const serve_limits
     r->seed = given ? (uint64_t)x : (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)r << 16);
     x = 1;
     if (!get_int(root, "n", 1, 1, &x, NULL, e)) return 0;
+    if (!get_bool(root, "ignore_eos", &r->ignore_eos, e)) return 0;
     int flag = 0;
     if (!get_bool(root, "logprobs", &flag, e)) return 0;
     if (flag) return BAD("logprobs", "logprobs are not supported");

@@ -178,7 +178,7 @@ static void next_token(sched *s, serve_req *r, float *lg, double t) {
     const int32_t tok = moe_sampler_sample(r->smp, lg, r->hist, r->n_hist);
     if (r->n_gen == 0) r->t_first = t;
     r->t_last = t;
-    if (moe_vocab_is_eog(s->v, tok)) {
+    if (!r->ignore_eos && moe_vocab_is_eog(s->v, tok)) {
         finish(s, r, FIN_STOP);
         return;
     }

@@ -60,6 +60,7 @@ struct moe_server_req {
     char *stop[REQ_MAX_STOP];
     int n_stop;
     int k;                       /* experts_per_token; 0: the model's */
+    int ignore_eos;              /* llama-server's extension: generate past EOS */
     int32_t *prompt;             /* [n_prompt] token ids */
     int n_prompt;
     char id[48];
