@@ -6,7 +6,9 @@
  * (each touched expert's weights once per step, whatever the number of its
  * tokens). A step's time is the median over every step of every run (a
  * loaded machine preempts a process for whole time slices, which would
- * swamp a sum). Figures are printed, never asserted.
+ * swamp a sum), and each S is measured right after a fresh S = 1 run, the
+ * ratios taken against that one (a shared machine's load drifts within
+ * minutes). Figures are printed, never asserted.
  *
  * Models: --model FILE or --gen ARCH:TYPE (the ~1e9-weight model of `moe
  * bench decode`, default mixtral:q4_K). Only the public API.
@@ -200,18 +202,21 @@ int bench_serve(int argc, char **argv, int nt) {
            other / 1048576.0, T);
     printf("serve: prompt %d per sequence, %d decode steps x %d runs, median step; one step = one "
            "batch of S rows (one token per sequence)\n", P, N, iters);
-    printf("%4s %12s %10s %10s %12s %14s %16s %14s\n", "S", "agg tok/s", "x S=1", "ms/step",
-           "lat x S=1", "experts/layer", "expert MiB/step", "MiB/token");
+    printf("%4s %11s %11s %8s %10s %10s %14s %16s %10s\n", "S", "S=1 tok/s", "agg tok/s", "x S=1",
+           "ms/step", "lat x S=1", "experts/layer", "expert MiB/step", "MiB/token");
     moe_infer_close(probe);
-    serve_row base = {0};
     int rc = 0;
     for (int S = 1; S <= max_s; S *= 2) {
-        serve_row r;
-        if (!run_S(mdl, S, P, N, iters, nt, eb, &r)) { rc = 1; break; }
-        if (S == 1) base = r;
-        printf("%4d %12.2f %10.2f %10.2f %12.2f %14.2f %16.1f %14.1f\n", S, r.tok_s,
-               r.tok_s / base.tok_s, r.ms_step, r.ms_step / base.ms_step, r.experts, r.mib_step,
-               (r.mib_step + other / 1048576.0) / S);
+        serve_row base, r;
+        if (!run_S(mdl, 1, P, N, iters, nt, eb, &base) ||
+            (S > 1 && !run_S(mdl, S, P, N, iters, nt, eb, &r))) {
+            rc = 1;
+            break;
+        }
+        if (S == 1) r = base;
+        printf("%4d %11.2f %11.2f %8.2f %10.2f %10.2f %14.2f %16.1f %10.1f\n", S, base.tok_s,
+               r.tok_s, r.tok_s / base.tok_s, r.ms_step, r.ms_step / base.ms_step, r.experts,
+               r.mib_step, (r.mib_step + other / 1048576.0) / S);
         fflush(stdout);
     }
     moe_infer_model_close(mdl);
