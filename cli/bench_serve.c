@@ -20,10 +20,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+/* CPU seconds of the process (all its threads): with one thread, the work
+ * of a step whatever the machine's load does to the wall clock. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sort_d(double *x, int n) {
+    for (int i = 1; i < n; i++) /* insertion sort, for medians */
+        for (int j = i; j > 0 && x[j] < x[j - 1]; j--) {
+            const double t = x[j];
+            x[j] = x[j - 1];
+            x[j - 1] = t;
+        }
+}
 
 static int32_t argmax_row(const float *x, int n) {
     int32_t b = 0;
@@ -48,7 +66,7 @@ static double expert_bytes(moe_infer *m) {
 
 typedef struct serve_row {
     int S;
-    double tok_s, ms_step, experts, mib_step;
+    double tok_s, ms_step, cpu_ms, experts, mib_step;
 } serve_row;
 
 /* S sequences: a prompt of P each, then N decode steps of S rows; the
@@ -76,8 +94,9 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
     float *lg = malloc(sizeof(float) * (size_t)S * V);
     int64_t *c0 = malloc(sizeof(int64_t) * (size_t)(L * E + 1));
     double *dts = calloc((size_t)N * (iters + 1), sizeof(double));
+    double *cts = calloc((size_t)N * (iters + 1), sizeof(double));
     int ok = 0;
-    if (!tok || !seq || !pos || !want || !lg || !c0 || !dts) {
+    if (!tok || !seq || !pos || !want || !lg || !c0 || !dts || !cts) {
         fprintf(stderr, "moe bench serve: out of memory\n");
         goto done;
     }
@@ -101,7 +120,7 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
             }
         }
         double touched = 0;
-        double dt_run[4096];
+        double dt_run[4096], ct_run[4096];
         int n_run = 0;
         for (int step = 0; step < N; step++) {
             for (int s = 0; s < S; s++) {
@@ -111,28 +130,31 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
                 want[s] = 1;
             }
             if (E > 0) memcpy(c0, moe_infer_expert_counts(m), sizeof(int64_t) * (size_t)L * E);
-            const double t0 = cli_now();
+            const double t0 = cli_now(), c0t = cpu_now();
             if (moe_infer_batch_eval(m, tok, seq, pos, want, S, lg, &err) != MOE_OK) {
                 fprintf(stderr, "moe bench serve: %s\n", err.msg);
                 goto done;
             }
-            if (n_run < 4096) dt_run[n_run++] = cli_now() - t0;
+            if (n_run < 4096) {
+                ct_run[n_run] = cpu_now() - c0t;
+                dt_run[n_run++] = cli_now() - t0;
+            }
             if (E > 0) {
                 const int64_t *c = moe_infer_expert_counts(m);
                 for (int i = 0; i < L * E; i++) touched += c[i] > c0[i];
             }
         }
         if (it == 0 && iters > 0) continue; /* pages the weights in */
-        for (int i = 0; i < n_run; i++) dts[n_dt++] = dt_run[i];
+        for (int i = 0; i < n_run; i++) {
+            cts[n_dt] = ct_run[i];
+            dts[n_dt++] = dt_run[i];
+        }
         touched_all += touched;
     }
-    for (int i = 1; i < n_dt; i++) /* insertion sort for the median */
-        for (int j = i; j > 0 && dts[j] < dts[j - 1]; j--) {
-            const double x = dts[j];
-            dts[j] = dts[j - 1];
-            dts[j - 1] = x;
-        }
+    sort_d(dts, n_dt);
+    sort_d(cts, n_dt);
     const double med = dts[n_dt / 2];
+    row->cpu_ms = 1e3 * cts[n_dt / 2];
     const double touched_best = touched_all / (n_dt / N > 0 ? n_dt / N : 1);
     const int L_moe = in->n_layers - in->n_dense_layers;
     row->S = S;
@@ -142,7 +164,7 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
     row->mib_step = touched_best / N * eb / 1048576.0;
     ok = 1;
 done:
-    free(tok); free(seq); free(pos); free(want); free(lg); free(c0); free(dts);
+    free(tok); free(seq); free(pos); free(want); free(lg); free(c0); free(dts); free(cts);
     moe_infer_close(m);
     return ok;
 }
@@ -202,8 +224,9 @@ int bench_serve(int argc, char **argv, int nt) {
            other / 1048576.0, T);
     printf("serve: prompt %d per sequence, %d decode steps x %d runs, median step; one step = one "
            "batch of S rows (one token per sequence)\n", P, N, iters);
-    printf("%4s %11s %11s %8s %10s %10s %14s %16s %10s\n", "S", "S=1 tok/s", "agg tok/s", "x S=1",
-           "ms/step", "lat x S=1", "experts/layer", "expert MiB/step", "MiB/token");
+    printf("%4s %11s %11s %8s %10s %10s %11s %9s %14s %16s %10s\n", "S", "S=1 tok/s", "agg tok/s",
+           "x S=1", "ms/step", "lat x S=1", "cpu ms/step", "cpu x S", "experts/layer",
+           "expert MiB/step", "MiB/token");
     moe_infer_close(probe);
     int rc = 0;
     for (int S = 1; S <= max_s; S *= 2) {
@@ -214,9 +237,12 @@ int bench_serve(int argc, char **argv, int nt) {
             break;
         }
         if (S == 1) r = base;
-        printf("%4d %11.2f %11.2f %8.2f %10.2f %10.2f %14.2f %16.1f %10.1f\n", S, base.tok_s,
-               r.tok_s, r.tok_s / base.tok_s, r.ms_step, r.ms_step / base.ms_step, r.experts,
-               r.mib_step, (r.mib_step + other / 1048576.0) / S);
+        /* cpu x S: the aggregate speed-up the CPU time says (S tokens for
+           the CPU time of cpu ms/step, against one token for S=1's) */
+        printf("%4d %11.2f %11.2f %8.2f %10.2f %10.2f %11.2f %9.2f %14.2f %16.1f %10.1f\n", S,
+               base.tok_s, r.tok_s, r.tok_s / base.tok_s, r.ms_step, r.ms_step / base.ms_step,
+               r.cpu_ms, S * base.cpu_ms / r.cpu_ms, r.experts, r.mib_step,
+               (r.mib_step + other / 1048576.0) / S);
         fflush(stdout);
     }
     moe_infer_model_close(mdl);
