@@ -48,9 +48,12 @@ static void serve_usage(FILE *f) {
 
 #ifdef MOE_NO_HTTP
 int cmd_serve(int argc, char **argv, int n_threads) {
-    (void)argc;
-    (void)argv;
     (void)n_threads;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            serve_usage(stdout);
+            break;
+        }
     fprintf(stderr, "moe serve: this build has no HTTP server: libmicrohttpd was missing when "
                     "it was built (install libmicrohttpd-dev, then make clean && make)\n");
     return 1;
