@@ -24,7 +24,8 @@ CFLAGS_BASE = -std=c11 $(OPT) $(ARCH) -g -Wall -Wextra -Wshadow -fPIC -fopenmp -
              -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 CFLAGS_ALL = $(CFLAGS_BASE) $(SAN) $(CFLAGS)
 CFLAGS_SIMD = $(CFLAGS_BASE) $(SIMD_SAN) $(CFLAGS)
-LDLIBS_ALL = -fopenmp -lm $(SAN) $(LDLIBS)
+# zlib, liblzma, libzstd: compressed training data (src/train/decompress.c)
+LDLIBS_ALL = -fopenmp -lzstd -llzma -lz -lm $(SAN) $(LDLIBS)
 # libmicrohttpd (Debian libmicrohttpd-dev) for `moe serve` (cli/serve.c) only:
 # libmoe does not depend on it. Without it the command is built without the
 # server and says so (HAVE_MHD=0 forces that).

@@ -165,15 +165,16 @@ static int bench_layer(int argc, char **argv, int nt) {
 }
 
 int cmd_bench(int argc, char **argv, int n_threads) {
-    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | train | decode | prefill | bandwidth | serve\n"); return 2; }
+    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | train | decode | prefill | bandwidth | contention | serve\n"); return 2; }
     if (!strcmp(argv[0], "layer")) return bench_layer(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "gemm")) return bench_gemm(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "train")) return bench_train(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "decode")) return bench_decode(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "prefill")) return bench_prefill(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "bandwidth")) return bench_bandwidth(argc - 1, argv + 1, n_threads);
+    if (!strcmp(argv[0], "contention")) return bench_contention(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "serve")) return bench_serve(argc - 1, argv + 1, n_threads);
     fprintf(stderr, "moe bench: unknown benchmark '%s' (layer | gemm | train | decode | prefill | "
-            "bandwidth | serve)\n", argv[0]);
+            "bandwidth | contention | serve)\n", argv[0]);
     return 2;
 }

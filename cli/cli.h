@@ -38,12 +38,14 @@ typedef struct train_run_opts {
 } train_run_opts;
 int train_run(moe_trainer *t, const train_run_opts *o);
 void train_print_summary(moe_trainer *t);
+void train_print_data_notes(moe_trainer *t);
 void train_print_routing(FILE *f, moe_model *m);
 
 /* train_opts.c: options that set moe_train_config fields; 1 if argv[*i]
  * was one (then *i is advanced past its value). */
 int train_opts_apply(moe_train_config *c, int argc, char **argv, int *i, int *bad);
 void train_opts_usage(FILE *f);
+void train_opts_warn(const moe_train_config *c);
 
 /* sample.c: generates n tokens after prompt with the training model; streams
  * the text to out. Returns 0 or prints the error and returns 1. */
@@ -73,6 +75,8 @@ int bench_bandwidth(int argc, char **argv, int n_threads);
 int bench_model_path(const char *model, const char *gen, char *out, size_t cap);
 /* bench_serve.c: aggregate decode speed of many sequences in one batch. */
 int bench_serve(int argc, char **argv, int n_threads);
+/* bench_contention.c: decode and training next to busy processes. */
+int bench_contention(int argc, char **argv, int n_threads);
 
 /* Seconds from a monotonic clock. */
 double cli_now(void);

@@ -121,6 +121,7 @@ int cmd_demo(int argc, char **argv, int n_threads) {
         }
         if (bad) return 2;
     }
+    train_opts_warn(&c);
     c.model.n_threads = n_threads;
     c.model.max_batch = c.batch;
     printf("moe demo: train a small sparse Mixture-of-Experts language model on the built-in corpus\n"

@@ -38,8 +38,9 @@ static void json_routing(FILE *f, moe_model *m) {
         const moe_route_stats *s = moe_layer_stats(L);
         fprintf(f, "%s{\"layer\":%d,\"load\":[", first ? "" : ",", l);
         for (int e = 0; e < c->moe.n_experts; e++) fprintf(f, "%s%d", e ? "," : "", s->tokens_per_expert[e]);
-        fprintf(f, "],\"max_violation\":%.4f,\"dropped_fraction\":%.4f,\"dead_experts\":%d,\"entropy\":%.4f}",
-                s->max_violation, s->dropped_fraction, s->dead_experts, s->entropy);
+        fprintf(f, "],\"max_violation\":%.4f,\"dropped_fraction\":%.4f,\"dead_experts\":%d,\"starved_experts\":%d,"
+                "\"entropy\":%.4f}", s->max_violation, s->dropped_fraction, s->dead_experts, s->starved_experts,
+                s->entropy);
         first = 0;
     }
     fprintf(f, "]");
@@ -53,7 +54,8 @@ void train_print_routing(FILE *f, moe_model *m) {
         moe_layer *L = moe_model_moe_layer(m, l);
         if (!L) continue;
         if (!any) {
-            fprintf(f, "  layer  load per expert (%% of assignments)%*s max-viol dropped dead\n", E * 5 - 30 > 0 ? E * 5 - 30 : 0, "");
+            fprintf(f, "  layer  load per expert (%% of assignments)%*s max-viol dropped dead starved\n",
+                    E * 5 - 30 > 0 ? E * 5 - 30 : 0, "");
             any = 1;
         }
         const moe_route_stats *s = moe_layer_stats(L);
@@ -61,7 +63,8 @@ void train_print_routing(FILE *f, moe_model *m) {
         for (int e = 0; e < E; e++) tot += s->tokens_per_expert[e];
         fprintf(f, "  %5d  ", l);
         for (int e = 0; e < E && e < 64; e++) fprintf(f, "%4.0f ", tot > 0 ? 100.0 * s->tokens_per_expert[e] / tot : 0.0);
-        fprintf(f, " %7.2f %6.1f%% %4d\n", s->max_violation, 100.0 * s->dropped_fraction, s->dead_experts);
+        fprintf(f, " %7.2f %6.1f%% %4d %7d\n", s->max_violation, 100.0 * s->dropped_fraction, s->dead_experts,
+                s->starved_experts);
     }
 }
 
@@ -185,8 +188,29 @@ void train_print_summary(moe_trainer *t) {
            "(%.3f nats)\n",
            di.text_bytes / 1e6, (long long)di.train_tokens, (long long)di.val_tokens,
            di.cache_reused ? " (token cache reused)" : "", di.unigram_bits, di.unigram_bits * log(2.0));
+    /* where validation comes from; warnings go to stderr in
+       train_print_data_notes */
+    const char *notes = moe_trainer_data_notes(t);
+    for (const char *p = notes; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (!strncmp(p, "validation:", 11)) printf("%.*s\n", (int)l, p);
+        p += l + (e != NULL);
+    }
     printf("training: %lld steps x %d x %d sequences of %d tokens, lr %.2g -> %.2g, warmup %lld\n",
            (long long)c->steps, c->accum, c->batch, c->model.ctx_len, c->lr, c->min_lr, (long long)c->warmup);
+}
+
+/* The data's warnings and notes (files skipped or read once, an incomplete
+ * last character, a byte vocabulary), on stderr, "moe: " before each. */
+void train_print_data_notes(moe_trainer *t) {
+    const char *notes = moe_trainer_data_notes(t);
+    for (const char *p = notes; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (strncmp(p, "validation:", 11)) fprintf(stderr, "moe: %.*s\n", (int)l, p);
+        p += l + (e != NULL);
+    }
 }
 
 static void usage(FILE *f) {
@@ -195,6 +219,8 @@ static void usage(FILE *f) {
                "  --data PATH       a text file or folder (repeatable; default: the built-in corpus)\n"
                "  --out DIR         run directory (default moe-run): model.gguf, state.gguf, tokens.bin, metrics.jsonl\n"
                "  --quiet           no log lines\n"
+               "  data: folders are read recursively; .gz/.xz/.zst files decompressed; a file reached by\n"
+               "  several names (links) is read once; --skip-bad skips unreadable or binary files\n"
                "options:\n");
     train_opts_usage(f);
 }
@@ -236,6 +262,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
         if (bad) break;
     }
     if (bad) { usage(stderr); free(data); return 2; }
+    train_opts_warn(&c);
     c.model.n_threads = n_threads;
     c.model.max_batch = c.batch;
     moe_trainer *t = NULL;
@@ -252,6 +279,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
         fprintf(stderr, "moe: %s\n", err.msg);
         return 1;
     }
+    train_print_data_notes(t);
     if (!quiet) {
         train_print_summary(t);
         if (resume) printf("resuming %s at step %lld\n", resume, (long long)moe_trainer_steps_done(t));

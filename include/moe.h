@@ -188,6 +188,8 @@ typedef enum moe_drop_policy {
 #define MOE_MAX_COEF 1e6f             /* |weight_scale|, loss coefficients, rates */
 #define MOE_MAX_ACCUM 65536           /* moe_train_config.accum */
 #define MOE_MAX_CORPUS_BYTES ((int64_t)1 << 36) /* moe_train_config.corpus_bytes */
+#define MOE_STARVED_SHARE 0.25f       /* moe_route_stats.starved_experts: an expert
+                                         below a quarter of the uniform load */
 
 typedef struct moe_layer_config {
     int d_model;               /* d: width of the token vectors */
@@ -294,6 +296,10 @@ typedef struct moe_route_stats {
     float max_violation;       /* max_i routed_i / mean_i routed_i - 1 */
     float load_cv;             /* coefficient of variation of routed_i */
     int dead_experts;          /* experts without tokens for dead_window forwards */
+    int starved_experts;       /* experts whose share of this forward's
+                                  assignments is below MOE_STARVED_SHARE of
+                                  the uniform share 1/E (experts with none
+                                  included, so dead ones count here too) */
     float dropped_fraction;    /* dropped / assignments */
     float active_mean;         /* mean experts per token (kept assignments / T) */
     const int *active_hist;    /* [slots + 1] tokens with 0, 1, ... kept experts */
@@ -671,6 +677,10 @@ typedef struct moe_train_config {
     float val_fraction;      /* share of the tokens held out */
     uint64_t seed;           /* initialisation, data order, routing noise */
     int64_t corpus_bytes;    /* size of the built-in corpus when no data */
+    int skip_bad;            /* 1: data files that cannot be read, are binary
+                                (not UTF-8 text) or damaged (compressed) are
+                                skipped with a warning; 0 (default): the
+                                first is an error naming it */
     float eval_capacity;     /* capacity factor of validation (MOE_DROPLESS) */
 } moe_train_config;
 
@@ -685,10 +695,14 @@ typedef struct moe_trainer moe_trainer;
 
 /* A new run in directory dir (created if missing; refused if it already
  * holds a checkpoint, so good data is never overwritten: resume it instead).
- * data: text files or folders (NULL / 0: the built-in corpus). Trains the
- * tokenizer, tokenizes once into dir/tokens.bin (reused when the sources
- * and tokenizer match), splits off the validation tokens, builds and
- * initialises the model and the optimizer. */
+ * data: text files or folders (NULL / 0: the built-in corpus); folders are
+ * read recursively, a file reached by several names (links) once,
+ * gzip / xz / zstd files decompressed (docs/TRAINING.md). Trains the
+ * tokenizer (model.vocab_size 256 or 257: the bytes alone, and the model
+ * gets 258 ids with the two special tokens), tokenizes once into
+ * dir/tokens.bin (reused when the sources and tokenizer match), holds out
+ * the last val_fraction of every block of each source for validation,
+ * builds and initialises the model and the optimizer. */
 MOE_API moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *c,
                                       const char *const *data, int n_data, const char *dir,
                                       moe_error *err);
@@ -715,7 +729,9 @@ typedef struct moe_train_step_info {
 
 /* One optimizer step (accum micro-batches). */
 MOE_API moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err);
-/* Mean validation cross-entropy (eval_batches batches, dropless routing). */
+/* Mean validation cross-entropy, dropless routing: every validation window,
+ * or eval_batches batches of windows spread evenly over the whole held-out
+ * set (the same windows at every call). */
 MOE_API moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err);
 /* Writes dir/model.gguf and dir/state.gguf (model, optimizer, data and
  * random state), each atomically. */
@@ -733,8 +749,18 @@ typedef struct moe_data_info {
                              bits per token (a loss floor for a model that
                              ignores context: unigram_bits * ln 2 nats) */
     int cache_reused;     /* 1 if dir/tokens.bin was reused */
+    int64_t n_sources;    /* files read (1 for the built-in corpus) */
+    int64_t n_val_sources; /* of them, those validation tokens come from */
+    int n_skipped;        /* bad files skipped (skip_bad) */
 } moe_data_info;
 MOE_API moe_data_info moe_trainer_data_info(const moe_trainer *t);
+/* What the user should know about the data of this run, as lines that end
+ * in '\n' ("" when none): "warning: ..." for files skipped (skip_bad) or
+ * read with an incomplete last UTF-8 character, "note: ..." for a file
+ * reached by a second name (read once) and a vocabulary of bytes alone, and
+ * one "validation: ..." line saying which sources the held-out tokens come
+ * from (a share of every source; docs/TRAINING.md). Valid while t lives. */
+MOE_API const char *moe_trainer_data_notes(const moe_trainer *t);
 
 #ifdef __cplusplus
 }

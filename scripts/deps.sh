@@ -10,6 +10,8 @@ dpkg -s libopenblas0 >/dev/null 2>&1 || need+=(libopenblas0)
 # tests/test_install.py: pkg-config reads the installed moe.pc, g++ builds a C++ user
 command -v pkg-config >/dev/null || need+=(pkg-config)  # the pkgconf package on newer Debian
 command -v g++ >/dev/null || need+=(g++)
+# libmoe reads compressed training data (.gz, .xz, .zst) through zlib, liblzma and libzstd
+for p in zlib1g-dev liblzma-dev libzstd-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 # moe serve: libmicrohttpd (only the moe binary links it); tests/test_serve.py: the openai client
 dpkg -s libmicrohttpd-dev >/dev/null 2>&1 || need+=(libmicrohttpd-dev)
 if [ ${#need[@]} -gt 0 ]; then

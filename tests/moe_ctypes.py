@@ -137,6 +137,7 @@ class RouteStats(Structure):
         ("max_violation", c_float),
         ("load_cv", c_float),
         ("dead_experts", c_int),
+        ("starved_experts", c_int),
         ("dropped_fraction", c_float),
         ("active_mean", c_float),
         ("active_hist", POINTER(c_int)),

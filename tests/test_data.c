@@ -20,9 +20,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <lzma.h>
+#include <zlib.h>
+#include <zstd.h>
+
 #include "testutil.h"
 #include "corpus/corpus.h"
 #include "train/data.h"
+#include "train/sources.h"
 
 static char tmpdir[256];
 
@@ -69,7 +74,7 @@ static moe_status read_rel(uint8_t **t, size_t *n, const char *const *rel, int k
     char buf[8][512];
     const char *p[8];
     for (int i = 0; i < k; i++) { path_of(buf[i], sizeof buf[i], rel[i]); p[i] = buf[i]; }
-    return data_read_sources(t, n, p, k, e);
+    return data_read_sources(t, n, NULL, p, k, 0, e);
 }
 
 /* ------------------------------------------------------------ corpus */
@@ -386,6 +391,8 @@ static void test_check_text(void) {
     tu_ok(name);
 }
 
+#define ONE(x) (&(uint64_t){(uint64_t)(x)}) /* a table of one source */
+
 static int msg_has(const moe_error *e, const char *a, const char *b) {
     return strstr(e->msg, a) && (!b || strstr(e->msg, b));
 }
@@ -448,7 +455,7 @@ static void test_sources(void) {
         }
     }
     const char *none[1] = {NULL};
-    if (data_read_sources(&t, &n, none, 0, &e) != MOE_ERR_ARG) { tu_fail(name, "no paths accepted"); return; }
+    if (data_read_sources(&t, &n, NULL, none, 0, 0, &e) != MOE_ERR_ARG) { tu_fail(name, "no paths accepted"); return; }
     tu_ok(name);
 
     name = "data/read_sources_unreadable";
@@ -529,25 +536,27 @@ static void test_cache(void) {
     tok[1] = (int32_t)V - 1;
     moe_error e;
     int32_t *back = NULL;
+    uint64_t *bsrc = NULL;
+    size_t nbsrc = 0;
     size_t nb = 0;
-    if (data_cache_write(path, tok, N, V, 111, 222, &e) || data_cache_read(path, &back, &nb, V, 111, 222, &e)) {
+    if (data_cache_write(path, tok, N, ONE(N), 1, V, 111, 222, &e) || data_cache_read(path, &back, &nb, &bsrc, &nbsrc, V, 111, 222, &e)) {
         tu_fail(name, "%s", e.msg);
         free(tok);
         return;
     }
     if (nb != N || memcmp(back, tok, N * sizeof *tok)) tu_fail(name, "tokens differ after the round trip (%zu of %zu)", nb, N);
     else tu_ok(name);
-    free(back);
+    { free(back); free(bsrc); bsrc = NULL; }
 
     name = "data/cache_empty_and_errors";
     char p0[512];
     path_of(p0, sizeof p0, "empty.cache");
     moe_status s;
-    if ((s = data_cache_write(p0, tok, 0, V, 1, 2, &e)) || (s = data_cache_read(p0, &back, &nb, V, 1, 2, &e)) ||
+    if ((s = data_cache_write(p0, tok, 0, ONE(0), 1, V, 1, 2, &e)) || (s = data_cache_read(p0, &back, &nb, &bsrc, &nbsrc, V, 1, 2, &e)) ||
         nb != 0 || back == NULL) {
         tu_fail(name, "empty cache: status %d %s", s, s ? e.msg : "");
     } else {
-        free(back);
+        { free(back); free(bsrc); bsrc = NULL; }
         char absent[512];
         path_of(absent, sizeof absent, "absent.cache");
         struct { uint32_t v; uint64_t t, src; moe_status st; const char *text; } c[] = {
@@ -559,21 +568,21 @@ static void test_cache(void) {
         int ok = 1;
         for (size_t i = 0; i < sizeof c / sizeof *c && ok; i++) {
             back = (int32_t *)1;
-            s = data_cache_read(path, &back, &nb, c[i].v, c[i].t, c[i].src, &e);
+            s = data_cache_read(path, &back, &nb, &bsrc, &nbsrc, c[i].v, c[i].t, c[i].src, &e);
             if (s != c[i].st || (s && (back != NULL || nb != 0 || !msg_has(&e, path, c[i].text)))) {
                 tu_fail(name, "case %zu: status %d, %s", i, s, e.msg);
                 ok = 0;
             }
-            if (!s) free(back);
+            if (!s) { free(back); free(bsrc); bsrc = NULL; }
         }
-        if (ok && ((s = data_cache_read(absent, &back, &nb, V, 111, 222, &e)) != MOE_ERR_IO || !msg_has(&e, absent, "ENOENT"))) {
+        if (ok && ((s = data_cache_read(absent, &back, &nb, &bsrc, &nbsrc, V, 111, 222, &e)) != MOE_ERR_IO || !msg_has(&e, absent, "ENOENT"))) {
             tu_fail(name, "absent cache: status %d, %s", s, e.msg);
             ok = 0;
         }
         int32_t badtok[2] = {1, (int32_t)V};
         char p2[512];
         path_of(p2, sizeof p2, "never.cache");
-        if (ok && (data_cache_write(p2, badtok, 2, V, 1, 2, &e) != MOE_ERR_ARG || access(p2, F_OK) == 0)) {
+        if (ok && (data_cache_write(p2, badtok, 2, ONE(2), 1, V, 1, 2, &e) != MOE_ERR_ARG || access(p2, F_OK) == 0)) {
             tu_fail(name, "writing a token >= vocab was accepted");
             ok = 0;
         }
@@ -588,7 +597,7 @@ static void test_cache(void) {
     const size_t NS = 300;
     size_t len = 0;
     uint8_t *img = NULL;
-    if (data_cache_write(ps, tok, NS, V, 7, 8, &e) || !(img = slurp(ps, &len)) || len != 48 + 4 * NS) {
+    if (data_cache_write(ps, tok, NS, ONE(NS), 1, V, 7, 8, &e) || !(img = slurp(ps, &len)) || len != 56 + 4 * NS + 8) {
         tu_fail(name, "setup: %s (%zu bytes)", e.msg, len);
         free(img);
         free(tok);
@@ -598,7 +607,7 @@ static void test_cache(void) {
     for (size_t l = 0; l < len && !fails; l++) {
         write_file("case.cache", img, l);
         back = (int32_t *)1;
-        s = data_cache_read(pc, &back, &nb, V, 7, 8, &e);
+        s = data_cache_read(pc, &back, &nb, &bsrc, &nbsrc, V, 7, 8, &e);
         if (s != MOE_ERR_FORMAT || back != NULL || nb != 0 || !strstr(e.msg, pc)) {
             tu_fail(name, "truncated to %zu bytes: status %d, %s", l, s, e.msg);
             fails++;
@@ -611,10 +620,10 @@ static void test_cache(void) {
             write_file("case.cache", img, len);
             img[i] = old;
             back = (int32_t *)1;
-            s = data_cache_read(pc, &back, &nb, V, 7, 8, &e);
+            s = data_cache_read(pc, &back, &nb, &bsrc, &nbsrc, V, 7, 8, &e);
             if (s != MOE_ERR_FORMAT || back != NULL) {
                 tu_fail(name, "byte %zu changed: status %d, %s", i, s, s ? e.msg : "accepted");
-                if (!s) free(back);
+                if (!s) { free(back); free(bsrc); bsrc = NULL; }
                 fails++;
             }
         }
@@ -626,20 +635,20 @@ static void test_cache(void) {
         more[len] = 0;
         write_file("case.cache", more, len + 1);
         free(more);
-        if ((s = data_cache_read(pc, &back, &nb, V, 7, 8, &e)) != MOE_ERR_FORMAT) { tu_fail(name, "trailing byte: %d", s); fails++; }
+        if ((s = data_cache_read(pc, &back, &nb, &bsrc, &nbsrc, V, 7, 8, &e)) != MOE_ERR_FORMAT) { tu_fail(name, "trailing byte: %d", s); fails++; }
     }
     if (!fails) {
-        img[40] = 0x88; img[41] = 0x13; img[42] = 0; img[43] = 0; /* token 0 = 5000 = V */
+        img[48] = 0x88; img[49] = 0x13; img[50] = 0; img[51] = 0; /* token 0 = 5000 = V */
         uint64_t h = data_fingerprint(img, len - 8);
         for (int k = 0; k < 8; k++) img[len - 8 + (size_t)k] = (uint8_t)(h >> (8 * k));
         write_file("case.cache", img, len);
-        s = data_cache_read(pc, &back, &nb, V, 7, 8, &e);
+        s = data_cache_read(pc, &back, &nb, &bsrc, &nbsrc, V, 7, 8, &e);
         if (s != MOE_ERR_FORMAT || !msg_has(&e, "outside the vocabulary", NULL)) { tu_fail(name, "token = vocab: %d %s", s, e.msg); fails++; }
-        img[43] = 0x80; /* negative */
+        img[51] = 0x80; /* negative */
         h = data_fingerprint(img, len - 8);
         for (int k = 0; k < 8; k++) img[len - 8 + (size_t)k] = (uint8_t)(h >> (8 * k));
         write_file("case.cache", img, len);
-        s = data_cache_read(pc, &back, &nb, V, 7, 8, &e);
+        s = data_cache_read(pc, &back, &nb, &bsrc, &nbsrc, V, 7, 8, &e);
         if (!fails && s != MOE_ERR_FORMAT) { tu_fail(name, "negative token: %d %s", s, e.msg); fails++; }
     }
     if (!fails) {
@@ -756,8 +765,8 @@ static void test_loader(void) {
     int32_t x1[5 * 8], y1[5 * 8], x2[5 * 8], y2[5 * 8];
     int used[12] = {0};
     for (int i = 0; i < nb; i++) {
-        data_val_batch(v, i, 5, 8, x1, y1);
-        data_val_batch(v, i, 5, 8, x2, y2);
+        data_val_batch(v, i, nb, 5, 8, x1, y1);
+        data_val_batch(v, i, nb, 5, 8, x2, y2);
         if (memcmp(x1, x2, sizeof x1) || memcmp(y1, y2, sizeof y1)) { tu_fail(name, "batch %d not deterministic", i); free(tok); return; }
         for (int r = 0; r < 5; r++) {
             int w = (i * 5 + r) % 12;
@@ -789,6 +798,362 @@ static void test_entropy(void) {
         tu_ok(name);
 }
 
+/* ------------------------------------------------------------ data as it comes */
+
+/* gzip / xz / zstd images of p[0, n), made with the same libraries */
+static uint8_t *gz_of(const char *p, size_t n, size_t *out) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+    size_t cap = deflateBound(&z, (uLong)n) + 64;
+    uint8_t *b = malloc(cap);
+    z.next_in = (Bytef *)(uintptr_t)p;
+    z.avail_in = (uInt)n;
+    z.next_out = b;
+    z.avail_out = (uInt)cap;
+    int r = deflate(&z, Z_FINISH);
+    *out = cap - z.avail_out;
+    deflateEnd(&z);
+    if (r != Z_STREAM_END) { free(b); return NULL; }
+    return b;
+}
+static uint8_t *xz_of(const char *p, size_t n, size_t *out) {
+    size_t cap = lzma_stream_buffer_bound(n);
+    uint8_t *b = malloc(cap);
+    *out = 0;
+    if (lzma_easy_buffer_encode(6, LZMA_CHECK_CRC64, NULL, (const uint8_t *)p, n, b, out, cap) != LZMA_OK) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+static uint8_t *zst_of(const char *p, size_t n, size_t *out) {
+    size_t cap = ZSTD_compressBound(n);
+    uint8_t *b = malloc(cap);
+    *out = ZSTD_compress(b, cap, p, n, 3);
+    if (ZSTD_isError(*out)) { free(b); return NULL; }
+    return b;
+}
+
+/* Writes the compressed image of text (made by fn) to rel. */
+static int write_img(const char *rel, uint8_t *(*fn)(const char *, size_t, size_t *), const char *text) {
+    size_t n = 0;
+    uint8_t *img = fn(text, strlen(text), &n);
+    int r = img ? write_file(rel, img, n) : -1;
+    free(img);
+    return r;
+}
+
+/* The folder of the issue: plain, gzip, xz and zstd files (one gzip file
+ * without a telling name: the magic decides), a symbolic link and a hard
+ * link to the plain file, and a binary file. */
+static void test_sources_as_they_come(void) {
+    const char *name = "data/sources_compressed_links_binary";
+    const char *A = "alpha plain text\n", *G = "gamma from gzip\n", *X = "xi from xz\n", *Z = "zeta from zstd\n",
+               *H = "eta: gzip named like plain text\n";
+    size_t n;
+    char p[512], q[512];
+    if (make_dir("mix") || write_file("mix/a.txt", A, strlen(A)) ||
+        write_img("mix/b.txt.gz", gz_of, G) || write_img("mix/c.xz", xz_of, X) || write_img("mix/d.zst", zst_of, Z) ||
+        write_img("mix/e.txt", gz_of, H) ||
+        write_file("mix/f.bin", "\x7f" "ELF\0\0\0\x01", 8)) {
+        tu_fail(name, "setup: %s", strerror(errno));
+        return;
+    }
+    path_of(p, sizeof p, "mix/a.txt");
+    path_of(q, sizeof q, "mix/link.txt");
+    int ok_links = symlink(p, q) == 0;
+    path_of(q, sizeof q, "mix/hard.txt");
+    ok_links = ok_links && link(p, q) == 0;
+    if (!ok_links) { tu_fail(name, "setup: links: %s", strerror(errno)); return; }
+    uint8_t *t = NULL;
+    moe_error e;
+    data_sources src;
+    /* with skip_bad: each file once, the binary one skipped with a warning */
+    char buf[512];
+    path_of(buf, sizeof buf, "mix");
+    const char *paths[2] = {buf, buf}; /* the folder named twice: still once */
+    moe_status s = data_read_sources(&t, &n, &src, paths, 2, 1, &e);
+    char want[512];
+    snprintf(want, sizeof want, "%s\n\n%s\n\n%s\n\n%s\n\n%s", A, G, X, Z, H); /* a, b, c, d, e */
+    char bin[512], lnk[512], hard[512];
+    path_of(bin, sizeof bin, "mix/f.bin");
+    path_of(lnk, sizeof lnk, "mix/link.txt");
+    path_of(hard, sizeof hard, "mix/hard.txt");
+    if (s) {
+        tu_fail(name, "skip_bad: %s", e.msg);
+    } else if (n != strlen(want) || memcmp(t, want, n)) {
+        tu_fail(name, "text \"%.*s\", expected \"%s\"", (int)n, (const char *)t, want);
+    } else if (src.n != 5 || src.n_skipped != 1 || src.n_compressed != 4 || src.n_same != 2 + 8) {
+        tu_fail(name, "%zu sources, %d skipped, %d compressed, %d second names; expected 5, 1, 4, 10", src.n,
+                src.n_skipped, src.n_compressed, src.n_same);
+    } else if (!src.notes || !strstr(src.notes, "warning: skipped: data file") || !strstr(src.notes, bin) ||
+               !strstr(src.notes, "NUL byte") || !strstr(src.notes, lnk) || !strstr(src.notes, hard) ||
+               !strstr(src.notes, "read once")) {
+        tu_fail(name, "notes do not name the skipped binary file and both links: %s", src.notes ? src.notes : "(none)");
+    } else {
+        /* the table: each source's bytes, separators with the one before */
+        size_t at = 0;
+        int bad = 0;
+        for (size_t i = 0; i < src.n; i++) {
+            if (src.v[i].off != at) bad = 1;
+            at += src.v[i].len;
+        }
+        if (bad || at != n) tu_fail(name, "the source table does not tile the text (%zu of %zu bytes)", at, n);
+        else tu_ok(name);
+    }
+    free(t);
+    data_sources_free(&src);
+
+    /* without skip_bad: one line naming the binary file and the way out */
+    name = "data/sources_binary_error_names_skip_bad";
+    t = (uint8_t *)"x";
+    s = data_read_sources(&t, &n, NULL, paths, 1, 0, &e);
+    if (s != MOE_ERR_FORMAT || t != NULL || !strstr(e.msg, bin) || !strstr(e.msg, "--skip-bad") ||
+        !strstr(e.msg, "binary") || strchr(e.msg, '\n'))
+        tu_fail(name, "status %d, message \"%s\"", s, e.msg);
+    else
+        tu_ok(name);
+
+    /* a damaged and a truncated compressed file: skipped or an error */
+    name = "data/sources_damaged_compressed";
+    uint8_t *img = gz_of(G, strlen(G), &n);
+    uint8_t *xz = xz_of(X, strlen(X), &n);
+    size_t nxz = n;
+    uint8_t *zs = zst_of(Z, strlen(Z), &n);
+    size_t nzs = n;
+    if (!img || !xz || !zs || make_dir("damaged") || write_file("damaged/ok.txt", A, strlen(A)) ||
+        write_file("damaged/cut.gz", img, 12) || write_file("damaged/cut.xz", xz, nxz - 9) ||
+        write_file("damaged/cut.zst", zs, nzs - 3)) {
+        tu_fail(name, "setup");
+    } else {
+        const char *dm[1] = {"damaged"};
+        s = read_rel(&t, &n, dm, 1, &e);
+        char cut[512];
+        path_of(cut, sizeof cut, "damaged/cut.gz");
+        if (s == MOE_OK || !strstr(e.msg, cut) || !strstr(e.msg, "--skip-bad")) {
+            tu_fail(name, "truncated gzip without skip_bad: status %d, \"%s\"", s, e.msg);
+            if (!s) free(t);
+        } else {
+            path_of(buf, sizeof buf, "damaged");
+            const char *pp[1] = {buf};
+            s = data_read_sources(&t, &n, &src, pp, 1, 1, &e);
+            if (s || n != strlen(A) || memcmp(t, A, n) || src.n_skipped != 3 || !strstr(src.notes, "cut.gz") ||
+                !strstr(src.notes, "cut.xz") || !strstr(src.notes, "cut.zst"))
+                tu_fail(name, "skip_bad: status %d (%s), %zu bytes, %d skipped, notes %s", s, s ? e.msg : "", n,
+                        src.n_skipped, src.notes ? src.notes : "(none)");
+            else
+                tu_ok(name);
+            if (!s) free(t);
+            data_sources_free(&src);
+        }
+    }
+    free(img);
+    free(xz);
+    free(zs);
+
+    /* every file bad: an error even with skip_bad */
+    name = "data/sources_all_skipped";
+    if (make_dir("allbad") || write_file("allbad/x.bin", "\0\1\2", 3)) {
+        tu_fail(name, "setup");
+    } else {
+        const char *ab[1] = {"allbad"};
+        char bb[512];
+        path_of(bb, sizeof bb, "allbad");
+        const char *pp[1] = {bb};
+        (void)ab;
+        s = data_read_sources(&t, &n, &src, pp, 1, 1, &e);
+        if (s != MOE_ERR_FORMAT || !strstr(e.msg, "no usable text")) tu_fail(name, "status %d, \"%s\"", s, e.msg);
+        else tu_ok(name);
+        if (!s) free(t);
+        data_sources_free(&src);
+    }
+}
+
+/* A text file cut in the middle of a UTF-8 character is read, bytes kept. */
+static void test_partial_utf8(void) {
+    const char *name = "data/partial_utf8_tail";
+    struct { const char *s; size_t n, tail; } c[] = {
+        {"caf\xC3", 4, 1}, {"x\xE2\x82", 3, 2}, {"x\xF0\x9F\x98", 4, 3}, {"\xE2", 1, 1},
+        {"caf\xC3\xA9", 5, 0}, {"abc", 3, 0}, {"x\x80", 2, 0}, {"x\xE2\x41", 3, 0},
+        {"x\xE0\x80", 3, 0} /* overlong prefix */, {"x\xED\xA0", 3, 0} /* surrogate prefix */,
+        {"x\xF0\x9F\x98\x80", 5, 0}, {"x\xC0", 2, 0}, {"", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        size_t got = data_partial_utf8_tail((const uint8_t *)c[i].s, c[i].n);
+        if (got != c[i].tail) { tu_fail(name, "case %zu: tail %zu, expected %zu", i, got, c[i].tail); return; }
+    }
+    tu_ok(name);
+
+    name = "data/partial_utf8_file_read_with_warning";
+    const char txt[] = "na\xC3\xAFve caf\xC3"; /* the last character cut after its first byte */
+    if (write_file("cut_utf8.txt", txt, sizeof txt - 1)) { tu_fail(name, "setup"); return; }
+    char p[512];
+    path_of(p, sizeof p, "cut_utf8.txt");
+    const char *pp[1] = {p};
+    uint8_t *t = NULL;
+    size_t n;
+    moe_error e;
+    data_sources src;
+    moe_status s = data_read_sources(&t, &n, &src, pp, 1, 0, &e);
+    if (s || n != sizeof txt - 1 || memcmp(t, txt, n) || src.n_partial_utf8 != 1 || !src.notes ||
+        !strstr(src.notes, "warning:") || !strstr(src.notes, p) || !strstr(src.notes, "middle of a UTF-8 character"))
+        tu_fail(name, "status %d (%s), %zu bytes, notes %s", s, s ? e.msg : "", n, src.notes ? src.notes : "(none)");
+    else
+        tu_ok(name);
+    if (!s) free(t);
+    data_sources_free(&src);
+}
+
+/* Validation drawn from every source: a share of each block of each. */
+static void test_split_sources(void) {
+    const char *name = "data/split_sources_every_source";
+    /* source s holds tokens s * 1000000 + i: a long one (several blocks),
+       two middling ones, a tiny one */
+    const uint64_t cnt[4] = {3 * DATA_VAL_BLOCK + 1234, 5000, 20000, 30};
+    size_t n = 0;
+    for (int s = 0; s < 4; s++) n += (size_t)cnt[s];
+    int32_t *tok = malloc(n * sizeof *tok), *out = malloc(n * sizeof *out);
+    size_t at = 0;
+    for (int s = 0; s < 4; s++)
+        for (uint64_t i = 0; i < cnt[s]; i++) tok[at++] = s * 1000000 + (int32_t)i;
+    data_split tr, va;
+    uint64_t vps[4];
+    moe_error e;
+    const float f = 0.05f;
+    moe_status st = data_split_sources(out, tok, n, cnt, 4, f, 16, 4, &tr, &va, vps, &e);
+    if (st) { tu_fail(name, "%s", e.msg); free(tok); free(out); return; }
+    size_t want_val = (size_t)((double)n * f);
+    int ok = 1;
+    if (va.n != want_val || tr.n + va.n != n || tr.tokens != out || va.tokens != out + tr.n) {
+        tu_fail(name, "sizes: train %zu, validation %zu (expected %zu of %zu)", tr.n, va.n, want_val, n);
+        ok = 0;
+    }
+    /* a permutation, each part in stream order, each source's share near f */
+    uint64_t seen[4] = {0}, vseen[4] = {0};
+    for (size_t i = 0; ok && i < n; i++) {
+        int s = out[i] / 1000000;
+        if (s < 0 || s > 3) { tu_fail(name, "token %d", out[i]); ok = 0; break; }
+        seen[s]++;
+        if (i >= tr.n) vseen[s]++;
+        if (i && i != tr.n && out[i] <= out[i - 1]) { tu_fail(name, "position %zu is out of stream order", i); ok = 0; }
+    }
+    for (int s = 0; ok && s < 4; s++) {
+        size_t blocks = (size_t)((cnt[s] + DATA_VAL_BLOCK - 1) / DATA_VAL_BLOCK);
+        double share = (double)vseen[s] / (double)cnt[s];
+        if (seen[s] != cnt[s] || vseen[s] != vps[s]) { tu_fail(name, "source %d: counts differ", s); ok = 0; }
+        else if (s < 3 && fabs((double)vseen[s] - f * (double)cnt[s]) > (double)blocks + 1) {
+            tu_fail(name, "source %d gives %llu validation tokens (%.3f), expected about %.0f", s,
+                    (unsigned long long)vseen[s], share, f * (double)cnt[s]);
+            ok = 0;
+        }
+    }
+    /* the long source: a validation piece at the end of each of its blocks */
+    for (int b = 0; ok && b < 4; b++) {
+        int32_t end = (int32_t)(((uint64_t)(b + 1) * cnt[0]) / 4) - 1; /* last token of block b */
+        int found = 0;
+        for (size_t i = tr.n; i < n && !found; i++) found = out[i] == end;
+        if (!found) { tu_fail(name, "block %d of source 0 holds out nothing at its end (token %d)", b, end); ok = 0; }
+    }
+    if (ok) {
+        /* the old rule (the last 5% of the stream) took none of sources 0 and 1 */
+        data_split otr, ova;
+        data_split_tokens(tok, n, f, 16, 4, &otr, &ova, &e);
+        int from0 = 0;
+        for (size_t i = 0; i < ova.n; i++) from0 |= ova.tokens[i] / 1000000 == 0;
+        if (from0) { tu_fail(name, "the test cannot tell the rules apart"); ok = 0; }
+    }
+    if (ok) tu_okf("%s (validation from each source: %llu %llu %llu %llu tokens)", name, (unsigned long long)vps[0],
+                   (unsigned long long)vps[1], (unsigned long long)vps[2], (unsigned long long)vps[3]);
+    uint64_t badcnt[2] = {10, 20};
+    name = "data/split_sources_errors";
+    if (data_split_sources(out, tok, n, badcnt, 2, f, 16, 4, &tr, &va, NULL, &e) != MOE_ERR_ARG ||
+        data_split_sources(out, tok, 50, (uint64_t[]){50}, 1, 0.1f, 16, 4, &tr, &va, NULL, &e) != MOE_ERR_SHAPE)
+        tu_fail(name, "a table that does not add up, or a corpus under one batch, was accepted");
+    else
+        tu_ok(name);
+    free(tok);
+    free(out);
+}
+
+/* --eval-batches N: N batches spread over the whole held-out set. */
+static void test_val_spread(void) {
+    const char *name = "data/val_batches_spread";
+    enum { NV = 100001, T = 10, B = 4 };
+    int32_t *tok = malloc(NV * sizeof *tok);
+    for (int i = 0; i < NV; i++) tok[i] = i;
+    data_split v = {tok, NV};
+    const int all = data_val_batches(v, B, T), W = (NV - 1) / T; /* 10000 windows, 2500 batches */
+    const int nb = 5, S = nb * B;
+    int32_t x[B * T], y[B * T];
+    int prev = -1, ok = 1, first = -1, last = -1;
+    for (int i = 0; i < nb && ok; i++) {
+        data_val_batch(v, i, nb, B, T, x, y);
+        for (int b = 0; b < B; b++) {
+            int w = x[b * T] / T;
+            if (x[b * T] % T || w <= prev || y[b * T] != x[b * T] + 1) { tu_fail(name, "slot %d: window %d after %d", i * B + b, w, prev); ok = 0; break; }
+            /* slot j in the j-th of S equal stretches */
+            int j = i * B + b;
+            if (w < (long)j * W / S || w >= (long)(j + 1) * W / S) { tu_fail(name, "slot %d: window %d outside its stretch", j, w); ok = 0; break; }
+            if (first < 0) first = w;
+            last = w;
+            prev = w;
+        }
+    }
+    if (ok && !(first < W / S && last >= W - W / S)) { tu_fail(name, "windows %d .. %d do not span 0 .. %d", first, last, W); ok = 0; }
+    /* all batches: every window, as before */
+    if (ok) {
+        data_val_batch(v, all - 1, all, B, T, x, y);
+        if (x[(B - 1) * T] != (W - 1) * T) { tu_fail(name, "the last batch of all does not end at the last window"); ok = 0; }
+    }
+    if (ok) tu_okf("%s (%d of %d batches: windows %d .. %d of %d)", name, nb, all, first, last, W);
+    free(tok);
+}
+
+/* A version-2 cache keeps its table of sources; a version-1 cache (no
+ * table) still reads, with no table (the run keeps the old split). */
+static void test_cache_sources(void) {
+    const char *name = "data/cache_source_table_and_v1";
+    char path[512];
+    path_of(path, sizeof path, "src.cache");
+    int32_t tok[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 0};
+    uint64_t cnt[3] = {4, 5, 1}, *back_cnt = NULL;
+    int32_t *back = NULL;
+    size_t nb, ns;
+    moe_error e;
+    if (data_cache_write(path, tok, 10, cnt, 3, 10, 5, 6, &e) ||
+        data_cache_read(path, &back, &nb, &back_cnt, &ns, 10, 5, 6, &e)) {
+        tu_fail(name, "%s", e.msg);
+        return;
+    }
+    int ok = nb == 10 && ns == 3 && !memcmp(back, tok, sizeof tok) && !memcmp(back_cnt, cnt, sizeof cnt);
+    free(back);
+    free(back_cnt);
+    if (!ok) { tu_fail(name, "round trip differs"); return; }
+    /* version 1 by hand: 40-byte header, tokens, checksum */
+    uint8_t img[40 + 40 + 8];
+    memcpy(img, "MOETOK1", 8);
+    uint32_t h32[2] = {1, 10};
+    uint64_t h64[3] = {10, 5, 6};
+    memcpy(img + 8, h32, 8);
+    memcpy(img + 16, h64, 24);
+    memcpy(img + 40, tok, 40);
+    uint64_t sum = data_fingerprint(img, 80);
+    memcpy(img + 80, &sum, 8);
+    write_file("v1.cache", img, sizeof img);
+    path_of(path, sizeof path, "v1.cache");
+    back_cnt = (uint64_t *)1;
+    if (data_cache_read(path, &back, &nb, &back_cnt, &ns, 10, 5, 6, &e)) { tu_fail(name, "v1: %s", e.msg); return; }
+    ok = nb == 10 && ns == 0 && back_cnt == NULL && !memcmp(back, tok, sizeof tok);
+    free(back);
+    if (!ok) { tu_fail(name, "v1 read: %zu tokens, %zu sources", nb, ns); return; }
+    if (data_cache_write(path, tok, 10, (uint64_t[]){4, 5}, 2, 10, 5, 6, &e) != MOE_ERR_ARG) {
+        tu_fail(name, "a table that does not add up was written");
+        return;
+    }
+    tu_ok(name);
+}
+
 int main(void) {
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/moe_data_XXXXXX", base && *base ? base : "/tmp");
@@ -810,6 +1175,11 @@ int main(void) {
     test_split();
     test_loader();
     test_entropy();
+    test_sources_as_they_come();
+    test_partial_utf8();
+    test_split_sources();
+    test_val_spread();
+    test_cache_sources();
     remove_tree(tmpdir);
     return tu_exit_code();
 }

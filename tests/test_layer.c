@@ -76,6 +76,9 @@ static double cmp(const char *name, const char *tensor, const float *a, const do
 static const cfgcase cases[] = {
     /* name               d   F  E  k   T  expert              cf     drop              rn scale aux  z    biased */
     { "top1",            16, 24, 4, 1, 32, MOE_EXPERT_SWIGLU, -1.0f, MOE_DROP_POSITION, 1, 1.0f, 0.0f, 0.0f, 0 },
+    /* the Switch form of --k 1: gate = the raw probability, so the router
+       learns from the output alone (no auxiliary losses here) */
+    { "top1_switch",     16, 24, 4, 1, 32, MOE_EXPERT_SWIGLU, -1.0f, MOE_DROP_POSITION, 0, 1.0f, 0.0f, 0.0f, 0 },
     { "top2_renorm",     16, 24, 6, 2, 32, MOE_EXPERT_SWIGLU, -1.0f, MOE_DROP_POSITION, 1, 1.0f, 0.1f, 0.05f, 0 },
     { "top2_raw",        16, 24, 6, 2, 32, MOE_EXPERT_SWIGLU, -1.0f, MOE_DROP_POSITION, 0, 1.0f, 0.1f, 0.05f, 0 },
     { "topE",            12, 20, 4, 4, 16, MOE_EXPERT_SWIGLU, -1.0f, MOE_DROP_POSITION, 1, 1.0f, 0.1f, 0.05f, 0 },

@@ -1,7 +1,9 @@
 /* test_train.c: the trainer end to end on a tiny model: exact resume (2N
  * steps in one run == N + resume + N), checkpoints that survive a failed or
  * killed write, model files that load back to the same logits, and every
- * bad input of the training issue giving a clear error that names it. */
+ * bad input of the training issue giving a clear error that names it; the
+ * router of --k 1 (renormalised: no gradient; the Switch form: one), starved
+ * experts, a vocabulary of bytes alone, validation from every source. */
 #define _DEFAULT_SOURCE
 #include "testutil.h"
 #include "moe.h"
@@ -365,6 +367,166 @@ static void test_bad_inputs(void) {
     moe_model_free(m);
 }
 
+/* ------------------------------------------------------------ training that tells the truth */
+
+/* --k 1 with renormalised weights: the one weight is p / p = 1, so the loss
+ * of the layer's output gives the router nothing (fp32 noise at most); the
+ * Switch form (renormalize = 0, gate = p) gives it a real gradient, which
+ * tests/test_layer.c checks by finite differences (layer/fd/top1_switch). */
+static void test_k1_router_gradient(void) {
+    const char *name = "train/k1_renormalised_router_has_no_lm_gradient";
+    double gmax[2] = {0, 0};
+    enum { d = 16, F = 24, E = 4, T = 32 };
+    for (int renorm = 1; renorm >= 0; renorm--) {
+        moe_layer_config c;
+        moe_layer_config_default(&c, d, F, E, 1);
+        c.renormalize = renorm;
+        c.aux_loss_coef = 0.0f;
+        c.z_loss_coef = 0.0f;
+        c.max_tokens = T;
+        c.n_threads = 1;
+        moe_layer *L;
+        if (moe_layer_create(&L, &c, &lerr) != MOE_OK) { tu_fail(name, "create: %s", lerr.msg); return; }
+        moe_layer_init_params(L, 3);
+        float x[T * d], y[T * d], dy[T * d], dx[T * d];
+        tu_rng r = {11};
+        tu_fill(&r, x, T * d, 1.0f);
+        tu_fill(&r, dy, T * d, 1.0f);
+        moe_layer_zero_grads(L);
+        if (moe_layer_forward(L, y, x, T, 1, &lerr) || moe_layer_backward(L, dx, dy, &lerr)) {
+            tu_fail(name, "%s", lerr.msg);
+            moe_layer_free(L);
+            return;
+        }
+        const float *g = moe_layer_grads(L).router;
+        for (int i = 0; i < E * d; i++) gmax[renorm] = fabs(g[i]) > gmax[renorm] ? fabs(g[i]) : gmax[renorm];
+        moe_layer_free(L);
+    }
+    /* gmax[1]: renormalised; gmax[0]: the Switch form */
+    if (!(gmax[0] > 1e-3) || !(gmax[1] < 1e-5 * gmax[0]))
+        tu_fail(name, "router gradient: renormalised %.3g, Switch form %.3g (expected ~0 and clearly > 0)", gmax[1],
+                gmax[0]);
+    else
+        tu_okf("%s (max |dWr|: renormalised %.2g, Switch form %.2g)", name, gmax[1], gmax[0]);
+}
+
+/* Starved experts: a share below MOE_STARVED_SHARE / E counts at once, while
+ * "dead" needs dead_window forwards without a token. */
+static void test_starved_experts(void) {
+    const char *name = "train/starved_experts_counted";
+    enum { d = 16, F = 16, E = 8, T = 256 };
+    moe_layer_config c;
+    moe_layer_config_default(&c, d, F, E, 1);
+    c.max_tokens = T;
+    c.n_threads = 1;
+    c.dead_window = 3;
+    moe_layer *L;
+    if (moe_layer_create(&L, &c, &lerr) != MOE_OK) { tu_fail(name, "create: %s", lerr.msg); return; }
+    moe_layer_init_params(L, 5);
+    moe_layer_weights w = moe_layer_params(L);
+    static float x[T * d], y[T * d];
+    tu_rng r = {21};
+    tu_fill(&r, x, T * d, 0.3f);
+    for (int t = 0; t < T; t++) x[t * d] = 1.0f; /* a feature every token has */
+    /* experts 6 and 7 get a logit 8 lower on it: starved, yet not dead at once;
+       the others stay about even */
+    for (int e = 0; e < E; e++) {
+        for (int i = 0; i < d; i++) w.router[e * d + i] *= 0.2f;
+        w.router[e * d] = e >= 6 ? -8.0f : 0.0f;
+    }
+    int ok = 1, starved = -1, dead = -1;
+    for (int f = 0; f < 4 && ok; f++) {
+        if (moe_layer_forward(L, y, x, T, 0, &lerr)) { tu_fail(name, "%s", lerr.msg); ok = 0; break; }
+        const moe_route_stats *s = moe_layer_stats(L);
+        int zero = 0, low = 0;
+        for (int e = 0; e < E; e++) {
+            zero += s->tokens_per_expert[e] == 0;
+            low += s->tokens_per_expert[e] < MOE_STARVED_SHARE * T / E;
+        }
+        starved = s->starved_experts;
+        dead = s->dead_experts;
+        if (starved != low || low != 2) { tu_fail(name, "forward %d: starved %d, experts below a quarter of uniform %d (expected 2)", f, starved, low); ok = 0; }
+        if (f == 0 && dead != 0) { tu_fail(name, "dead %d after one forward", dead); ok = 0; }
+        if (f == 3 && dead != zero) { tu_fail(name, "dead %d after 4 forwards, %d experts without tokens", dead, zero); ok = 0; }
+    }
+    /* even routing: nobody starved */
+    for (int e = 0; e < E; e++) w.router[e * d] = 0.0f;
+    if (ok && (moe_layer_forward(L, y, x, T, 0, &lerr) || moe_layer_stats(L)->starved_experts != 0)) {
+        tu_fail(name, "even routing: %d starved", moe_layer_stats(L)->starved_experts);
+        ok = 0;
+    }
+    if (ok) tu_okf("%s (2 of 8 starved; dead %d after 4 forwards)", name, dead);
+    moe_layer_free(L);
+}
+
+/* --vocab 256: the bytes alone; the model gets 258 ids and trains. */
+static void test_vocab_bytes(void) {
+    const char *name = "train/vocab_256_bytes_alone";
+    moe_train_config c;
+    tiny_config(&c);
+    c.model.vocab_size = 256;
+    c.corpus_bytes = 30000;
+    c.model.n_layers = 1;
+    char dir[512];
+    path_of(dir, sizeof dir, "vocab256");
+    moe_trainer *t = NULL;
+    moe_error err;
+    moe_train_step_info s;
+    float vl;
+    if (moe_trainer_create(&t, &c, NULL, 0, dir, &err) || moe_trainer_step(t, &s, &err) ||
+        moe_trainer_eval(t, &vl, &err)) {
+        tu_fail(name, "%s", err.msg);
+    } else if (moe_trainer_config(t)->model.vocab_size != 258 || moe_tokenizer_n_vocab(moe_trainer_tokenizer(t)) != 258 ||
+               !strstr(moe_trainer_data_notes(t), "256 bytes alone") || !isfinite(s.loss)) {
+        tu_fail(name, "vocab %d, tokenizer %d, loss %g, notes %s", moe_trainer_config(t)->model.vocab_size,
+                moe_tokenizer_n_vocab(moe_trainer_tokenizer(t)), (double)s.loss, moe_trainer_data_notes(t));
+    } else {
+        tu_okf("%s (model vocabulary 258, first loss %.3f)", name, (double)s.loss);
+    }
+    moe_trainer_free(t);
+}
+
+/* A run on a folder of several sources: every source gives validation
+ * tokens, and the notes say so; eval with fewer batches than all works. */
+static void test_val_from_every_source(void) {
+    const char *name = "train/validation_from_every_source";
+    char dir[512], data[512], p[600];
+    path_of(dir, sizeof dir, "every_source_run");
+    path_of(data, sizeof data, "every_source_data");
+    mkdir(data, 0777);
+    const char *words[3] = {"license terms and conditions apply. ", "changelog: fixed a bug in the parser. ",
+                            "int main(void) { return 0; } "};
+    for (int f = 0; f < 3; f++) {
+        snprintf(p, sizeof p, "%s/%c.txt", data, 'a' + f);
+        size_t n = strlen(words[f]);
+        char *b = malloc(n * 400 + 1);
+        for (int i = 0; i < 400; i++) memcpy(b + (size_t)i * n, words[f], n);
+        write_file(p, b, n * 400);
+        free(b);
+    }
+    moe_train_config c;
+    tiny_config(&c);
+    c.model.n_layers = 1;
+    c.eval_batches = 1;
+    const char *paths[1] = {data};
+    moe_trainer *t = NULL;
+    moe_error err;
+    float vl;
+    if (moe_trainer_create(&t, &c, paths, 1, dir, &err) || moe_trainer_eval(t, &vl, &err)) {
+        tu_fail(name, "%s", err.msg);
+    } else {
+        moe_data_info di = moe_trainer_data_info(t);
+        const char *notes = moe_trainer_data_notes(t);
+        if (di.n_sources != 3 || di.n_val_sources != 3 || !strstr(notes, "validation:") || !strstr(notes, "a.txt") ||
+            !strstr(notes, "b.txt") || !strstr(notes, "c.txt") || !strstr(notes, "from 3 of 3 sources"))
+            tu_fail(name, "%lld sources, %lld with validation tokens; notes: %s", (long long)di.n_sources,
+                    (long long)di.n_val_sources, notes);
+        else
+            tu_okf("%s (%lld validation tokens)", name, (long long)di.val_tokens);
+    }
+    moe_trainer_free(t);
+}
+
 int main(void) {
     snprintf(root, sizeof root, "/tmp/moe-test-train-XXXXXX");
     if (!mkdtemp(root)) { tu_fail("train/setup", "mkdtemp: %s", strerror(errno)); return 1; }
@@ -372,6 +534,10 @@ int main(void) {
     test_interrupted_save();
     test_model_file();
     test_bad_inputs();
+    test_k1_router_gradient();
+    test_starved_experts();
+    test_vocab_bytes();
+    test_val_from_every_source();
     rm_rf(root);
     return tu_exit_code();
 }

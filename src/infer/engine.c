@@ -284,6 +284,9 @@ static moe_status ctx_checked(moe_infer *m, const moe_infer_options *o, moe_erro
     m->nt = 1;
 #endif
     if (m->nt < 1) m->nt = 1;
+    m->nt_max = m->nt;
+    m->auto_threads = o->n_threads <= 0;
+    autothreads_init(&m->at, m->nt, 2);
     if ((st = alloc_buffers(m, path, err)) != MOE_OK) return st;
 
     moe_infer_info *in = &m->info;
@@ -393,8 +396,17 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
         return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: logits overlaps tokens");
 
     m->seq_len[0] = pos; /* later positions are overwritten from here on */
+    /* with no thread count given, decoded tokens (n == 1) run at the count
+     * measured fastest now (core/autothreads.h; they are its units), longer
+     * chunks at the count chosen last */
+    const int unit = m->auto_threads && n == 1;
+    if (m->auto_threads) {
+        m->nt = unit ? autothreads_begin(&m->at) : m->at.cur;
+        m->n_threads = m->nt;
+    }
     const int k = m->seq_k[0] > 0 ? m->seq_k[0] : m->top_k;
-    for (int off = 0; off < n; off += m->max_batch) {
+    moe_status st = MOE_OK;
+    for (int off = 0; off < n && st == MOE_OK; off += m->max_batch) {
         const int nc = n - off < m->max_batch ? n - off : m->max_batch;
         float *lg = NULL;
         int n_out = 0;
@@ -410,9 +422,9 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
             m->row_pos[i] = pos + off + i;
             m->row_k[i] = k;
         }
-        moe_status st = infer_forward(m, tokens + off, nc, lg, n_out, err);
-        if (st != MOE_OK) return st;
-        m->seq_len[0] = pos + off + nc;
+        st = infer_forward(m, tokens + off, nc, lg, n_out, err);
+        if (st == MOE_OK) m->seq_len[0] = pos + off + nc;
     }
-    return MOE_OK;
+    if (unit && st == MOE_OK) autothreads_end(&m->at);
+    return st;
 }

@@ -27,6 +27,7 @@
 
 #include "infer/arch.h"
 #include "kernels/attn_decode.h"
+#include "core/autothreads.h"
 #include "io/gguf.h"
 #include "moe_infer.h"
 
@@ -47,8 +48,11 @@ struct moe_infer {
     int owns_mdl;              /* moe_infer_open: closed with the context */
     const arch_model *am;      /* &mdl->am */
     moe_infer_info info;
-    int n_threads;             /* as given (<= 0: OpenMP default) */
-    int nt;                    /* resolved thread count (scratch slots) */
+    int n_threads;             /* the count the kernels are given now (<= 0: OpenMP default) */
+    int nt;                    /* resolved thread count of this call (<= nt_max) */
+    int nt_max;                /* resolved count of the options (scratch slots) */
+    int auto_threads;          /* 1: no count was given; decode chooses (autothreads.h) */
+    autothreads at;            /* that choice */
     int ctx_len, max_batch, top_k;
     int n_seq;                 /* sequences (KV caches) */
     int *seq_len;              /* [n_seq] cache positions 0 .. seq_len-1 are valid */

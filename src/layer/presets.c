@@ -34,10 +34,10 @@ moe_status moe_layer_config_router(moe_layer_config *c, const char *name, moe_er
         c->capacity_factor = MOE_DROPLESS; c->ec_inference = 0;
     } else if (!strcmp(name, "sigmoid")) {   /* DeepSeek-V3, aux-loss-free */
         c->gate = MOE_GATE_SIGMOID; c->select = MOE_SELECT_TOPK; c->renormalize = 1;
-        c->bias_update_rate = 0.001f; c->aux_loss_coef = 0.0f;
+        c->bias_update_rate = 0.01f; c->aux_loss_coef = 0.0f; /* docs/TRAINING.md: why not 0.001 */
     } else if (!strcmp(name, "group")) {     /* DeepSeek-V3 group-limited */
         c->gate = MOE_GATE_SIGMOID; c->select = MOE_SELECT_TOPK; c->renormalize = 1;
-        c->bias_update_rate = 0.001f;
+        c->bias_update_rate = 0.01f;
         c->n_groups = c->n_experts % 4 == 0 ? 4 : 1;
         c->topk_groups = c->n_groups > 1 ? 2 : 1;
     } else if (!strcmp(name, "shared")) {    /* Qwen-MoE: top-k plus a gated shared expert */

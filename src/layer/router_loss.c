@@ -16,7 +16,7 @@
  *   sequence  alpha_s mean_seq sum_i f_i P_i, f_i = E/(k L) count_i in the
  *             sequence, P_i = mean over it of pn  dpn += alpha_s f_i / (L n_seq)
  *   l1        lambda mean_t sum_e r_te          (router.c adds lambda / T)
- * Statistics: loads, max-violation, CV, dead experts, active experts/token.
+ * Statistics: loads, max-violation, CV, dead and starved experts, active experts/token.
  */
 #include "layer/layer.h"
 
@@ -194,8 +194,9 @@ void router_losses(moe_layer *L, int T) {
 
     /* load statistics of this forward */
     double mean = (double)n_assign / E, mx = 0, var = 0;
-    int dead = 0, window = c->dead_window > 0 ? c->dead_window : 100;
+    int dead = 0, starved = 0, window = c->dead_window > 0 ? c->dead_window : 100;
     for (int e = 0; e < E; e++) {
+        starved += n_assign > 0 && (double)routed[e] < MOE_STARVED_SHARE * mean;
         mx = routed[e] > mx ? routed[e] : mx;
         var += (routed[e] - mean) * (routed[e] - mean);
         L->dead_run[e] = routed[e] ? 0 : L->dead_run[e] + 1;
@@ -204,6 +205,7 @@ void router_losses(moe_layer *L, int T) {
     st->max_violation = mean > 0 ? (float)(mx / mean - 1.0) : 0.0f;
     st->load_cv = mean > 0 ? (float)(sqrt(var / E) / mean) : 0.0f;
     st->dead_experts = dead;
+    st->starved_experts = starved;
 }
 
 void router_stats_after_plan(moe_layer *L, int T) {

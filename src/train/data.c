@@ -1,10 +1,9 @@
-/* data.c: source files to text, the token cache, split and batches (see
- * data.h for the rules and the cache layout).
+/* data.c: the UTF-8 check, the token cache, split and batches (see data.h
+ * for the rules and the cache layout; sources.c reads the files).
  * Not for: tokenizing or generating text. Reads with POSIX calls; writes only
  * through core/atomic_file. */
 #include "train/data.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -67,96 +66,26 @@ int data_check_text(const uint8_t *p, size_t n, size_t *bad_off, int *is_nul) {
     return 1;
 }
 
-/* ------------------------------------------------------------ sources */
-
-typedef struct fentry {
-    char *path;    /* owned */
-    uint64_t size; /* bytes, from stat */
-} fentry;
-typedef struct flist {
-    fentry *f; /* [n] in reading order */
-    size_t n, cap;
-} flist;
-
-static void flist_free(flist *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->f[i].path);
-    free(l->f);
-}
-static moe_status flist_add(flist *l, const char *path, uint64_t size, moe_error *err) {
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? 2 * l->cap : 64;
-        fentry *f = realloc(l->f, nc * sizeof *f);
-        if (!f) return moe_err(err, MOE_ERR_NOMEM, "out of memory listing data files");
-        l->f = f;
-        l->cap = nc;
+size_t data_partial_utf8_tail(const uint8_t *p, size_t n) {
+    for (size_t k = 1; k <= 3 && k <= n; k++) {
+        uint8_t c = p[n - k];
+        if (c >= 0x80 && c <= 0xBF) continue; /* a continuation byte: look further back */
+        size_t len;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        else return 0; /* ASCII or a byte that starts nothing */
+        if (len <= k) return 0; /* complete (or too long): not a cut character */
+        if (k >= 2 && (p[n - k + 1] < lo || p[n - k + 1] > hi)) return 0;
+        return k; /* bytes 3.. of the cut sequence were checked as continuations above */
     }
-    size_t len = strlen(path);
-    char *c = malloc(len + 1);
-    if (!c) return moe_err(err, MOE_ERR_NOMEM, "out of memory listing data files");
-    memcpy(c, path, len + 1);
-    l->f[l->n++] = (fentry){c, size};
-    return MOE_OK;
-}
-static int cmp_path(const void *a, const void *b) {
-    return strcmp(((const fentry *)a)->path, ((const fentry *)b)->path);
+    return 0;
 }
 
-/* Adds the non-empty regular files below dir (recursively, hidden names
- * skipped, symbolic links to folders not followed), unsorted. */
-static moe_status walk(flist *l, const char *dir, moe_error *err) {
-    DIR *d = opendir(dir);
-    if (!d) return moe_err(err, MOE_ERR_IO, "cannot open data folder %s: %s", dir, strerror(errno));
-    size_t dl = strlen(dir);
-    while (dl > 0 && dir[dl - 1] == '/') dl--; /* "d/" -> "d/x", "/" -> "/x" */
-    moe_status st = MOE_OK;
-    struct dirent *e;
-    while (st == MOE_OK && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue; /* ".", "..", hidden */
-        size_t nl = strlen(e->d_name);
-        char *child = malloc(dl + nl + 2);
-        if (!child) { st = moe_err(err, MOE_ERR_NOMEM, "out of memory listing %s", dir); break; }
-        memcpy(child, dir, dl);
-        child[dl] = '/';
-        memcpy(child + dl + 1, e->d_name, nl + 1);
-        struct stat sb;
-        if (lstat(child, &sb) != 0) {
-            st = moe_err(err, MOE_ERR_IO, "cannot read data path %s: %s", child, strerror(errno));
-        } else if (S_ISDIR(sb.st_mode)) {
-            st = walk(l, child, err);
-        } else {
-            int link = S_ISLNK(sb.st_mode);
-            if (link && stat(child, &sb) != 0) { free(child); continue; } /* dangling */
-            if (S_ISREG(sb.st_mode) && sb.st_size > 0) st = flist_add(l, child, (uint64_t)sb.st_size, err);
-        }
-        free(child);
-    }
-    closedir(d);
-    return st;
-}
+/* ------------------------------------------------------------ token cache */
 
-/* Lists one named path: a file (empty or not), or a folder's files sorted. */
-static moe_status list_path(flist *l, const char *path, moe_error *err) {
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        if (errno == ENOENT) return moe_err(err, MOE_ERR_IO, "data path %s does not exist", path);
-        return moe_err(err, MOE_ERR_IO, "cannot read data path %s: %s", path, strerror(errno));
-    }
-    if (S_ISREG(sb.st_mode)) return flist_add(l, path, (uint64_t)sb.st_size, err);
-    if (!S_ISDIR(sb.st_mode))
-        return moe_err(err, MOE_ERR_FORMAT, "data path %s is neither a regular file nor a folder", path);
-    size_t first = l->n;
-    moe_status st = walk(l, path, err);
-    if (st) return st;
-    if (l->n == first)
-        return moe_err(err, MOE_ERR_FORMAT,
-                       "data folder %s has no usable files (hidden and empty files are skipped)", path);
-    qsort(l->f + first, l->n - first, sizeof *l->f, cmp_path);
-    return MOE_OK;
-}
-
-/* Reads exactly n bytes (fewer only at end of file); returns bytes read, or
- * -1 with errno set. */
-static ssize_t read_full(int fd, void *buf, size_t n) {
+ssize_t data_read_full(int fd, void *buf, size_t n) {
     size_t got = 0;
     while (got < n) {
         size_t want = n - got > ((size_t)1 << 30) ? (size_t)1 << 30 : n - got;
@@ -168,89 +97,34 @@ static ssize_t read_full(int fd, void *buf, size_t n) {
     return (ssize_t)got;
 }
 
-static moe_status read_one(uint8_t *dst, const char *path, uint64_t size, moe_error *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return moe_err(err, MOE_ERR_IO, "cannot read data file %s: %s", path, strerror(errno));
-    ssize_t r = read_full(fd, dst, (size_t)size);
-    int e = errno;
-    close(fd);
-    if (r < 0) return moe_err(err, MOE_ERR_IO, "cannot read data file %s: %s", path, strerror(e));
-    if ((uint64_t)r != size)
-        return moe_err(err, MOE_ERR_IO, "data file %s: read %zd of %llu bytes (did it change while reading?)",
-                       path, r, (unsigned long long)size);
-    size_t bad;
-    int nul;
-    if (!data_check_text(dst, (size_t)size, &bad, &nul)) {
-        if (nul) return moe_err(err, MOE_ERR_FORMAT, "data file %s is binary: NUL byte at offset %zu", path, bad);
-        return moe_err(err, MOE_ERR_FORMAT, "data file %s is not UTF-8 text: invalid byte 0x%02x at offset %zu",
-                       path, dst[bad], bad);
-    }
-    return MOE_OK;
-}
-
-moe_status data_read_sources(uint8_t **text, size_t *n, const char *const *paths, int n_paths,
-                             moe_error *err) {
-    if (!text || !n) return moe_err(err, MOE_ERR_ARG, "data_read_sources: NULL output");
-    *text = NULL;
-    *n = 0;
-    if (n_paths <= 0 || !paths) return moe_err(err, MOE_ERR_ARG, "no data files or folders given");
-    flist l = {0};
-    moe_status st = MOE_OK;
-    for (int i = 0; i < n_paths && st == MOE_OK; i++) {
-        if (!paths[i] || !paths[i][0]) st = moe_err(err, MOE_ERR_ARG, "data path %d is empty", i);
-        else st = list_path(&l, paths[i], err);
-    }
-    uint64_t total = 0;
-    for (size_t i = 0; st == MOE_OK && i < l.n; i++) {
-        if (l.f[i].size == 0) st = moe_err(err, MOE_ERR_FORMAT, "data file %s is empty", l.f[i].path);
-        total += l.f[i].size + (i ? 2 : 0);
-    }
-    if (st == MOE_OK && (total > DATA_MAX_BYTES || total >= (uint64_t)SIZE_MAX))
-        st = moe_err(err, MOE_ERR_FORMAT,
-                     "data sources total %llu bytes in %zu files, more than the limit of 4 GiB "
-                     "(%llu bytes)", (unsigned long long)total, l.n, (unsigned long long)DATA_MAX_BYTES);
-    uint8_t *buf = NULL;
-    if (st == MOE_OK) {
-        buf = malloc((size_t)total + 1);
-        if (!buf) st = moe_err(err, MOE_ERR_NOMEM, "out of memory for %llu bytes of data", (unsigned long long)total);
-    }
-    size_t at = 0;
-    for (size_t i = 0; st == MOE_OK && i < l.n; i++) {
-        if (i) { buf[at++] = '\n'; buf[at++] = '\n'; }
-        st = read_one(buf + at, l.f[i].path, l.f[i].size, err);
-        at += (size_t)l.f[i].size;
-    }
-    flist_free(&l);
-    if (st) { free(buf); return st; }
-    buf[at] = 0;
-    *text = buf;
-    *n = at;
-    return MOE_OK;
-}
-
-/* ------------------------------------------------------------ token cache */
-
 static void cache_header(uint8_t h[DATA_CACHE_HEADER], uint32_t vocab, uint64_t n, uint64_t tok_fp,
-                         uint64_t src_fp) {
+                         uint64_t src_fp, uint64_t n_src) {
     memcpy(h, DATA_CACHE_MAGIC, 8); /* with its NUL */
     store_le32(h + 8, DATA_CACHE_VERSION);
     store_le32(h + 12, vocab);
     store_le64(h + 16, n);
     store_le64(h + 24, tok_fp);
     store_le64(h + 32, src_fp);
+    store_le64(h + 40, n_src);
 }
 
-moe_status data_cache_write(const char *path, const int32_t *tokens, size_t n, uint32_t vocab,
-                            uint64_t tok_fp, uint64_t src_fp, moe_error *err) {
+moe_status data_cache_write(const char *path, const int32_t *tokens, size_t n, const uint64_t *src_tokens,
+                            size_t n_src, uint32_t vocab, uint64_t tok_fp, uint64_t src_fp, moe_error *err) {
     if (!path || !*path) return moe_err(err, MOE_ERR_ARG, "token cache: no path");
     if (!tokens && n) return moe_err(err, MOE_ERR_ARG, "token cache %s: NULL tokens", path);
     if (vocab == 0) return moe_err(err, MOE_ERR_ARG, "token cache %s: vocabulary size 0", path);
+    if (n_src < 1 || !src_tokens) return moe_err(err, MOE_ERR_ARG, "token cache %s: no source table", path);
+    uint64_t sum = 0;
+    for (size_t s = 0; s < n_src; s++) sum += src_tokens[s];
+    if (sum != (uint64_t)n)
+        return moe_err(err, MOE_ERR_ARG, "token cache %s: the sources' token counts add up to %llu, not %zu", path,
+                       (unsigned long long)sum, n);
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= vocab)
             return moe_err(err, MOE_ERR_ARG, "token cache %s: token %zu = %d is outside the vocabulary [0, %u)",
                            path, i, tokens[i], vocab);
     uint8_t hdr[DATA_CACHE_HEADER];
-    cache_header(hdr, vocab, (uint64_t)n, tok_fp, src_fp);
+    cache_header(hdr, vocab, (uint64_t)n, tok_fp, src_fp, (uint64_t)n_src);
     moe_hash fs;
     moe_hash_init(&fs);
     moe_hash_update(&fs, hdr, sizeof hdr);
@@ -266,17 +140,26 @@ moe_status data_cache_write(const char *path, const int32_t *tokens, size_t n, u
         if ((st = atomic_file_write(&f, buf, 4 * m, err))) return st;
         i += m;
     }
-    uint8_t sum[8];
-    store_le64(sum, moe_hash_final(&fs));
-    if ((st = atomic_file_write(&f, sum, 8, err))) return st;
+    for (size_t s = 0; s < n_src;) {
+        size_t m = n_src - s < 2048 ? n_src - s : 2048;
+        for (size_t j = 0; j < m; j++) store_le64(buf + 8 * j, src_tokens[s + j]);
+        moe_hash_update(&fs, buf, 8 * m);
+        if ((st = atomic_file_write(&f, buf, 8 * m, err))) return st;
+        s += m;
+    }
+    uint8_t sumb[8];
+    store_le64(sumb, moe_hash_final(&fs));
+    if ((st = atomic_file_write(&f, sumb, 8, err))) return st;
     return atomic_file_commit(&f, err);
 }
 
-moe_status data_cache_read(const char *path, int32_t **tokens, size_t *n, uint32_t vocab,
-                           uint64_t tok_fp, uint64_t src_fp, moe_error *err) {
-    if (!tokens || !n) return moe_err(err, MOE_ERR_ARG, "token cache: NULL output");
+moe_status data_cache_read(const char *path, int32_t **tokens, size_t *n, uint64_t **src_tokens, size_t *n_src,
+                           uint32_t vocab, uint64_t tok_fp, uint64_t src_fp, moe_error *err) {
+    if (!tokens || !n || !src_tokens || !n_src) return moe_err(err, MOE_ERR_ARG, "token cache: NULL output");
     *tokens = NULL;
     *n = 0;
+    *src_tokens = NULL;
+    *n_src = 0;
     if (!path || !*path) return moe_err(err, MOE_ERR_ARG, "token cache: no path");
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
@@ -285,21 +168,23 @@ moe_status data_cache_read(const char *path, int32_t **tokens, size_t *n, uint32
     }
     moe_status st = MOE_OK;
     int32_t *tok = NULL;
+    uint64_t *cnts = NULL;
     struct stat sb;
     uint8_t hdr[DATA_CACHE_HEADER], sum[8];
-    uint64_t cnt = 0;
+    uint64_t cnt = 0, ns = 0;
+    size_t hl = DATA_CACHE_HEADER_V1; /* version 1: no source table */
     if (fstat(fd, &sb) != 0) {
         st = moe_err(err, MOE_ERR_IO, "cannot read token cache %s: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(sb.st_mode)) { st = moe_err(err, MOE_ERR_FORMAT, "token cache %s is not a regular file", path); goto done; }
     uint64_t len = (uint64_t)sb.st_size;
-    if (len < DATA_CACHE_HEADER + 8) {
-        st = moe_err(err, MOE_ERR_FORMAT, "token cache %s is %llu bytes, shorter than its %d-byte header and "
-                     "checksum", path, (unsigned long long)len, DATA_CACHE_HEADER + 8);
+    if (len < DATA_CACHE_HEADER_V1 + 8) {
+        st = moe_err(err, MOE_ERR_FORMAT, "token cache %s is %llu bytes, shorter than its header and "
+                     "checksum", path, (unsigned long long)len);
         goto done;
     }
-    if (read_full(fd, hdr, sizeof hdr) != (ssize_t)sizeof hdr) {
+    if (data_read_full(fd, hdr, DATA_CACHE_HEADER_V1) != (ssize_t)DATA_CACHE_HEADER_V1) {
         st = moe_err(err, MOE_ERR_IO, "cannot read the header of token cache %s", path);
         goto done;
     }
@@ -308,29 +193,47 @@ moe_status data_cache_read(const char *path, int32_t **tokens, size_t *n, uint32
         goto done;
     }
     uint32_t ver = load_le32(hdr + 8);
-    if (ver != DATA_CACHE_VERSION) {
-        st = moe_err(err, MOE_ERR_FORMAT, "token cache %s has version %u, expected %u", path, ver, DATA_CACHE_VERSION);
+    if (ver != DATA_CACHE_VERSION && ver != 1) {
+        st = moe_err(err, MOE_ERR_FORMAT, "token cache %s has version %u, expected 1 or %u", path, ver,
+                     DATA_CACHE_VERSION);
         goto done;
     }
     cnt = load_le64(hdr + 16);
-    if (cnt != (len - DATA_CACHE_HEADER - 8) / 4 || (len - DATA_CACHE_HEADER - 8) % 4 != 0 ||
-        cnt > SIZE_MAX / 4 - 1) {
+    if (ver >= 2) {
+        hl = DATA_CACHE_HEADER;
+        if (len < hl + 8 || data_read_full(fd, hdr + DATA_CACHE_HEADER_V1, hl - DATA_CACHE_HEADER_V1) !=
+                                (ssize_t)(hl - DATA_CACHE_HEADER_V1)) {
+            st = moe_err(err, MOE_ERR_FORMAT, "token cache %s is %llu bytes, shorter than its header and checksum",
+                         path, (unsigned long long)len);
+            goto done;
+        }
+        ns = load_le64(hdr + 40);
+        if (ns < 1 || ns > (len - hl - 8) / 8) {
+            st = moe_err(err, MOE_ERR_FORMAT, "token cache %s: header says %llu sources, which does not fit in its "
+                         "%llu bytes", path, (unsigned long long)ns, (unsigned long long)len);
+            goto done;
+        }
+    }
+    uint64_t body = len - hl - 8 - 8 * ns; /* bytes of the tokens */
+    if (body % 4 != 0 || cnt != body / 4 || cnt > SIZE_MAX / 4 - 1) {
         st = moe_err(err, MOE_ERR_FORMAT, "token cache %s: header says %llu tokens, which needs %s bytes, but "
                      "the file has %llu bytes", path, (unsigned long long)cnt,
-                     cnt <= (UINT64_MAX - 48) / 4 ? "48 + 4 * n_tokens" : "more than 2^64",
-                     (unsigned long long)len);
+                     ver >= 2 ? "56 + 4 * n_tokens + 8 * n_sources" : "48 + 4 * n_tokens", (unsigned long long)len);
         goto done;
     }
     tok = malloc(cnt ? (size_t)cnt * 4 : 4);
-    if (!tok) { st = moe_err(err, MOE_ERR_NOMEM, "out of memory for %llu cached tokens", (unsigned long long)cnt); goto done; }
-    if (read_full(fd, tok, (size_t)cnt * 4) != (ssize_t)(cnt * 4) || read_full(fd, sum, 8) != 8) {
+    cnts = malloc(ns ? (size_t)ns * 8 : 8);
+    if (!tok || !cnts) { st = moe_err(err, MOE_ERR_NOMEM, "out of memory for %llu cached tokens", (unsigned long long)cnt); goto done; }
+    if (data_read_full(fd, tok, (size_t)cnt * 4) != (ssize_t)(cnt * 4) ||
+        data_read_full(fd, cnts, (size_t)ns * 8) != (ssize_t)(ns * 8) || data_read_full(fd, sum, 8) != 8) {
         st = moe_err(err, MOE_ERR_IO, "token cache %s: short read (did it change while reading?)", path);
         goto done;
     }
     moe_hash fs;
     moe_hash_init(&fs);
-    moe_hash_update(&fs, hdr, sizeof hdr);
+    moe_hash_update(&fs, hdr, hl);
     moe_hash_update(&fs, (const uint8_t *)tok, (size_t)cnt * 4);
+    moe_hash_update(&fs, (const uint8_t *)cnts, (size_t)ns * 8);
     if (moe_hash_final(&fs) != load_le64(sum)) {
         st = moe_err(err, MOE_ERR_FORMAT, "token cache %s is damaged: checksum mismatch", path);
         goto done;
@@ -359,11 +262,24 @@ moe_status data_cache_read(const char *path, int32_t **tokens, size_t *n, uint32
         }
         tok[i] = (int32_t)v;
     }
+    uint64_t total = 0;
+    const uint8_t *cb = (const uint8_t *)cnts;
+    for (size_t s = 0; s < (size_t)ns; s++) {
+        cnts[s] = load_le64(cb + 8 * s); /* in place, as above */
+        total += cnts[s] > cnt ? cnt + 1 : cnts[s];
+    }
+    if (ns && total != cnt) {
+        st = moe_err(err, MOE_ERR_FORMAT, "token cache %s: its %llu sources' token counts do not add up to its "
+                     "%llu tokens", path, (unsigned long long)ns, (unsigned long long)cnt);
+        goto done;
+    }
 done:
     close(fd);
-    if (st) { free(tok); return st; }
+    if (st) { free(tok); free(cnts); return st; }
     *tokens = tok;
     *n = (size_t)cnt;
+    if (ns) { *src_tokens = cnts; *n_src = (size_t)ns; }
+    else free(cnts);
     return MOE_OK;
 }
 
@@ -425,15 +341,64 @@ int data_val_batches(data_split val, int B, int T) {
     return nb > (size_t)INT32_MAX ? INT32_MAX : (int)nb;
 }
 
-void data_val_batch(data_split val, int i, int B, int T, int32_t *x, int32_t *y) {
-    MOE_ASSERT(i >= 0 && i < data_val_batches(val, B, T));
-    size_t W = (val.n - 1) / (size_t)T;
+void data_val_batch(data_split val, int i, int nb, int B, int T, int32_t *x, int32_t *y) {
+    const int all = data_val_batches(val, B, T);
+    MOE_ASSERT(nb >= 1 && nb <= all && i >= 0 && i < nb);
+    size_t W = (val.n - 1) / (size_t)T, S = (size_t)nb * (size_t)B; /* windows, slots */
     for (int b = 0; b < B; b++) {
-        size_t w = ((size_t)i * (size_t)B + (size_t)b) % W;
+        size_t j = (size_t)i * (size_t)B + (size_t)b;
+        /* every window (the last batch wraps), or S windows evenly spaced,
+           each at the middle of its stretch of W / S windows */
+        size_t w = S >= W ? j % W : (size_t)(((2 * (unsigned __int128)j + 1) * W) / (2 * (unsigned __int128)S));
         const int32_t *src = val.tokens + w * (size_t)T;
         memcpy(x + (size_t)b * (size_t)T, src, (size_t)T * sizeof *x);
         memcpy(y + (size_t)b * (size_t)T, src + 1, (size_t)T * sizeof *y);
     }
+}
+
+/* Each source of m tokens is cut into ceil(m / DATA_VAL_BLOCK) blocks of
+ * equal size (within one token); the last floor(c1 f) - floor(c0 f) tokens of
+ * the block [c0, c1) (positions in the whole stream) are held out. */
+moe_status data_split_sources(int32_t *out, const int32_t *tokens, size_t n, const uint64_t *src_tokens,
+                              size_t n_src, float val_fraction, int T, int B, data_split *train, data_split *val,
+                              uint64_t *val_per_src, moe_error *err) {
+    if (!train || !val || !out) return moe_err(err, MOE_ERR_ARG, "data_split_sources: NULL output");
+    if (!tokens && n) return moe_err(err, MOE_ERR_ARG, "data_split_sources: NULL tokens");
+    if (!src_tokens || n_src < 1) return moe_err(err, MOE_ERR_ARG, "data_split_sources: no source table");
+    uint64_t sum = 0;
+    for (size_t s = 0; s < n_src; s++) sum += src_tokens[s];
+    if (sum != (uint64_t)n)
+        return moe_err(err, MOE_ERR_ARG, "data_split_sources: the sources hold %llu tokens, not %zu",
+                       (unsigned long long)sum, n);
+    /* the sizes and their checks are data_split_tokens' */
+    data_split tr, va;
+    moe_status st = data_split_tokens(tokens, n, val_fraction, T, B, &tr, &va, err);
+    if (st) return st;
+    const double f = (double)val_fraction;
+    size_t at = 0, wt = 0, wv = tr.n; /* read position, train and validation write positions */
+    for (size_t s = 0; s < n_src; s++) {
+        size_t m = (size_t)src_tokens[s], nb = (m + DATA_VAL_BLOCK - 1) / DATA_VAL_BLOCK;
+        uint64_t vs = 0;
+        for (size_t j = 0; j < nb; j++) {
+            size_t b0 = at + (size_t)((unsigned __int128)j * m / nb), b1 = at + (size_t)((unsigned __int128)(j + 1) * m / nb);
+            /* floor(cumulative * f) at both ends: the total is floor(n f) */
+            size_t v = (size_t)((double)b1 * f) - (size_t)((double)b0 * f);
+            if (v > b1 - b0) v = b1 - b0;
+            memcpy(out + wt, tokens + b0, (b1 - b0 - v) * sizeof *out);
+            wt += b1 - b0 - v;
+            memcpy(out + wv, tokens + b1 - v, v * sizeof *out);
+            wv += v;
+            vs += v;
+        }
+        if (val_per_src) val_per_src[s] = vs;
+        at += m;
+    }
+    MOE_ASSERT(wt == tr.n && wv == n);
+    train->tokens = out;
+    train->n = tr.n;
+    val->tokens = out + tr.n;
+    val->n = n - tr.n;
+    return MOE_OK;
 }
 
 double data_unigram_entropy_bits(const int32_t *tokens, size_t n, int vocab) {

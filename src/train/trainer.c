@@ -15,15 +15,18 @@
  *                wrong optimizer state.
  */
 #include "moe.h"
+#include "core/autothreads.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/model_file.h"
 #include "train/state_file.h"
 #include "corpus/corpus.h"
 #include "train/data.h"
+#include "train/sources.h"
 #include "text/tokenizer.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -40,14 +43,18 @@ struct moe_trainer {
     moe_tokenizer *tok;
     moe_model *model;
     moe_adamw *opt;
-    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus */
+    int32_t *tokens;        /* [n_tokens] the whole tokenized corpus: training
+                               parts, then validation parts (data_split_sources) */
     size_t n_tokens;
+    char *notes;            /* lines for the user (data_notes), or NULL */
     data_split train, val;
     data_loader loader;
     int32_t *x, *y;         /* [batch, ctx] */
     int64_t step;
     uint64_t tok_fp, src_fp;
     moe_data_info info;
+    autothreads at;         /* the step's thread count when none was given */
+    int at_ready;
 };
 
 /* The defaults are the demo's run: a 4-layer MoE (8 experts top-2) on the
@@ -100,6 +107,7 @@ void moe_trainer_free(moe_trainer *t) {
     moe_model_free(t->model);
     moe_tokenizer_free(t->tok);
     free(t->tokens);
+    free(t->notes);
     free(t->x);
     free(t->y);
     free(t->dir);
@@ -112,27 +120,33 @@ static uint64_t tokenizer_fingerprint(const moe_tokenizer *tok) {
     return h ^ ((uint64_t)b->n_vocab * 0x9E3779B97F4A7C15ull);
 }
 
-/* Encodes text in pieces cut at blank lines (documents), in parallel; the
- * pieces are fixed by the text alone, so the result is too. */
-static moe_status encode_all(moe_trainer *t, const uint8_t *text, size_t n, moe_error *err) {
+/* Encodes text in pieces cut at blank lines (documents) and at the ends of
+ * sources (src_end[n_src], increasing, the last = n), in parallel; the
+ * pieces are fixed by the text alone, so the result is too. counts[n_src]
+ * gets each source's tokens. */
+static moe_status encode_all(moe_trainer *t, const uint8_t *text, size_t n, const size_t *src_end, size_t n_src,
+                             uint64_t *counts, moe_error *err) {
     enum { PIECE = 1 << 20 };
-    size_t n_pieces = n / PIECE + 1;
+    size_t n_pieces = n / PIECE + n_src + 1;
     size_t *cut = malloc(sizeof(size_t) * (n_pieces + 1));
     size_t *cnt = calloc(n_pieces, sizeof(size_t));
+    size_t *which = malloc(sizeof(size_t) * n_pieces);
     int32_t *out = malloc(sizeof(int32_t) * (n + 1));
-    if (!cut || !cnt || !out) {
-        free(cut); free(cnt); free(out);
+    if (!cut || !cnt || !which || !out) {
+        free(cut); free(cnt); free(which); free(out);
         return moe_err(err, MOE_ERR_NOMEM, "tokenizing %zu bytes: out of memory", n);
     }
     cut[0] = 0;
-    size_t np = 0;
+    size_t np = 0, s = 0;
     while (cut[np] < n) {
-        size_t c = cut[np] + PIECE;
-        if (c >= n) c = n;
+        while (src_end[s] <= cut[np]) s++;
+        size_t end = src_end[s], c = cut[np] + PIECE;
+        if (c >= end) c = end;
         else {
-            while (c < n && !(text[c - 1] == '\n' && text[c] == '\n')) c++;
-            if (c < n) c++;
+            while (c < end && !(text[c - 1] == '\n' && text[c] == '\n')) c++;
+            if (c < end) c++;
         }
+        which[np] = s;
         cut[++np] = c;
     }
     int failed = 0;
@@ -144,26 +158,113 @@ static moe_status encode_all(moe_trainer *t, const uint8_t *text, size_t n, moe_
         cnt[p] = got;
     }
     if (failed) {
-        free(cut); free(cnt); free(out);
+        free(cut); free(cnt); free(which); free(out);
         return moe_err(err, MOE_ERR_ARG, "tokenizing the data failed");
     }
     size_t w = 0;
+    memset(counts, 0, sizeof(uint64_t) * n_src);
     for (size_t p = 0; p < np; p++) {
         memmove(out + w, out + cut[p], sizeof(int32_t) * cnt[p]);
         w += cnt[p];
+        counts[which[p]] += cnt[p];
     }
     free(cut);
     free(cnt);
+    free(which);
     t->tokens = out;
     t->n_tokens = w;
     return MOE_OK;
 }
 
-/* Splits tokens, sets up the loader and the batch buffers. */
-static moe_status setup_data(moe_trainer *t, moe_error *err) {
+/* Appends a formatted line (and its '\n') to t->notes; out of memory drops
+ * it (notes are advice). */
+__attribute__((format(printf, 2, 3))) static void add_note(moe_trainer *t, const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int l = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (l < 0) return;
+    if ((size_t)l >= sizeof line) l = (int)sizeof line - 1;
+    size_t have = t->notes ? strlen(t->notes) : 0;
+    char *p = realloc(t->notes, have + (size_t)l + 2);
+    if (!p) return;
+    memcpy(p + have, line, (size_t)l);
+    p[have + (size_t)l] = '\n';
+    p[have + (size_t)l + 1] = '\0';
+    t->notes = p;
+}
+
+typedef struct val_share { uint64_t n; size_t src; } val_share;
+static int cmp_share(const void *a, const void *b) {
+    const val_share *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? 1 : -1;
+    return x->src < y->src ? -1 : x->src > y->src;
+}
+
+/* The note that says where validation comes from: the sources that give the
+ * most held-out tokens, by name when names are known (names[n_src] or NULL). */
+static void note_validation(moe_trainer *t, const uint64_t *val_per_src, size_t n_src, const char *const *names) {
+    val_share *v = malloc(sizeof *v * n_src);
+    if (!v) return;
+    size_t used = 0;
+    uint64_t total = 0;
+    for (size_t s = 0; s < n_src; s++) {
+        v[s] = (val_share){val_per_src[s], s};
+        used += val_per_src[s] > 0;
+        total += val_per_src[s];
+    }
+    qsort(v, n_src, sizeof *v, cmp_share);
+    t->info.n_sources = (int64_t)n_src;
+    t->info.n_val_sources = (int64_t)used;
+    char list[768];
+    size_t at = 0;
+    list[0] = '\0';
+    if (names && total) {
+        size_t shown = 0;
+        for (size_t i = 0; i < n_src && v[i].n && shown < 8 && at < sizeof list - 64; i++, shown++) {
+            char esc[64]; /* a name from the file system must not reach the terminal raw */
+            moe_escape_ctrl(esc, sizeof esc, names[v[i].src], strlen(names[v[i].src]), 0);
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s%s %.1f%%", shown ? ", " : ": ", esc,
+                                   100.0 * (double)v[i].n / (double)total);
+        }
+        if (used > shown && at < sizeof list - 32)
+            snprintf(list + at, sizeof list - at, ", and %zu more", used - shown);
+    }
+    add_note(t, "validation: %llu tokens, the last %g%% of every block of up to %zu tokens of each source, from %zu "
+             "of %zu source%s%s", (unsigned long long)total, 100.0 * (double)t->cfg.val_fraction, DATA_VAL_BLOCK,
+             used, n_src, n_src == 1 ? "" : "s", list);
+    free(v);
+}
+
+/* Splits tokens (a share of every source when counts[n_src] is known,
+ * else the last tokens: a version-1 cache), sets up the loader and the
+ * batch buffers. names[n_src] (or NULL) name the sources in the note. */
+static moe_status setup_data(moe_trainer *t, const uint64_t *counts, size_t n_src, const char *const *names,
+                             moe_error *err) {
     const moe_train_config *c = &t->cfg;
-    moe_status st = data_split_tokens(t->tokens, t->n_tokens, c->val_fraction, c->model.ctx_len, c->batch,
-                                      &t->train, &t->val, err);
+    moe_status st;
+    if (counts) {
+        int32_t *out = malloc(sizeof(int32_t) * (t->n_tokens + 1));
+        uint64_t *vps = malloc(sizeof(uint64_t) * n_src);
+        if (!out || !vps) { free(out); free(vps); return moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory"); }
+        st = data_split_sources(out, t->tokens, t->n_tokens, counts, n_src, c->val_fraction, c->model.ctx_len,
+                                c->batch, &t->train, &t->val, vps, err);
+        if (st == MOE_OK) {
+            free(t->tokens);
+            t->tokens = out;
+            note_validation(t, vps, n_src, names);
+        } else {
+            free(out);
+        }
+        free(vps);
+    } else {
+        st = data_split_tokens(t->tokens, t->n_tokens, c->val_fraction, c->model.ctx_len, c->batch, &t->train,
+                               &t->val, err);
+        if (st == MOE_OK)
+            add_note(t, "note: this run's token cache is of version 1: validation stays the last %g%% of the tokens, "
+                     "as when the run began", 100.0 * (double)c->val_fraction);
+    }
     if (st != MOE_OK) return st;
     data_loader_init(&t->loader, t->train, c->batch, c->model.ctx_len, c->seed ^ 0xDA7A5EEDull);
     size_t bt = (size_t)c->batch * (size_t)c->model.ctx_len;
@@ -235,41 +336,76 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     t->dir = strdup(dir);
     char *state = join(dir, "state.gguf"), *model = join(dir, "model.gguf"), *cache = join(dir, "tokens.bin");
     uint8_t *text = NULL;
-    size_t n_text = 0;
+    size_t n_text = 0, n_src = 0, *src_end = NULL;
+    uint64_t *counts = NULL;
+    const char **names = NULL;
+    data_sources srcs;
+    memset(&srcs, 0, sizeof srcs);
     if (!t->dir || !state || !model || !cache) { st = moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory"); goto done; }
     if (file_exists(state) || file_exists(model)) {
         st = moe_err(err, MOE_ERR_ARG, "%s already holds a checkpoint: continue it with --resume %s, or choose "
                      "another --out (nothing was overwritten)", dir, dir);
         goto done;
     }
-    /* the text */
-    if (data && n_data > 0) st = data_read_sources(&text, &n_text, data, n_data, err);
-    else st = corpus_generate(&text, &n_text, (size_t)c.corpus_bytes, c.seed, err);
+    /* the text, and which bytes came from which file */
+    if (data && n_data > 0) {
+        st = data_read_sources(&text, &n_text, &srcs, data, n_data, c.skip_bad, err);
+        t->notes = srcs.notes; /* the warnings and notes of reading come first */
+        srcs.notes = NULL;
+        t->info.n_skipped = srcs.n_skipped;
+    } else {
+        st = corpus_generate(&text, &n_text, (size_t)c.corpus_bytes, c.seed, err);
+    }
     if (st != MOE_OK) goto done;
+    n_src = srcs.n ? srcs.n : 1;
+    src_end = malloc(sizeof(size_t) * n_src);
+    counts = malloc(sizeof(uint64_t) * n_src);
+    names = malloc(sizeof(char *) * n_src);
+    if (!src_end || !counts || !names) { st = moe_err(err, MOE_ERR_NOMEM, "trainer: out of memory"); goto done; }
+    for (size_t s = 0; s < n_src; s++) {
+        src_end[s] = srcs.n ? srcs.v[s].off + srcs.v[s].len : n_text;
+        names[s] = srcs.n ? srcs.v[s].path : "the built-in corpus";
+    }
     t->info.text_bytes = (int64_t)n_text;
     t->src_fp = data_fingerprint(text, n_text);
-    /* the tokenizer, trained on (a prefix of) the text */
+    /* the tokenizer, trained on (a prefix of) the text; a vocabulary of the
+       256 bytes alone gets the two special tokens on top */
+    int want_vocab = c.model.vocab_size;
+    if (want_vocab >= 256 && want_vocab < 256 + 2) {
+        want_vocab = 256 + 2;
+        add_note(t, "note: a vocabulary of %d is the 256 bytes alone (no merges): the model gets %d ids, the bytes "
+                 "and <|bos|>, <|eos|>", c.model.vocab_size, want_vocab);
+    }
     st = moe_tokenizer_train(&t->tok, (const char *)text, n_text < TOKENIZER_SAMPLE_BYTES ? n_text : TOKENIZER_SAMPLE_BYTES,
-                             c.model.vocab_size, err);
+                             want_vocab, err);
     if (st != MOE_OK) goto done;
     if (moe_tokenizer_n_vocab(t->tok) != c.model.vocab_size) {
-        /* the text ran out of pairs: the model uses what the tokenizer has */
+        /* the text ran out of pairs (or bytes alone): the model uses what the tokenizer has */
         t->cfg.model.vocab_size = moe_tokenizer_n_vocab(t->tok);
     }
     t->tok_fp = tokenizer_fingerprint(t->tok);
-    /* the tokens: from the cache when it matches, else encode and cache */
-    st = data_cache_read(cache, &t->tokens, &t->n_tokens, (uint32_t)t->cfg.model.vocab_size, t->tok_fp, t->src_fp, err);
-    if (st == MOE_OK) t->info.cache_reused = 1;
-    else {
-        st = encode_all(t, text, n_text, err);
+    /* the tokens: from the cache when it matches (and has this run's table
+       of sources), else encode and cache */
+    uint64_t *cached = NULL;
+    size_t n_cached = 0;
+    st = data_cache_read(cache, &t->tokens, &t->n_tokens, &cached, &n_cached, (uint32_t)t->cfg.model.vocab_size,
+                         t->tok_fp, t->src_fp, err);
+    if (st == MOE_OK && n_cached == n_src) {
+        memcpy(counts, cached, sizeof(uint64_t) * n_src);
+        t->info.cache_reused = 1;
+    } else {
+        free(t->tokens);
+        t->tokens = NULL;
+        st = encode_all(t, text, n_text, src_end, n_src, counts, err);
         if (st == MOE_OK)
-            st = data_cache_write(cache, t->tokens, t->n_tokens, (uint32_t)t->cfg.model.vocab_size, t->tok_fp,
-                                  t->src_fp, err);
-        if (st != MOE_OK) goto done;
+            st = data_cache_write(cache, t->tokens, t->n_tokens, counts, n_src, (uint32_t)t->cfg.model.vocab_size,
+                                  t->tok_fp, t->src_fp, err);
     }
+    free(cached);
+    if (st != MOE_OK) goto done;
     free(text);
     text = NULL;
-    st = setup_data(t, err);
+    st = setup_data(t, counts, n_src, names, err);
     if (st != MOE_OK) goto done;
     st = moe_model_create(&t->model, &t->cfg.model, err);
     if (st != MOE_OK) goto done;
@@ -280,6 +416,10 @@ done:
     free(state);
     free(model);
     free(cache);
+    free(src_end);
+    free(counts);
+    free(names);
+    data_sources_free(&srcs);
     if (st != MOE_OK) { moe_trainer_free(t); return st; }
     *out = t;
     return MOE_OK;
@@ -299,7 +439,7 @@ static void scale_grads(moe_model *m, float s) {
     }
 }
 
-moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err) {
+static moe_status trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err) {
     const moe_train_config *c = &t->cfg;
     const moe_model_config *mc = moe_model_get_config(t->model);
     double t0 = now_s();
@@ -339,11 +479,27 @@ moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error
     return MOE_OK;
 }
 
+/* With no thread count given, each step runs at the count measured fastest
+ * now (core/autothreads.h; a training step is the unit); the model is left
+ * at the default count for everything else (evaluation, sampling). */
+moe_status moe_trainer_step(moe_trainer *t, moe_train_step_info *info, moe_error *err) {
+    if (t->cfg.model.n_threads > 0) return trainer_step(t, info, err);
+    if (!t->at_ready) {
+        autothreads_init(&t->at, omp_get_max_threads(), 1);
+        t->at_ready = 1;
+    }
+    moe_model_set_threads(t->model, autothreads_begin(&t->at));
+    moe_status st = trainer_step(t, info, err);
+    if (st == MOE_OK) autothreads_end(&t->at);
+    moe_model_set_threads(t->model, 0);
+    return st;
+}
+
 moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
     const moe_train_config *c = &t->cfg;
     const moe_model_config *mc = moe_model_get_config(t->model);
     int nb = data_val_batches(t->val, c->batch, mc->ctx_len);
-    if (c->eval_batches > 0 && c->eval_batches < nb) nb = c->eval_batches;
+    if (c->eval_batches > 0 && c->eval_batches < nb) nb = c->eval_batches; /* spread over the whole split */
     if (nb < 1) return moe_err(err, MOE_ERR_ARG, "validation: fewer tokens than one batch");
     /* validation routes without dropping (or as configured) */
     for (int l = 0; l < mc->n_layers; l++) {
@@ -355,7 +511,7 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
     moe_error me;
     me.msg[0] = '\0';
     for (int b = 0; b < nb && st == MOE_OK; b++) {
-        data_val_batch(t->val, b, c->batch, mc->ctx_len, t->x, t->y);
+        data_val_batch(t->val, b, nb, c->batch, mc->ctx_len, t->x, t->y);
         float loss;
         st = moe_model_forward(t->model, t->x, t->y, c->batch, mc->ctx_len, 0, &loss, &me);
         sum += loss;
@@ -465,6 +621,8 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     moe_trainer *t = calloc(1, sizeof *t);
     char *state = join(dir, "state.gguf"), *cache = join(dir, "tokens.bin");
     gguf_ctx *g = NULL;
+    uint64_t *counts = NULL;
+    size_t n_src = 0;
     if (!t || !state || !cache) { st = moe_err(err, MOE_ERR_NOMEM, "resume: out of memory"); goto done; }
     t->cfg = c;
     t->dir = strdup(dir);
@@ -480,9 +638,10 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
         st = moe_err(err, MOE_ERR_FORMAT, "resume: %s: the tokenizer does not match its fingerprint", state);
         goto done;
     }
-    TRY(data_cache_read(cache, &t->tokens, &t->n_tokens, (uint32_t)c.model.vocab_size, t->tok_fp, t->src_fp, err));
+    TRY(data_cache_read(cache, &t->tokens, &t->n_tokens, &counts, &n_src, (uint32_t)c.model.vocab_size, t->tok_fp,
+                        t->src_fp, err));
     t->info.cache_reused = 1;
-    TRY(setup_data(t, err));
+    TRY(setup_data(t, counts, n_src, NULL, err));
     TRY(moe_model_create(&t->model, &t->cfg.model, err));
     TRY(model_file_load_tensors(g, t->model, err));
     TRY(moe_adamw_create(&t->opt, t->model, &t->cfg.adamw, err));
@@ -530,6 +689,7 @@ done:
     gguf_close(g);
     free(state);
     free(cache);
+    free(counts);
     if (st != MOE_OK) { moe_trainer_free(t); return st; }
     *out = t;
     return MOE_OK;
@@ -540,3 +700,4 @@ const moe_train_config *moe_trainer_config(const moe_trainer *t) { return &t->cf
 moe_model *moe_trainer_model(moe_trainer *t) { return t->model; }
 const moe_tokenizer *moe_trainer_tokenizer(const moe_trainer *t) { return t->tok; }
 moe_data_info moe_trainer_data_info(const moe_trainer *t) { return t->info; }
+const char *moe_trainer_data_notes(const moe_trainer *t) { return t && t->notes ? t->notes : ""; }
