@@ -86,7 +86,8 @@ int autothreads_begin_at(autothreads *a, double now) {
     }
     /* a probe costs about probe_len + 1 units: not before AT_COST of those
      * have passed since the last one (or the start) */
-    if (!a->probe_at && now >= a->next_probe && a->base_n >= a->probe_len && a->base_sum >= AT_PROBE_MIN &&
+    if (!a->probe_at && now >= a->next_probe && now >= a->not_before && a->base_n >= a->probe_len &&
+        a->base_sum >= AT_PROBE_MIN &&
         now - a->since >= AT_COST * (a->probe_len + 1) * (a->base_sum / (double)a->base_n)) {
         const int n = probe_count(a);
         if (n != a->cur) {
@@ -113,8 +114,8 @@ static void end_probe(autothreads *a, double now) {
     } else {
         a->period = a->period * 2 < AT_PERIOD_MAX ? a->period * 2 : AT_PERIOD_MAX;
     }
-    const double cost = AT_COST * (now - a->probe_t0);
-    a->next_probe = now + (a->period > cost ? a->period : cost);
+    a->not_before = now + AT_COST * (now - a->probe_t0); /* a change seen later does not lift this */
+    a->next_probe = now + a->period;
     a->probe_at = 0;
     a->since = now;
     a->base_sum = 0;

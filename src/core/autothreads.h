@@ -58,6 +58,7 @@ typedef struct autothreads {
     double period;    /* s between probes now */
     double next_probe;/* time (s, monotonic) of the next probe; < 0: unset */
     double since;     /* when the last probe ended (or the first unit began) */
+    double not_before;/* no probe before: AT_COST times the last probe's duration after it */
     int unit_threads; /* the count the current unit runs at */
     double unit_t0;   /* when it began */
     long switches;    /* times the choice changed (for reports and tests) */
