@@ -28,6 +28,15 @@ CFLAGS_ALL = $(CFLAGS_BASE) $(SAN) $(CFLAGS)
 CFLAGS_SIMD = $(CFLAGS_BASE) $(SIMD_SAN) $(CFLAGS)
 # zlib, liblzma, libzstd: compressed training data (src/train/decompress.c)
 LDLIBS_ALL = -fopenmp -lzstd -llzma -lz -lm $(SAN) $(MPI_LIBS) $(LDLIBS)
+# libmicrohttpd (Debian libmicrohttpd-dev) for `moe serve` (cli/serve.c) only:
+# libmoe does not depend on it. Without it the command is built without the
+# server and says so (HAVE_MHD=0 forces that).
+HAVE_MHD ?= $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo 1 || echo 0)
+ifeq ($(HAVE_MHD),1)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd)
+else
+MHD_LIBS :=
+endif
 # The quantized SIMD kernels (src/quant/*_avx2.c, *_avx512vnni.c) get -g1:
 # line tables, no variable locations. Their unrolled tiles under -g's
 # variable tracking tripled gcc's time (mostly in induction-variable
@@ -175,9 +184,12 @@ $(B)/%.o: %.c
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+ifneq ($(HAVE_MHD),1)
+$(B)/cli/serve.o: CFLAGS_ALL += -DMOE_NO_HTTP
+endif
 $(B)/moe: $(CLI_OBJ) $(B)/libmoe.a
 	$(call say,LD,$@)
-	$(Q)$(CC) -o $@ $(CLI_OBJ) $(B)/libmoe.a $(LDLIBS_ALL)
+	$(Q)$(CC) -o $@ $(CLI_OBJ) $(B)/libmoe.a $(MHD_LIBS) $(LDLIBS_ALL)
 $(B)/tests/%: tests/%.c $(B)/libmoe_internal.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)

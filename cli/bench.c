@@ -178,9 +178,9 @@ static int bench_layer(int argc, char **argv, int nt) {
 }
 
 int cmd_bench(int argc, char **argv, int n_threads) {
-    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | train | dist | decode | prefill | bandwidth | contention\n"); return 2; }
+    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | train | dist | decode | prefill | bandwidth | contention | serve\n"); return 2; }
     if (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
-        printf("usage: moe bench layer | gemm | train | dist | decode | prefill | bandwidth | contention [options]\n"
+        printf("usage: moe bench layer | gemm | train | dist | decode | prefill | bandwidth | contention | serve [options]\n"
                "  moe bench NAME --help lists the options of each, with their defaults\n");
         return 0;
     }
@@ -192,7 +192,8 @@ int cmd_bench(int argc, char **argv, int n_threads) {
     if (!strcmp(argv[0], "prefill")) return bench_prefill(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "bandwidth")) return bench_bandwidth(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "contention")) return bench_contention(argc - 1, argv + 1, n_threads);
+    if (!strcmp(argv[0], "serve")) return bench_serve(argc - 1, argv + 1, n_threads);
     fprintf(stderr, "moe bench: unknown benchmark '%s' (layer | gemm | train | dist | decode | prefill | "
-            "bandwidth | contention)\n", argv[0]);
+            "bandwidth | contention | serve)\n", argv[0]);
     return 2;
 }

@@ -123,7 +123,7 @@ static int make_dirs(const char *path) {
 
 /* The model file to use: model, or the cached generated one for gen
  * ("ARCH:TYPE"), written first when absent. Returns 0 on failure (printed). */
-static int model_path(const char *model, const char *gen, char *out, size_t cap) {
+int bench_model_path(const char *model, const char *gen, char *out, size_t cap) {
     if (model) { snprintf(out, cap, "%s", model); return 1; }
     char arch[64], type[32];
     const char *colon = strchr(gen, ':');
@@ -209,7 +209,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, infer_bench_opts *
 /* Opens the model for ctx tokens; prints its line. NULL on failure. */
 static moe_infer *open_model(const char *cmd, const infer_bench_opts *o, int nt, int ctx) {
     char path[512];
-    if (!model_path(o->model, o->gen, path, sizeof path)) return NULL;
+    if (!bench_model_path(o->model, o->gen, path, sizeof path)) return NULL;
     moe_infer_options io;
     moe_infer_options_default(&io);
     io.n_threads = nt;

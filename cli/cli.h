@@ -30,6 +30,8 @@ int cmd_quantize(int argc, char **argv, int n_threads);
 /* report.c: `moe report RUN_DIR...`; route.c: `moe route MODEL`. */
 int cmd_report(int argc, char **argv, int n_threads);
 int cmd_route(int argc, char **argv, int n_threads);
+/* serve.c: `moe serve MODEL.gguf`, the OpenAI-compatible HTTP server. */
+int cmd_serve(int argc, char **argv, int n_threads);
 
 /* train.c: the training loop shared by `moe train` and the demo. */
 typedef struct train_run_opts {
@@ -96,6 +98,11 @@ int bench_dist(int argc, char **argv, int n_threads);
 int bench_decode(int argc, char **argv, int n_threads);
 int bench_prefill(int argc, char **argv, int n_threads);
 int bench_bandwidth(int argc, char **argv, int n_threads);
+/* The model file of a benchmark: model, or the ~1e9-weight model of gen
+ * ("ARCH:TYPE") written once into build/bench-models/. 0 on failure (printed). */
+int bench_model_path(const char *model, const char *gen, char *out, size_t cap);
+/* bench_serve.c: aggregate decode speed of many sequences in one batch. */
+int bench_serve(int argc, char **argv, int n_threads);
 /* bench_contention.c: decode and training next to busy processes. */
 int bench_contention(int argc, char **argv, int n_threads);
 

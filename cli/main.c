@@ -26,6 +26,7 @@ static void usage(FILE *f) {
         "  bench gemm  [opts]   dense fp32 GEMM GFLOP/s\n"
         "  bench train [--demo|--big] [--steps N]  training tokens/s and model GFLOP/s vs a dense GEMM\n"
         "  run MODEL.gguf -p TEXT [opts]  generate text with a GGUF model: moe run --help\n"
+        "  serve MODEL.gguf [opts]  an OpenAI-compatible HTTP server: moe serve --help\n"
         "  chat MODEL.gguf [opts]         chat with a GGUF model, one message per line of stdin\n"
         "  inspect MODEL.gguf   GGUF metadata, tensors, and weights/bytes per token\n"
         "  synth OUT.gguf [opts]  write a random GGUF model of any architecture and type: moe synth --help\n"
@@ -125,6 +126,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv2[0], "report")) rc = cmd_report(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "route")) rc = cmd_route(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "tokenize")) rc = cmd_tokenize(argc2 - 1, argv2 + 1, n_threads);
+    else if (!strcmp(argv2[0], "serve")) rc = cmd_serve(argc2 - 1, argv2 + 1, n_threads);
     else if (!strcmp(argv2[0], "convert")) rc = cmd_convert(argc2 - 1, argv2 + 1, n_threads);
     else {
         fprintf(stderr, "moe: unknown command '%s' (moe --help lists them)\n", argv2[0]);

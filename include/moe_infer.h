@@ -96,13 +96,22 @@ MOE_API int moe_sampler_sample(moe_sampler *s, float *logits, const int32_t *his
 
 /* --------------------------------------------------------------- engine */
 
-typedef struct moe_infer moe_infer; /* a loaded model with its KV cache */
+/* Two handles, as llama.h has them: a model (the mapped weights and the
+ * vocabulary; read-only, shared by any number of contexts on any threads)
+ * and a context (n_seq sequences, each with its KV cache and length, the
+ * scratch of one step, the expert counts; one thread at a time).
+ * moe_infer_open makes both at once (the context owns its model): the
+ * single-stream API below runs sequence 0. */
+typedef struct moe_infer moe_infer; /* a context: sequences with their KV caches */
+typedef struct moe_infer_model moe_infer_model; /* the weights, read-only */
 
 typedef struct moe_infer_options {
     int n_threads;         /* <= 0: the OpenMP default */
     int ctx_len;           /* KV cache length; 0: min(model's, 4096) */
     int experts_per_token; /* 0: the model's k; else overrides it (1..E) */
-    int max_batch;         /* tokens per eval call at most (prompt chunk); 0: 512 */
+    int max_batch;         /* tokens per eval call at most (prompt chunk), rows of a
+                              batch step at most; 0: 512 */
+    int n_seq;             /* sequences (each a KV cache of ctx_len); 0: 1 */
 } moe_infer_options;
 
 typedef struct moe_infer_info {
@@ -141,6 +150,45 @@ MOE_API moe_status moe_infer_attach_dist(moe_infer *m, moe_dist *d, moe_error *e
 MOE_API const moe_infer_info *moe_infer_get_info(const moe_infer *m);
 MOE_API const moe_vocab *moe_infer_vocab(const moe_infer *m);
 
+/* The model alone (checked as moe_infer_open checks it), for contexts
+ * made with moe_infer_create; close it after every context on it. */
+MOE_API moe_status moe_infer_model_open(moe_infer_model **out, const char *path,
+                                        moe_error *err);
+MOE_API void moe_infer_model_close(moe_infer_model *mdl);
+MOE_API const moe_vocab *moe_infer_model_vocab(const moe_infer_model *mdl);
+/* A context on mdl (which it does not own): opt as for moe_infer_open. */
+MOE_API moe_status moe_infer_create(moe_infer **out, moe_infer_model *mdl,
+                                    const moe_infer_options *opt, moe_error *err);
+MOE_API moe_infer_model *moe_infer_get_model(const moe_infer *m);
+MOE_API int moe_infer_n_seq(const moe_infer *m);
+MOE_API int moe_infer_max_batch(const moe_infer *m);
+
+/* One step over many sequences of the context: row i is token tokens[i] of
+ * sequence seq[i] at position pos[i]. The rows of one sequence are
+ * consecutive in the batch at consecutive positions, the first at most the
+ * sequence's length (a smaller one discards the cached positions from
+ * there, as moe_infer_eval does); prompt chunks (prefill) and single
+ * decode tokens mix freely. Every expert's tokens of the whole step are
+ * grouped into one product per layer, so its weights are read once per
+ * step. Each sequence runs with its own experts per token
+ * (moe_infer_seq_set_top_k). want_logits: NULL (none) or [n] flags;
+ * logits gets [count of flags, V], the flagged rows in order. The logits
+ * of a row equal the single-stream engine's for the same tokens (bitwise;
+ * nothing depends on the other rows). Errors (MOE_ERR_ARG, nothing run): n
+ * > max_batch, a sequence or token out of range, a position beyond the
+ * sequence or ctx_len, a sequence's rows split or not consecutive, several
+ * sequences in one step of an expert-choice model. */
+MOE_API moe_status moe_infer_batch_eval(moe_infer *m, const int32_t *tokens, const int32_t *seq,
+                                        const int32_t *pos, const int8_t *want_logits, int n,
+                                        float *logits, moe_error *err);
+/* Positions of sequence seq held in its cache (0 for an unknown seq). */
+MOE_API int moe_infer_seq_len(const moe_infer *m, int seq);
+/* Keeps the first keep positions of sequence seq (0: empties it). */
+MOE_API moe_status moe_infer_seq_clear(moe_infer *m, int seq, int keep, moe_error *err);
+/* Experts per token of sequence seq from its next step on (1..E; 0: the
+ * context's, moe_infer_set_top_k). */
+MOE_API moe_status moe_infer_seq_set_top_k(moe_infer *m, int seq, int k, moe_error *err);
+
 /* Runs tokens[0, n) at positions pos .. pos+n-1 (the cache must hold
  * positions 0 .. pos-1 from earlier calls), appending to the KV cache. A pos
  * before the end of the cache discards the cached positions pos and later
@@ -166,7 +214,9 @@ MOE_API const int64_t *moe_infer_expert_counts(const moe_infer *m);
  * during the call only. `moe route` is built on it. */
 typedef struct moe_route_event {
     int layer;            /* the model layer */
-    int pos;              /* position of the chunk's first token */
+    int pos;              /* position of the chunk's first token (rows of one
+                             sequence: moe_infer_eval; a batch step of several
+                             sequences gives its first row's) */
     int n_tokens;         /* n: tokens in the chunk */
     int stride;           /* entries per token in experts and weights */
     const int *n_experts; /* [n] experts chosen for each token */
@@ -354,6 +404,73 @@ MOE_API void moe_quantize_options_default(moe_quantize_options *o); /* q8_0 */
  * tensor), NaN/Inf weights, I/O (the output's folder missing ...). */
 MOE_API moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *o,
                                 moe_quantize_result *res, moe_error *err);
+
+/* ------------------------------------------------------------- server */
+
+/* The core of `moe serve` (docs/SERVE.md), without HTTP: one model, a batch
+ * context of `parallel` sequences and a scheduler thread that runs batch
+ * steps over every running request (continuous batching; each step groups
+ * all its tokens per expert). The HTTP layer (cli/serve.c, libmicrohttpd)
+ * hands it request bodies and writes out what it returns: JSON bodies,
+ * server-sent events, OpenAI-shaped errors. Thread-safe: any number of
+ * threads may submit, read and release at once. */
+typedef struct moe_server moe_server;
+typedef struct moe_server_req moe_server_req;
+
+typedef struct moe_server_options {
+    int parallel;           /* sequences run together; 0: 4 */
+    int ctx_len;            /* tokens per sequence; 0: min(model's, 4096) */
+    int n_threads;          /* <= 0: the OpenMP default */
+    int max_batch;          /* rows of one batch step at most; 0: 256 */
+    int queue_max;          /* requests waiting beyond the free sequences
+                               before 503; 0: 64, < 0: none may wait */
+    const char *alias;      /* the model's id; NULL: the file's name without .gguf */
+} moe_server_options;
+
+typedef enum moe_server_endpoint {
+    MOE_SERVER_CHAT = 0,       /* POST /v1/chat/completions */
+    MOE_SERVER_COMPLETION = 1  /* POST /v1/completions */
+} moe_server_endpoint;
+
+MOE_API moe_status moe_server_open(moe_server **out, const char *model_path,
+                                   const moe_server_options *o, moe_error *err);
+/* Cancels what still runs, stops the scheduler and frees everything; every
+ * request must have been released. */
+MOE_API void moe_server_close(moe_server *s);
+MOE_API const char *moe_server_model_id(const moe_server *s);
+/* Checks and queues a request body. Returns the HTTP status: 200 with *out
+ * the request (and *stream 1 for server-sent events), or 400 / 404 / 500 /
+ * 503 with *out NULL and *err_json an OpenAI error body (malloc'd; the
+ * caller frees it). */
+MOE_API int moe_server_submit(moe_server *s, moe_server_endpoint ep, const char *body, size_t n,
+                              moe_server_req **out, int *stream, char **err_json);
+/* The next bytes of the response of r, waiting up to wait_ms for them:
+ * *text (malloc'd, or NULL when nothing new) and *len. A streamed request
+ * gives server-sent events as the tokens come, ending with "data: [DONE]";
+ * another gives its whole JSON body once done (*status: 200, or the error's
+ * status with an error body). Returns 1 when the response is complete
+ * (nothing will follow), else 0. */
+MOE_API int moe_server_read(moe_server *s, moe_server_req *r, int wait_ms, char **text,
+                            size_t *len, int *status);
+/* The HTTP side is done with r (it is cancelled when not finished: a client
+ * that left frees its sequence at the next step). */
+MOE_API void moe_server_release(moe_server *s, moe_server_req *r);
+/* GET endpoints: "/v1/models", "/v1/models/ID", "/health", "/metrics".
+ * Returns the body (malloc'd), *status (404 for another path) and
+ * *content_type. */
+MOE_API char *moe_server_get(moe_server *s, const char *path, int *status,
+                             const char **content_type);
+/* An OpenAI error body {"error": {"message", "type", "param", "code"}}
+ * (malloc'd) for a status the HTTP layer decides (404, 405, 413 ...). */
+MOE_API char *moe_server_error_json(int status, const char *code, const char *message);
+/* Counts an HTTP response in /metrics. */
+MOE_API void moe_server_count_status(moe_server *s, int status);
+/* Shutdown: refuse new requests (503, /health says so) ... */
+MOE_API void moe_server_drain(moe_server *s);
+/* ... cancel every request ... */
+MOE_API void moe_server_cancel_all(moe_server *s);
+/* ... and wait for them: requests running or queued. */
+MOE_API int moe_server_busy(moe_server *s);
 
 #ifdef __cplusplus
 }

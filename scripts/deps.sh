@@ -17,6 +17,8 @@ dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
 for p in zlib1g-dev liblzma-dev libzstd-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 # tests/test_report.py: headless Chromium renders moe report / moe route --html pages
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+# moe serve: libmicrohttpd (only the moe binary links it); tests/test_serve.py: the openai client
+dpkg -s libmicrohttpd-dev >/dev/null 2>&1 || need+=(libmicrohttpd-dev)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
@@ -28,3 +30,4 @@ fi
 # llama.cpp through its Python binding, for tests/test_llama_interop.py (SKIPPED without it outside CI, FAIL under
 # CI): pinned; pip builds llama.cpp from source (several minutes), so run this before the tests, not inside them.
 /usr/bin/python3 -c 'import llama_cpp' 2>/dev/null || /usr/bin/python3 -m pip install -q --user --break-system-packages 'llama-cpp-python==0.3.16'
+/usr/bin/python3 -c 'import openai' 2>/dev/null || timeout 300 /usr/bin/python3 -m pip install -q --user --break-system-packages openai  # tests/test_serve.py (SKIPPED without it outside CI, FAIL under CI)

@@ -246,7 +246,7 @@ class AdamWConfig(Structure):
 
 class InferOptions(Structure):  # include/moe_infer.h
     _fields_ = [("n_threads", c_int), ("ctx_len", c_int), ("experts_per_token", c_int),
-                ("max_batch", c_int)]
+                ("max_batch", c_int), ("n_seq", c_int)]
 
 
 class InferInfo(Structure):  # include/moe_infer.h
@@ -268,6 +268,7 @@ LAYOUTS = {
     Tensor: (128, {"n_dims": 64, "shape": 72, "n": 96, "data": 104, "grad": 112, "decay": 120}),
     ModelLosses: (20, {"n_targets": 16}),
     AdamWConfig: (20, {"grad_clip": 16}),
+    InferOptions: (20, {"max_batch": 12, "n_seq": 16}),
 }
 
 

@@ -76,6 +76,22 @@ static void follows_the_machine(void) {
                 100 * probe_share, to_two);
 }
 
+/* A busy machine whose unit times swing by +-90% (our thread descheduled
+ * now and then): the swings trigger probes, but probes at 2 threads still
+ * take under 8% of the time. */
+static void busy_noisy(void) {
+    const char *name = "autothreads/busy_noisy_probes_bounded";
+    sim s = {.noise = 0.9, .rng = {11}};
+    set_busy(&s);
+    autothreads a;
+    autothreads_init_at(&a, 2, 2, 1);
+    run(&s, &a, 30.0);
+    const double share = s.time_at[2] / s.now;
+    if (a.cur != 1) tu_fail(name, "ended at %d threads", a.cur);
+    else if (share > 0.08) tu_fail(name, "probes at 2 threads took %.1f%% of the time", 100 * share);
+    else tu_okf("%s (%.1f%% of the time at 2 threads)", name, 100 * share);
+}
+
 /* A first guess of 1 thread (something ran at the start) on a machine
  * that is quiet: back to 2 within 0.2 s. */
 static void wrong_guess(void) {
@@ -129,6 +145,7 @@ int main(void) {
     quiet_costs_little(0.25, 0.05, "autothreads/quiet_noisy_under_5pct");
     follows_the_machine();
     wrong_guess();
+    busy_noisy();
     one_thread_stays();
     probe_shape();
     return tu_exit_code();

@@ -2,7 +2,9 @@
  * autothreads.h for why and when). */
 #include "core/autothreads.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static double mono_now(void) {
@@ -24,10 +26,35 @@ static int procs_running(void) {
     return n;
 }
 
+/* This process's threads running or waiting for a core now (its idle
+ * OpenMP threads may still be spinning): /proc/self/task/N/stat in state
+ * R; 1 when unknown. */
+static int own_running(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+        if (p && p[1] == ' ' && p[2] == 'R') n++;
+    }
+    closedir(d);
+    return n > 0 ? n : 1;
+}
+
 void autothreads_init(autothreads *a, int max, int probe_len) {
     /* the first guess: the cores nothing else is running on now (the
-     * probes correct it) */
-    const int running = procs_running(), others = running > 0 ? running - 1 : 0;
+     * probes correct it); our own threads do not count */
+    const int running = procs_running(), own = own_running();
+    const int others = running > own ? running - own : 0;
     autothreads_init_at(a, max, probe_len, max - others);
 }
 
@@ -59,7 +86,8 @@ int autothreads_begin_at(autothreads *a, double now) {
     }
     /* a probe costs about probe_len + 1 units: not before AT_COST of those
      * have passed since the last one (or the start) */
-    if (!a->probe_at && now >= a->next_probe && a->base_n >= a->probe_len && a->base_sum >= AT_PROBE_MIN &&
+    if (!a->probe_at && now >= a->next_probe && now >= a->not_before && a->base_n >= a->probe_len &&
+        a->base_sum >= AT_PROBE_MIN &&
         now - a->since >= AT_COST * (a->probe_len + 1) * (a->base_sum / (double)a->base_n)) {
         const int n = probe_count(a);
         if (n != a->cur) {
@@ -86,8 +114,8 @@ static void end_probe(autothreads *a, double now) {
     } else {
         a->period = a->period * 2 < AT_PERIOD_MAX ? a->period * 2 : AT_PERIOD_MAX;
     }
-    const double cost = AT_COST * (now - a->probe_t0);
-    a->next_probe = now + (a->period > cost ? a->period : cost);
+    a->not_before = now + AT_COST * (now - a->probe_t0); /* a change seen later does not lift this */
+    a->next_probe = now + a->period;
     a->probe_at = 0;
     a->since = now;
     a->base_sum = 0;

@@ -24,7 +24,8 @@
  * seconds at least, so one odd unit does not decide.
  *
  * The first choice is the cores that nothing else runs on at the start
- * (Linux's count of running processes; all of them where it is unknown).
+ * (Linux's count of running threads less this process's own; all of them
+ * where it is unknown).
  *
  * Every result of the library is bitwise the same at any thread count
  * (tests/test_model.c, test_infer_kernels.c), so the choice changes speed
@@ -57,6 +58,7 @@ typedef struct autothreads {
     double period;    /* s between probes now */
     double next_probe;/* time (s, monotonic) of the next probe; < 0: unset */
     double since;     /* when the last probe ended (or the first unit began) */
+    double not_before;/* no probe before: AT_COST times the last probe's duration after it */
     int unit_threads; /* the count the current unit runs at */
     double unit_t0;   /* when it began */
     long switches;    /* times the choice changed (for reports and tests) */

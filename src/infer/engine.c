@@ -25,13 +25,23 @@ void moe_infer_options_default(moe_infer_options *o) {
     o->ctx_len = 0;
     o->experts_per_token = 0;
     o->max_batch = 0;
+    o->n_seq = 0;
+}
+
+void moe_infer_model_close(moe_infer_model *mm) {
+    if (!mm) return;
+    moe_vocab_free(mm->vocab);
+    arch_free(&mm->am);
+    gguf_close(mm->g);
+    free(mm);
 }
 
 void moe_infer_close(moe_infer *m) {
     if (!m) return;
-    moe_vocab_free(m->vocab);
-    arch_free(&m->am);
-    gguf_close(m->g);
+    if (m->owns_mdl) moe_infer_model_close(m->mdl);
+    free(m->seq_len); free(m->seq_k);
+    free(m->row_seq); free(m->row_pos); free(m->row_k);
+    free(m->run_i0); free(m->run_task0); free(m->out_rows);
     free(m->k_cache); free(m->v_cache);
     free(m->rope_cos); free(m->rope_sin);
     free(m->counts);
@@ -47,23 +57,25 @@ void moe_infer_close(moe_infer *m) {
 }
 
 const moe_infer_info *moe_infer_get_info(const moe_infer *m) { return &m->info; }
-const moe_vocab *moe_infer_vocab(const moe_infer *m) { return m->vocab; }
+const moe_vocab *moe_infer_vocab(const moe_infer *m) { return m->mdl->vocab; }
+const moe_vocab *moe_infer_model_vocab(const moe_infer_model *mm) { return mm->vocab; }
+moe_infer_model *moe_infer_get_model(const moe_infer *m) { return m->mdl; }
 const int64_t *moe_infer_expert_counts(const moe_infer *m) { return m->counts; }
 
 void moe_infer_reset(moe_infer *m) {
-    m->n_filled = 0;
-    const arch_hparams *hp = &m->am.hp;
+    for (int s = 0; s < m->n_seq; s++) m->seq_len[s] = 0;
+    const arch_hparams *hp = &m->am->hp;
     memset(m->counts, 0, sizeof(int64_t) * ((size_t)hp->n_layers * hp->n_experts + 1));
 }
 
 static void set_active(moe_infer *m) {
-    m->info.top_k = m->am.hp.n_experts > 0 ? m->top_k : 0;
-    arch_active(&m->am, m->am.hp.n_experts > 0 ? m->top_k : 0, &m->info.params_active,
+    m->info.top_k = m->am->hp.n_experts > 0 ? m->top_k : 0;
+    arch_active(m->am, m->am->hp.n_experts > 0 ? m->top_k : 0, &m->info.params_active,
                 &m->info.bytes_active);
 }
 
 moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err) {
-    const int E = m->am.hp.n_experts;
+    const int E = m->am->hp.n_experts;
     if (E == 0)
         return moe_err(err, MOE_ERR_ARG, "set_top_k: the model is dense (no experts)");
     if (k < 1 || k > E)
@@ -103,14 +115,15 @@ static int alloc_floats64(float **p, size_t n, size_t *total) {
 }
 
 static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) {
-    const arch_hparams *hp = &m->am.hp;
+    const arch_hparams *hp = &m->am->hp;
     const size_t B = (size_t)m->max_batch, C = (size_t)m->ctx_len, L = (size_t)hp->n_layers;
     const size_t d = (size_t)hp->d_model, qw = (size_t)hp->n_heads * hp->head_dim;
     const size_t kvw = (size_t)hp->n_kv_heads * hp->head_dim;
     const size_t E = (size_t)hp->n_experts, ff = (size_t)hp->n_ff_max, half = (size_t)hp->n_rot / 2;
     const size_t Hkv = (size_t)hp->n_kv_heads;
+    const size_t S = (size_t)m->n_seq;
     const double kv_bytes = ((double)L * Hkv * attn_kt_floats(m->ctx_len, hp->head_dim) +
-                             (double)L * C * kvw) * sizeof(float);
+                             (double)L * C * kvw) * sizeof(float) * (double)S;
     if (kv_bytes > (double)SIZE_MAX / 2)
         return moe_err(err, MOE_ERR_NOMEM, "%s: a KV cache of %.0f bytes for ctx_len %d does "
                        "not fit; lower ctx_len", path, kv_bytes, m->ctx_len);
@@ -122,13 +135,23 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
     m->moe_rows = m->max_batch * (E > 0 && m->top_k > 1 ? m->top_k : 1);
     const size_t R = (size_t)m->moe_rows;
     size_t total = 0;
-    int ok = alloc_floats64(&m->k_cache, L * Hkv * m->kt_floats, &total) &&
-             alloc_floats64(&m->v_cache, L * C * kvw, &total);
+    m->k_seq = L * Hkv * m->kt_floats;
+    m->v_seq = L * C * kvw;
+    int ok = alloc_floats64(&m->k_cache, S * m->k_seq, &total) &&
+             alloc_floats64(&m->v_cache, S * m->v_seq, &total);
     if (!ok)
         return moe_err(err, MOE_ERR_NOMEM, "%s: KV cache of %.1f MiB (%zu layers x %d positions "
-                       "x %zu x 2 floats); lower ctx_len", path, kv_bytes / 1048576.0, L,
-                       m->ctx_len, kvw);
-    ok = alloc0(&m->rope_cos, C * half, sizeof(float), &total) &&
+                       "x %zu x 2 floats x %zu sequences); lower ctx_len", path,
+                       kv_bytes / 1048576.0, L, m->ctx_len, kvw, S);
+    ok = alloc0(&m->seq_len, S, sizeof(int), &total) &&
+         alloc0(&m->seq_k, S, sizeof(int), &total) &&
+         alloc0(&m->row_seq, B, sizeof(int), &total) &&
+         alloc0(&m->row_pos, B, sizeof(int), &total) &&
+         alloc0(&m->row_k, B, sizeof(int), &total) &&
+         alloc0(&m->run_i0, B + 1, sizeof(int), &total) &&
+         alloc0(&m->run_task0, B + 1, sizeof(int), &total) &&
+         alloc0(&m->out_rows, B, sizeof(int), &total) &&
+         alloc0(&m->rope_cos, C * half, sizeof(float), &total) &&
          alloc0(&m->rope_sin, C * half, sizeof(float), &total) &&
          alloc0(&m->counts, L * E + 1, sizeof(int64_t), &total) &&
          alloc0(&m->x, B * d, sizeof(float), &total) &&
@@ -166,9 +189,9 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
      * members' needs bounds a batch's (shared activations only lower it) */
     size_t need = 0;
     const int64_t M = m->max_batch;
-    work_need(&need, &m->am.output, M, NULL, NULL);
+    work_need(&need, &m->am->output, M, NULL, NULL);
     for (int l = 0; l < hp->n_layers; l++) {
-        const arch_layer *ly = &m->am.layers[l];
+        const arch_layer *ly = &m->am->layers[l];
         work_need(&need, &ly->wq, M, &ly->wk, &ly->wv);
         work_need(&need, &ly->wo, M, NULL, NULL);
         work_need(&need, &ly->ffn_gate, M, &ly->ffn_up, NULL);
@@ -190,28 +213,52 @@ static moe_status alloc_buffers(moe_infer *m, const char *path, moe_error *err) 
         for (size_t i = 0; i < half; i++) {
             double th = (double)p * hp->rope_freq_scale *
                         pow((double)hp->rope_base, -2.0 * (double)i / hp->n_rot);
-            if (m->am.rope_freqs) th /= m->am.rope_freqs[i];
+            if (m->am->rope_freqs) th /= m->am->rope_freqs[i];
             m->rope_cos[p * half + i] = (float)cos(th);
             m->rope_sin[p * half + i] = (float)sin(th);
         }
     return MOE_OK;
 }
 
-static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_options *o,
-                               moe_error *err) {
-    moe_status st = gguf_open_file(&m->g, path, err);
+/* Maps the file, binds the architecture and builds the vocabulary. */
+static moe_status model_checked(moe_infer_model *mm, const char *path, moe_error *err) {
+    snprintf(mm->path, sizeof mm->path, "%s", path);
+    moe_status st = gguf_open_file(&mm->g, path, err);
     if (st != MOE_OK) return st;
-    if ((st = arch_load(&m->am, m->g, err)) != MOE_OK) return st;
-    const arch_hparams *hp = &m->am.hp;
-
-    if (gguf_find_kv(m->g, "tokenizer.ggml.model")) {
-        if ((st = vocab_from_gguf(&m->vocab, m->g, err)) != MOE_OK) return st;
-        if (moe_vocab_size(m->vocab) != hp->vocab_size)
+    if ((st = arch_load(&mm->am, mm->g, err)) != MOE_OK) return st;
+    const arch_hparams *hp = &mm->am.hp;
+    if (gguf_find_kv(mm->g, "tokenizer.ggml.model")) {
+        if ((st = vocab_from_gguf(&mm->vocab, mm->g, err)) != MOE_OK) return st;
+        if (moe_vocab_size(mm->vocab) != hp->vocab_size)
             return moe_err(err, MOE_ERR_FORMAT, "%s: the tokenizer has %d tokens, "
-                           "token_embd.weight has %d rows", path, moe_vocab_size(m->vocab),
+                           "token_embd.weight has %d rows", path, moe_vocab_size(mm->vocab),
                            hp->vocab_size);
     }
+    return MOE_OK;
+}
 
+moe_status moe_infer_model_open(moe_infer_model **out, const char *path, moe_error *err) {
+    if (!out || !path)
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_model_open: %s is NULL",
+                       out ? "path" : "out");
+    *out = NULL;
+    moe_infer_model *mm = calloc(1, sizeof *mm);
+    if (!mm) return moe_err(err, MOE_ERR_NOMEM, "moe_infer_model_open: %zu bytes", sizeof *mm);
+    moe_status st = model_checked(mm, path, err);
+    if (st != MOE_OK) {
+        moe_infer_model_close(mm);
+        return st;
+    }
+    *out = mm;
+    return MOE_OK;
+}
+
+/* Sizes the context m on its model from the options (checked). */
+static moe_status ctx_checked(moe_infer *m, const moe_infer_options *o, moe_error *err) {
+    const char *path = m->mdl->path;
+    const arch_hparams *hp = &m->am->hp;
+    const gguf_ctx *g = m->mdl->g;
+    moe_status st;
     if (o->experts_per_token != 0) {
         if (hp->n_experts == 0)
             return moe_err(err, MOE_ERR_ARG, "%s: experts_per_token = %d but the model is "
@@ -225,8 +272,11 @@ static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_o
     }
     if (o->ctx_len > 0) m->ctx_len = o->ctx_len;
     else m->ctx_len = hp->ctx_train > 0 && hp->ctx_train < 4096 ? hp->ctx_train : 4096;
+    m->n_seq = o->n_seq > 0 ? o->n_seq : 1;
     m->max_batch = o->max_batch > 0 ? o->max_batch : 512;
-    if (m->max_batch > m->ctx_len) m->max_batch = m->ctx_len;
+    /* a step holds at most ctx_len rows of each sequence */
+    if ((int64_t)m->max_batch > (int64_t)m->ctx_len * m->n_seq)
+        m->max_batch = m->ctx_len * m->n_seq;
     m->n_threads = o->n_threads;
 #ifdef _OPENMP
     m->nt = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
@@ -241,14 +291,14 @@ static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_o
 
     moe_infer_info *in = &m->info;
     const char *s = NULL;
-    gguf_get_str(m->g, "general.architecture", &s, NULL, NULL);
+    gguf_get_str(g, "general.architecture", &s, NULL, NULL);
     snprintf(in->arch, sizeof in->arch, "%s", s ? s : "");
-    arch_runs_in(&m->am, in->runs_in, sizeof in->runs_in);
+    arch_runs_in(m->am, in->runs_in, sizeof in->runs_in);
     s = NULL;
     /* free text from the file, printed by `moe inspect` and `moe run`: its
      * control characters escaped */
-    if (gguf_find_kv(m->g, "general.name") &&
-        gguf_get_str(m->g, "general.name", &s, NULL, NULL) == MOE_OK)
+    if (gguf_find_kv(g, "general.name") &&
+        gguf_get_str(g, "general.name", &s, NULL, NULL) == MOE_OK)
         moe_escape_ctrl(in->name, sizeof in->name, s, strlen(s), 0);
     in->n_layers = hp->n_layers;
     in->d_model = hp->d_model;
@@ -259,10 +309,51 @@ static moe_status open_checked(moe_infer *m, const char *path, const moe_infer_o
     in->ctx_len = m->ctx_len;
     in->n_experts = hp->n_experts;
     in->n_dense_layers = hp->n_dense_layers;
-    in->params_total = m->am.params_total;
-    in->bytes_total = m->am.bytes_total;
+    in->params_total = m->am->params_total;
+    in->bytes_total = m->am->bytes_total;
     set_active(m);
     return MOE_OK;
+}
+
+static moe_status check_options(const moe_infer_options *o, const char *fn, moe_error *err) {
+    if (o->ctx_len < 0 || o->max_batch < 0 || o->experts_per_token < 0 || o->n_seq < 0)
+        return moe_err(err, MOE_ERR_ARG, "%s: ctx_len = %d, max_batch = %d, "
+                       "experts_per_token = %d, n_seq = %d (expected >= 0; 0 = the default)",
+                       fn, o->ctx_len, o->max_batch, o->experts_per_token, o->n_seq);
+    return MOE_OK;
+}
+
+/* A context on mdl (owned when own: closed with it, also on failure). */
+static moe_status create_ctx(moe_infer **out, moe_infer_model *mdl, int own,
+                             const moe_infer_options *o, moe_error *err) {
+    moe_infer *m = calloc(1, sizeof *m);
+    if (!m) {
+        if (own) moe_infer_model_close(mdl);
+        return moe_err(err, MOE_ERR_NOMEM, "moe_infer: %zu bytes", sizeof *m);
+    }
+    m->mdl = mdl;
+    m->owns_mdl = own;
+    m->am = &mdl->am;
+    moe_status st = ctx_checked(m, o, err);
+    if (st != MOE_OK) {
+        moe_infer_close(m);
+        return st;
+    }
+    *out = m;
+    return MOE_OK;
+}
+
+moe_status moe_infer_create(moe_infer **out, moe_infer_model *mdl, const moe_infer_options *opt,
+                            moe_error *err) {
+    if (!out || !mdl)
+        return moe_err(err, MOE_ERR_ARG, "moe_infer_create: %s is NULL", out ? "model" : "out");
+    *out = NULL;
+    moe_infer_options o;
+    if (opt) o = *opt;
+    else moe_infer_options_default(&o);
+    moe_status st = check_options(&o, "moe_infer_create", err);
+    if (st != MOE_OK) return st;
+    return create_ctx(out, mdl, 0, &o, err);
 }
 
 moe_status moe_infer_open(moe_infer **out, const char *path, const moe_infer_options *opt,
@@ -273,19 +364,11 @@ moe_status moe_infer_open(moe_infer **out, const char *path, const moe_infer_opt
     moe_infer_options o;
     if (opt) o = *opt;
     else moe_infer_options_default(&o);
-    if (o.ctx_len < 0 || o.max_batch < 0 || o.experts_per_token < 0)
-        return moe_err(err, MOE_ERR_ARG, "moe_infer_open: ctx_len = %d, max_batch = %d, "
-                       "experts_per_token = %d (expected >= 0; 0 = the default)", o.ctx_len,
-                       o.max_batch, o.experts_per_token);
-    moe_infer *m = calloc(1, sizeof *m);
-    if (!m) return moe_err(err, MOE_ERR_NOMEM, "moe_infer_open: %zu bytes", sizeof *m);
-    moe_status st = open_checked(m, path, &o, err);
-    if (st != MOE_OK) {
-        moe_infer_close(m);
-        return st;
-    }
-    *out = m;
-    return MOE_OK;
+    moe_status st = check_options(&o, "moe_infer_open", err);
+    if (st != MOE_OK) return st;
+    moe_infer_model *mdl;
+    if ((st = moe_infer_model_open(&mdl, path, err)) != MOE_OK) return st;
+    return create_ctx(out, mdl, 1, &o, err);
 }
 
 moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, float *logits,
@@ -295,14 +378,14 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
     if (n < 0 || pos < 0)
         return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: n = %d, pos = %d (expected >= 0)",
                        n, pos);
-    if (pos > m->n_filled)
+    if (pos > m->seq_len[0])
         return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: pos = %d, but the KV cache holds "
-                       "positions 0..%d only (evaluate from pos <= %d)", pos, m->n_filled - 1,
-                       m->n_filled);
+                       "positions 0..%d only (evaluate from pos <= %d)", pos, m->seq_len[0] - 1,
+                       m->seq_len[0]);
     if ((int64_t)pos + n > m->ctx_len)
         return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: pos + n = %lld exceeds ctx_len = %d",
                        (long long)pos + n, m->ctx_len);
-    const int V = m->am.hp.vocab_size;
+    const int V = m->am->hp.vocab_size;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: tokens[%d] = %d out of range "
@@ -312,7 +395,7 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
                               tokens, sizeof(int32_t) * (size_t)n))
         return moe_err(err, MOE_ERR_ARG, "moe_infer_eval: logits overlaps tokens");
 
-    m->n_filled = pos; /* later positions are overwritten from here on */
+    m->seq_len[0] = pos; /* later positions are overwritten from here on */
     /* with no thread count given, decoded tokens (n == 1) run at the count
      * measured fastest now (core/autothreads.h; they are its units), longer
      * chunks at the count chosen last */
@@ -321,21 +404,33 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
         m->nt = unit ? autothreads_begin(&m->at) : m->at.cur;
         m->n_threads = m->nt;
     }
+    const int k = m->seq_k[0] > 0 ? m->seq_k[0] : m->top_k;
     moe_status st = MOE_OK;
     for (int off = 0; off < n && st == MOE_OK; off += m->max_batch) {
         const int nc = n - off < m->max_batch ? n - off : m->max_batch;
         float *lg = NULL;
-        if (logits && all_logits) lg = logits + (size_t)off * V;
-        else if (logits && off + nc == n) lg = logits;
-        st = infer_forward(m, tokens + off, nc, pos + off, lg, all_logits, err);
-        if (st == MOE_OK) m->n_filled = pos + off + nc;
+        int n_out = 0;
+        if (logits && all_logits) {
+            lg = logits + (size_t)off * V;
+            for (int i = 0; i < nc; i++) m->out_rows[n_out++] = i;
+        } else if (logits && off + nc == n) {
+            lg = logits;
+            m->out_rows[n_out++] = nc - 1;
+        }
+        for (int i = 0; i < nc; i++) {
+            m->row_seq[i] = 0;
+            m->row_pos[i] = pos + off + i;
+            m->row_k[i] = k;
+        }
+        st = infer_forward(m, tokens + off, nc, lg, n_out, err);
+        if (st == MOE_OK) m->seq_len[0] = pos + off + nc;
     }
     if (unit && st == MOE_OK) autothreads_end(&m->at);
     return st;
 }
 
 moe_status infer_set_dist(moe_infer *m, moe_comm *comm, moe_error *err) {
-    const int E = m->am.hp.n_experts, P = comm->size;
+    const int E = m->am->hp.n_experts, P = comm->size;
     if (E > 0 && E % P)
         return moe_err(err, MOE_ERR_ARG, "distributed inference: %d experts cannot be sharded evenly over %d ranks "
                        "(E %% P = %d)", E, P, E % P);

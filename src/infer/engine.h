@@ -32,10 +32,22 @@
 #include "io/gguf.h"
 #include "moe_infer.h"
 
-struct moe_infer {
+/* The read-only half: the mapped weights and the vocabulary, shared by any
+ * number of contexts (moe_infer) on any threads; nothing in it changes after
+ * moe_infer_model_open. */
+struct moe_infer_model {
     gguf_ctx *g;               /* the mapped file (owns the weights) */
     moe_vocab *vocab;          /* NULL when the file has no tokenizer */
     arch_model am;
+    char path[256];            /* for messages */
+};
+
+/* A context: n_seq sequences (a KV cache and a length each), the scratch of
+ * one step and the expert counts. One thread at a time. */
+struct moe_infer {
+    moe_infer_model *mdl;      /* the weights */
+    int owns_mdl;              /* moe_infer_open: closed with the context */
+    const arch_model *am;      /* &mdl->am */
     moe_infer_info info;
     int n_threads;             /* the count the kernels are given now (<= 0: OpenMP default) */
     int nt;                    /* resolved thread count of this call (<= nt_max) */
@@ -43,12 +55,23 @@ struct moe_infer {
     int auto_threads;          /* 1: no count was given; decode chooses (autothreads.h) */
     autothreads at;            /* that choice */
     int ctx_len, max_batch, top_k;
-    int n_filled;              /* cache positions 0 .. n_filled-1 are valid */
+    int n_seq;                 /* sequences (KV caches) */
+    int *seq_len;              /* [n_seq] cache positions 0 .. seq_len-1 are valid */
+    int *seq_k;                /* [n_seq] experts per token of the sequence; 0: top_k */
 
-    /* KV cache per (layer, kv head), as attn.h lays it out; 64-byte aligned */
-    float *k_cache;            /* [L, Hkv, kt_floats] K transposed in blocks of ATTN_KB */
-    float *v_cache;            /* [L, Hkv, ctx_len, hd] */
+    /* KV cache per (sequence, layer, kv head), as attn.h lays it out; 64-byte aligned */
+    float *k_cache;            /* [S, L, Hkv, kt_floats] K transposed in blocks of ATTN_KB */
+    float *v_cache;            /* [S, L, Hkv, ctx_len, hd] */
     size_t kt_floats;          /* attn_kt_floats(ctx_len, hd) */
+    size_t k_seq, v_seq;       /* floats of one sequence's K, V caches */
+
+    /* the rows of the step being evaluated (see infer_forward) */
+    int *row_seq, *row_pos;    /* [B] sequence and position of each row */
+    int *row_k;                /* [B] experts per token of each row */
+    int *run_i0, *run_task0;   /* [B + 1] runs of rows of one sequence: first row, first
+                                  attention task (run n_runs: the totals) */
+    int n_runs;
+    int *out_rows;             /* [B] rows whose logits are wanted */
     attn_kernel_fn attn;       /* the attention kernel (attn_best_kernel) */
     float *rope_cos, *rope_sin;/* [ctx_len, n_rot/2] */
     int64_t *counts;           /* [L, E] tokens routed per expert */
@@ -106,10 +129,13 @@ moe_status infer_matmul_batch(moe_infer *m, const quant_mm *p, int n, moe_error 
 typedef void (*infer_rows_fn)(void *ctx, int r0, int r1);
 void infer_for_rows(const moe_infer *m, int n, size_t row_len, infer_rows_fn fn, void *ctx);
 
-/* One chunk (n <= max_batch, pos + n <= ctx_len, tokens valid). logits:
- * NULL, [n, V] (all_logits) or [V] (the last row's). */
-moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, int pos,
-                         float *logits, int all_logits, moe_error *err);
+/* One step of n <= max_batch rows, checked by the caller: row i is token
+ * tokens[i] of sequence m->row_seq[i] at position m->row_pos[i] with
+ * m->row_k[i] experts; the rows of one sequence are consecutive, at
+ * consecutive positions, and the runs m->run_* describe them. logits: NULL
+ * or [n_out, V], the rows m->out_rows[0, n_out) (ascending). */
+moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, float *logits,
+                         int n_out, moe_error *err);
 
 /* y[n, d] = the feed-forward block of layer l on xn[n, d] (dense or MoE with
  * its shared expert); counts the routed tokens. */

@@ -170,37 +170,61 @@ static void rope_row(const arch_hparams *hp, float *row, int nh, const float *c,
  * and V per layer, ~10 us on one core), so threads pay from about there. */
 #define ATTN_PAR_MIN 131072.0
 
-/* Group gi (of ceil(n G / ATTN_RMAX)) of kv head g: the query rows
- * (token i, head g G + h) numbered i G + h, ATTN_RMAX at a time. */
-static void attn_task(const moe_infer *m, int l, int n, int pos, int g, int gi, float *s) {
-    const arch_hparams *hp = &m->am.hp;
+/* Runs of rows of one sequence (m->run_i0, consecutive rows at consecutive
+ * positions) and their attention tasks: per kv head, ceil(rows G /
+ * ATTN_RMAX) groups of query rows (token i, head g G + h) numbered i G + h. */
+static void plan_runs(moe_infer *m, int n) {
+    const arch_hparams *hp = &m->am->hp;
+    const int G = hp->n_heads / hp->n_kv_heads;
+    int r = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || m->row_seq[i] != m->row_seq[i - 1]) m->run_i0[r++] = i;
+    m->n_runs = r;
+    m->run_i0[r] = n;
+    m->run_task0[0] = 0;
+    for (int j = 0; j < r; j++) {
+        const int rows = m->run_i0[j + 1] - m->run_i0[j];
+        m->run_task0[j + 1] = m->run_task0[j] + (rows * G + ATTN_RMAX - 1) / ATTN_RMAX *
+                                                hp->n_kv_heads;
+    }
+}
+
+/* Task t (of m->run_task0[n_runs]): group gi of kv head g of one run, whose
+ * rows attend to their sequence's cache rows 0 .. pos. */
+static void attn_task(const moe_infer *m, int l, int t, float *s) {
+    const arch_hparams *hp = &m->am->hp;
     const int H = hp->n_heads, Hkv = hp->n_kv_heads, hd = hp->head_dim, G = H / Hkv;
+    int j = 0;
+    while (m->run_task0[j + 1] <= t) j++;
+    const int i0 = m->run_i0[j], nr = m->run_i0[j + 1] - i0;
+    const int per = (nr * G + ATTN_RMAX - 1) / ATTN_RMAX, tt = t - m->run_task0[j];
+    const int g = tt / per, gi = tt % per;
     attn_group grp;
     grp.R = 0;
     for (int r = 0; r < ATTN_RMAX; r++) {
         const int rho = gi * ATTN_RMAX + r;
-        if (rho >= n * G) break;
-        const int i = rho / G, h = g * G + rho % G;
+        if (rho >= nr * G) break;
+        const int i = i0 + rho / G, h = g * G + rho % G;
         grp.q[r] = m->q + (size_t)i * H * hd + (size_t)h * hd;
         grp.o[r] = m->ao + (size_t)i * H * hd + (size_t)h * hd;
-        grp.np[r] = pos + i + 1; /* keys 0 .. pos + i */
+        grp.np[r] = m->row_pos[i] + 1; /* keys 0 .. pos */
         grp.R++;
     }
-    const size_t lg = (size_t)l * Hkv + g;
-    m->attn(&grp, m->k_cache + lg * m->kt_floats, m->v_cache + lg * m->ctx_len * hd, hd,
-            hp->attn_scale, s, m->att_lds);
+    const size_t sq = (size_t)m->row_seq[i0], lg = (size_t)l * Hkv + g;
+    m->attn(&grp, m->k_cache + sq * m->k_seq + lg * m->kt_floats,
+            m->v_cache + sq * m->v_seq + lg * m->ctx_len * hd, hd, hp->attn_scale, s, m->att_lds);
 }
 
-/* ao[n, H*hd]: row i (position pos + i) of head h attends to cache rows
- * 0 .. pos + i of its kv head (attn.h); groups of rows are the tasks. */
-static void attention(moe_infer *m, int l, int n, int pos) {
-    const arch_hparams *hp = &m->am.hp;
-    const int H = hp->n_heads, Hkv = hp->n_kv_heads, G = H / Hkv;
-    const int per = (n * G + ATTN_RMAX - 1) / ATTN_RMAX; /* groups per kv head */
-    const int total = per * Hkv;
-    const double work = 2.0 * n * H * hp->head_dim * (pos + 0.5 * (n + 1));
+/* ao[n, H*hd]: row i (position row_pos[i]) of head h attends to its
+ * sequence's cache rows 0 .. row_pos[i] of its kv head (attn.h); groups of
+ * rows are the tasks. */
+static void attention(moe_infer *m, int l, int n) {
+    const arch_hparams *hp = &m->am->hp;
+    const int total = m->run_task0[m->n_runs];
+    double work = 0.0;
+    for (int i = 0; i < n; i++) work += 2.0 * hp->n_heads * hp->head_dim * (m->row_pos[i] + 1);
     if (m->nt == 1 || total == 1 || work < ATTN_PAR_MIN) {
-        for (int t = 0; t < total; t++) attn_task(m, l, n, pos, t / per, t % per, m->att);
+        for (int t = 0; t < total; t++) attn_task(m, l, t, m->att);
         return;
     }
     const int nt = m->nt < total ? m->nt : total;
@@ -211,8 +235,7 @@ static void attention(moe_infer *m, int l, int n, int pos) {
 #else
         const int tid = 0;
 #endif
-        attn_task(m, l, n, pos, t / per, t % per,
-                  m->att + (size_t)tid * ATTN_RMAX * m->att_lds);
+        attn_task(m, l, t, m->att + (size_t)tid * ATTN_RMAX * m->att_lds);
     }
 }
 
@@ -220,17 +243,18 @@ static void attention(moe_infer *m, int l, int n, int pos) {
  * row i at position pos + i. */
 typedef struct qkv_ctx {
     moe_infer *m;
-    int l, pos;
+    int l;
 } qkv_ctx;
 
 static void rope_store_rows(void *p, int i0, int i1) {
     const qkv_ctx *c = p;
     moe_infer *m = c->m;
-    const arch_hparams *hp = &m->am.hp;
+    const arch_hparams *hp = &m->am->hp;
     const int H = hp->n_heads, Hkv = hp->n_kv_heads, hd = hp->head_dim, kvw = Hkv * hd;
     const int half = hp->n_rot / 2;
     for (int i = i0; i < i1; i++) {
-        const int p_i = c->pos + i;
+        const int p_i = m->row_pos[i];
+        const size_t sq = (size_t)m->row_seq[i];
         float *k = m->k + (size_t)i * kvw;
         if (hp->use_rope && half > 0) {
             const float *cs = m->rope_cos + (size_t)p_i * half;
@@ -240,8 +264,9 @@ static void rope_store_rows(void *p, int i0, int i1) {
         }
         for (int g = 0; g < Hkv; g++) {
             const size_t lg = (size_t)c->l * Hkv + g;
-            attn_store_k(m->k_cache + lg * m->kt_floats, k + (size_t)g * hd, p_i, hd);
-            memcpy(m->v_cache + (lg * m->ctx_len + (size_t)p_i) * hd,
+            attn_store_k(m->k_cache + sq * m->k_seq + lg * m->kt_floats, k + (size_t)g * hd,
+                         p_i, hd);
+            memcpy(m->v_cache + sq * m->v_seq + (lg * m->ctx_len + (size_t)p_i) * hd,
                    m->v + (size_t)i * kvw + (size_t)g * hd, sizeof(float) * (size_t)hd);
         }
     }
@@ -249,9 +274,9 @@ static void rope_store_rows(void *p, int i0, int i1) {
 
 /* The attention block of layer l: m->y[n, d] = its output (before the
  * residual scale), from m->xn. */
-static moe_status attn_block(moe_infer *m, int l, int n, int pos, moe_error *err) {
-    const arch_hparams *hp = &m->am.hp;
-    const arch_layer *ly = &m->am.layers[l];
+static moe_status attn_block(moe_infer *m, int l, int n, moe_error *err) {
+    const arch_hparams *hp = &m->am->hp;
+    const arch_layer *ly = &m->am->layers[l];
     const int H = hp->n_heads, Hkv = hp->n_kv_heads, hd = hp->head_dim;
     const int qw = H * hd, kvw = Hkv * hd;
     moe_status st;
@@ -271,9 +296,9 @@ static moe_status attn_block(moe_infer *m, int l, int n, int pos, moe_error *err
             rmsnorm_rows(m, m->k, m->k, ly->k_norm, n * Hkv, hd, hp->rms_eps);
         }
     }
-    qkv_ctx qc = {m, l, pos};
+    qkv_ctx qc = {m, l};
     infer_for_rows(m, n, (size_t)(H + 2 * Hkv) * hd, rope_store_rows, &qc);
-    attention(m, l, n, pos);
+    attention(m, l, n);
     if ((st = infer_matmul(m, m->y, m->ao, &ly->wo, 0, n, err)) != MOE_OK) return st;
     add_bias(m->y, ly->bo, n, hp->d_model);
     return MOE_OK;
@@ -289,45 +314,50 @@ static moe_status at_layer(moe_status st, int l, moe_error *err) {
     return st;
 }
 
-moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, int pos,
-                         float *logits, int all_logits, moe_error *err) {
-    const arch_hparams *hp = &m->am.hp;
+moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, float *logits,
+                         int n_out, moe_error *err) {
+    const arch_hparams *hp = &m->am->hp;
     const int d = hp->d_model;
     const size_t nd = (size_t)n * d;
     moe_status st;
     m->cur_tokens = tokens;
+    plan_runs(m, n);
 
     for (int i = 0; i < n; i++) {
-        st = quant_dequantize_row(m->am.token_embd.type,
-                                  arch_row(&m->am.token_embd, 0, tokens[i]),
+        st = quant_dequantize_row(m->am->token_embd.type,
+                                  arch_row(&m->am->token_embd, 0, tokens[i]),
                                   m->x + (size_t)i * d, d, err);
         if (st != MOE_OK) return st;
     }
     if (hp->embd_scale != 1.0f)
         for (size_t i = 0; i < nd; i++) m->x[i] *= hp->embd_scale;
 
-    /* x += y and the next norm in one pass over the rows (add_norm) */
+    /* x += y and the next norm in one pass over the rows (add_norm); when
+     * every row wants logits (out_rows = 0 .. n-1), the output norm too */
     const int L = hp->n_layers;
-    const int r0 = logits && !all_logits ? n - 1 : 0, rows = n - r0;
-    if (L > 0) rmsnorm_rows(m, m->xn, m->x, m->am.layers[0].attn_norm, n, d, hp->rms_eps);
+    if (!logits) n_out = 0;
+    const int all = n_out == n;
+    if (L > 0) rmsnorm_rows(m, m->xn, m->x, m->am->layers[0].attn_norm, n, d, hp->rms_eps);
     for (int l = 0; l < L; l++) {
-        const arch_layer *ly = &m->am.layers[l];
-        if ((st = attn_block(m, l, n, pos, err)) != MOE_OK) return at_layer(st, l, err);
+        const arch_layer *ly = &m->am->layers[l];
+        if ((st = attn_block(m, l, n, err)) != MOE_OK) return at_layer(st, l, err);
         add_norm(m, m->x, m->y, hp->resid_scale, m->xn, ly->ffn_norm, n, d, hp->rms_eps);
         if ((st = infer_ffn(m, l, m->y, m->xn, n, err)) != MOE_OK) return at_layer(st, l, err);
-        const float *next = l + 1 < L ? m->am.layers[l + 1].attn_norm
-                            : logits && r0 == 0 ? m->am.output_norm : NULL;
+        const float *next = l + 1 < L ? m->am->layers[l + 1].attn_norm
+                            : all ? m->am->output_norm : NULL;
         add_norm(m, m->x, m->y, hp->resid_scale, m->xn, next, n, d, hp->rms_eps);
     }
-    if (!logits) return MOE_OK;
+    if (n_out == 0) return MOE_OK;
 
-    if (L == 0 || r0 > 0) /* xn[0, d] = the output norm of row r0 alone */
-        rmsnorm_rows(m, m->xn, m->x + (size_t)r0 * d, m->am.output_norm, rows, d, hp->rms_eps);
-    if ((st = infer_matmul(m, logits, m->xn, &m->am.output, 0, rows, err)) != MOE_OK)
+    if (L == 0 || !all) /* xn[j, d] = the output norm of row out_rows[j] */
+        for (int j = 0; j < n_out; j++)
+            rmsnorm_rows(m, m->xn + (size_t)j * d, m->x + (size_t)m->out_rows[j] * d,
+                         m->am->output_norm, 1, d, hp->rms_eps);
+    if ((st = infer_matmul(m, logits, m->xn, &m->am->output, 0, n_out, err)) != MOE_OK)
         return st;
     if (hp->logit_scale != 1.0f) {
         const float s = 1.0f / hp->logit_scale;
-        const size_t nv = (size_t)rows * hp->vocab_size;
+        const size_t nv = (size_t)n_out * hp->vocab_size;
         for (size_t i = 0; i < nv; i++) logits[i] *= s;
     }
     return MOE_OK;

@@ -153,13 +153,14 @@ static void shared_rows(void *p, int t0, int t1) {
  * m->sel_w[t, :] (stride E), from m->r_logits [n, E] (the token ids for
  * hash routing); counts. */
 static void route(moe_infer *m, int l, int n) {
-    const arch_hparams *hp = &m->am.hp;
-    const arch_layer *ly = &m->am.layers[l];
-    const int E = hp->n_experts, k = m->top_k;
+    const arch_hparams *hp = &m->am->hp;
+    const arch_layer *ly = &m->am->layers[l];
+    const int E = hp->n_experts;
     int64_t *cnt = m->counts + (size_t)l * E;
     const int scale = hp->w_scale != 0.0f && hp->w_scale != 1.0f;
     if (hp->select == ARCH_SEL_EC) for (int t = 0; t < n; t++) m->n_sel[t] = 0;
     for (int t = 0; t < n; t++) {
+        const int k = m->row_k[t];
         float *p = m->r_logits + (size_t)t * E;
         int *sel = m->sel + (size_t)t * E;
         float *w = m->sel_w + (size_t)t * E;
@@ -257,15 +258,15 @@ static void route(moe_infer *m, int l, int n) {
         for (int j = 0; j < m->n_sel[t]; j++) cnt[m->sel[(size_t)t * E + j]]++;
     }
     if (m->route_hook) {
-        const moe_route_event ev = {l, m->n_filled, n, E, m->n_sel, m->sel, m->sel_w};
+        const moe_route_event ev = {l, n > 0 ? m->row_pos[0] : 0, n, E, m->n_sel, m->sel, m->sel_w};
         m->route_hook(m->route_user, &ev);
     }
 }
 
 static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int n,
                             moe_error *err) {
-    const arch_hparams *hp = &m->am.hp;
-    const arch_layer *ly = &m->am.layers[l];
+    const arch_hparams *hp = &m->am->hp;
+    const arch_layer *ly = &m->am->layers[l];
     const int E = hp->n_experts, d = hp->d_model;
     moe_status st;
     if (hp->select != ARCH_SEL_HASH &&
@@ -355,7 +356,7 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
 }
 
 moe_status infer_ffn(moe_infer *m, int l, float *y, const float *xn, int n, moe_error *err) {
-    const arch_layer *ly = &m->am.layers[l];
+    const arch_layer *ly = &m->am->layers[l];
     if (ly->is_moe) return moe_block(m, l, y, xn, n, err);
     return swiglu(m, y, xn, n, &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down, 0, ly->ffn_gate_b,
                   ly->ffn_up_b, ly->ffn_down_b, err);

@@ -381,6 +381,13 @@ void quant_quant_q4_K(const float *src, void *dst, int64_t n);
 void quant_quant_q5_K(const float *src, void *dst, int64_t n);
 void quant_quant_q6_K(const float *src, void *dst, int64_t n);
 void quant_quant_q8_K(const float *src, void *dst, int64_t n);
+/* The K quantizers above with the scalar group fits: the reference the
+ * vector-lane fits (quant_k_lanes.c) equal bit for bit. */
+void quant_quant_q2_K_ref(const float *src, void *dst, int64_t n);
+void quant_quant_q3_K_ref(const float *src, void *dst, int64_t n);
+void quant_quant_q4_K_ref(const float *src, void *dst, int64_t n);
+void quant_quant_q5_K_ref(const float *src, void *dst, int64_t n);
+void quant_quant_q6_K_ref(const float *src, void *dst, int64_t n);
 float quant_dot_q2_K(int64_t n, const void *w, const void *a);
 float quant_dot_q3_K(int64_t n, const void *w, const void *a);
 float quant_dot_q4_K(int64_t n, const void *w, const void *a);

@@ -7,6 +7,7 @@
  * quantization (imatrix). The layouts are described in quant.h.
  */
 #include "quant/quant.h"
+#include "quant/quant_k_lanes.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -440,6 +441,44 @@ static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t
     return best_a;
 }
 
+/* The fits of ng groups of n (x[n g + j], weights w[n g + j]): fit_affine /
+ * fit_symmetric per group (fast = 0: the scalar reference), or 8 groups at
+ * once in vector lanes (quant_k_lanes.c, bitwise the same). */
+static void fits_affine(const float *x, const float *w, int n, int ng, int nmax, int fast,
+                        uint8_t *L, float *sc, float *mn) {
+    if (!fast) {
+        for (int g = 0; g < ng; g++)
+            sc[g] = fit_affine(n, nmax, x + n * g, w + n * g, L + n * g, &mn[g]);
+        return;
+    }
+    float xt[8 * 32], wt[8 * 32];
+    for (int g0 = 0; g0 < ng; g0 += 8) {
+        for (int g = 0; g < 8; g++)
+            for (int j = 0; j < n; j++) {
+                xt[8 * j + g] = x[n * (g0 + g) + j];
+                wt[8 * j + g] = w[n * (g0 + g) + j];
+            }
+        quant_k_fit_affine8(n, nmax, xt, wt, L + n * g0, sc + g0, mn + g0);
+    }
+}
+
+static void fits_symmetric(const float *x, const float *w, int n, int ng, int nmax, int fast,
+                           int8_t *L, float *sc) {
+    if (!fast) {
+        for (int g = 0; g < ng; g++) sc[g] = fit_symmetric(n, nmax, x + n * g, w + n * g, L + n * g);
+        return;
+    }
+    float xt[8 * 32], wt[8 * 32];
+    for (int g0 = 0; g0 < ng; g0 += 8) {
+        for (int g = 0; g < 8; g++)
+            for (int j = 0; j < n; j++) {
+                xt[8 * j + g] = x[n * (g0 + g) + j];
+                wt[8 * j + g] = w[n * (g0 + g) + j];
+            }
+        quant_k_fit_symmetric8(n, nmax, xt, wt, L + n * g0, sc + g0);
+    }
+}
+
 /* min(0, mean of x[n]): the best constant a group with scale 0 can hold. */
 static float group_mean_neg(const float *x, int n) {
     float s = 0.0f;
@@ -463,16 +502,18 @@ static void k4_pack(uint8_t *s, int j, int sc, int m) {
 /* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): per-group affine fits, 6-bit
  * scales and mins over fp16 super-scales, then the levels reassigned to the
  * stored (rounded) scales. L gets the 256 levels. */
-static void quant_k4_block(const float *x, int nmax, uint8_t *d16, uint8_t *dmin16,
+static void quant_k4_block(const float *x, int nmax, int fast, uint8_t *d16, uint8_t *dmin16,
                            uint8_t *scales, uint8_t *L) {
-    float sc[8], mn[8], w[32], max_sc = 0.0f, max_mn = 0.0f;
+    float sc[8], mn[8], w[256], max_sc = 0.0f, max_mn = 0.0f;
     for (int g = 0; g < 8; g++) {
         const float *xg = x + 32 * g;
         float s2 = 0.0f;
         for (int j = 0; j < 32; j++) s2 += xg[j] * xg[j];
         const float av = sqrtf(s2 / 32);
-        for (int j = 0; j < 32; j++) w[j] = av + fabsf(xg[j]);
-        sc[g] = fit_affine(32, nmax, xg, w, L + 32 * g, &mn[g]);
+        for (int j = 0; j < 32; j++) w[32 * g + j] = av + fabsf(xg[j]);
+    }
+    fits_affine(x, w, 32, 8, nmax, fast, L, sc, mn);
+    for (int g = 0; g < 8; g++) {
         if (sc[g] > max_sc) max_sc = sc[g];
         if (mn[g] > max_mn) max_mn = mn[g];
     }
@@ -498,11 +539,11 @@ static void quant_k4_block(const float *x, int nmax, uint8_t *d16, uint8_t *dmin
     }
 }
 
-void quant_quant_q4_K(const float *x, void *dst, int64_t n) {
+static void quant_q4_K(const float *x, void *dst, int64_t n, int fast) {
     quant_block_q4_K *b = dst;
     uint8_t L[QK];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        quant_k4_block(x, 15, b[i].d, b[i].dmin, b[i].scales, L);
+        quant_k4_block(x, 15, fast, b[i].d, b[i].dmin, b[i].scales, L);
         for (int e = 0; e < QK; e++) {
             const int c = e >> 6, s = (e >> 5) & 1, l = e & 31;
             uint8_t *q = &b[i].qs[32 * c + l];
@@ -511,11 +552,11 @@ void quant_quant_q4_K(const float *x, void *dst, int64_t n) {
     }
 }
 
-void quant_quant_q5_K(const float *x, void *dst, int64_t n) {
+static void quant_q5_K(const float *x, void *dst, int64_t n, int fast) {
     quant_block_q5_K *b = dst;
     uint8_t L[QK];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        quant_k4_block(x, 31, b[i].d, b[i].dmin, b[i].scales, L);
+        quant_k4_block(x, 31, fast, b[i].d, b[i].dmin, b[i].scales, L);
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int e = 0; e < QK; e++) {
             const int c = e >> 6, s = (e >> 5) & 1, l = e & 31;
@@ -528,15 +569,14 @@ void quant_quant_q5_K(const float *x, void *dst, int64_t n) {
 }
 
 /* Q2_K: 16 groups of 16, levels 0..3, 4-bit scales and mins. */
-void quant_quant_q2_K(const float *x, void *dst, int64_t n) {
+static void quant_q2_K(const float *x, void *dst, int64_t n, int fast) {
     quant_block_q2_K *b = dst;
     uint8_t L[QK];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        float sc[16], mn[16], w[16], max_sc = 0.0f, max_mn = 0.0f;
+        float sc[16], mn[16], w[QK], max_sc = 0.0f, max_mn = 0.0f;
+        for (int j = 0; j < QK; j++) w[j] = fabsf(x[j]);
+        fits_affine(x, w, 16, 16, 3, fast, L, sc, mn);
         for (int g = 0; g < 16; g++) {
-            const float *xg = x + 16 * g;
-            for (int j = 0; j < 16; j++) w[j] = fabsf(xg[j]);
-            sc[g] = fit_affine(16, 3, xg, w, L + 16 * g, &mn[g]);
             if (sc[g] > max_sc) max_sc = sc[g];
             if (mn[g] > max_mn) max_mn = mn[g];
         }
@@ -564,15 +604,14 @@ void quant_quant_q2_K(const float *x, void *dst, int64_t n) {
 }
 
 /* Q3_K: 16 groups of 16, levels -4..3, signed 6-bit scales. */
-void quant_quant_q3_K(const float *x, void *dst, int64_t n) {
+static void quant_q3_K(const float *x, void *dst, int64_t n, int fast) {
     quant_block_q3_K *b = dst;
     int8_t L[QK];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        float sc[16], w[16], amax = 0.0f, max_sc = 0.0f;
+        float sc[16], w[QK], amax = 0.0f, max_sc = 0.0f;
+        for (int j = 0; j < QK; j++) w[j] = x[j] * x[j];
+        fits_symmetric(x, w, 16, 16, 4, fast, L, sc);
         for (int g = 0; g < 16; g++) {
-            const float *xg = x + 16 * g;
-            for (int j = 0; j < 16; j++) w[j] = xg[j] * xg[j];
-            sc[g] = fit_symmetric(16, 4, xg, w, L + 16 * g);
             if (fabsf(sc[g]) > amax) { amax = fabsf(sc[g]); max_sc = sc[g]; }
         }
         /* d = -max_sc / 32 maps the largest scale to -32; the 6-bit values
@@ -603,15 +642,14 @@ void quant_quant_q3_K(const float *x, void *dst, int64_t n) {
 }
 
 /* Q6_K: 16 groups of 16, levels -32..31, signed 8-bit scales. */
-void quant_quant_q6_K(const float *x, void *dst, int64_t n) {
+static void quant_q6_K(const float *x, void *dst, int64_t n, int fast) {
     quant_block_q6_K *b = dst;
     int8_t L[QK];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        float sc[16], w[16], amax = 0.0f, max_sc = 0.0f;
+        float sc[16], w[QK], amax = 0.0f, max_sc = 0.0f;
+        for (int j = 0; j < QK; j++) w[j] = x[j] * x[j];
+        fits_symmetric(x, w, 16, 16, 32, fast, L, sc);
         for (int g = 0; g < 16; g++) {
-            const float *xg = x + 16 * g;
-            for (int j = 0; j < 16; j++) w[j] = xg[j] * xg[j];
-            sc[g] = fit_symmetric(16, 32, xg, w, L + 16 * g);
             if (fabsf(sc[g]) > amax) { amax = fabsf(sc[g]); max_sc = sc[g]; }
         }
         memset(&b[i], 0, sizeof b[i]);
@@ -635,3 +673,13 @@ void quant_quant_q6_K(const float *x, void *dst, int64_t n) {
         }
     }
 }
+
+/* The quantizers (vector-lane fits) and their scalar references. */
+#define K_ENTRY(T)                                                                  \
+    void quant_quant_##T(const float *x, void *dst, int64_t n) { quant_##T(x, dst, n, 1); } \
+    void quant_quant_##T##_ref(const float *x, void *dst, int64_t n) { quant_##T(x, dst, n, 0); }
+K_ENTRY(q2_K)
+K_ENTRY(q3_K)
+K_ENTRY(q4_K)
+K_ENTRY(q5_K)
+K_ENTRY(q6_K)
