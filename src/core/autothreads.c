@@ -52,9 +52,17 @@ static int own_running(void) {
 
 void autothreads_init(autothreads *a, int max, int probe_len) {
     /* the first guess: the cores nothing else is running on now (the
-     * probes correct it); our own threads do not count */
-    const int running = procs_running(), own = own_running();
-    const int others = running > own ? running - own : 0;
+     * probes correct it); our own threads do not count, and the fewest of
+     * 5 looks 2 ms apart counts (a process that runs for a moment is not a
+     * competitor) */
+    int others = 1 << 20;
+    for (int i = 0; i < 5 && others > 0; i++) {
+        if (i) nanosleep(&(struct timespec){0, 2000000}, NULL);
+        const int running = procs_running(), own = own_running();
+        if (running < 0) { others = 0; break; }
+        const int o = running > own ? running - own : 0;
+        if (o < others) others = o;
+    }
     autothreads_init_at(a, max, probe_len, max - others);
 }
 

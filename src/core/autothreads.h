@@ -24,8 +24,8 @@
  * seconds at least, so one odd unit does not decide.
  *
  * The first choice is the cores that nothing else runs on at the start
- * (Linux's count of running threads less this process's own; all of them
- * where it is unknown).
+ * (Linux's count of running threads less this process's own, the fewest
+ * of a few looks over 8 ms; all of them where it is unknown).
  *
  * Every result of the library is bitwise the same at any thread count
  * (tests/test_model.c, test_infer_kernels.c), so the choice changes speed
