@@ -32,7 +32,7 @@ typedef struct sbuf {
     size_t n, cap;
 } sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n) {
+static void strbuf_puts(sbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n + 1) cap *= 2;
@@ -44,7 +44,7 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     b->n += n;
     b->p[b->n] = '\0';
 }
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(sbuf *b, const char *s) { strbuf_puts(b, s, strlen(s)); }
 
 static void ser_string(sbuf *b, const char *s, size_t n) {
     sb_str(b, "\"");
@@ -54,7 +54,7 @@ static void ser_string(sbuf *b, const char *s, size_t n) {
         if (c == '"') sb_str(b, "\\\"");
         else if (c == '\\') sb_str(b, "\\\\");
         else if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); sb_str(b, e); }
-        else sb_put(b, (const char *)&c, 1);
+        else strbuf_puts(b, (const char *)&c, 1);
     }
     sb_str(b, "\"");
 }

@@ -50,16 +50,16 @@ void svg_lines(sb *b, const svg_lines_opts *o, const svg_series *s, int n_series
     y0 -= pad;
     if (nonneg && y0 < 0) y0 = 0;
     y1 += pad;
-    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"");
+    strbuf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"");
     sb_text(b, o->id);
-    sb_printf(b, "\" class=\"fig\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n", W, H, W, H);
-    sb_put(b, "<title>");
+    strbuf_printf(b, "\" class=\"fig\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n", W, H, W, H);
+    strbuf_puts(b, "<title>");
     sb_text(b, o->title);
-    sb_put(b, "</title>\n");
-    sb_printf(b, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", W, H);
-    sb_printf(b, "<text x=\"%d\" y=\"17\" text-anchor=\"middle\" class=\"ft\">", W / 2);
+    strbuf_puts(b, "</title>\n");
+    strbuf_printf(b, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", W, H);
+    strbuf_printf(b, "<text x=\"%d\" y=\"17\" text-anchor=\"middle\" class=\"ft\">", W / 2);
     sb_text(b, o->title);
-    sb_put(b, "</text>\n");
+    strbuf_puts(b, "</text>\n");
     /* ticks and grid */
     double xs = nice_step(x1 - x0, 5), ys = nice_step(y1 - y0, 5);
     if (o->logy) ys = ys < 1 ? (ys < 0.5 ? ys : 0.5) : ceil(ys);
@@ -68,21 +68,21 @@ void svg_lines(sb *b, const svg_lines_opts *o, const svg_series *s, int n_series
     char lab[32];
     for (double v = ceil(x0 / xs) * xs; v <= x1 + 1e-9 * xs; v += xs) {
         fmt_num(lab, sizeof lab, fabs(v) < 1e-12 * xs ? 0 : v);
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", PX(v), T, PX(v), T + ph);
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"tk\">%s</text>\n", PX(v), T + ph + 14, lab);
+        strbuf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", PX(v), T, PX(v), T + ph);
+        strbuf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"tk\">%s</text>\n", PX(v), T + ph + 14, lab);
     }
     for (double v = ceil(y0 / ys) * ys; v <= y1 + 1e-9 * ys; v += ys) {
         fmt_num(lab, sizeof lab, o->logy ? pow(10, v) : (fabs(v) < 1e-12 * ys ? 0 : v));
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", L, PY(v), L + pw, PY(v));
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" class=\"tk\">%s</text>\n", L - 4, PY(v) + 4, lab);
+        strbuf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", L, PY(v), L + pw, PY(v));
+        strbuf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" class=\"tk\">%s</text>\n", L - 4, PY(v) + 4, lab);
     }
-    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" class=\"frame\"/>\n", L, T, pw, ph);
-    sb_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" class=\"lb\">", L + pw / 2, H0 - 8);
+    strbuf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" class=\"frame\"/>\n", L, T, pw, ph);
+    strbuf_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" class=\"lb\">", L + pw / 2, H0 - 8);
     sb_text(b, o->xlabel);
-    sb_printf(b, "</text>\n<text x=\"12\" y=\"%.1f\" text-anchor=\"middle\" class=\"lb\" transform=\"rotate(-90 12 %.1f)\">",
+    strbuf_printf(b, "</text>\n<text x=\"12\" y=\"%.1f\" text-anchor=\"middle\" class=\"lb\" transform=\"rotate(-90 12 %.1f)\">",
               T + ph / 2, T + ph / 2);
     sb_text(b, o->ylabel);
-    sb_put(b, o->logy ? " (log)</text>\n" : "</text>\n");
+    strbuf_puts(b, o->logy ? " (log)</text>\n" : "</text>\n");
     /* the series */
     for (int i = 0; i < n_series; i++) {
         const char *col = svg_color(s[i].color);
@@ -92,37 +92,37 @@ void svg_lines(sb *b, const svg_lines_opts *o, const svg_series *s, int n_series
             if (!ok_point(o, x, y)) continue;
             if (o->logy) y = log10(y);
             if (!started) {
-                sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\"%s points=\"", col,
+                strbuf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\"%s points=\"", col,
                           s[i].dashed ? " stroke-dasharray=\"5,3\"" : "");
                 started = 1;
             }
-            sb_printf(b, "%.1f,%.1f ", PX(x), PY(y));
+            strbuf_printf(b, "%.1f,%.1f ", PX(x), PY(y));
             npts++;
         }
-        if (started) sb_put(b, "\"/>\n");
+        if (started) strbuf_puts(b, "\"/>\n");
         if (s[i].markers || npts == 1)
             for (int j = 0; j < s[i].n; j++) {
                 double x = s[i].x[j], y = s[i].y[j];
                 if (!ok_point(o, x, y)) continue;
                 if (o->logy) y = log10(y);
-                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"><title>", PX(x), PY(y), col);
+                strbuf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"><title>", PX(x), PY(y), col);
                 sb_text(b, s[i].name);
-                sb_printf(b, ": %g at %g</title></circle>", s[i].y[j], x);
+                strbuf_printf(b, ": %g at %g</title></circle>", s[i].y[j], x);
             }
         /* legend */
         if (n_series > 1) {
             double lx = L + (i % 2) * (pw / 2), ly = H0 + 16 * (i / 2) + 6;
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>",
+            strbuf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>",
                       lx, ly, lx + 18, ly, col, s[i].dashed ? " stroke-dasharray=\"5,3\"" : "");
-            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"lg\">", lx + 22, ly + 4);
+            strbuf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"lg\">", lx + 22, ly + 4);
             sb_text(b, s[i].name);
-            sb_put(b, npts ? "</text>\n" : " (no data)</text>\n");
+            strbuf_puts(b, npts ? "</text>\n" : " (no data)</text>\n");
         }
     }
     if (empty)
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"lb\">no data</text>\n", L + pw / 2,
+        strbuf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"lb\">no data</text>\n", L + pw / 2,
                   T + ph / 2);
     #undef PX
     #undef PY
-    sb_put(b, "</svg>\n");
+    strbuf_puts(b, "</svg>\n");
 }

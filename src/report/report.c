@@ -63,17 +63,17 @@ static void fig_runs(sb *b, const rp_run *runs, int n, const char *id, const cha
         }
     }
     svg_lines_opts o = {id, title, xl, yl, logy, 0, 0};
-    sb_put(b, "<div class=\"cell\">");
+    strbuf_puts(b, "<div class=\"cell\">");
     svg_lines(b, &o, s, k);
-    sb_put(b, "</div>\n");
+    strbuf_puts(b, "</div>\n");
     free(s);
     free(names);
 }
 
 static void td_num(sb *b, double x, const char *fmt) {
-    sb_put(b, "<td>");
-    if (isfinite(x)) sb_printf(b, fmt, x); else sb_put(b, "-");
-    sb_put(b, "</td>");
+    strbuf_puts(b, "<td>");
+    if (isfinite(x)) strbuf_printf(b, fmt, x); else strbuf_puts(b, "-");
+    strbuf_puts(b, "</td>");
 }
 
 static double median_tail(const dvec *v) {
@@ -98,13 +98,13 @@ static double min_of(const dvec *v) {
 }
 
 static void config_table(sb *b, const rp_run *runs, int n) {
-    sb_put(b, "<table id=\"tab-config\" class=\"cfg\"><thead><tr><th>run</th>");
+    strbuf_puts(b, "<table id=\"tab-config\" class=\"cfg\"><thead><tr><th>run</th>");
     for (int i = 0; i < n; i++) {
-        sb_printf(b, "<th style=\"color:%s\">", svg_color(i));
+        strbuf_printf(b, "<th style=\"color:%s\">", svg_color(i));
         sb_text(b, run_name(&runs[i]));
-        sb_put(b, "</th>");
+        strbuf_puts(b, "</th>");
     }
-    sb_put(b, "</tr></thead><tbody>\n");
+    strbuf_puts(b, "</tr></thead><tbody>\n");
     static const char *rows[] = {"steps done", "final train loss", "final validation loss", "best validation loss",
                                  "parameters total (M)", "parameters active per token (M)", "forward MFLOP/token",
                                  "training MFLOP/token", "model", "experts", "router",
@@ -112,9 +112,9 @@ static void config_table(sb *b, const rp_run *runs, int n) {
                                  "tokens/s (median, 2nd half)", "wall time (s)", "hardware", "threads", "data",
                                  "records skipped"};
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-        sb_put(b, "<tr><th>");
+        strbuf_puts(b, "<tr><th>");
         sb_text(b, rows[r]);
-        sb_put(b, "</th>");
+        strbuf_puts(b, "</th>");
         for (int i = 0; i < n; i++) {
             const rp_run *u = &runs[i];
             const json_value *h = u->header, *m = json_get(h, "model"), *ro = json_get(h, "router"),
@@ -129,65 +129,65 @@ static void config_table(sb *b, const rp_run *runs, int n) {
             case 6: td_num(b, jnum(h, "fwd_flops") / 1e6, "%.2f"); break;
             case 7: td_num(b, jnum(h, "train_flops") / 1e6, "%.2f"); break;
             case 8:
-                if (!m) { sb_put(b, "<td>-</td>"); break; }
-                sb_printf(b, "<td>d %.0f, %.0f layers (%.0f MoE), %.0f/%.0f heads, ctx %.0f, vocab %.0f, dense d_ff %.0f</td>",
+                if (!m) { strbuf_puts(b, "<td>-</td>"); break; }
+                strbuf_printf(b, "<td>d %.0f, %.0f layers (%.0f MoE), %.0f/%.0f heads, ctx %.0f, vocab %.0f, dense d_ff %.0f</td>",
                           jnum(m, "d_model"), jnum(m, "n_layers"), jnum(m, "n_moe_layers"), jnum(m, "n_heads"),
                           jnum(m, "n_kv_heads"), jnum(m, "ctx"), jnum(m, "vocab"), jnum(m, "d_ff"));
                 break;
             case 9:
-                if (!ro) { sb_put(b, "<td>-</td>"); break; }
-                sb_printf(b, "<td>%.0f experts, top-%.0f, width %.0f", jnum(ro, "n_experts"), jnum(ro, "top_k"),
+                if (!ro) { strbuf_puts(b, "<td>-</td>"); break; }
+                strbuf_printf(b, "<td>%.0f experts, top-%.0f, width %.0f", jnum(ro, "n_experts"), jnum(ro, "top_k"),
                           jnum(ro, "expert_d_ff"));
-                if (jnum(ro, "shared_d_ff") > 0) sb_printf(b, ", shared %.0f", jnum(ro, "shared_d_ff"));
-                sb_put(b, "</td>");
+                if (jnum(ro, "shared_d_ff") > 0) strbuf_printf(b, ", shared %.0f", jnum(ro, "shared_d_ff"));
+                strbuf_puts(b, "</td>");
                 break;
             case 10:
-                if (!ro) { sb_put(b, "<td>-</td>"); break; }
-                sb_put(b, "<td>");
+                if (!ro) { strbuf_puts(b, "<td>-</td>"); break; }
+                strbuf_puts(b, "<td>");
                 sb_text(b, jstr(ro, "gate", "?"));
-                sb_put(b, " / ");
+                strbuf_puts(b, " / ");
                 sb_text(b, jstr(ro, "select", "?"));
-                if (jnum(ro, "bias_update_rate") > 0) sb_printf(b, ", aux-free bias %g", jnum(ro, "bias_update_rate"));
-                if (jnum(ro, "n_groups") > 0) sb_printf(b, ", %g groups", jnum(ro, "n_groups"));
-                sb_put(b, "</td>");
+                if (jnum(ro, "bias_update_rate") > 0) strbuf_printf(b, ", aux-free bias %g", jnum(ro, "bias_update_rate"));
+                if (jnum(ro, "n_groups") > 0) strbuf_printf(b, ", %g groups", jnum(ro, "n_groups"));
+                strbuf_puts(b, "</td>");
                 break;
             case 11: {
                 double cf = jnum(ro, "capacity_factor");
-                if (isfinite(cf) && cf < 0) sb_put(b, "<td>dropless</td>"); else td_num(b, cf, "%g");
+                if (isfinite(cf) && cf < 0) strbuf_puts(b, "<td>dropless</td>"); else td_num(b, cf, "%g");
                 break;
             }
             case 12:
-                if (!ro) sb_put(b, "<td>-</td>");
-                else sb_printf(b, "<td>%g / %g</td>", jnum(ro, "aux"), jnum(ro, "z"));
+                if (!ro) strbuf_puts(b, "<td>-</td>");
+                else strbuf_printf(b, "<td>%g / %g</td>", jnum(ro, "aux"), jnum(ro, "z"));
                 break;
             case 13:
-                if (!tr) sb_put(b, "<td>-</td>");
-                else sb_printf(b, "<td>%g x %g x %g</td>", jnum(tr, "batch"), jnum(tr, "accum"), jnum(m, "ctx"));
+                if (!tr) strbuf_puts(b, "<td>-</td>");
+                else strbuf_printf(b, "<td>%g x %g x %g</td>", jnum(tr, "batch"), jnum(tr, "accum"), jnum(m, "ctx"));
                 break;
             case 14:
-                if (!tr) sb_put(b, "<td>-</td>");
-                else sb_printf(b, "<td>%g, %g, %g</td>", jnum(tr, "lr"), jnum(tr, "min_lr"), jnum(tr, "warmup"));
+                if (!tr) strbuf_puts(b, "<td>-</td>");
+                else strbuf_printf(b, "<td>%g, %g, %g</td>", jnum(tr, "lr"), jnum(tr, "min_lr"), jnum(tr, "warmup"));
                 break;
             case 15: td_num(b, median_tail(&u->tps), "%.0f"); break;
             case 16: td_num(b, dvec_last(&u->wall), "%.1f"); break;
             case 17:
-                sb_put(b, "<td>");
+                strbuf_puts(b, "<td>");
                 sb_text(b, jstr(hw, "cpu", "-"));
-                if (hw) sb_printf(b, "; %g cores, %g GiB", jnum(hw, "cores"), jnum(hw, "memory_gib"));
-                sb_put(b, "</td>");
+                if (hw) strbuf_printf(b, "; %g cores, %g GiB", jnum(hw, "cores"), jnum(hw, "memory_gib"));
+                strbuf_puts(b, "</td>");
                 break;
             case 18: td_num(b, jnum(h, "threads"), "%.0f"); break;
             case 19:
-                if (!da) sb_put(b, "<td>-</td>");
-                else sb_printf(b, "<td>%.2f MB, %.0f train + %.0f validation tokens</td>", jnum(da, "text_bytes") / 1e6,
+                if (!da) strbuf_puts(b, "<td>-</td>");
+                else strbuf_printf(b, "<td>%.2f MB, %.0f train + %.0f validation tokens</td>", jnum(da, "text_bytes") / 1e6,
                                jnum(da, "train_tokens"), jnum(da, "val_tokens"));
                 break;
-            case 20: sb_printf(b, "<td>%d</td>", u->bad_lines); break;
+            case 20: strbuf_printf(b, "<td>%d</td>", u->bad_lines); break;
             }
         }
-        sb_put(b, "</tr>\n");
+        strbuf_puts(b, "</tr>\n");
     }
-    sb_put(b, "</tbody></table>\n");
+    strbuf_puts(b, "</tbody></table>\n");
 }
 
 /* The number array a as doubles into out[n] (missing entries NAN). */
@@ -206,12 +206,12 @@ static void run_routing(sb *b, const rp_run *u, int i) {
     const int use_ev = u->n_evr > 0;
     const int n_ev = use_ev ? u->n_evr : u->n_route;
     if (n_ev == 0) {
-        sb_put(b, "<p>No routing records (a dense model, or no evaluation yet).</p>\n");
+        strbuf_puts(b, "<p>No routing records (a dense model, or no evaluation yet).</p>\n");
         return;
     }
     const json_value *layers0 = use_ev ? json_get(u->evr[0], "layers") : u->route[0].layers;
     const int M = arr_len(layers0);
-    if (M == 0) { sb_put(b, "<p>No MoE layers.</p>\n"); return; }
+    if (M == 0) { strbuf_puts(b, "<p>No MoE layers.</p>\n"); return; }
     const int E = arr_len(json_get(&layers0->u.arr.v[0], "load"));
     if (E == 0) return;
     char id[96], title[256], (*steps)[24] = calloc((size_t)n_ev, sizeof *steps);
@@ -226,7 +226,7 @@ static void run_routing(sb *b, const rp_run *u, int i) {
     }
     for (int e = 0; e < E; e++) { snprintf(enames[e], sizeof enames[0], "e%d", e); rl[e] = enames[e]; }
     /* expert load heatmaps */
-    sb_printf(b, "<h3>Expert load over training (%s)</h3>\n<div class=\"grid\">\n",
+    strbuf_printf(b, "<h3>Expert load over training (%s)</h3>\n<div class=\"grid\">\n",
               use_ev ? "held-out text at each evaluation" : "the training batch at each evaluation");
     for (int j = 0; j < M; j++) {
         int layer = 0;
@@ -246,11 +246,11 @@ static void run_routing(sb *b, const rp_run *u, int i) {
         double mx = 0;
         for (int k = 0; k < E * n_ev; k++) if (isfinite(v[k]) && v[k] > mx) mx = v[k];
         o.vmax = mx > 2 ? mx : 2;
-        sb_put(b, "<div class=\"cell\">");
+        strbuf_puts(b, "<div class=\"cell\">");
         svg_heat(b, &o, v, E, n_ev);
-        sb_put(b, "</div>\n");
+        strbuf_puts(b, "</div>\n");
     }
-    sb_put(b, "</div>\n");
+    strbuf_puts(b, "</div>\n");
     /* max-violation and dead experts over time: the training step's statistics */
     if (u->n_route > 0) {
         const int Mr = arr_len(u->route[0].layers);
@@ -272,16 +272,16 @@ static void run_routing(sb *b, const rp_run *u, int i) {
                 snprintf(ln[j], sizeof ln[0], "layer %.0f", jnum(&u->route[0].layers->u.arr.v[j], "layer"));
                 s[j] = (svg_series){ln[j], xs, mv + (size_t)j * u->n_route, u->n_route, j, 0, 1};
             }
-            sb_put(b, "<h3>Balance over training (the training batch at each evaluation)</h3>\n<div class=\"grid\">\n<div class=\"cell\">");
+            strbuf_puts(b, "<h3>Balance over training (the training batch at each evaluation)</h3>\n<div class=\"grid\">\n<div class=\"cell\">");
             snprintf(id, sizeof id, "fig-maxviol-r%d", i);
             svg_lines_opts lo = {id, "max-violation (max load / mean - 1)", "step", "max-violation", 0, 0, 0};
             svg_lines(b, &lo, s, Mr);
-            sb_put(b, "</div><div class=\"cell\">");
+            strbuf_puts(b, "</div><div class=\"cell\">");
             for (int j = 0; j < Mr; j++) s[j].y = dd + (size_t)j * u->n_route;
             snprintf(id, sizeof id, "fig-dead-r%d", i);
             svg_lines_opts lo2 = {id, "dead experts", "step", "experts", 0, 0, 0};
             svg_lines(b, &lo2, s, Mr);
-            sb_put(b, "</div>\n</div>\n");
+            strbuf_puts(b, "</div>\n</div>\n");
         } else b->oom = 1;
         free(s); free(xs); free(mv); free(dd); free(ln);
     }
@@ -306,18 +306,18 @@ static void run_routing(sb *b, const rp_run *u, int i) {
             sl[S2] = sn[S2];
             keep[S2++] = s;
         }
-        sb_printf(b, "<h3>Routing per source on held-out text (step %.0f)</h3>\n", u->evr_step[u->n_evr - 1]);
-        sb_printf(b, "<table id=\"tab-mi-r%d\" class=\"cfg\"><thead><tr><th>layer</th><th>I(source; expert) bits</th>"
+        strbuf_printf(b, "<h3>Routing per source on held-out text (step %.0f)</h3>\n", u->evr_step[u->n_evr - 1]);
+        strbuf_printf(b, "<table id=\"tab-mi-r%d\" class=\"cfg\"><thead><tr><th>layer</th><th>I(source; expert) bits</th>"
                      "<th>max-violation</th><th>dead experts</th></tr></thead><tbody>", i);
         for (int j = 0; j < arr_len(ls); j++) {
             const json_value *ly = &ls->u.arr.v[j];
-            sb_printf(b, "<tr><td>%.0f</td>", jnum(ly, "layer"));
+            strbuf_printf(b, "<tr><td>%.0f</td>", jnum(ly, "layer"));
             td_num(b, jnum(ly, "mi_bits"), "%.4f");
             td_num(b, jnum(ly, "max_violation"), "%.3f");
             td_num(b, jnum(ly, "dead_experts"), "%.0f");
-            sb_put(b, "</tr>");
+            strbuf_puts(b, "</tr>");
         }
-        sb_put(b, "</tbody></table>\n");
+        strbuf_puts(b, "</tbody></table>\n");
         /* MI over evaluations */
         {
             const int Ml = arr_len(ls);
@@ -336,13 +336,13 @@ static void run_routing(sb *b, const rp_run *u, int i) {
                 }
                 snprintf(id, sizeof id, "fig-mi-r%d", i);
                 svg_lines_opts lo = {id, "I(source; expert) on held-out text", "step", "bits", 0, 0, 0};
-                sb_put(b, "<div class=\"cell\">");
+                strbuf_puts(b, "<div class=\"cell\">");
                 svg_lines(b, &lo, s, Ml);
-                sb_put(b, "</div>\n");
+                strbuf_puts(b, "</div>\n");
             } else b->oom = 1;
             free(s); free(mi); free(ln);
         }
-        sb_put(b, "<div class=\"grid\">\n");
+        strbuf_puts(b, "<div class=\"grid\">\n");
         for (int j = 0; j < arr_len(ls); j++) {
             const json_value *ly = &ls->u.arr.v[j];
             const json_value *cnt = json_get(ly, "counts");
@@ -357,12 +357,12 @@ static void run_routing(sb *b, const rp_run *u, int i) {
             snprintf(title, sizeof title, "layer %.0f: share of each source's assignments (held-out tokens); I = %.3f bits",
                      jnum(ly, "layer"), jnum(ly, "mi_bits"));
             svg_heat_opts o = {id, title, "expert", "source", sl, rl, 0, "%.3f", 1};
-            sb_put(b, "<div class=\"cell\">");
+            strbuf_puts(b, "<div class=\"cell\">");
             svg_heat(b, &o, h, S2, E);
-            sb_put(b, "</div>\n");
+            strbuf_puts(b, "</div>\n");
         }
-        sb_put(b, "</div>\n");
-        if (S2 < S) sb_printf(b, "<p class=\"note\">%d of %d sources have no held-out tokens (not shown).</p>\n", S - S2, S);
+        strbuf_puts(b, "</div>\n");
+        if (S2 < S) strbuf_printf(b, "<p class=\"note\">%d of %d sources have no held-out tokens (not shown).</p>\n", S - S2, S);
         free(sl);
         free(h);
         free(stok);
@@ -399,19 +399,19 @@ moe_status moe_report_render(char **out, size_t *out_n, const char *const *dirs,
     }
     sb b = {0};
     if (st == MOE_OK) {
-        sb_put(&b, "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
+        strbuf_puts(&b, "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
                    "<meta charset=\"utf-8\"/>\n<title>moe report</title>\n<style>");
-        sb_put(&b, CSS);
-        sb_put(&b, "</style>\n</head>\n<body>\n<h1 id=\"report-title\">moe training report</h1>\n<p class=\"note\">Runs: ");
+        strbuf_puts(&b, CSS);
+        strbuf_puts(&b, "</style>\n</head>\n<body>\n<h1 id=\"report-title\">moe training report</h1>\n<p class=\"note\">Runs: ");
         for (int i = 0; i < n; i++) {
-            sb_printf(&b, "%s<span style=\"color:%s\">", i ? ", " : "", svg_color(i));
+            strbuf_printf(&b, "%s<span style=\"color:%s\">", i ? ", " : "", svg_color(i));
             sb_text(&b, runs[i].dir);
-            sb_put(&b, "</span>");
+            strbuf_puts(&b, "</span>");
         }
-        sb_put(&b, ". Written by <code>moe report</code> from each run's metrics.jsonl. Hover a heatmap cell or a point "
+        strbuf_puts(&b, ". Written by <code>moe report</code> from each run's metrics.jsonl. Hover a heatmap cell or a point "
                    "for its value.</p>\n<h2>Configuration</h2>\n");
         config_table(&b, runs, n);
-        sb_put(&b, "<h2>Training curves</h2>\n<div class=\"grid\">\n");
+        strbuf_puts(&b, "<h2>Training curves</h2>\n<div class=\"grid\">\n");
         fig_runs(&b, runs, n, "fig-loss-steps", "loss vs steps", "step", "cross-entropy (nats)", g_step, g_loss, g_vstep,
                  g_vloss, 0);
         fig_runs(&b, runs, n, "fig-loss-wall", "loss vs wall time", "seconds", "cross-entropy (nats)", g_wall, g_loss,
@@ -422,19 +422,19 @@ moe_status moe_report_render(char **out, size_t *out_n, const char *const *dirs,
                  NULL, 0);
         fig_runs(&b, runs, n, "fig-z", "router z-loss (with its coefficient)", "step", "z", g_step, g_z, NULL, NULL, 0);
         fig_runs(&b, runs, n, "fig-tokens-per-s", "throughput", "step", "tokens/s", g_step, g_tps, NULL, NULL, 0);
-        sb_put(&b, "</div>\n");
+        strbuf_puts(&b, "</div>\n");
         for (int i = 0; i < n; i++) {
-            sb_printf(&b, "<h2 id=\"run-%d\">Routing of run %d: <span style=\"color:%s\">", i, i, svg_color(i));
+            strbuf_printf(&b, "<h2 id=\"run-%d\">Routing of run %d: <span style=\"color:%s\">", i, i, svg_color(i));
             sb_text(&b, runs[i].dir);
-            sb_put(&b, "</span></h2>\n");
+            strbuf_puts(&b, "</span></h2>\n");
             run_routing(&b, &runs[i], i);
         }
-        sb_put(&b, "</body>\n</html>\n");
+        strbuf_puts(&b, "</body>\n</html>\n");
         if (b.oom) st = moe_err(err, MOE_ERR_NOMEM, "report: out of memory");
     }
     for (int i = 0; i < got && i < n; i++) rp_run_free(&runs[i]);
     free(runs);
-    if (st != MOE_OK) { sb_free(&b); return st; }
+    if (st != MOE_OK) { strbuf_free(&b); return st; }
     *out = b.p;
     *out_n = b.n;
     return MOE_OK;

@@ -8,47 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sb_free(sb *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-static int sb_grow(sb *b, size_t more) {
-    if (b->oom) return 0;
-    if (b->n + more + 1 <= b->cap) return 1;
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->n + more + 1) nc *= 2;
-    char *p = realloc(b->p, nc);
-    if (!p) { b->oom = 1; return 0; }
-    b->p = p;
-    b->cap = nc;
-    return 1;
-}
-
-static void sb_raw(sb *b, const char *s, size_t n) {
-    if (!sb_grow(b, n)) return;
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void sb_put(sb *b, const char *s) { sb_raw(b, s, strlen(s)); }
-
-void sb_printf(sb *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    if ((size_t)k < sizeof tmp) { sb_raw(b, tmp, (size_t)k); return; }
-    if (!sb_grow(b, (size_t)k)) return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)k;
-}
-
 /* Length of the valid UTF-8 sequence at s[0, n), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
@@ -70,17 +29,17 @@ void sb_textn(sb *b, const char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         unsigned c = u[i];
-        if (c == '&') { sb_put(b, "&amp;"); i++; }
-        else if (c == '<') { sb_put(b, "&lt;"); i++; }
-        else if (c == '>') { sb_put(b, "&gt;"); i++; }
-        else if (c == '"') { sb_put(b, "&quot;"); i++; }
-        else if (c == '\'') { sb_put(b, "&#39;"); i++; }
-        else if (c == '\n' || c == '\t') { sb_raw(b, (const char *)u + i, 1); i++; }
-        else if (c < 0x20 || c == 0x7f) { sb_put(b, "\xEF\xBF\xBD"); i++; }
+        if (c == '&') { strbuf_puts(b, "&amp;"); i++; }
+        else if (c == '<') { strbuf_puts(b, "&lt;"); i++; }
+        else if (c == '>') { strbuf_puts(b, "&gt;"); i++; }
+        else if (c == '"') { strbuf_puts(b, "&quot;"); i++; }
+        else if (c == '\'') { strbuf_puts(b, "&#39;"); i++; }
+        else if (c == '\n' || c == '\t') { strbuf_put(b, (const char *)u + i, 1); i++; }
+        else if (c < 0x20 || c == 0x7f) { strbuf_puts(b, "\xEF\xBF\xBD"); i++; }
         else {
             size_t k = utf8_len(u + i, n - i);
-            if (k == 0) { sb_put(b, "\xEF\xBF\xBD"); i++; }
-            else { sb_raw(b, (const char *)u + i, k); i += k; }
+            if (k == 0) { strbuf_puts(b, "\xEF\xBF\xBD"); i++; }
+            else { strbuf_put(b, (const char *)u + i, k); i += k; }
         }
     }
 }

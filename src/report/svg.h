@@ -15,19 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/strbuf.h"
 #include "moe.h"
 
-/* A growing NUL-terminated string; oom is set (and writes stop) when an
- * allocation fails. */
-typedef struct sb {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sb;
+/* The page is built in a core/strbuf.h string. */
+typedef strbuf sb;
 
-void sb_free(sb *b);
-void sb_put(sb *b, const char *s);
-void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* XML-escaped text (& < > " '), invalid UTF-8 and control bytes (but \n \t)
  * as U+FFFD. */
 void sb_text(sb *b, const char *s);

@@ -1,4 +1,4 @@
-/* jbuf.c: a growable byte buffer and the JSON writer of `moe serve`.
+/* jbuf.c: the JSON writer of `moe serve` (over core/strbuf.h).
  *
  * For: building responses (JSON bodies, server-sent events) with strings
  * that are always valid UTF-8 JSON whatever the model generated. Not for:
@@ -10,48 +10,6 @@
 #include <string.h>
 
 #include "serve/serve.h"
-
-void jb_free(jbuf *b) {
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-}
-
-static int jb_reserve(jbuf *b, size_t extra) {
-    if (b->oom) return 0;
-    if (b->n + extra + 1 <= b->cap) return 1;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + extra + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) { b->oom = 1; return 0; }
-    b->p = p;
-    b->cap = cap;
-    return 1;
-}
-
-void jb_put(jbuf *b, const char *s, size_t n) {
-    if (!jb_reserve(b, n)) return;
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void jb_puts(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
-
-void jb_printf(jbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) { jb_put(b, tmp, (size_t)n); return; }
-    if (!jb_reserve(b, (size_t)n)) return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->n, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)n;
-}
 
 /* The length of the well-formed UTF-8 character at s[0, n), or 0 when the
  * bytes there are ill-formed; *sub gets the maximal subpart's length (the
@@ -103,29 +61,29 @@ size_t utf8_safe_len(const char *s, size_t n) {
 
 void jb_str(jbuf *b, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
-    jb_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     size_t i = 0;
     while (i < n) {
         const unsigned c = u[i];
         if (c >= 0x80) {
             size_t sub;
             const size_t len = utf8_char(u + i, n - i, &sub);
-            if (len) jb_put(b, s + i, len);
-            else jb_put(b, "\xEF\xBF\xBD", 3);
+            if (len) strbuf_put(b, s + i, len);
+            else strbuf_put(b, "\xEF\xBF\xBD", 3);
             i += len ? len : sub;
             continue;
         }
         switch (c) {
-        case '"': jb_put(b, "\\\"", 2); break;
-        case '\\': jb_put(b, "\\\\", 2); break;
-        case '\n': jb_put(b, "\\n", 2); break;
-        case '\r': jb_put(b, "\\r", 2); break;
-        case '\t': jb_put(b, "\\t", 2); break;
+        case '"': strbuf_put(b, "\\\"", 2); break;
+        case '\\': strbuf_put(b, "\\\\", 2); break;
+        case '\n': strbuf_put(b, "\\n", 2); break;
+        case '\r': strbuf_put(b, "\\r", 2); break;
+        case '\t': strbuf_put(b, "\\t", 2); break;
         default:
-            if (c < 0x20 || c == 0x7F) jb_printf(b, "\\u%04x", c);
-            else jb_put(b, s + i, 1);
+            if (c < 0x20 || c == 0x7F) strbuf_printf(b, "\\u%04x", c);
+            else strbuf_put(b, s + i, 1);
         }
         i++;
     }
-    jb_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
 }

@@ -136,7 +136,7 @@ static int tokenize(serve_req *r, const char *text, const serve_limits *lim, ser
  * "text", "text": ...} parts (joined), or null (""). */
 static int content_text(const json_value *c, jbuf *b, serve_error *e) {
     if (!c || c->type == JSON_NULL) return 1;
-    if (plain_str(c)) { jb_put(b, c->u.str.s, c->u.str.n); return 1; }
+    if (plain_str(c)) { strbuf_put(b, c->u.str.s, c->u.str.n); return 1; }
     if (c->type != JSON_ARRAY)
         return BAD("messages", "a message's 'content' must be a string or an array of text parts");
     for (size_t i = 0; i < c->u.arr.n; i++) {
@@ -147,7 +147,7 @@ static int content_text(const json_value *c, jbuf *b, serve_error *e) {
             !plain_str(t))
             return BAD("messages", "content part %zu: only {\"type\": \"text\", \"text\": "
                        "string} parts are supported", i);
-        jb_put(b, t->u.str.s, t->u.str.n);
+        strbuf_put(b, t->u.str.s, t->u.str.n);
     }
     return 1;
 }
@@ -185,7 +185,7 @@ static int render_chat(const json_value *msgs, const serve_limits *lim, jbuf *te
             }
         }
         if (!ok || !(ok = content_text(json_get(m, "content"), &parts[i], e))) break;
-        jb_put(&parts[i], "", 0);
+        strbuf_put(&parts[i], "", 0);
         if (parts[i].oom) ok = 0;
         cm[i].role = role;
         cm[i].content = parts[i].p ? parts[i].p : "";
@@ -196,8 +196,8 @@ static int render_chat(const json_value *msgs, const serve_limits *lim, jbuf *te
         for (int attempt = 0; attempt < 2 && ok; attempt++) {
             text->n = 0;
             if (!text->p || text->cap < cap + 1) {
-                jb_free(text);
-                jb_put(text, "", 0);
+                strbuf_free(text);
+                strbuf_put(text, "", 0);
                 char *p = realloc(text->p, cap + 1);
                 if (!p) { ok = 0; break; }
                 text->p = p;
@@ -214,7 +214,7 @@ static int render_chat(const json_value *msgs, const serve_limits *lim, jbuf *te
             cap = len + 1;
         }
     }
-    for (size_t i = 0; parts && i < n; i++) jb_free(&parts[i]);
+    for (size_t i = 0; parts && i < n; i++) strbuf_free(&parts[i]);
     free(parts);
     free(cm);
     return ok;
@@ -349,7 +349,7 @@ static int parse_fields(serve_req *r, const json_value *root, const serve_limits
         jbuf text = {0};
         int ok = render_chat(json_get(root, "messages"), lim, &text, e) &&
                  tokenize(r, text.p ? text.p : "", lim, e);
-        jb_free(&text);
+        strbuf_free(&text);
         if (!ok) return 0;
     } else if (!completion_prompt(r, json_get(root, "prompt"), lim, e)) {
         return 0;

@@ -21,20 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/strbuf.h"
 #include "moe_infer.h"
 
 /* ------------------------------------------------------------ buffers */
 
-typedef struct jbuf {
-    char *p;
-    size_t n, cap;
-    int oom;           /* an append failed (the buffer keeps what fitted) */
-} jbuf;
+typedef strbuf jbuf;    /* core/strbuf.h */
 
-void jb_free(jbuf *b);
-void jb_put(jbuf *b, const char *s, size_t n);
-void jb_puts(jbuf *b, const char *s);
-void jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A JSON string literal of s[0, n): quotes, escapes, and each ill-formed
  * UTF-8 subsequence (maximal subpart, as Python's "replace") as U+FFFD. */
 void jb_str(jbuf *b, const char *s, size_t n);

@@ -106,23 +106,23 @@ moe_status moe_server_open(moe_server **out, const char *path, const moe_server_
 /* ------------------------------------------------------------ JSON */
 
 static void error_json(jbuf *b, const serve_error *e) {
-    jb_puts(b, "{\"error\":{\"message\":");
+    strbuf_puts(b, "{\"error\":{\"message\":");
     jb_str(b, e->msg, strlen(e->msg));
-    jb_puts(b, ",\"type\":");
+    strbuf_puts(b, ",\"type\":");
     jb_str(b, e->type, strlen(e->type));
-    jb_puts(b, ",\"param\":");
+    strbuf_puts(b, ",\"param\":");
     if (e->param[0]) jb_str(b, e->param, strlen(e->param));
-    else jb_puts(b, "null");
-    jb_puts(b, ",\"code\":");
+    else strbuf_puts(b, "null");
+    strbuf_puts(b, ",\"code\":");
     if (e->code[0]) jb_str(b, e->code, strlen(e->code));
-    else jb_puts(b, "null");
-    jb_puts(b, "}}");
+    else strbuf_puts(b, "null");
+    strbuf_puts(b, "}}");
 }
 
 /* The buffer's bytes handed over (malloc'd), or NULL when it ran out of memory. */
 static char *take(jbuf *b, size_t *len) {
     if (b->oom || !b->p) {
-        jb_free(b);
+        strbuf_free(b);
         if (len) *len = 0;
         return NULL;
     }
@@ -151,63 +151,63 @@ void moe_server_count_status(moe_server *s, int status) {
 static const char *fin_name(int f) { return f == FIN_LENGTH ? "length" : "stop"; }
 
 static void usage_json(jbuf *b, const serve_req *r) {
-    jb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}",
+    strbuf_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}",
               r->n_prompt, r->n_gen, r->n_prompt + r->n_gen);
 }
 
 /* The head of every body or chunk: id, object, created, model, k. */
 static void head_json(jbuf *b, const moe_server *s, const serve_req *r, const char *object) {
-    jb_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", r->id, object,
+    strbuf_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", r->id, object,
               (long long)r->created);
     jb_str(b, s->model_id, strlen(s->model_id));
-    jb_printf(b, ",\"system_fingerprint\":\"moe\",\"experts_per_token\":%d,", r->k_used);
+    strbuf_printf(b, ",\"system_fingerprint\":\"moe\",\"experts_per_token\":%d,", r->k_used);
 }
 
 /* The whole body of a finished non-streamed request (locked). */
 static void full_json(jbuf *b, const moe_server *s, const serve_req *r) {
     const int chat = r->kind == REQ_CHAT;
     head_json(b, s, r, chat ? "chat.completion" : "text_completion");
-    jb_puts(b, "\"choices\":[{\"index\":0,");
+    strbuf_puts(b, "\"choices\":[{\"index\":0,");
     if (chat) {
-        jb_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
+        strbuf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
         jb_str(b, r->out ? r->out : "", r->out_n);
-        jb_puts(b, "},\"logprobs\":null,");
+        strbuf_puts(b, "},\"logprobs\":null,");
     } else {
-        jb_puts(b, "\"text\":");
+        strbuf_puts(b, "\"text\":");
         jb_str(b, r->out ? r->out : "", r->out_n);
-        jb_puts(b, ",\"logprobs\":null,");
+        strbuf_puts(b, ",\"logprobs\":null,");
     }
-    jb_printf(b, "\"finish_reason\":\"%s\"}],", fin_name(r->finish));
+    strbuf_printf(b, "\"finish_reason\":\"%s\"}],", fin_name(r->finish));
     usage_json(b, r);
-    jb_puts(b, "}");
+    strbuf_puts(b, "}");
 }
 
 /* One server-sent event: the role (chat's first), text, or the finish. */
 static void chunk_json(jbuf *b, const moe_server *s, const serve_req *r, const char *text,
                        size_t n, int role, int fin) {
     const int chat = r->kind == REQ_CHAT;
-    jb_puts(b, "data: ");
+    strbuf_puts(b, "data: ");
     head_json(b, s, r, chat ? "chat.completion.chunk" : "text_completion");
-    jb_puts(b, "\"choices\":[{\"index\":0,");
+    strbuf_puts(b, "\"choices\":[{\"index\":0,");
     if (chat) {
-        jb_puts(b, "\"delta\":{");
-        if (role) jb_puts(b, "\"role\":\"assistant\",\"content\":\"\"");
-        else if (!fin) { jb_puts(b, "\"content\":"); jb_str(b, text, n); }
-        jb_puts(b, "},");
+        strbuf_puts(b, "\"delta\":{");
+        if (role) strbuf_puts(b, "\"role\":\"assistant\",\"content\":\"\"");
+        else if (!fin) { strbuf_puts(b, "\"content\":"); jb_str(b, text, n); }
+        strbuf_puts(b, "},");
     } else {
-        jb_puts(b, "\"text\":");
+        strbuf_puts(b, "\"text\":");
         jb_str(b, text, n);
-        jb_puts(b, ",");
+        strbuf_puts(b, ",");
     }
-    jb_puts(b, "\"logprobs\":null,\"finish_reason\":");
-    if (fin) jb_printf(b, "\"%s\"", fin_name(r->finish));
-    else jb_puts(b, "null");
-    jb_puts(b, "}]");
+    strbuf_puts(b, "\"logprobs\":null,\"finish_reason\":");
+    if (fin) strbuf_printf(b, "\"%s\"", fin_name(r->finish));
+    else strbuf_puts(b, "null");
+    strbuf_puts(b, "}]");
     if (fin && r->include_usage) {
-        jb_puts(b, ",");
+        strbuf_puts(b, ",");
         usage_json(b, r);
     }
-    jb_puts(b, "}\n\n");
+    strbuf_puts(b, "}\n\n");
 }
 
 /* --------------------------------------------------------- requests */
@@ -277,16 +277,16 @@ int moe_server_read(moe_server *s, moe_server_req *r, int wait_ms, char **text, 
             }
             if (fin == FIN_STOP || fin == FIN_LENGTH) {
                 chunk_json(&b, s, r, "", 0, 0, 1);
-                jb_puts(&b, "data: [DONE]\n\n");
+                strbuf_puts(&b, "data: [DONE]\n\n");
                 r->rd_phase = 2;
             } else if (fin != FIN_NONE) {
                 serve_error e;
                 serve_error_set(&e, 500, "server_error", NULL, NULL, "%s",
                                 fin == FIN_CANCEL ? "the request was cancelled (the server is "
                                 "shutting down)" : r->err_msg);
-                jb_puts(&b, "data: ");
+                strbuf_puts(&b, "data: ");
                 error_json(&b, &e);
-                jb_puts(&b, "\n\ndata: [DONE]\n\n");
+                strbuf_puts(&b, "\n\ndata: [DONE]\n\n");
                 r->rd_phase = 2;
             }
         }
@@ -296,13 +296,13 @@ int moe_server_read(moe_server *s, moe_server_req *r, int wait_ms, char **text, 
         sched_wait(s->sc, r, seen, wait_ms);
     }
     if (b.oom) {
-        jb_free(&b);
+        strbuf_free(&b);
         r->rd_phase = 2;
         *status = 500;
         return 1;
     }
     if (b.n) *text = take(&b, len);
-    else jb_free(&b);
+    else strbuf_free(&b);
     return r->rd_phase == 2;
 }
 
@@ -322,17 +322,17 @@ int moe_server_busy(moe_server *s) { return sched_busy(s->sc); }
 /* ------------------------------------------------------------- GET */
 
 static void models_json(jbuf *b, const moe_server *s, int one) {
-    if (!one) jb_puts(b, "{\"object\":\"list\",\"data\":[");
-    jb_puts(b, "{\"id\":");
+    if (!one) strbuf_puts(b, "{\"object\":\"list\",\"data\":[");
+    strbuf_puts(b, "{\"id\":");
     jb_str(b, s->model_id, strlen(s->model_id));
     const moe_infer_info *in = moe_infer_get_info(s->ctx);
-    jb_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"moe\",\"meta\":{"
+    strbuf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"moe\",\"meta\":{"
               "\"arch\":", (long long)s->created);
     jb_str(b, in->arch, strlen(in->arch));
-    jb_printf(b, ",\"n_ctx\":%d,\"n_experts\":%d,\"experts_per_token\":%d,\"n_params\":%lld,"
+    strbuf_printf(b, ",\"n_ctx\":%d,\"n_experts\":%d,\"experts_per_token\":%d,\"n_params\":%lld,"
               "\"parallel\":%d}}", in->ctx_len, in->n_experts, in->top_k,
               (long long)in->params_total, s->parallel);
-    if (!one) jb_puts(b, "]}");
+    if (!one) strbuf_puts(b, "]}");
 }
 
 static void metrics_text(jbuf *b, moe_server *s) {
@@ -342,8 +342,8 @@ static void metrics_text(jbuf *b, moe_server *s) {
     if (!counts) { b->oom = 1; return; }
     sched_get_stats(s->sc, &st, counts, nc);
 #define METRIC(name, type, help, fmt, val) \
-    jb_printf(b, "# HELP moe_" name " " help "\n# TYPE moe_" name " " type "\nmoe_" name " " fmt "\n", val)
-    jb_printf(b, "# HELP moe_requests_total Requests by outcome.\n# TYPE moe_requests_total counter\n"
+    strbuf_printf(b, "# HELP moe_" name " " help "\n# TYPE moe_" name " " type "\nmoe_" name " " fmt "\n", val)
+    strbuf_printf(b, "# HELP moe_requests_total Requests by outcome.\n# TYPE moe_requests_total counter\n"
               "moe_requests_total{outcome=\"ok\"} %lld\nmoe_requests_total{outcome=\"error\"} %lld\n"
               "moe_requests_total{outcome=\"cancelled\"} %lld\n"
               "moe_requests_total{outcome=\"rejected\"} %lld\n",
@@ -364,18 +364,18 @@ static void metrics_text(jbuf *b, moe_server *s) {
            st.tok_s);
 #undef METRIC
     pthread_mutex_lock(&s->mu);
-    jb_puts(b, "# HELP moe_http_responses_total HTTP responses by status class.\n"
+    strbuf_puts(b, "# HELP moe_http_responses_total HTTP responses by status class.\n"
                "# TYPE moe_http_responses_total counter\n");
     for (int k = 2; k <= 5; k++)
-        jb_printf(b, "moe_http_responses_total{class=\"%dxx\"} %lld\n", k,
+        strbuf_printf(b, "moe_http_responses_total{class=\"%dxx\"} %lld\n", k,
                   (long long)s->http_status[k]);
     pthread_mutex_unlock(&s->mu);
     if (s->n_experts > 0) {
-        jb_puts(b, "# HELP moe_expert_tokens_total Tokens routed to each expert of each MoE "
+        strbuf_puts(b, "# HELP moe_expert_tokens_total Tokens routed to each expert of each MoE "
                    "layer.\n# TYPE moe_expert_tokens_total counter\n");
         for (int l = 0; l < s->n_layers; l++)
             for (int e = 0; e < s->n_experts; e++)
-                jb_printf(b, "moe_expert_tokens_total{layer=\"%d\",expert=\"%d\"} %lld\n", l, e,
+                strbuf_printf(b, "moe_expert_tokens_total{layer=\"%d\",expert=\"%d\"} %lld\n", l, e,
                           (long long)counts[(size_t)l * s->n_experts + e]);
     }
     free(counts);
@@ -388,9 +388,9 @@ char *moe_server_get(moe_server *s, const char *path, int *status, const char **
     if (!strcmp(path, "/health")) {
         if (__atomic_load_n(&s->draining, __ATOMIC_RELAXED)) {
             *status = 503;
-            jb_puts(&b, "{\"status\":\"shutting down\"}");
+            strbuf_puts(&b, "{\"status\":\"shutting down\"}");
         } else {
-            jb_puts(&b, "{\"status\":\"ok\"}");
+            strbuf_puts(&b, "{\"status\":\"ok\"}");
         }
     } else if (!strcmp(path, "/metrics")) {
         *content_type = "text/plain; version=0.0.4";

@@ -183,20 +183,6 @@ static moe_status reserve(textbuf *b, size_t more, moe_error *err) {
     return MOE_OK;
 }
 
-/* Reads exactly n bytes (fewer only at end of file); returns bytes read, or
- * -1 with errno set. */
-static ssize_t read_full(int fd, void *buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-        size_t want = n - got > ((size_t)1 << 30) ? (size_t)1 << 30 : n - got;
-        ssize_t r = read(fd, (char *)buf + got, want);
-        if (r < 0) { if (errno == EINTR) continue; return -1; }
-        if (r == 0) break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
 #define SKIP_HINT "--skip-bad skips such files with a warning"
 
 /* Appends file f's text to b. Returns MOE_OK (read, or skipped with a note
@@ -230,7 +216,7 @@ static moe_status read_one(textbuf *b, const fentry *f, int skip_bad, data_sourc
     }
     moe_status st = reserve(b, (size_t)size, err);
     if (st) { close(fd); return st; }
-    ssize_t r = read_full(fd, b->p + start, (size_t)size);
+    ssize_t r = data_read_full(fd, b->p + start, (size_t)size);
     int e = errno;
     close(fd);
     if (r < 0) { bad = moe_err(&why, MOE_ERR_IO, "cannot read data file %s: %s", path, strerror(e)); goto judged; }
