@@ -51,10 +51,15 @@ static int own_running(void) {
 }
 
 void autothreads_init(autothreads *a, int max, int probe_len) {
-    /* the first guess: the cores nothing else is running on now (the
-     * probes correct it); our own threads do not count, and the fewest of
-     * 5 looks 2 ms apart counts (a process that runs for a moment is not a
-     * competitor) */
+    autothreads_init_at(a, max, probe_len, max);
+    a->guess_pending = 1; /* looked at when the first unit needs it, not at creation */
+}
+
+/* The first guess: the cores nothing else is running on now (the probes
+ * correct it); our own threads do not count, and the fewest of 5 looks 2 ms
+ * apart counts (a process that runs for a moment is not a competitor). */
+static void first_guess(autothreads *a) {
+    a->guess_pending = 0;
     int others = 1 << 20;
     for (int i = 0; i < 5 && others > 0; i++) {
         if (i) nanosleep(&(struct timespec){0, 2000000}, NULL);
@@ -63,7 +68,13 @@ void autothreads_init(autothreads *a, int max, int probe_len) {
         const int o = running > own ? running - own : 0;
         if (o < others) others = o;
     }
-    autothreads_init_at(a, max, probe_len, max - others);
+    const int start = a->max - others;
+    a->cur = a->unit_threads = start < 1 ? 1 : start;
+}
+
+int autothreads_current(autothreads *a) {
+    if (a->guess_pending) first_guess(a);
+    return a->cur;
 }
 
 void autothreads_init_at(autothreads *a, int max, int probe_len, int start) {
@@ -110,7 +121,10 @@ int autothreads_begin_at(autothreads *a, double now) {
     return a->unit_threads;
 }
 
-int autothreads_begin(autothreads *a) { return autothreads_begin_at(a, mono_now()); }
+int autothreads_begin(autothreads *a) {
+    if (a->guess_pending) first_guess(a);
+    return autothreads_begin_at(a, mono_now());
+}
 
 /* The probe ends: switch if its units were clearly faster. */
 static void end_probe(autothreads *a, double now) {

@@ -62,10 +62,15 @@ typedef struct autothreads {
     int unit_threads; /* the count the current unit runs at */
     double unit_t0;   /* when it began */
     long switches;    /* times the choice changed (for reports and tests) */
+    int guess_pending;/* the first guess is still to be made */
 } autothreads;
 
-/* max: the most threads (all cores); probe_len >= 1. */
+/* max: the most threads (all cores); probe_len >= 1. The first guess is
+ * made when the first unit begins (or autothreads_current asks), so that
+ * creating an engine costs nothing. */
 void autothreads_init(autothreads *a, int max, int probe_len);
+/* The count chosen now (for work that is not a unit: prefill chunks). */
+int autothreads_current(autothreads *a);
 /* The same starting at start threads (tests). */
 void autothreads_init_at(autothreads *a, int max, int probe_len, int start);
 /* The thread count for the next unit; starts its clock. */

@@ -103,8 +103,8 @@ moe_status moe_infer_batch_eval(moe_infer *m, const int32_t *tokens, const int32
         const int i0 = m->run_i0[r];
         m->seq_len[seq[i0]] = pos[i0]; /* later positions are overwritten from here on */
     }
-    if (m->auto_threads) { /* the count chosen last by the single-stream decode */
-        m->nt = m->at.cur;
+    if (m->auto_threads) { /* the count chosen last by the single-stream decode (or the first guess) */
+        m->nt = autothreads_current(&m->at);
         m->n_threads = m->nt;
     }
     moe_status st = infer_forward(m, tokens, n, n_out ? logits : NULL, n_out, err);

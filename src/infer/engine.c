@@ -401,7 +401,7 @@ moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos, f
      * chunks at the count chosen last */
     const int unit = m->auto_threads && n == 1;
     if (m->auto_threads) {
-        m->nt = unit ? autothreads_begin(&m->at) : m->at.cur;
+        m->nt = unit ? autothreads_begin(&m->at) : autothreads_current(&m->at);
         m->n_threads = m->nt;
     }
     const int k = m->seq_k[0] > 0 ? m->seq_k[0] : m->top_k;
