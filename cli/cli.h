@@ -148,5 +148,7 @@ void cli_progress_end(cli_progress *p);
 
 /* Seconds from a monotonic clock. */
 double cli_now(void);
+/* A field of /proc/self/status in kB ("VmRSS", "RssAnon", "VmHWM"); -1 if unknown. */
+long cli_status_kb(const char *field);
 
 #endif

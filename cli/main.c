@@ -44,6 +44,17 @@ static void usage(FILE *f) {
         moe_version());
 }
 
+long cli_status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    const size_t n = strlen(field);
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') kb = strtol(line + n + 1, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -225,21 +225,10 @@ static int session_open(session *S, const char *path, const gen_opts *o, int n_t
     return 1;
 }
 
-/* This process's resident memory (VmRSS of /proc/self/status), kB; -1 if unknown. */
-static long resident_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
-    if (f) fclose(f);
-    return kb;
-}
-
 static void session_close(session *S) {
     if (S->dist)
         fprintf(stderr, "rank %d of %d: resident memory %.1f MB\n", moe_dist_rank(S->dist), moe_dist_size(S->dist),
-                resident_kb() / 1024.0);
+                cli_status_kb("VmRSS") / 1024.0);
     moe_sampler_free(S->smp);
     moe_infer_close(S->m);
     moe_dist_free(S->dist);

@@ -431,6 +431,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
         }
         rank = moe_dist_rank(dist);
         if (rank) quiet = 1;
+        c.dist = dist; /* each rank allocates only its own experts */
     }
     if (resume) {
         if (n_data && rank == 0) fprintf(stderr, "moe: --data is ignored on --resume (the run's token cache is used)\n");
@@ -509,6 +510,21 @@ int cmd_train(int argc, char **argv, int n_threads) {
                                   (long long)moe_trainer_steps_done(t));
     /* a rank that failed alone would leave the others in a collective */
     if (rc && dist) moe_dist_abort(dist, rc);
+    if (dist) {
+        /* what each rank holds (its experts' share of the stacked tensors) */
+        moe_model *m = moe_trainer_model(t);
+        double held = 0, all = 0;
+        for (int i = 0; i < moe_model_n_tensors(m); i++) {
+            moe_tensor tn;
+            moe_model_tensor(m, i, &tn, NULL);
+            held += (double)tn.held_n;
+            all += (double)tn.n;
+        }
+        fprintf(stderr, "rank %d of %d: resident memory %.1f MB (anonymous %.1f MB, peak %.1f MB); holds %.2fM of "
+                "the model's %.2fM parameters (with their gradients and moments)\n", rank, moe_dist_size(dist),
+                cli_status_kb("VmRSS") / 1024.0, cli_status_kb("RssAnon") / 1024.0, cli_status_kb("VmHWM") / 1024.0,
+                held / 1e6, all / 1e6);
+    }
     moe_trainer_free(t);
     moe_dist_free(dist);
     return rc;

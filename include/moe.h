@@ -541,10 +541,14 @@ typedef struct moe_tensor {
     char name[64];
     int n_dims;
     int64_t shape[3];
-    int64_t n;    /* elements */
-    float *data;  /* owned by the model */
-    float *grad;  /* same shape */
+    int64_t n;    /* elements of the whole tensor */
+    float *data;  /* owned by the model: elements [held_lo, held_lo + held_n) */
+    float *grad;  /* the same elements' gradients */
     int decay;    /* 1: weight decay applies (matrices); 0: norms */
+    int64_t held_lo, held_n; /* the elements this process holds: 0 and n,
+                                except the stacked expert tensors of a rank of
+                                an expert-parallel run (moe_train_config.dist),
+                                which hold the rank's experts only */
 } moe_tensor;
 
 MOE_API int moe_model_n_tensors(const moe_model *m);
@@ -631,7 +635,7 @@ MOE_API moe_status moe_adamw_step(moe_adamw *o, float lr, float *grad_norm, moe_
 /* Steps taken so far (t of the bias correction); settable for a resume. */
 MOE_API int64_t moe_adamw_steps(const moe_adamw *o);
 MOE_API void moe_adamw_set_steps(moe_adamw *o, int64_t t);
-/* The first and second moments of tensor i (same shape as the tensor). */
+/* The first and second moments of tensor i (its held_n elements, as its data). */
 MOE_API float *moe_adamw_moment(moe_adamw *o, int i, int which /* 0: m, 1: v */);
 
 /* The learning rate of step `step` (0-based) of `total`: linear warmup from
@@ -714,6 +718,12 @@ typedef struct moe_train_config {
     moe_progress_fn progress; /* moe_trainer_create's tokenizer training and
                                  tokenizing (NULL: none; not saved) */
     void *progress_user;
+    struct moe_dist *dist;   /* the distributed job this trainer will join
+                                (moe_trainer_attach_dist with the same d), or
+                                NULL: moe_trainer_create / _resume then
+                                allocate and load only this rank's experts
+                                (their parameters, gradients and moments);
+                                not saved */
 } moe_train_config;
 
 MOE_API void moe_train_config_default(moe_train_config *c);
@@ -863,6 +873,11 @@ MOE_API int moe_dist_expert_parallel(const moe_dist *d);
 MOE_API uint64_t moe_dist_bytes_moved(const moe_dist *d);
 MOE_API double moe_dist_comm_seconds(const moe_dist *d);
 MOE_API moe_status moe_dist_barrier(moe_dist *d, moe_error *err);
+/* 1 (the default): a trainer of d starts the all-reduce of each block's
+ * gradients as soon as that block's backward is done, and waits for them
+ * before the optimizer step (the results are those of 0 up to the order
+ * of fp32 sums); 0: every all-reduce after the backward (for benchmarks). */
+MOE_API void moe_dist_set_overlap(moe_dist *d, int on);
 /* Ends every rank of the job with exit code `code` (MPI_Abort): for a
  * program whose rank failed alone while the others wait; the library
  * itself never calls it. */

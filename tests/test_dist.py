@@ -31,6 +31,14 @@ Also:
                       8 greedy tokens identical
   dist/infer/resident each rank's resident memory at P = 4 under 0.75 of
                       one process's (a 100 MB model, 96 MB of experts)
+  dist/train/resident training a model whose experts dominate (2 blocks of 8
+                      experts, d 128, expert d_ff 1024: 25 MB of expert
+                      weights, 101 MB with their gradients and AdamW
+                      moments) at P = 1, 2 and 4 (EP = P): each rank holds
+                      1/EP of the experts (its report), and every rank's
+                      anonymous resident memory at P = EP is below one
+                      process's by at least half the expert state it no
+                      longer holds: (1 - 1/EP) x 101 MB / 2
 SKIPPED when mpirun is missing or the library was built without MPI, except
 under CI (the environment variable CI set), where that is a FAIL.
 """
@@ -213,6 +221,43 @@ def infer_checks(tmp):
            "MB per rank: P=1 %s, P=4 %s (experts 96 MB)" % (rss.get(1), rss.get(4)))
 
 
+def train_resident_checks(tmp):
+    """Sharded expert memory in training: each rank allocates only its
+    experts' parameters, gradients and moments."""
+    name = "%s/train/resident" % NAME
+    if "sanitize" in MOE:
+        print("SKIPPED %s: the sanitizer build (ASan's shadow memory counts in the RSS)" % name)
+        return
+    args = ["--steps", "2", "--batch", "4", "--ctx", "32", "--d", "128", "--layers", "2", "--heads", "2",
+            "--kv-heads", "1", "--experts", "8", "--k", "2", "--expert-dff", "1024", "--vocab", "300",
+            "--corpus-bytes", "60000", "--eval-every", "0", "--seed", "3"]
+    # expert state: 2 blocks x 3 matrices x 8 experts x 1024 x 128 floats, x 4
+    # (parameters, gradients, two moments) x 4 bytes
+    state_mb = 2 * 3 * 8 * 1024 * 128 * 4 * 4 / 2 ** 20
+    anon, held, ok, why = {}, {}, True, ""
+    for p in (1, 2, 4):
+        rc, _, err = train(os.path.join(tmp, "resident-P%d" % p), args, p, p)
+        lines = [l for l in err.splitlines() if "resident memory" in l and "anonymous" in l]
+        if rc or len(lines) != p:
+            ok, why = False, "P=%d: rc %d, %d reports: %s" % (p, rc, len(lines), err[-300:])
+            break
+        anon[p] = [float(l.split("anonymous")[1].split()[0]) for l in lines]
+        held[p] = [float(l.split("holds")[1].split("M")[0]) for l in lines]
+    if ok:
+        for p in (2, 4):
+            want = (1 - 1.0 / p) * state_mb / 2
+            # parameters held: the replicated ones plus 1/EP of the experts
+            experts_m = 2 * 3 * 8 * 1024 * 128 / 1e6
+            if any(abs(h - (held[1][0] - experts_m * (1 - 1.0 / p))) > 0.01 for h in held[p]):
+                ok, why = False, "P=%d: parameters held %s, expected %.2fM each" % (
+                    p, held[p], held[1][0] - experts_m * (1 - 1.0 / p))
+            elif max(anon[p]) > anon[1][0] - want:
+                ok, why = False, "P=%d: anonymous resident MB per rank %s, one process %.1f: expected every " \
+                    "rank below %.1f (%.1f MB less)" % (p, anon[p], anon[1][0], anon[1][0] - want, want)
+    report(name, ok, why, "anonymous resident MB: P=1 %s, P=2 %s, P=4 %s; expert state %.0f MB" % (
+        anon.get(1), anon.get(2), anon.get(4), state_mb))
+
+
 def main():
     if not shutil.which("mpirun"):
         skip_or_fail("mpirun not found (scripts/deps.sh installs openmpi-bin)")
@@ -325,6 +370,7 @@ def main():
                 proc.communicate()
                 report("%s/kill" % NAME, False, "the job was still running 30 s after a rank was killed")
         infer_checks(tmp)
+        train_resident_checks(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%s: %.1f s" % (NAME, time.time() - t0))

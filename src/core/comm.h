@@ -1,7 +1,7 @@
 /* comm.h: the communicator the distributed paths talk through (internal).
  *
  * For: the few collectives expert and data parallelism need (all-reduce,
- * all-gather, reduce-scatter, all-to-all-v, broadcast, barrier), as a table of functions
+ * all-gather, gather, reduce-scatter, all-to-all-v, broadcast, barrier), as a table of functions
  * over an opaque implementation, so that the layer, the model and the
  * trainer never include mpi.h. src/dist/comm_mpi.c implements it over MPI;
  * comm_self() below is the one-rank communicator (every collective is a
@@ -21,14 +21,26 @@
 #include <string.h>
 
 typedef struct moe_comm moe_comm;
+/* A collective in flight (iallreduce_f32), finished by waitall. */
+typedef struct moe_comm_req {
+    void *impl;            /* the implementation's request (MPI_Request), or NULL */
+} moe_comm_req;
 struct moe_comm {
     int rank, size;   /* this process's rank in 0..size-1 */
     void *impl;       /* the implementation's handle (MPI_Comm ...), or NULL */
     /* buf[n] = sum over ranks of buf[n] */
     moe_status (*allreduce_f32)(moe_comm *c, float *buf, size_t n, moe_error *err);
     moe_status (*allreduce_f64)(moe_comm *c, double *buf, size_t n, moe_error *err);
+    /* starts buf[n] = sum over ranks and returns: buf is neither read nor
+       written by the caller until waitall has finished *req */
+    moe_status (*iallreduce_f32)(moe_comm *c, float *buf, size_t n, moe_comm_req *req, moe_error *err);
+    /* finishes reqs[n] (each started on c) */
+    moe_status (*waitall)(moe_comm *c, moe_comm_req *reqs, int n, moe_error *err);
     /* dst[size * bytes] = rank 0's src[bytes], rank 1's, ... */
     moe_status (*allgather)(moe_comm *c, void *dst, const void *src, size_t bytes, moe_error *err);
+    /* on root: dst[size * bytes] = rank 0's src[bytes], rank 1's, ...
+       (dst is only read on root) */
+    moe_status (*gather)(moe_comm *c, void *dst, const void *src, size_t bytes, int root, moe_error *err);
     /* dst[n] = sum over ranks of src[rank * n .. (rank + 1) * n) */
     moe_status (*reduce_scatter_f32)(moe_comm *c, float *dst, const float *src, size_t n, moe_error *err);
     /* all-to-all-v of floats: send[sdispl[r] .. + scount[r]) goes to rank r,
@@ -46,6 +58,9 @@ struct moe_comm {
                               (of the communicator it was split from, when parent) */
     double seconds;        /* wall time spent inside collectives, likewise */
     moe_comm *parent;      /* the communicator split made this one from, or NULL */
+    int overlap;           /* 1 (default): a trainer starts the all-reduce of each
+                              block's gradients as soon as its backward is done
+                              (trainer_dist.c); 0: all after the backward */
 };
 
 /* The counters a collective adds to: the root communicator's. */
@@ -60,8 +75,22 @@ static inline moe_status comm_self_allreduce_f32(moe_comm *c, float *b, size_t n
 static inline moe_status comm_self_allreduce_f64(moe_comm *c, double *b, size_t n, moe_error *e) {
     (void)c; (void)b; (void)n; (void)e; return MOE_OK;
 }
+static inline moe_status comm_self_iallreduce_f32(moe_comm *c, float *b, size_t n, moe_comm_req *r, moe_error *e) {
+    (void)c; (void)b; (void)n; (void)e;
+    r->impl = NULL;
+    return MOE_OK;
+}
+static inline moe_status comm_self_waitall(moe_comm *c, moe_comm_req *r, int n, moe_error *e) {
+    (void)c; (void)r; (void)n; (void)e; return MOE_OK;
+}
 static inline moe_status comm_self_allgather(moe_comm *c, void *dst, const void *src, size_t bytes, moe_error *e) {
     (void)c; (void)e;
+    if (dst != src) memmove(dst, src, bytes);
+    return MOE_OK;
+}
+static inline moe_status comm_self_gather(moe_comm *c, void *dst, const void *src, size_t bytes, int root,
+                                          moe_error *e) {
+    (void)c; (void)root; (void)e;
     if (dst != src) memmove(dst, src, bytes);
     return MOE_OK;
 }
@@ -98,13 +127,17 @@ static inline void comm_self(moe_comm *c) {
     c->size = 1;
     c->allreduce_f32 = comm_self_allreduce_f32;
     c->allreduce_f64 = comm_self_allreduce_f64;
+    c->iallreduce_f32 = comm_self_iallreduce_f32;
+    c->waitall = comm_self_waitall;
     c->allgather = comm_self_allgather;
+    c->gather = comm_self_gather;
     c->reduce_scatter_f32 = comm_self_reduce_scatter_f32;
     c->alltoallv_f32 = comm_self_alltoallv_f32;
     c->bcast = comm_self_bcast;
     c->barrier = comm_self_barrier;
     c->split = comm_self_split;
     c->release = comm_self_release;
+    c->overlap = 1;
 }
 
 #endif

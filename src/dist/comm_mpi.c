@@ -19,7 +19,10 @@
 #pragma weak MPI_Comm_rank
 #pragma weak MPI_Comm_size
 #pragma weak MPI_Allreduce
+#pragma weak MPI_Iallreduce
+#pragma weak MPI_Wait
 #pragma weak MPI_Allgather
+#pragma weak MPI_Gather
 #pragma weak MPI_Reduce_scatter_block
 #pragma weak MPI_Bcast
 #pragma weak MPI_Alltoallv
@@ -61,6 +64,35 @@ static moe_status ar_f32(moe_comm *c, float *buf, size_t n, moe_error *err) {
     return MOE_OK;
 }
 
+static moe_status iar_f32(moe_comm *c, float *buf, size_t n, moe_comm_req *req, moe_error *err) {
+    CHECK_N("all-reduce", n);
+    _Static_assert(sizeof(MPI_Request) <= sizeof(void *), "MPI_Request fits the request's impl pointer");
+    MPI_Request r;
+    double t0 = MPI_Wtime();
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, mc(c), &r);
+    tick(c, t0);
+    CHECK_RC("all-reduce (started)", rc);
+    memcpy(&req->impl, &r, sizeof r);
+    comm_root(c)->bytes_moved += 2 * sizeof(float) * n * (size_t)(c->size - 1) / (size_t)c->size;
+    return MOE_OK;
+}
+
+/* The time spent here is the part of the started collectives that the
+ * computation in between did not hide. */
+static moe_status waitall(moe_comm *c, moe_comm_req *reqs, int n, moe_error *err) {
+    double t0 = MPI_Wtime();
+    int rc = MPI_SUCCESS;
+    for (int i = 0; i < n && rc == MPI_SUCCESS; i++) {
+        MPI_Request r;
+        memcpy(&r, &reqs[i].impl, sizeof r);
+        rc = MPI_Wait(&r, MPI_STATUS_IGNORE);
+        reqs[i].impl = NULL;
+    }
+    tick(c, t0);
+    CHECK_RC("all-reduce (waited)", rc);
+    return MOE_OK;
+}
+
 static moe_status ar_f64(moe_comm *c, double *buf, size_t n, moe_error *err) {
     CHECK_N("all-reduce", n);
     double t0 = MPI_Wtime();
@@ -80,6 +112,16 @@ static moe_status ag(moe_comm *c, void *dst, const void *src, size_t bytes, moe_
     tick(c, t0);
     CHECK_RC("all-gather", rc);
     comm_root(c)->bytes_moved += bytes * (size_t)(c->size - 1);
+    return MOE_OK;
+}
+
+static moe_status gat(moe_comm *c, void *dst, const void *src, size_t bytes, int root, moe_error *err) {
+    CHECK_N("gather", bytes * (size_t)c->size);
+    double t0 = MPI_Wtime();
+    int rc = MPI_Gather(src, (int)bytes, MPI_BYTE, dst, (int)bytes, MPI_BYTE, root, mc(c));
+    tick(c, t0);
+    CHECK_RC("gather", rc);
+    if (c->rank == root) comm_root(c)->bytes_moved += bytes * (size_t)(c->size - 1);
     return MOE_OK;
 }
 
@@ -146,7 +188,10 @@ static void fill(moe_comm *c, MPI_Comm w) {
     MPI_Comm_size(w, &c->size);
     c->allreduce_f32 = ar_f32;
     c->allreduce_f64 = ar_f64;
+    c->iallreduce_f32 = iar_f32;
+    c->waitall = waitall;
     c->allgather = ag;
+    c->gather = gat;
     c->reduce_scatter_f32 = rs_f32;
     c->alltoallv_f32 = a2av;
     c->bcast = bc;

@@ -56,6 +56,10 @@ moe_status moe_dist_barrier(moe_dist *d, moe_error *err) {
     return d->world.barrier(&d->world, err);
 }
 
+void moe_dist_set_overlap(moe_dist *d, int on) {
+    if (d) d->world.overlap = on ? 1 : 0;
+}
+
 void moe_dist_abort(moe_dist *d, int code) {
     if (d) dist_comm_abort(&d->world, code);
 }

@@ -94,8 +94,8 @@ void experts_run(moe_layer *L) {
         const float *xe = L->xg + (size_t)r0 * d;
         float *he = L->h + (size_t)r0 * H;
         if (swiglu)
-            pr[n++] = gemm_make(m, F, d, 0, xe, d, 1, L->w.gate + (size_t)e * F * d, d, he, H, 0.0f);
-        pr[n++] = gemm_make(m, F, d, 0, xe, d, 1, L->w.up + (size_t)e * F * d, d,
+            pr[n++] = gemm_make(m, F, d, 0, xe, d, 1, L->w.gate + layer_expert_at(L, e, (size_t)F * d), d, he, H, 0.0f);
+        pr[n++] = gemm_make(m, F, d, 0, xe, d, 1, L->w.up + layer_expert_at(L, e, (size_t)F * d), d,
                        he + (swiglu ? F : 0), H, 0.0f);
     }
     gemm_grouped(L->gws, nt, pr, n);
@@ -120,7 +120,7 @@ void experts_run(moe_layer *L) {
         int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
         if (m == 0) continue;
         pr[n++] = gemm_make(m, d, F, 0, L->a + (size_t)r0 * F, F, 1,
-                       L->w.down + (size_t)e * d * F, F, L->o + (size_t)r0 * d, d, 0.0f);
+                       L->w.down + layer_expert_at(L, e, (size_t)d * F), F, L->o + (size_t)r0 * d, d, 0.0f);
     }
     gemm_grouped(L->gws, nt, pr, n);
     pf->fwd_gemm += omp_get_wtime() - t0;
@@ -175,14 +175,15 @@ void experts_backward_run(moe_layer *L, float gbeta) {
     for (int e = 0; e < E; e++) {
         int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
         /* an expert without rows adds nothing, but when the gradients are
-           written its products run with K = 0: the GEMM writes beta C = 0 */
-        if (m == 0 && gbeta != 0.0f) continue;
+           written its products run with K = 0: the GEMM writes beta C = 0
+           (for the experts this process holds: the others have no rows) */
+        if (m == 0 && (gbeta != 0.0f || e < L->ex_lo || e >= L->ex_hi)) continue;
         const float *doe = L->d_o + (size_t)r0 * d;
         /* dWd_e[d, F] += dO^T A */
         pr[n++] = gemm_make(d, F, m, 1, doe, d, 0, L->a + (size_t)r0 * F, F,
-                       L->g.down + (size_t)e * d * F, F, gbeta);
+                       L->g.down + layer_expert_at(L, e, (size_t)d * F), F, gbeta);
         /* dA[m, F] = dO Wd_e */
-        pr[n++] = gemm_make(m, F, d, 0, doe, d, 0, L->w.down + (size_t)e * d * F, F,
+        pr[n++] = gemm_make(m, F, d, 0, doe, d, 0, L->w.down + layer_expert_at(L, e, (size_t)d * F), F,
                        L->d_a + (size_t)r0 * F, F, 0.0f);
     }
     gemm_grouped(L->gws, nt, pr, n);
@@ -208,17 +209,17 @@ void experts_backward_run(moe_layer *L, float gbeta) {
     n = 0;
     for (int e = 0; e < E; e++) {
         int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
-        if (m == 0 && gbeta != 0.0f) continue; /* as above */
+        if (m == 0 && (gbeta != 0.0f || e < L->ex_lo || e >= L->ex_hi)) continue; /* as above */
         const float *xe = L->xg + (size_t)r0 * d;
         const float *dhe = L->d_h + (size_t)r0 * H;
         float *dxe = L->d_xg + (size_t)r0 * d;
         if (swiglu) {
-            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.gate + (size_t)e * F * d, d, gbeta);
-            pr[n++] = gemm_make(F, d, m, 1, dhe + F, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, gbeta);
-            pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.gate + (size_t)e * F * d, d, dxe, d, 0.0f);
+            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.gate + layer_expert_at(L, e, (size_t)F * d), d, gbeta);
+            pr[n++] = gemm_make(F, d, m, 1, dhe + F, H, 0, xe, d, L->g.up + layer_expert_at(L, e, (size_t)F * d), d, gbeta);
+            pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.gate + layer_expert_at(L, e, (size_t)F * d), d, dxe, d, 0.0f);
         } else {
-            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.up + (size_t)e * F * d, d, gbeta);
-            pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.up + (size_t)e * F * d, d, dxe, d, 0.0f);
+            pr[n++] = gemm_make(F, d, m, 1, dhe, H, 0, xe, d, L->g.up + layer_expert_at(L, e, (size_t)F * d), d, gbeta);
+            pr[n++] = gemm_make(m, d, F, 0, dhe, H, 0, L->w.up + layer_expert_at(L, e, (size_t)F * d), d, dxe, d, 0.0f);
         }
     }
     gemm_grouped(L->gws, nt, pr, n);
@@ -228,7 +229,7 @@ void experts_backward_run(moe_layer *L, float gbeta) {
             int m = pl->row_hi[e] - pl->row_lo[e], r0 = pl->row_lo[e];
             if (m == 0) continue;
             pr[n++] = gemm_make(m, d, F, 0, L->d_h + (size_t)r0 * H + F, H, 0,
-                           L->w.up + (size_t)e * F * d, d, L->d_xg + (size_t)r0 * d, d, 1.0f);
+                           L->w.up + layer_expert_at(L, e, (size_t)F * d), d, L->d_xg + (size_t)r0 * d, d, 1.0f);
         }
         gemm_grouped(L->gws, nt, pr, n);
     }

@@ -173,18 +173,20 @@ void moe_layer_free(moe_layer *L) {
     free(L);
 }
 
-/* Parameter layout: router, gate, up, down, noise, shared gate/up/down, shared router.
+/* Parameter layout: router, gate, up, down, noise, shared gate/up/down, shared router;
+ * the stacked experts (gate, up, down) of Eh held experts.
  * Returns the number of floats; base NULL only sizes (every pointer NULL: the
  * offsets are counted in an integer, never added to a null pointer). */
-static size_t set_pointers(moe_layer_weights *w, float *base, const moe_layer_config *c) {
+static size_t set_pointers(moe_layer_weights *w, float *base, const moe_layer_config *c, int Eh) {
     size_t E = (size_t)c->n_experts, d = (size_t)c->d_model, F = (size_t)c->d_ff, Fs = (size_t)c->shared_d_ff;
+    const size_t Ex = (size_t)Eh;
     int swiglu = c->expert == MOE_EXPERT_SWIGLU;
     size_t off = 0;
 #define TAKE(field, n, cond) do { if (cond) { w->field = base ? base + off : NULL; off += (n); } else w->field = NULL; } while (0)
     TAKE(router, E * d, 1);
-    TAKE(gate, E * F * d, swiglu);
-    TAKE(up, E * F * d, 1);
-    TAKE(down, E * d * F, 1);
+    TAKE(gate, Ex * F * d, swiglu);
+    TAKE(up, Ex * F * d, 1);
+    TAKE(down, Ex * d * F, 1);
     TAKE(noise, E * d, c->noisy_gate);
     TAKE(shared_gate, Fs * d, Fs && swiglu);
     TAKE(shared_up, Fs * d, Fs);
@@ -201,15 +203,18 @@ static int slots_for(const moe_layer_config *c) {
 }
 
 moe_status moe_layer_create(moe_layer **out, const moe_layer_config *cfg, moe_error *err) {
-    return layer_create_with(out, cfg, NULL, err);
+    return layer_create_with(out, cfg, NULL, 0, cfg ? cfg->n_experts : 0, err);
 }
 
-moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const gemm_ws *ws,
-                             moe_error *err) {
+moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const gemm_ws *ws, int ex_lo,
+                             int ex_hi, moe_error *err) {
     if (!out) return moe_err(err, MOE_ERR_ARG, "moe_layer_create: out is NULL");
     *out = NULL;
     moe_status st = moe_layer_config_check(cfg, err);
     if (st != MOE_OK) return st;
+    if (ex_lo < 0 || ex_hi > cfg->n_experts || ex_lo >= ex_hi)
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_create: experts [%d, %d) held of %d", ex_lo, ex_hi,
+                       cfg->n_experts);
     moe_layer *L = calloc(1, sizeof *L);
     if (!L) return moe_err(err, MOE_ERR_NOMEM, "moe_layer_create: no memory for the layer");
     L->cfg = *cfg;
@@ -225,8 +230,10 @@ moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const
     L->Hs = cfg->expert == MOE_EXPERT_SWIGLU ? 2 * L->Fs : L->Fs;
     const size_t S = (size_t)L->S, H = (size_t)L->hid, R = Tm * S;
     const size_t Fs = (size_t)L->Fs, Hs = (size_t)L->Hs;
+    L->ex_lo = ex_lo;
+    L->ex_hi = ex_hi;
     moe_layer_weights none;
-    L->n_params = set_pointers(&none, NULL, cfg);
+    L->n_params = set_pointers(&none, NULL, cfg, ex_hi - ex_lo);
     const size_t n_seq = cfg->seq_len > 0 ? Tm / (size_t)cfg->seq_len + 1 : 1;
 
     int ok = 1;
@@ -297,8 +304,8 @@ moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const
     }
     memset(L->param_buf, 0, sizeof(float) * L->n_params);
     memset(L->grad_buf, 0, sizeof(float) * L->n_params);
-    set_pointers(&L->w, L->param_buf, cfg);
-    set_pointers(&L->g, L->grad_buf, cfg);
+    set_pointers(&L->w, L->param_buf, cfg, ex_hi - ex_lo);
+    set_pointers(&L->g, L->grad_buf, cfg, ex_hi - ex_lo);
     if (ws) {
         L->gws = ws;
     } else {
@@ -344,10 +351,20 @@ void moe_layer_init_params(moe_layer *L, uint64_t seed) {
     size_t E = (size_t)c->n_experts, d = (size_t)c->d_model, F = (size_t)c->d_ff;
     float a = 1.0f / sqrtf((float)d), b = 1.0f / sqrtf((float)F);
     for (size_t i = 0; i < E * d; i++) L->w.router[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
-    if (L->w.gate)
-        for (size_t i = 0; i < E * F * d; i++) L->w.gate[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
-    for (size_t i = 0; i < E * F * d; i++) L->w.up[i] = a * (2.0f * moe_rng_f32(&r) - 1.0f);
-    for (size_t i = 0; i < E * d * F; i++) L->w.down[i] = b * (2.0f * moe_rng_f32(&r) - 1.0f);
+    /* the stacked experts: every expert's draws in order, the held ones kept */
+    const size_t lo = (size_t)L->ex_lo * F * d, nh = (size_t)(L->ex_hi - L->ex_lo) * F * d;
+    for (size_t i = 0; L->w.gate && i < E * F * d; i++) {
+        float v = a * (2.0f * moe_rng_f32(&r) - 1.0f);
+        if (i - lo < nh) L->w.gate[i - lo] = v;
+    }
+    for (size_t i = 0; i < E * F * d; i++) {
+        float v = a * (2.0f * moe_rng_f32(&r) - 1.0f);
+        if (i - lo < nh) L->w.up[i - lo] = v;
+    }
+    for (size_t i = 0; i < E * d * F; i++) {
+        float v = b * (2.0f * moe_rng_f32(&r) - 1.0f);
+        if (i - lo < nh) L->w.down[i - lo] = v;
+    }
     /* the noisy gate starts at zero weights (sigma = softplus(0)), as in Shazeer et al. */
     if (L->w.noise) for (size_t i = 0; i < E * d; i++) L->w.noise[i] = 0.0f;
     size_t Fs = (size_t)L->Fs;
@@ -382,6 +399,10 @@ moe_status moe_layer_forward(moe_layer *L, float *y, const float *x, int T, int 
     L->train = train ? 1 : 0;
     L->ec_now = c->select == MOE_SELECT_EXPERT_CHOICE && (train || c->ec_inference);
     if (L->dist.comm) return layer_forward_dist(L, y, x, T, err);
+    if (!layer_holds_all(L))
+        return moe_err(err, MOE_ERR_ARG, "moe_layer_forward: this layer holds experts %d..%d of %d only (a rank "
+                       "of an expert-parallel run): it runs only as one of the job's ranks", L->ex_lo, L->ex_hi - 1,
+                       L->cfg.n_experts);
     /* every stage reads the copy, never x: y may be x, or overlap it */
     memcpy(L->x_saved, x, sizeof(float) * n);
     x = L->x_saved;

@@ -62,9 +62,12 @@ struct moe_layer {
     int S;                   /* slots per token */
     int hid;                 /* rows of h per assignment: 2*d_ff (SwiGLU) or d_ff */
 
-    float *param_buf;        /* all parameters, one allocation */
-    float *grad_buf;         /* all gradients, same layout */
-    size_t n_params;
+    float *param_buf;        /* all parameters held, one allocation */
+    float *grad_buf;         /* all gradients held, same layout */
+    size_t n_params;         /* floats held (the stacked experts: ex_hi - ex_lo of them) */
+    int ex_lo, ex_hi;        /* the experts whose weights w.gate/up/down (and g.*)
+                                hold, from expert ex_lo on: [0, E), except on a
+                                rank of an expert-parallel run (layer_create_with) */
     moe_layer_weights w, g;
     int grads_dropped;       /* moe_layer_drop_grads: the next backward writes
                                 the gradients (gbeta 0) instead of adding */
@@ -192,9 +195,20 @@ void experts_scatter(moe_layer *L, float *dx, int t_first, int T, int mine);
 
 int layer_threads(const moe_layer *L);
 
+/* Where expert e's slice of a stacked expert tensor (w.gate, g.down ...)
+ * begins, for `per` floats per expert; e must be held (ex_lo <= e < ex_hi). */
+static inline size_t layer_expert_at(const moe_layer *L, int e, size_t per) {
+    return (size_t)(e - L->ex_lo) * per;
+}
+/* 1 when the layer holds every expert (a run of one process). */
+static inline int layer_holds_all(const moe_layer *L) {
+    return L->ex_lo == 0 && L->ex_hi == L->cfg.n_experts;
+}
+
 /* layer_dist.c: expert parallelism. layer_set_dist makes this layer one of
  * comm->size ranks, its experts sharded over ep of them (rank r runs
- * expert group r % ep, share r / ep of its rows); buffers for the global
+ * expert group r % ep, share r / ep of its rows; the layer must hold
+ * exactly those experts, layer_create_with); buffers for the global
  * batch of max_tokens rows;
  * the dist forward/backward take the rank's own T rows. */
 moe_status layer_set_dist(moe_layer *L, moe_comm *comm, int ep, moe_error *err);
@@ -208,8 +222,10 @@ static inline int layer_renormalizes(const moe_layer_config *c) { return c->reno
 
 /* moe_layer_create with the GEMM's packing buffers borrowed from ws (which
  * must outlive the layer), or owned when ws is NULL (sized for the layer's
- * threads, or the OpenMP default when more). */
-moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const gemm_ws *ws,
-                             moe_error *err);
+ * threads, or the OpenMP default when more), holding the weights of
+ * experts [ex_lo, ex_hi) only (0 and E: all; a rank of an expert-parallel
+ * run holds its own, and can run only under layer_set_dist). */
+moe_status layer_create_with(moe_layer **out, const moe_layer_config *cfg, const gemm_ws *ws, int ex_lo,
+                             int ex_hi, moe_error *err);
 
 #endif

@@ -18,9 +18,10 @@
  *   the router's products on the own tokens (its gradient is then summed
  *   over the ranks with the other replicated ones, trainer_dist.c).
  * Bytes received per rank and layer (b = 4, k kept rows per token, d model
- * width, a fraction (P_EP - 1) / P_EP of rows leave their rank on average):
- *   forward  (P - 1) T E b  +  2 k T d b (P_EP - 1) / P_EP
- *   backward (P - 1) T S b  +  2 k T d b (P_EP - 1) / P_EP
+ * width, a fraction (P - 1) / P of rows leave their rank on average: a row's
+ * owner is one of the P ranks, expert group x share of the rows):
+ *   forward  (P - 1) T E b  +  2 k T d b (P - 1) / P
+ *   backward (P - 1) T S b  +  2 k T d b (P - 1) / P
  * Not here: the arithmetic of any stage (router.c, plan.c, experts.c).
  */
 #include "layer/layer.h"
@@ -57,6 +58,10 @@ moe_status layer_set_dist(moe_layer *L, moe_comm *comm, int ep, moe_error *err) 
         if (!ok) return moe_err(err, MOE_ERR_NOMEM, "layer_set_dist: no memory for the exchange buffers");
     }
     const int er = comm->rank % ep, Ee = E / ep;
+    if (L->ex_lo != er * Ee || L->ex_hi != (er + 1) * Ee)
+        return moe_err(err, MOE_ERR_ARG, "layer_set_dist: the layer holds experts %d..%d, but rank %d of "
+                       "expert-parallel %d runs experts %d..%d (create it with those: layer_create_with)",
+                       L->ex_lo, L->ex_hi - 1, comm->rank, ep, er * Ee, (er + 1) * Ee - 1);
     ds->comm = comm;
     ds->ep = ep;
     ds->e_lo = er * Ee;

@@ -32,7 +32,8 @@ void moe_model_free(moe_model *m) {
 
 static void add_tensor(moe_model *m, const char *name, int n_dims, int64_t d0, int64_t d1,
                        int64_t d2, float *data, float *grad, int decay) {
-    moe_tensor *t = &m->tensors[m->n_tensors++];
+    moe_tensor *t = &m->tensors[m->n_tensors];
+    m->n_tensors++;
     snprintf(t->name, sizeof t->name, "%s", name);
     t->n_dims = n_dims;
     t->shape[0] = d0;
@@ -42,6 +43,17 @@ static void add_tensor(moe_model *m, const char *name, int n_dims, int64_t d0, i
     t->data = data;
     t->grad = grad;
     t->decay = decay;
+    t->held_lo = 0;
+    t->held_n = t->n;
+}
+
+/* A stacked expert tensor [E, r, c] of which experts [ex_lo, ex_hi) are held. */
+static void add_experts(moe_model *m, const char *name, int64_t E, int64_t r, int64_t c, float *data,
+                        float *grad) {
+    add_tensor(m, name, 3, E, r, c, data, grad, 1);
+    moe_tensor *t = &m->tensors[m->n_tensors - 1];
+    t->held_lo = (int64_t)m->ex_lo * r * c;
+    t->held_n = (int64_t)(m->ex_hi - m->ex_lo) * r * c;
 }
 
 /* The table of every parameter, in a fixed order: token_embd, each block,
@@ -71,12 +83,12 @@ static void build_tensor_table(moe_model *m) {
             if (lc->select != MOE_SELECT_HASH) T2("ffn_gate_inp.weight", E, d, w.router, gw.router, 1);
             if (w.gate) {
                 snprintf(nm, sizeof nm, "blk.%d.ffn_gate_exps.weight", l);
-                add_tensor(m, nm, 3, E, F, d, w.gate, gw.gate, 1);
+                add_experts(m, nm, E, F, d, w.gate, gw.gate);
             }
             snprintf(nm, sizeof nm, "blk.%d.ffn_up_exps.weight", l);
-            add_tensor(m, nm, 3, E, F, d, w.up, gw.up, 1);
+            add_experts(m, nm, E, F, d, w.up, gw.up);
             snprintf(nm, sizeof nm, "blk.%d.ffn_down_exps.weight", l);
-            add_tensor(m, nm, 3, E, d, F, w.down, gw.down, 1);
+            add_experts(m, nm, E, d, F, w.down, gw.down);
             if (w.noise) T2("ffn_gate_inp_noise.weight", E, d, w.noise, gw.noise, 1);
             if (w.shared_up) {
                 const int64_t Fs = lc->shared_d_ff;
@@ -114,16 +126,26 @@ moe_status moe_model_check_memory(const moe_model_config *cfg, moe_error *err) {
 }
 
 moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, moe_error *err) {
+    return model_create(out, cfg, 0, cfg ? cfg->moe.n_experts : 0, err);
+}
+
+moe_status model_create(moe_model **out, const moe_model_config *cfg, int ex_lo, int ex_hi, moe_error *err) {
     if (!out) return moe_err(err, MOE_ERR_ARG, "moe_model_create: out is NULL");
     *out = NULL;
+    if (!cfg) return moe_err(err, MOE_ERR_ARG, "moe_model_create: cfg is NULL");
     moe_status st = moe_model_config_check(cfg, err);
     if (st != MOE_OK) return st;
+    if (ex_lo < 0 || ex_hi > cfg->moe.n_experts || ex_lo >= ex_hi)
+        return moe_err(err, MOE_ERR_ARG, "moe_model_create: experts [%d, %d) held of %d", ex_lo, ex_hi,
+                       cfg->moe.n_experts);
     st = moe_model_check_memory(cfg, err);
     if (st != MOE_OK) return st;
 
     moe_model *m = calloc(1, sizeof *m);
     if (!m) return moe_err(err, MOE_ERR_NOMEM, "moe_model_create: out of memory");
     m->cfg = *cfg;
+    m->ex_lo = ex_lo;
+    m->ex_hi = ex_hi;
     const moe_model_config *c = &m->cfg;
     m->hd = c->head_dim ? c->head_dim : c->d_model / c->n_heads;
     m->n_threads = c->n_threads > 0 ? c->n_threads : omp_get_max_threads();
@@ -184,7 +206,7 @@ moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, moe_er
         lc.n_threads = m->n_threads;
         lc.seed = c->moe.seed + 0x9E3779B97F4A7C15ull * (uint64_t)(l + 1);
         if (lc.seq_aux_loss_coef > 0 && lc.seq_len == 0) lc.seq_len = c->ctx_len;
-        st = layer_create_with(&m->blocks[l].moe, &lc, &m->gws, err);
+        st = layer_create_with(&m->blocks[l].moe, &lc, &m->gws, ex_lo, ex_hi, err);
         if (st != MOE_OK) { moe_model_free(m); return st; }
         m->gblocks[l].moe = m->blocks[l].moe;
     }
@@ -299,10 +321,15 @@ void moe_model_init_params(moe_model *m, uint64_t seed) {
         /* one stream per tensor, so adding a tensor does not move the others */
         moe_rng_seed(&r, moe_fnv1a(seed ^ 0xA0761D6478BD642Full, t->name, strlen(t->name)));
         if (t->n_dims == 1) {
-            for (int64_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
+            for (int64_t j = 0; j < t->held_n; j++) t->data[j] = 1.0f;
         } else {
+            /* every element's draw in order, the held ones kept: a shard
+               gets the values of the whole tensor */
             float s = is_residual_out(t->name) ? std_out : std;
-            for (int64_t j = 0; j < t->n; j++) t->data[j] = s * moe_rng_normal(&r);
+            for (int64_t j = 0; j < t->n; j++) {
+                float v = s * moe_rng_normal(&r);
+                if (j >= t->held_lo && j - t->held_lo < t->held_n) t->data[j - t->held_lo] = v;
+            }
         }
     }
 }

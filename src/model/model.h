@@ -100,8 +100,28 @@ struct moe_model {
                                  count of targets (the global batch's, under data
                                  parallelism) instead of the last forward's */
 
+    /* called by the backward after the head's gradients (l = n_layers) and
+       after each block l's (they are then final for this backward): a
+       distributed trainer starts their all-reduce there (trainer_dist.c);
+       NULL: none. An error ends the backward. */
+    moe_status (*grads_ready)(void *user, int l, moe_error *err);
+    void *grads_ready_user;
+    int ex_lo, ex_hi;         /* the experts whose stacked weights this process
+                                 holds: [0, E) except on a rank of an
+                                 expert-parallel run (model_create) */
     moe_allocs mem;           /* every allocation, freed together */
 };
+
+/* Sets the backward's hook (model.grads_ready; fn NULL: none). */
+static inline void model_set_grads_ready(moe_model *m, moe_status (*fn)(void *, int, moe_error *), void *user) {
+    m->grads_ready = fn;
+    m->grads_ready_user = user;
+}
+
+/* moe_model_create holding, in every MoE block, the stacked weights
+ * (parameters and gradients) of experts [ex_lo, ex_hi) only: the tensor
+ * table's held_lo / held_n say which elements (moe.h). 0 and E: all. */
+moe_status model_create(moe_model **out, const moe_model_config *cfg, int ex_lo, int ex_hi, moe_error *err);
 
 /* model_pass.c */
 moe_status model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets,

@@ -143,8 +143,8 @@ static moe_status add_moe_routing(gguf_writer *w, const moe_model_config *c, moe
     return MOE_OK;
 }
 
-moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, int for_state, moe_hash *hash,
-                          moe_error *err) {
+moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, int for_state,
+                          float *const *whole, moe_hash *hash, moe_error *err) {
     const moe_model_config *c = moe_model_get_config(m);
     const int hd = c->head_dim ? c->head_dim : c->d_model / c->n_heads;
     const int n_moe = n_moe_layers(c);
@@ -206,11 +206,16 @@ moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok
         /* the noisy gate's noise weights do nothing at inference (H = z):
            only the training state keeps them */
         if (!for_state && strstr(t.name, "ffn_gate_inp_noise")) continue;
+        const float *data = whole && whole[i] ? whole[i] : t.data;
+        if (data == t.data && t.held_n != t.n)
+            return moe_err(err, MOE_ERR_ARG, "saving %s: this process holds elements %lld.. (%lld) of its %lld (a "
+                           "rank of an expert-parallel run saves through moe_trainer_save)", t.name,
+                           (long long)t.held_lo, (long long)t.held_n, (long long)t.n);
         int64_t ne[3];
         for (int j = 0; j < t.n_dims; j++) ne[j] = t.shape[t.n_dims - 1 - j];
-        TRY(gguf_writer_add_tensor(w, t.name, GGUF_T_F32, (uint32_t)t.n_dims, ne, t.data,
+        TRY(gguf_writer_add_tensor(w, t.name, GGUF_T_F32, (uint32_t)t.n_dims, ne, data,
                                    (size_t)t.n * sizeof(float), err));
-        moe_hash_update(hash, t.data, (size_t)t.n * sizeof(float));
+        moe_hash_update(hash, data, (size_t)t.n * sizeof(float));
     }
     /* the aux-loss-free selection bias: computation, so the model file has it */
     if (c->moe.bias_update_rate > 0.0f) {
@@ -381,7 +386,7 @@ moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *e
         const gguf_tensor *gt = gguf_find_tensor(g, t.name);
         if (!gt && strstr(t.name, "ffn_gate_inp_noise")) {
             /* a model file leaves the noise weights out (inference-free): their init, 0 */
-            memset(t.data, 0, sizeof(float) * (size_t)t.n);
+            memset(t.data, 0, sizeof(float) * (size_t)t.held_n);
             continue;
         }
         int ok = gt && (int)gt->n_dims == t.n_dims;
@@ -395,11 +400,13 @@ moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *e
                                                                ? "not F32/F16/BF16" : "wrong shape");
             continue;
         }
-        int64_t row = gt->ne[0], rows = t.n / row;
+        /* the rows this process holds (all, except a rank's share of the
+           stacked experts: whole rows, since an expert is whole rows) */
+        int64_t row = gt->ne[0], r0 = t.held_lo / row, r1 = (t.held_lo + t.held_n) / row;
         size_t rb = quant_row_size((quant_type)gt->type, row);
-        for (int64_t r = 0; r < rows; r++)
+        for (int64_t r = r0; r < r1; r++)
             TRY(quant_dequantize_row((quant_type)gt->type, (const uint8_t *)gt->data + (size_t)r * rb,
-                                     t.data + r * row, row, err));
+                                     t.data + (r - r0) * row, row, err));
     }
     /* the selection bias (aux-loss-free balancing), F32 [E] per MoE block;
        absent only in files from before moe.version 2 (zeros then) */
@@ -470,11 +477,16 @@ int model_file_config_diff(const moe_model_config *a, const moe_model_config *b,
 /* ------------------------------------------------------------- model files */
 
 moe_status moe_model_save(moe_model *m, const moe_tokenizer *tok, const char *path, moe_error *err) {
+    return model_file_save(m, tok ? &tok->bpe : NULL, NULL, path, err);
+}
+
+moe_status model_file_save(moe_model *m, const bpe_tokenizer *tok, float *const *whole, const char *path,
+                           moe_error *err) {
     gguf_writer *w;
     TRY(gguf_writer_create(&w, err));
     moe_hash h;
     moe_hash_init(&h);
-    moe_status st = model_file_add(w, m, tok ? &tok->bpe : NULL, 0, &h, err);
+    moe_status st = model_file_add(w, m, tok, 0, whole, &h, err);
     if (st == MOE_OK) st = gguf_writer_set_u64(w, "moe.checksum", moe_hash_final(&h), err);
     if (st == MOE_OK) st = gguf_writer_write(w, path, err);
     gguf_writer_free(w);

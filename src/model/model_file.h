@@ -51,9 +51,15 @@
 /* Adds the model's keys, its tokenizer and its tensors (pointers into the
  * model: write before changing it). for_state: 1 adds every parameter (the
  * training state), 0 only what inference reads (the model file: no noise
- * weights of the noisy gate). */
-moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, int for_state, moe_hash *hash,
-                          moe_error *err);
+ * weights of the noisy gate). whole[i] (whole or whole[i] NULL: the model's
+ * own) is tensor i in full where the model holds a part of it (moe.h,
+ * moe_tensor.held_n: a rank of an expert-parallel run, whose checkpoint is
+ * gathered); a part without its whole is an error. */
+moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok, int for_state,
+                          float *const *whole, moe_hash *hash, moe_error *err);
+/* model.gguf of m (moe_model_save) with the whole tensors as above. */
+moe_status model_file_save(moe_model *m, const bpe_tokenizer *tok, float *const *whole, const char *path,
+                           moe_error *err);
 
 /* The general.architecture a model file of c gets: "llama" when llama.cpp's
  * llama computes exactly the training forward's evaluation, else
@@ -79,7 +85,7 @@ moe_status model_file_read_config(const gguf_ctx *g, moe_model_config *c, moe_er
  * tensors, so metadata (which no checksum covers) cannot make the reader
  * allocate far more than the file holds. */
 moe_status model_file_check_size(const gguf_ctx *g, const moe_model_config *c, moe_error *err);
-/* Copies every tensor of m from the file (F32, F16 or BF16), checking
+/* Copies every tensor of m from the file (the elements m holds of it), F32, F16 or BF16, checking
  * shapes; the error lists every missing or misshaped tensor. */
 moe_status model_file_load_tensors(const gguf_ctx *g, moe_model *m, moe_error *err);
 /* The tokenizer of the file (model "gpt2" as moe writes it). */

@@ -171,6 +171,10 @@ moe_status model_backward(moe_model *m, moe_error *err) {
     linear_bwd(&m->gws, nt, m->dn, 0.0f, m->g_output, gb, dlogits, m->nf, m->output, N, d, V);
     memset(m->dres, 0, Nd * sizeof(float));
     rmsnorm_backward(m->dres, m->g_output_norm, m->dn, m->res[c->n_layers], m->output_norm, m->rstdf, N, d, nt);
+    if (m->grads_ready) {
+        moe_status st = m->grads_ready(m->grads_ready_user, c->n_layers, err);
+        if (st != MOE_OK) return st;
+    }
 
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const model_block *b = &m->blocks[l];
@@ -207,6 +211,10 @@ moe_status model_backward(moe_model *m, moe_error *err) {
         linear_bwd(&m->gws, nt, m->dn, 1.0f, g->wk, gb, m->dk, a->n1, b->wk, N, d, kvd);
         linear_bwd(&m->gws, nt, m->dn, 1.0f, g->wv, gb, m->dv, a->n1, b->wv, N, d, kvd);
         rmsnorm_backward(m->dres, g->attn_norm, m->dn, m->res[l], b->attn_norm, a->rstd1, N, d, nt);
+        if (m->grads_ready) {
+            moe_status st = m->grads_ready(m->grads_ready_user, l, err);
+            if (st != MOE_OK) return st;
+        }
     }
     /* embedding: each row's gradient goes to its token, in row order; the
        threads split the columns, so the order per element is the same */

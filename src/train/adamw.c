@@ -21,7 +21,7 @@ struct moe_adamw {
     moe_model *model;
     moe_adamw_config cfg;
     int n_tensors;
-    float **m, **v;     /* [n_tensors] moments, each the tensor's size */
+    float **m, **v;     /* [n_tensors] moments, each of the elements the model holds */
     double *partial;    /* per-block partial sums of squares */
     size_t n_blocks;
     struct adamw_block { int tensor; int64_t lo, hi; } *blocks; /* [n_blocks] */
@@ -32,7 +32,7 @@ struct moe_adamw {
     int64_t t;          /* steps taken */
 };
 
-static moe_status build_blocks(moe_adamw *o, const int64_t *lo, const int64_t *hi);
+static moe_status build_blocks(moe_adamw *o);
 
 void moe_adamw_config_default(moe_adamw_config *c) {
     c->beta1 = 0.9f;
@@ -87,11 +87,11 @@ moe_status moe_adamw_create(moe_adamw **out, moe_model *model, const moe_adamw_c
     for (int i = 0; i < o->n_tensors; i++) {
         moe_tensor *t = &o->tensors[i];
         moe_model_tensor(model, i, t, NULL);
-        o->m[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
-        o->v[i] = moe_big_zalloc((size_t)t->n * sizeof(float));
+        o->m[i] = moe_big_zalloc((size_t)t->held_n * sizeof(float));
+        o->v[i] = moe_big_zalloc((size_t)t->held_n * sizeof(float));
         if (!o->m[i] || !o->v[i]) goto nomem;
     }
-    if (build_blocks(o, NULL, NULL) != MOE_OK) goto nomem;
+    if (build_blocks(o) != MOE_OK) goto nomem;
     *out = o;
     return MOE_OK;
 nomem:
@@ -136,21 +136,19 @@ static double grad_norm(moe_adamw *o, int nt) {
     return sqrt(s);
 }
 
-/* The blocks of NORM_BLOCK elements over [lo[i], hi[i]) of every tensor
- * (all of it when lo is NULL). */
-static moe_status build_blocks(moe_adamw *o, const int64_t *lo, const int64_t *hi) {
+/* The blocks of NORM_BLOCK elements over the held elements of every
+ * tensor (offsets into data, grad and the moments). */
+static moe_status build_blocks(moe_adamw *o) {
     size_t n = 0;
-    for (int i = 0; i < o->n_tensors; i++) {
-        int64_t a = lo ? lo[i] : 0, b = lo ? hi[i] : o->tensors[i].n;
-        n += (size_t)((b - a + NORM_BLOCK - 1) / NORM_BLOCK);
-    }
+    for (int i = 0; i < o->n_tensors; i++)
+        n += (size_t)((o->tensors[i].held_n + NORM_BLOCK - 1) / NORM_BLOCK);
     double *partial = calloc(n ? n : 1, sizeof(double));
     struct adamw_block *blocks = calloc(n ? n : 1, sizeof *blocks);
     if (!partial || !blocks) { free(partial); free(blocks); return MOE_ERR_NOMEM; }
     size_t nb = 0;
     for (int i = 0; i < o->n_tensors; i++) {
-        int64_t a = lo ? lo[i] : 0, b = lo ? hi[i] : o->tensors[i].n;
-        for (int64_t x = a; x < b; x += NORM_BLOCK, nb++) {
+        const int64_t b = o->tensors[i].held_n;
+        for (int64_t x = 0; x < b; x += NORM_BLOCK, nb++) {
             blocks[nb].tensor = i;
             blocks[nb].lo = x;
             blocks[nb].hi = x + NORM_BLOCK < b ? x + NORM_BLOCK : b;
@@ -164,17 +162,9 @@ static moe_status build_blocks(moe_adamw *o, const int64_t *lo, const int64_t *h
     return MOE_OK;
 }
 
-moe_status adamw_set_shard(moe_adamw *o, const int64_t *lo, const int64_t *hi, const int *sharded,
-                           moe_comm *norm_comm, moe_error *err) {
-    for (int i = 0; i < o->n_tensors; i++)
-        if (lo[i] < 0 || hi[i] > o->tensors[i].n || lo[i] > hi[i])
-            return moe_err(err, MOE_ERR_ARG, "adamw_set_shard: tensor %s: [%lld, %lld) of %lld elements",
-                           o->tensors[i].name, (long long)lo[i], (long long)hi[i], (long long)o->tensors[i].n);
+moe_status adamw_set_shard(moe_adamw *o, const int *sharded, moe_comm *norm_comm, moe_error *err) {
     int *sh = malloc(sizeof(int) * (size_t)(o->n_tensors ? o->n_tensors : 1));
-    if (!sh || build_blocks(o, lo, hi) != MOE_OK) {
-        free(sh);
-        return moe_err(err, MOE_ERR_NOMEM, "adamw_set_shard: out of memory");
-    }
+    if (!sh) return moe_err(err, MOE_ERR_NOMEM, "adamw_set_shard: out of memory");
     memcpy(sh, sharded, sizeof(int) * (size_t)o->n_tensors);
     free(o->sharded);
     o->sharded = sh;

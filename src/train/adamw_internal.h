@@ -6,12 +6,12 @@
 #include "moe.h"
 #include "core/comm.h"
 
-/* From now on tensor i is updated only in elements [lo[i], hi[i]) (its
- * moments elsewhere stay as they are); the squared gradients of tensors
- * with sharded[i] = 1 are summed over norm_comm's ranks (each element held
- * by exactly one of them), the others' counted once (replicated), for the
- * global norm that clipping uses. */
-moe_status adamw_set_shard(moe_adamw *o, const int64_t *lo, const int64_t *hi, const int *sharded,
-                           moe_comm *norm_comm, moe_error *err);
+/* The optimizer runs on the elements the model holds (moe_tensor.held_n:
+ * a rank's share of the stacked experts, the rest whole). From now on the
+ * squared gradients of tensors with sharded[i] = 1 are summed over
+ * norm_comm's ranks (each of the whole tensor's elements held by exactly
+ * one of them), the others' counted once (replicated), for the global norm
+ * that clipping uses. */
+moe_status adamw_set_shard(moe_adamw *o, const int *sharded, moe_comm *norm_comm, moe_error *err);
 
 #endif

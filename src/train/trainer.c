@@ -454,7 +454,8 @@ moe_status moe_trainer_create(moe_trainer **out, const moe_train_config *cfg, co
     if (st == MOE_OK) st = setup_data(t, counts, n_src, names, err);
     if (st == MOE_OK) st = sources_order(t, counts, n_src, err);
     if (st != MOE_OK) goto done;
-    st = moe_model_create(&t->model, &t->cfg.model, err);
+    trainer_shard(&c, &t->e_lo, &t->e_hi);
+    st = model_create(&t->model, &t->cfg.model, t->e_lo, t->e_hi, err);
     if (st != MOE_OK) goto done;
     moe_model_init_params(t->model, t->cfg.seed);
     st = sources_routing(t, err);
@@ -478,6 +479,7 @@ done:
     }
     t->cfg.progress = NULL; /* the callback is for creation only */
     t->cfg.progress_user = NULL;
+    t->cfg.dist = NULL;     /* and the job for the allocation (attach follows) */
     *out = t;
     return MOE_OK;
 }
@@ -491,8 +493,8 @@ static void scale_grads(moe_model *m, float s) {
         moe_tensor tn;
         moe_model_tensor(m, i, &tn, NULL);
         float *g = tn.grad;
-        #pragma omp parallel for num_threads(nt) schedule(static) if (tn.n > 65536)
-        for (int64_t j = 0; j < tn.n; j++) g[j] *= s;
+        #pragma omp parallel for num_threads(nt) schedule(static) if (tn.held_n > 65536)
+        for (int64_t j = 0; j < tn.held_n; j++) g[j] *= s;
     }
 }
 
@@ -517,6 +519,7 @@ static moe_status trainer_step(moe_trainer *t, moe_train_step_info *info, moe_er
         moe_error me;
         moe_status st = moe_model_forward(t->model, t->x + off, t->y + off, Bl, mc->ctx_len, 1, &loss, &me);
         if (st == MOE_OK && t->comm) st = trainer_dist_loss(t, &loss, &me);
+        if (st == MOE_OK && t->comm) trainer_dist_before_backward(t, a == c->accum - 1);
         if (st == MOE_OK) st = moe_model_backward(t->model, &me);
         if (st != MOE_OK) return moe_err(err, st, "step %lld: %s", (long long)t->step + 1, me.msg);
         moe_model_losses ls = moe_model_get_losses(t->model);
@@ -609,8 +612,9 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
 moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     /* distributed: the experts' parameters and moments are gathered from
        their owners (every rank calls this); rank 0 writes */
+    float **whole = NULL; /* [3 n] the tensors held in parts, gathered (rank 0) */
     if (t->comm) {
-        moe_status gs = trainer_dist_gather(t, err);
+        moe_status gs = trainer_dist_gather(t, &whole, err);
         if (gs != MOE_OK || t->comm->rank != 0) return gs;
     }
     const moe_model_config *mc = moe_model_get_config(t->model);
@@ -624,7 +628,8 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     TRY(gguf_writer_create(&w, err));
     moe_hash h;
     moe_hash_init(&h);
-    TRY(model_file_add(w, t->model, &t->tok->bpe, 1, &h, err));
+    const int n = moe_model_n_tensors(t->model);
+    TRY(model_file_add(w, t->model, &t->tok->bpe, 1, whole, &h, err));
     TRY(state_file_add_train_config(w, &t->cfg, err));
     TRY(gguf_writer_set_i64(w, "moe.train.step", t->step, err));
     TRY(gguf_writer_set_i64(w, "moe.train.adam_t", moe_adamw_steps(t->opt), err));
@@ -633,7 +638,6 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
     TRY(gguf_writer_set_u64(w, "moe.train.tokenizer_fp", t->tok_fp, err));
     TRY(gguf_writer_set_u64(w, "moe.train.source_fp", t->src_fp, err));
     rngs = calloc((size_t)mc->n_layers, sizeof(uint64_t));
-    int n = moe_model_n_tensors(t->model);
     names = calloc((size_t)(2 * n + mc->n_layers), sizeof *names);
     if (!rngs || !names) { st = moe_err(err, MOE_ERR_NOMEM, "save: out of memory"); goto done; }
     for (int l = 0; l < mc->n_layers; l++) {
@@ -647,17 +651,24 @@ moe_status moe_trainer_save(moe_trainer *t, moe_error *err) {
         int64_t ne[3];
         for (int j = 0; j < tn.n_dims; j++) ne[j] = tn.shape[tn.n_dims - 1 - j];
         for (int which = 0; which < 2; which++) {
+            const float *mom = whole && whole[(1 + which) * n + i] ? whole[(1 + which) * n + i]
+                                                                   : moe_adamw_moment(t->opt, i, which);
+            if (tn.held_n != tn.n && mom == moe_adamw_moment(t->opt, i, which)) {
+                st = moe_err(err, MOE_ERR_ARG, "save: the moments of %s are held in parts", tn.name);
+                goto done;
+            }
             snprintf(names[2 * i + which], sizeof names[0], "%s.adam_%c", tn.name, which ? 'v' : 'm');
-            TRY(gguf_writer_add_tensor(w, names[2 * i + which], GGUF_T_F32, (uint32_t)tn.n_dims, ne,
-                                       moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float), err));
-            moe_hash_update(&h, moe_adamw_moment(t->opt, i, which), (size_t)tn.n * sizeof(float));
+            TRY(gguf_writer_add_tensor(w, names[2 * i + which], GGUF_T_F32, (uint32_t)tn.n_dims, ne, mom,
+                                       (size_t)tn.n * sizeof(float), err));
+            moe_hash_update(&h, mom, (size_t)tn.n * sizeof(float));
         }
     }
     TRY(gguf_writer_set_u64(w, "moe.checksum", moe_hash_final(&h), err));
     TRY(gguf_writer_write(w, state, err));
     /* model.gguf: what inference reads */
-    TRY(moe_model_save(t->model, t->tok, model, err));
+    TRY(model_file_save(t->model, &t->tok->bpe, whole, model, err));
 done:
+    trainer_dist_whole_free(t, whole);
     gguf_writer_free(w);
     free(names);
     free(rngs);
@@ -734,7 +745,10 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
     }
     TRY(setup_data(t, counts, n_src, NULL, err));
     TRY(sources_order(t, counts, n_src, err));
-    TRY(moe_model_create(&t->model, &t->cfg.model, err));
+    /* a rank of an expert-parallel job reads its own experts' slices */
+    trainer_shard(&c, &t->e_lo, &t->e_hi);
+    t->cfg.dist = NULL;
+    TRY(model_create(&t->model, &t->cfg.model, t->e_lo, t->e_hi, err));
     TRY(model_file_load_tensors(g, t->model, err));
     TRY(sources_routing(t, err));
     TRY(moe_adamw_create(&t->opt, t->model, &t->cfg.adamw, err));
@@ -752,7 +766,8 @@ moe_status moe_trainer_resume(moe_trainer **out, const char *dir, const moe_trai
                              (long long)tn.n);
                 goto done;
             }
-            memcpy(moe_adamw_moment(t->opt, i, which), gt->data, sizeof(float) * (size_t)tn.n);
+            memcpy(moe_adamw_moment(t->opt, i, which), (const float *)gt->data + tn.held_lo,
+                   sizeof(float) * (size_t)tn.held_n);
         }
     }
     int64_t adam_t, step;

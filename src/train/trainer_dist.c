@@ -8,9 +8,10 @@
  * non-zero only on its owners), so every rank holds the gradient of the
  * one-process run up to the order of fp32 sums, and takes the same AdamW
  * step with the same global-norm clipping, on the replicated tensors and
- * its own experts only (adamw_set_shard); before a checkpoint the experts'
- * parameters and moments are gathered (broadcast from their owners). Rank 0 writes the
- * checkpoints, in the one-process format.
+ * its own experts only. A rank allocates only its experts' parameters,
+ * gradients and moments (trainer_shard, at moe_trainer_create / _resume
+ * with moe_train_config.dist); before a checkpoint rank 0 gathers them
+ * from their owners and writes the checkpoints, in the one-process format.
  * Not for: MPI itself (src/dist), the step loop (trainer.c).
  */
 #include "train/trainer_internal.h"
@@ -19,6 +20,7 @@
 #include "model/model.h"
 #include "train/adamw_internal.h"
 #include "train/state_file.h"
+#include "core/bigalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,19 @@ typedef struct dist_fingerprint {
     int64_t step;
     moe_train_config cfg;    /* compared field by field (state_file.c) */
 } dist_fingerprint;
+
+void trainer_shard(const moe_train_config *c, int *lo, int *hi) {
+    const int E = c->model.moe.n_experts;
+    const int ep = c->dist ? moe_dist_expert_parallel(c->dist) : 1;
+    *lo = 0;
+    *hi = E;
+    /* E % EP != 0 is refused by trainer_set_comm, on every rank at once */
+    if (ep > 1 && E % ep == 0) {
+        const int er = moe_dist_rank(c->dist) % ep;
+        *lo = er * (E / ep);
+        *hi = (er + 1) * (E / ep);
+    }
+}
 
 moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int ep, moe_error *err) {
     const moe_train_config *c = &t->cfg;
@@ -101,13 +116,19 @@ moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int ep, moe_error *e
     if (has_moe && mc->moe.n_experts % ep)
         return moe_err(err, MOE_ERR_ARG, "distributed: %d experts cannot be sharded evenly over "
                        "--expert-parallel %d ranks (E %% EP = %d)", mc->moe.n_experts, ep, mc->moe.n_experts % ep);
-    /* shard the experts: rank = dp * EP + expert group */
+    /* shard the experts: rank = dp * EP + expert group; the model holds
+       that group's weights since its creation */
+    const int E = mc->moe.n_experts, er = comm->rank % ep, dp = comm->rank / ep;
+    if (has_moe && (t->e_lo != er * (E / ep) || t->e_hi != (er + 1) * (E / ep)))
+        return moe_err(err, MOE_ERR_ARG, "distributed: rank %d holds experts %d..%d, but runs experts %d..%d of "
+                       "--expert-parallel %d: create or resume the trainer with moe_train_config.dist set to the "
+                       "job, so that each rank allocates its own experts", comm->rank, t->e_lo, t->e_hi - 1,
+                       er * (E / ep), (er + 1) * (E / ep) - 1, ep);
     for (int l = 0; l < mc->n_layers && st == MOE_OK; l++) {
         moe_layer *L = moe_model_moe_layer(t->model, l);
         if (L) st = layer_set_dist(L, comm, ep, err);
     }
     if (st != MOE_OK) return st;
-    const int er = comm->rank % ep, dp = comm->rank / ep, E = mc->moe.n_experts;
     if (t->ep_comm.release) return moe_err(err, MOE_ERR_ARG, "distributed: the trainer is attached already");
     st = comm->split(comm, dp, er, &t->ep_comm, err);
     if (st == MOE_OK) st = comm->split(comm, er, dp, &t->dp_comm, err);
@@ -115,32 +136,35 @@ moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int ep, moe_error *e
     /* the optimizer updates the replicated tensors and this rank's experts */
     const int n = moe_model_n_tensors(t->model);
     t->per_expert = calloc((size_t)n, sizeof(int64_t));
-    int64_t *lo = calloc((size_t)n, sizeof(int64_t)), *hi = calloc((size_t)n, sizeof(int64_t));
     int *sh = calloc((size_t)n, sizeof(int));
-    if (!t->per_expert || !lo || !hi || !sh) st = moe_err(err, MOE_ERR_NOMEM, "distributed: out of memory");
-    t->e_lo = er * (E / ep);
-    t->e_hi = (er + 1) * (E / ep);
+    if (!t->per_expert || !sh) st = moe_err(err, MOE_ERR_NOMEM, "distributed: out of memory");
     for (int i = 0; i < n && st == MOE_OK; i++) {
         moe_tensor tn;
         moe_model_tensor(t->model, i, &tn, NULL);
-        lo[i] = 0;
-        hi[i] = tn.n;
         for (int l = 0; l < mc->n_layers; l++) {
             moe_layer *L = moe_model_moe_layer(t->model, l);
             if (!L) continue;
             moe_layer_weights g = moe_layer_grads(L);
             if (tn.grad == g.gate || tn.grad == g.up || tn.grad == g.down) {
                 t->per_expert[i] = tn.n / E;
-                lo[i] = t->e_lo * t->per_expert[i];
-                hi[i] = t->e_hi * t->per_expert[i];
                 sh[i] = 1;
             }
         }
     }
-    if (st == MOE_OK) st = adamw_set_shard(t->opt, lo, hi, sh, &t->ep_comm, err);
-    free(lo);
-    free(hi);
+    if (st == MOE_OK) st = adamw_set_shard(t->opt, sh, &t->ep_comm, err);
     free(sh);
+    /* when each gradient is final in the backward (for the overlap) */
+    t->grad_group = calloc((size_t)n, sizeof(int));
+    t->reqs = calloc((size_t)n, sizeof(moe_comm_req));
+    if (st == MOE_OK && (!t->grad_group || !t->reqs)) st = moe_err(err, MOE_ERR_NOMEM, "distributed: out of memory");
+    for (int i = 0; i < n && st == MOE_OK; i++) {
+        moe_tensor tn;
+        moe_model_tensor(t->model, i, &tn, NULL);
+        int l = 0;
+        if (sscanf(tn.name, "blk.%d.", &l) == 1) t->grad_group[i] = l;
+        else if (!strcmp(tn.name, "token_embd.weight")) t->grad_group[i] = mc->n_layers + 1; /* tied too */
+        else t->grad_group[i] = mc->n_layers; /* output_norm, output */
+    }
     if (st != MOE_OK) return st;
     t->comm = comm;
     t->expert_parallel = ep;
@@ -157,47 +181,103 @@ moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err) {
     return MOE_OK;
 }
 
+/* Starts (overlap) or runs (blocking) the sum over the ranks of tensor
+ * i's gradient: a replicated tensor's over all ranks, an expert shard's over
+ * the data-parallel replicas holding it (none when there is one). */
+static moe_status reduce_grad(moe_trainer *t, int i, int start, moe_error *err) {
+    moe_tensor tn;
+    moe_model_tensor(t->model, i, &tn, NULL);
+    moe_comm *c = t->per_expert[i] ? &t->dp_comm : t->comm;
+    if (c->size == 1) return MOE_OK;
+    if (!start) return c->allreduce_f32(c, tn.grad, (size_t)tn.held_n, err);
+    /* the step's requests, in start order (finished by sync_grads) */
+    return c->iallreduce_f32(c, tn.grad, (size_t)tn.held_n, &t->reqs[t->n_reqs++], err);
+}
+
+/* model.h's grads_ready: the gradients of group l are final, their sums start. */
+static moe_status grads_ready(void *user, int l, moe_error *err) {
+    moe_trainer *t = user;
+    const int n = moe_model_n_tensors(t->model);
+    for (int i = 0; i < n; i++)
+        if (t->grad_group[i] == l) {
+            moe_status st = reduce_grad(t, i, 1, err);
+            if (st != MOE_OK) return st;
+        }
+    return MOE_OK;
+}
+
+void trainer_dist_before_backward(moe_trainer *t, int last) {
+    t->overlapping = last && t->comm->overlap;
+    t->n_reqs = 0;
+    model_set_grads_ready(t->model, t->overlapping ? grads_ready : NULL, t);
+}
+
 moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err) {
     moe_model *m = t->model;
     const int n = moe_model_n_tensors(m);
-    for (int i = 0; i < n; i++) {
+    moe_status st = MOE_OK;
+    if (t->overlapping) {
+        /* the embedding's sum (its gradient is final only now), then wait
+           for every sum the backward started (a request needs no
+           communicator to be waited on: the job's counts the time) */
+        st = grads_ready(t, moe_model_get_config(m)->n_layers + 1, err);
+        if (st == MOE_OK) st = t->comm->waitall(t->comm, t->reqs, t->n_reqs, err);
+        model_set_grads_ready(m, NULL, NULL);
+        t->overlapping = 0;
+        t->n_reqs = 0;
+        return st;
+    }
+    for (int i = 0; i < n && st == MOE_OK; i++) st = reduce_grad(t, i, 0, err);
+    return st;
+}
+
+moe_status trainer_dist_gather(moe_trainer *t, float ***whole, moe_error *err) {
+    moe_model *m = t->model;
+    const int n = moe_model_n_tensors(m);
+    *whole = NULL;
+    if (t->expert_parallel == 1 || t->dp_comm.rank != 0) return MOE_OK; /* nothing in parts, or another replica */
+    float **w = NULL;
+    int ok = 1;
+    if (t->comm->rank == 0) {
+        /* every buffer first, so that out of memory is known before any
+           rank enters a gather (and told to them: no hang) */
+        w = calloc((size_t)(3 * n), sizeof(float *));
+        for (int i = 0; w && i < n && ok; i++) {
+            moe_tensor tn;
+            moe_model_tensor(m, i, &tn, NULL);
+            for (int b = 0; b < 3 && tn.held_n != tn.n && ok; b++)
+                ok = (w[b * n + i] = moe_big_zalloc(sizeof(float) * (size_t)tn.n)) != NULL;
+        }
+        ok = ok && w;
+    }
+    moe_status st = t->ep_comm.bcast(&t->ep_comm, &ok, sizeof ok, 0, err);
+    if (st == MOE_OK && !ok)
+        st = moe_err(err, MOE_ERR_NOMEM, "checkpoint: rank 0 has no memory for the whole experts (%s)",
+                     "parameters and moments, gathered to be written");
+    for (int i = 0; i < n && st == MOE_OK; i++) {
         moe_tensor tn;
         moe_model_tensor(m, i, &tn, NULL);
-        moe_status st = MOE_OK;
-        if (t->per_expert[i]) {
-            /* an expert's gradient stays with its owners: summed over the
-               replicas' shares of its rows when there are several */
-            if (t->dp_comm.size > 1)
-                st = t->dp_comm.allreduce_f32(&t->dp_comm, tn.grad + t->e_lo * t->per_expert[i],
-                                              (size_t)((t->e_hi - t->e_lo) * t->per_expert[i]), err);
-        } else {
-            st = t->comm->allreduce_f32(t->comm, tn.grad, (size_t)tn.n, err);
-        }
-        if (st != MOE_OK) return st;
+        if (tn.held_n == tn.n) continue;
+        const float *part[3] = {tn.data, moe_adamw_moment(t->opt, i, 0), moe_adamw_moment(t->opt, i, 1)};
+        /* the expert groups' parts in rank order of ep_comm (= expert order) */
+        for (int b = 0; b < 3 && st == MOE_OK; b++)
+            st = t->ep_comm.gather(&t->ep_comm, w ? w[b * n + i] : NULL, part[b], sizeof(float) * (size_t)tn.held_n,
+                                   0, err);
     }
+    if (st != MOE_OK) { trainer_dist_whole_free(t, w); return st; }
+    *whole = w;
     return MOE_OK;
 }
 
-moe_status trainer_dist_gather(moe_trainer *t, moe_error *err) {
-    moe_model *m = t->model;
-    const int n = moe_model_n_tensors(m), ep = t->expert_parallel;
-    const int64_t ne = t->e_hi - t->e_lo;
-    for (int i = 0; i < n; i++) {
-        if (!t->per_expert[i] || ep == 1) continue;
-        moe_tensor tn;
-        moe_model_tensor(m, i, &tn, NULL);
-        float *bufs[3] = {tn.data, moe_adamw_moment(t->opt, i, 0), moe_adamw_moment(t->opt, i, 1)};
-        const size_t span = (size_t)(ne * t->per_expert[i]);
-        for (int b = 0; b < 3; b++)
-            for (int g = 0; g < ep; g++) {
-                moe_status st = t->ep_comm.bcast(&t->ep_comm, bufs[b] + (size_t)g * span, sizeof(float) * span, g, err);
-                if (st != MOE_OK) return st;
-            }
-    }
-    return MOE_OK;
+void trainer_dist_whole_free(moe_trainer *t, float **whole) {
+    if (!whole) return;
+    for (int i = 0; i < 3 * moe_model_n_tensors(t->model); i++) free(whole[i]);
+    free(whole);
 }
 
 void trainer_dist_free(moe_trainer *t) {
+    free(t->grad_group);
+    free(t->reqs);
     if (t->ep_comm.release) t->ep_comm.release(&t->ep_comm);
     if (t->dp_comm.release) t->dp_comm.release(&t->dp_comm);
     free(t->per_expert);
