@@ -882,11 +882,12 @@ MOE_API void moe_dist_set_overlap(moe_dist *d, int on);
  * program whose rank failed alone while the others wait; the library
  * itself never calls it. */
 MOE_API void moe_dist_abort(moe_dist *d, int code);
-/* Makes t (created or resumed on every rank from the same options) one
- * rank of d before its first step: checks that every rank runs the same
- * build, configuration, data and step (a mismatch is one error, on every
- * rank, naming the rank and what differs), that batch % ranks == 0 and
- * n_experts % expert_parallel == 0, and shards the MoE layers. Each rank
+/* Makes t (created or resumed on every rank from the same options, with
+ * moe_train_config.dist = d, so that it holds only this rank's experts)
+ * one rank of d before its first step: checks that every rank runs the
+ * same build, configuration, data and step (a mismatch is one error, on
+ * every rank, naming the rank and what differs), that batch % ranks == 0
+ * and n_experts % expert_parallel == 0, and shards the MoE layers. Each rank
  * then runs batch / ranks sequences of the global batch; checkpoints are
  * written by rank 0 alone, in the one-process format, so a run resumes at
  * any rank count. d must outlive t's use. */

@@ -153,17 +153,28 @@ moe_status trainer_set_comm(moe_trainer *t, moe_comm *comm, int ep, moe_error *e
     }
     if (st == MOE_OK) st = adamw_set_shard(t->opt, sh, &t->ep_comm, err);
     free(sh);
-    /* when each gradient is final in the backward (for the overlap) */
-    t->grad_group = calloc((size_t)n, sizeof(int));
+    /* the all-reduces of the gradients: tensors of one block (when the
+       backward finishes them, for the overlap) and one communicator whose
+       gradients are contiguous (the model's and each layer's buffers) go
+       in one call */
+    t->spans = calloc((size_t)n, sizeof *t->spans);
     t->reqs = calloc((size_t)n, sizeof(moe_comm_req));
-    if (st == MOE_OK && (!t->grad_group || !t->reqs)) st = moe_err(err, MOE_ERR_NOMEM, "distributed: out of memory");
+    if (st == MOE_OK && (!t->spans || !t->reqs)) st = moe_err(err, MOE_ERR_NOMEM, "distributed: out of memory");
     for (int i = 0; i < n && st == MOE_OK; i++) {
         moe_tensor tn;
         moe_model_tensor(t->model, i, &tn, NULL);
-        int l = 0;
-        if (sscanf(tn.name, "blk.%d.", &l) == 1) t->grad_group[i] = l;
-        else if (!strcmp(tn.name, "token_embd.weight")) t->grad_group[i] = mc->n_layers + 1; /* tied too */
-        else t->grad_group[i] = mc->n_layers; /* output_norm, output */
+        const int ex = t->per_expert[i] != 0;
+        if ((ex ? t->dp_comm.size : P) == 1) continue; /* nothing to sum */
+        int l = 0, grp;
+        if (sscanf(tn.name, "blk.%d.", &l) == 1) grp = l;
+        else if (!strcmp(tn.name, "token_embd.weight")) grp = mc->n_layers + 1; /* tied too */
+        else grp = mc->n_layers; /* output_norm, output */
+        struct grad_span *last = t->n_spans ? &t->spans[t->n_spans - 1] : NULL;
+        if (last && last->group == grp && last->experts == ex && last->g + last->n == tn.grad) {
+            last->n += (size_t)tn.held_n;
+        } else {
+            t->spans[t->n_spans++] = (struct grad_span){tn.grad, (size_t)tn.held_n, grp, ex};
+        }
     }
     if (st != MOE_OK) return st;
     t->comm = comm;
@@ -181,26 +192,23 @@ moe_status trainer_dist_loss(moe_trainer *t, float *loss, moe_error *err) {
     return MOE_OK;
 }
 
-/* Starts (overlap) or runs (blocking) the sum over the ranks of tensor
- * i's gradient: a replicated tensor's over all ranks, an expert shard's over
- * the data-parallel replicas holding it (none when there is one). */
-static moe_status reduce_grad(moe_trainer *t, int i, int start, moe_error *err) {
-    moe_tensor tn;
-    moe_model_tensor(t->model, i, &tn, NULL);
-    moe_comm *c = t->per_expert[i] ? &t->dp_comm : t->comm;
-    if (c->size == 1) return MOE_OK;
-    if (!start) return c->allreduce_f32(c, tn.grad, (size_t)tn.held_n, err);
+/* Starts (overlap) or runs (blocking) the sum over the ranks of span i's
+ * gradients: replicated tensors' over all ranks, expert shards' over the
+ * data-parallel replicas holding them. */
+static moe_status reduce_span(moe_trainer *t, int i, int start, moe_error *err) {
+    const struct grad_span *sp = &t->spans[i];
+    moe_comm *c = sp->experts ? &t->dp_comm : t->comm;
+    if (!start) return c->allreduce_f32(c, sp->g, sp->n, err);
     /* the step's requests, in start order (finished by sync_grads) */
-    return c->iallreduce_f32(c, tn.grad, (size_t)tn.held_n, &t->reqs[t->n_reqs++], err);
+    return c->iallreduce_f32(c, sp->g, sp->n, &t->reqs[t->n_reqs++], err);
 }
 
 /* model.h's grads_ready: the gradients of group l are final, their sums start. */
 static moe_status grads_ready(void *user, int l, moe_error *err) {
     moe_trainer *t = user;
-    const int n = moe_model_n_tensors(t->model);
-    for (int i = 0; i < n; i++)
-        if (t->grad_group[i] == l) {
-            moe_status st = reduce_grad(t, i, 1, err);
+    for (int i = 0; i < t->n_spans; i++)
+        if (t->spans[i].group == l) {
+            moe_status st = reduce_span(t, i, 1, err);
             if (st != MOE_OK) return st;
         }
     return MOE_OK;
@@ -214,7 +222,6 @@ void trainer_dist_before_backward(moe_trainer *t, int last) {
 
 moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err) {
     moe_model *m = t->model;
-    const int n = moe_model_n_tensors(m);
     moe_status st = MOE_OK;
     if (t->overlapping) {
         /* the embedding's sum (its gradient is final only now), then wait
@@ -227,7 +234,7 @@ moe_status trainer_dist_sync_grads(moe_trainer *t, moe_error *err) {
         t->n_reqs = 0;
         return st;
     }
-    for (int i = 0; i < n && st == MOE_OK; i++) st = reduce_grad(t, i, 0, err);
+    for (int i = 0; i < t->n_spans && st == MOE_OK; i++) st = reduce_span(t, i, 0, err);
     return st;
 }
 
@@ -276,7 +283,7 @@ void trainer_dist_whole_free(moe_trainer *t, float **whole) {
 }
 
 void trainer_dist_free(moe_trainer *t) {
-    free(t->grad_group);
+    free(t->spans);
     free(t->reqs);
     if (t->ep_comm.release) t->ep_comm.release(&t->ep_comm);
     if (t->dp_comm.release) t->dp_comm.release(&t->dp_comm);

@@ -38,10 +38,18 @@ struct moe_trainer {
     int e_lo, e_hi;         /* the experts whose weights, gradients and moments
                                this process holds (trainer_shard): all in one
                                process, a rank's own in an expert-parallel run */
-    int *grad_group;        /* [n_tensors] when the backward finishes its gradient:
-                               block l, n_layers (the head), n_layers + 1 (after
-                               the backward: the embedding) */
-    moe_comm_req *reqs;     /* [n_tensors] all-reduces in flight (overlap) */
+    struct grad_span {      /* gradients summed by one all-reduce: tensors of
+                               one group, contiguous in memory, one communicator */
+        float *g;           /* [n] */
+        size_t n;
+        int group;          /* when the backward finishes them: block l,
+                               n_layers (the head), n_layers + 1 (after the
+                               backward: the embedding) */
+        int experts;        /* 1: expert shards (summed over dp_comm), 0:
+                               replicated (over comm) */
+    } *spans;               /* [n_spans], in the tensor table's order */
+    int n_spans;
+    moe_comm_req *reqs;     /* [n_spans] all-reduces in flight (overlap) */
     int n_reqs;
     int overlapping;        /* this backward starts each block's all-reduce */
     src_map srcmap;         /* the source of each token, in tokens' order (src_routing.h) */
