@@ -208,9 +208,9 @@ moe_status model_file_add(gguf_writer *w, moe_model *m, const bpe_tokenizer *tok
         if (!for_state && strstr(t.name, "ffn_gate_inp_noise")) continue;
         const float *data = whole && whole[i] ? whole[i] : t.data;
         if (data == t.data && t.held_n != t.n)
-            return moe_err(err, MOE_ERR_ARG, "saving %s: this process holds elements %lld.. (%lld) of its %lld (a "
-                           "rank of an expert-parallel run saves through moe_trainer_save)", t.name,
-                           (long long)t.held_lo, (long long)t.held_n, (long long)t.n);
+            return moe_err(err, MOE_ERR_ARG, "saving %s: this process holds %lld of its %lld elements, from %lld on (a rank "
+                           "of an expert-parallel run: moe_trainer_save of the attached trainer gathers the whole)", t.name,
+                           (long long)t.held_n, (long long)t.n, (long long)t.held_lo);
         int64_t ne[3];
         for (int j = 0; j < t.n_dims; j++) ne[j] = t.shape[t.n_dims - 1 - j];
         TRY(gguf_writer_add_tensor(w, t.name, GGUF_T_F32, (uint32_t)t.n_dims, ne, data,
