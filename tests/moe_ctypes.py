@@ -212,7 +212,8 @@ class ModelCounts(Structure):
 
 class Tensor(Structure):
     """moe_tensor: name at 0, n_dims at 64, shape at 72, n at 96, data at 104,
-    grad at 112, decay at 120; sizeof 128 on x86-64."""
+    grad at 112, decay at 120, held_lo at 128, held_n at 136; sizeof 144 on
+    x86-64. A model of one process holds every element (held_n == n)."""
     _fields_ = [
         ("name", c_char * 64),
         ("n_dims", c_int),
@@ -221,6 +222,8 @@ class Tensor(Structure):
         ("data", POINTER(c_float)),
         ("grad", POINTER(c_float)),
         ("decay", c_int),
+        ("held_lo", c_int64),
+        ("held_n", c_int64),
     ]
 
 
@@ -265,7 +268,8 @@ LAYOUTS = {
     LayerConfig: (160, {"seed": 64, "dead_window": 156}),
     ModelConfig: (224, {"n_dense_first": 48, "moe": 56, "max_batch": 216, "n_threads": 220}),
     ModelCounts: (40, {"fwd_flops": 24}),
-    Tensor: (128, {"n_dims": 64, "shape": 72, "n": 96, "data": 104, "grad": 112, "decay": 120}),
+    Tensor: (144, {"n_dims": 64, "shape": 72, "n": 96, "data": 104, "grad": 112, "decay": 120, "held_lo": 128,
+                   "held_n": 136}),
     ModelLosses: (20, {"n_targets": 16}),
     AdamWConfig: (20, {"grad_clip": 16}),
     InferOptions: (20, {"max_batch": 12, "n_seq": 16}),
