@@ -361,6 +361,8 @@ static void usage(FILE *f) {
                "  On resume only --steps, --eval-every, --eval-batches, --save-every and threads may change.\n"
                "  --expert-parallel EP  one rank of an MPI job (mpirun -np P, P = EP x DP): experts sharded\n"
                "                    over EP ranks, batch split over all P (docs/SCALING.md)\n"
+               "  --overlap         with --expert-parallel: start each block's gradient all-reduce during\n"
+               "                    the backward (measured no faster on one machine: docs/SCALING.md)\n"
                "  --until STEP      stop after this step and save (resume later with --resume)\n"
                "options (defaults are the demo's run; --seed -1 picks a random seed and prints it):\n");
     train_opts_usage(f);
@@ -374,6 +376,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     if (!data) return 1;
     int ep = 0; /* --expert-parallel: a distributed run (mpirun) */
     int until = 0; /* --until STEP: stop and save there */
+    int overlap = 0; /* --overlap: gradient all-reduce during the backward */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
         if (cli_int_opt("--expert-parallel", argc, argv, &i, &ep, &bad)) {
@@ -409,6 +412,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
         if (cli_str_opt("--data", NULL, argc, argv, &i, &v, &bad)) { if (v) data[n_data++] = v; }
         else if (cli_str_opt("--out", NULL, argc, argv, &i, &out, &bad)) {}
         else if (!strcmp(argv[i], "--quiet")) quiet = 1;
+        else if (!strcmp(argv[i], "--overlap")) overlap = 1;
         else if (cli_int_opt("--report-every", argc, argv, &i, &report_every, &bad)) {
             if (!bad && report_every < 0) { fprintf(stderr, "moe: --report-every must be >= 0\n"); bad = 1; }
         }
@@ -432,6 +436,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
         rank = moe_dist_rank(dist);
         if (rank) quiet = 1;
         c.dist = dist; /* each rank allocates only its own experts */
+        moe_dist_set_overlap(dist, overlap);
     }
     if (resume) {
         if (n_data && rank == 0) fprintf(stderr, "moe: --data is ignored on --resume (the run's token cache is used)\n");

@@ -873,10 +873,12 @@ MOE_API int moe_dist_expert_parallel(const moe_dist *d);
 MOE_API uint64_t moe_dist_bytes_moved(const moe_dist *d);
 MOE_API double moe_dist_comm_seconds(const moe_dist *d);
 MOE_API moe_status moe_dist_barrier(moe_dist *d, moe_error *err);
-/* 1 (the default): a trainer of d starts the all-reduce of each block's
- * gradients as soon as that block's backward is done, and waits for them
- * before the optimizer step (the results are those of 0 up to the order
- * of fp32 sums); 0: every all-reduce after the backward (for benchmarks). */
+/* 1: a trainer of d starts the all-reduce of each block's gradients as
+ * soon as that block's backward is done, and waits for them before the
+ * optimizer step (the results are those of 0 up to the order of fp32
+ * sums); 0 (the default): every all-reduce after the backward. 1 can hide
+ * transfer time on a network; on one machine it measured no faster
+ * (docs/SCALING.md). */
 MOE_API void moe_dist_set_overlap(moe_dist *d, int on);
 /* Ends every rank of the job with exit code `code` (MPI_Abort): for a
  * program whose rank failed alone while the others wait; the library

@@ -58,9 +58,10 @@ struct moe_comm {
                               (of the communicator it was split from, when parent) */
     double seconds;        /* wall time spent inside collectives, likewise */
     moe_comm *parent;      /* the communicator split made this one from, or NULL */
-    int overlap;           /* 1 (default): a trainer starts the all-reduce of each
-                              block's gradients as soon as its backward is done
-                              (trainer_dist.c); 0: all after the backward */
+    int overlap;           /* 1: a trainer starts the all-reduce of each block's
+                              gradients as soon as its backward is done
+                              (trainer_dist.c); 0 (default): all after the
+                              backward */
 };
 
 /* The counters a collective adds to: the root communicator's. */
@@ -137,7 +138,6 @@ static inline void comm_self(moe_comm *c) {
     c->barrier = comm_self_barrier;
     c->split = comm_self_split;
     c->release = comm_self_release;
-    c->overlap = 1;
 }
 
 #endif
