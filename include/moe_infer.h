@@ -405,6 +405,17 @@ MOE_API void moe_quantize_options_default(moe_quantize_options *o); /* q8_0 */
 MOE_API moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *o,
                                 moe_quantize_result *res, moe_error *err);
 
+/* ------------------------------------------------------------ kernels */
+
+/* The best of `iters` timings (seconds, in *best_s) of one quantized product
+ * y[M, N] = x[M, K] w^T with w of `type` ("q4_K", "q8_0", ... any case):
+ * the kernels the engine's projections run, at the row counts a batch step
+ * gives them (`moe bench qmatmul`). Random data; n_threads <= 0: the OpenMP
+ * default. Errors: an unknown type, a K its block size does not divide,
+ * sizes < 1, out of memory. */
+MOE_API moe_status moe_bench_qmatmul(const char *type, int M, int N, int K, int n_threads, int iters,
+                                     double *best_s, moe_error *err);
+
 /* ------------------------------------------------------------- server */
 
 /* The core of `moe serve` (docs/SERVE.md), without HTTP: one model, a batch

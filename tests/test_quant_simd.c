@@ -186,7 +186,7 @@ static void test_rows(int level) {
 static void test_gemm(int level) {
     const quant_kernels *ref = quant_kernels_of(QUANT_LEVEL_SCALAR);
     const quant_kernels *kt = quant_kernels_of(level);
-    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33};
+    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 33};
     static const int Ns[] = {1, 15, 16, 17, 37};
     tu_rng r = {2000 + (uint64_t)level};
     for (int ti = -1; ti < N_TYPES; ti++) {
@@ -211,7 +211,7 @@ static void test_gemm(int level) {
                 fill_acts(&r, at, a, K * 33);
             }
             for (int m = 0; m < 33 && side; m++) quant_act_side_q8_0(a + m * ar, K, side + m * sr);
-            for (int mi = 0; mi < 11 && !bad; mi++)
+            for (int mi = 0; mi < 18 && !bad; mi++)
                 for (int ni = 0; ni < 5 && !bad; ni++) {
                     const int M = Ms[mi], N = Ns[ni];
                     const int64_t ldy = N + 3;

@@ -63,12 +63,91 @@ AI __m512 half_lanes(__m512i v, int hi) {
 
 AI __m512i bc(const uint8_t *p) { return _mm512_set1_epi32(rd_i32(p)); }
 
+/* The rows of a panel without gathers (a 16-lane gather costs ~15 cycles on
+ * some cores, and a panel's unpacking is paid once for all its activation
+ * rows: at the 2-8 rows of an expert in a batch step it was most of the
+ * product). rows[j] = the address of the panel's row j (the last real row
+ * repeated past nc: those lanes are computed and never stored). */
+AI void panel_rows(const uint8_t **rows, const uint8_t *wp, size_t w_stride, int nc) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NP; j++) rows[j] = wp + (size_t)(j < nc ? j : nc - 1) * w_stride;
+}
+
+/* In place: r[q] lane j = (before) r[j] lane q, a 16 x 16 dword transpose
+ * (64 shuffles). */
+AI void transpose16(__m512i *r) {
+    __m512i t[16], u[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4i + s] chunk c: dword 4c + s of rows 4i..4i+3 */
+#pragma GCC unroll 16
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    /* dword 4c + s of all rows: chunk c of u[s], u[4 + s], u[8 + s], u[12 + s] */
+#pragma GCC unroll 16
+    for (int s = 0; s < 4; s++) {
+        const __m512i ab01 = _mm512_shuffle_i32x4(u[s], u[4 + s], 0x44);
+        const __m512i cd01 = _mm512_shuffle_i32x4(u[8 + s], u[12 + s], 0x44);
+        const __m512i ab23 = _mm512_shuffle_i32x4(u[s], u[4 + s], 0xee);
+        const __m512i cd23 = _mm512_shuffle_i32x4(u[8 + s], u[12 + s], 0xee);
+        r[s] = _mm512_shuffle_i32x4(ab01, cd01, 0x88);
+        r[4 + s] = _mm512_shuffle_i32x4(ab01, cd01, 0xdd);
+        r[8 + s] = _mm512_shuffle_i32x4(ab23, cd23, 0x88);
+        r[12 + s] = _mm512_shuffle_i32x4(ab23, cd23, 0xdd);
+    }
+}
+
+/* v[q] lane j = dword q of the 64 bytes at rows[j] + off (q < 16). */
+AI void load_t16(__m512i *v, const uint8_t *const *rows, size_t off) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NP; j++) v[j] = _mm512_loadu_si512(rows[j] + off);
+    transpose16(v);
+}
+
+/* v[q] lane j = dword q of the 32 bytes at rows[j] + off (q < 8): rows j and
+ * j + 8 share a vector, then an 8 x 8 transpose in each half. */
+AI void load_t8(__m512i *v, const uint8_t *const *rows, size_t off) {
+    __m512i r[8], t[8], u[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        r[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const void *)(rows[j] + off))),
+                                  _mm256_loadu_si256((const void *)(rows[j + 8] + off)), 1);
+#pragma GCC unroll 8
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4i + s] chunk c: dword 4 (c & 1) + s of rows 4i..4i+3 (+ 8 if c >= 2) */
+#pragma GCC unroll 8
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 8
+    for (int s = 0; s < 4; s++) {
+        v[s] = _mm512_permutex2var_epi64(u[s], lo, u[4 + s]);
+        v[4 + s] = _mm512_permutex2var_epi64(u[s], hi, u[4 + s]);
+    }
+}
+
 /* The driver shared by the types: panels of NP rows, the K range cut in
  * chunks of KC blocks whose unpacked panel (VEC vectors per block) stays in
  * L1/L2, activation rows MR at a time; the running sums live in y between
- * chunks (stored and reloaded unchanged). PACK(pk, wb, idx, mask) unpacks
- * one block of the panel; TILE(mr, pk, nblk, rows, b0, side rows, acc) runs
- * mr rows over nblk blocks. */
+ * chunks (stored and reloaded unchanged). PACK(pk, wb, idx, mask, prow,
+ * off) unpacks one block of the panel: lane j's block at wb + j w_stride
+ * (gathers: idx, mask) = prow[j] + off (loads); TILE(mr, pk, nblk, rows, b0,
+ * side rows, acc) runs mr rows over nblk blocks. */
 #define GEMM_DRIVER(PACK, TILE, WBYTES, VEC, KC, QKB)                                   \
     do {                                                                                \
         const int64_t nb = n / (QKB);                                                   \
@@ -80,8 +159,11 @@ AI __m512i bc(const uint8_t *p) { return _mm512_set1_epi32(rd_i32(p)); }
             const uint8_t *wp = w + (size_t)j0 * w_stride;                              \
             for (int64_t b0 = 0; b0 < nb; b0 += (KC)) {                                 \
                 const int nblk = nb - b0 < (KC) ? (int)(nb - b0) : (KC);                \
+                const uint8_t *prow[NP];                                                \
+                panel_rows(prow, wp, w_stride, nc);                                     \
                 for (int b = 0; b < nblk; b++)                                          \
-                    PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k);      \
+                    PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k,       \
+                         prow, (size_t)(b0 + b) * (WBYTES));                            \
                 for (int64_t m0 = 0; m0 < M; m0 += MR) {                                \
                     const int mr = M - m0 < MR ? (int)(M - m0) : MR;                    \
                     __m512 acc[MR];                                                     \

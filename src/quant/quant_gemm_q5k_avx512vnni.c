@@ -12,7 +12,10 @@
 
 /* ---------------------------------------------------------- Q5_K panels */
 
-AI void pack_q5_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
+AI void pack_q5_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
+                 const uint8_t *const *prow, size_t off) {
+    (void)prow;
+    (void)off;
     const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
 #pragma GCC unroll 16
     for (int t = 0; t < 8; t++) {
