@@ -73,6 +73,17 @@ AI void panel_rows(const uint8_t **rows, const uint8_t *wp, size_t w_stride, int
     for (int j = 0; j < NP; j++) rows[j] = wp + (size_t)(j < nc ? j : nc - 1) * w_stride;
 }
 
+/* The same block of the next panel's rows, fetched while this one is
+ * computed: a panel's 16 rows are 16 streams, more than the hardware
+ * prefetchers follow, and from memory (a model larger than the caches)
+ * the products waited on every line. Addresses past the matrix are only
+ * prefetched, never read. */
+AI void prefetch_next(const uint8_t *const *rows, size_t off, int bytes) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NP; j++)
+        for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)rows[j] + off + o, _MM_HINT_T0);
+}
+
 /* In place: r[q] lane j = (before) r[j] lane q, a 16 x 16 dword transpose
  * (64 shuffles). */
 AI void transpose16(__m512i *r) {
@@ -161,9 +172,11 @@ AI void load_t8(__m512i *v, const uint8_t *const *rows, size_t off) {
                 const int nblk = nb - b0 < (KC) ? (int)(nb - b0) : (KC);                \
                 const uint8_t *prow[NP];                                                \
                 panel_rows(prow, wp, w_stride, nc);                                     \
-                for (int b = 0; b < nblk; b++)                                          \
+                for (int b = 0; b < nblk; b++) {                                        \
                     PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k,       \
                          prow, (size_t)(b0 + b) * (WBYTES));                            \
+                    prefetch_next(prow, NP * w_stride + (size_t)(b0 + b) * (WBYTES), (WBYTES)); \
+                }                                                                       \
                 for (int64_t m0 = 0; m0 < M; m0 += MR) {                                \
                     const int mr = M - m0 < MR ? (int)(M - m0) : MR;                    \
                     __m512 acc[MR];                                                     \
@@ -239,9 +252,32 @@ AI void k_isums(const int mr, const __m512i *p, const int G, const int T, const 
 #define K4_VEC 82 /* 64 kquads, 8 scales, 8 (min, min) pairs, d, dmin */
 #define K4_KC 4
 
-/* Scales and mins of a Q4_K/Q5_K panel block into pk[64..81]. */
-AI void pack_k4_scales(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
-    const __m512i u0 = gat(idx, k, wb + 4), u1 = gat(idx, k, wb + 8), u2 = gat(idx, k, wb + 12);
+/* v[q] lane j = dword q of the 16 bytes at rows[j] + off (q < 4): vector i
+ * holds rows i, 4 + i, 8 + i, 12 + i, then a 4 x 4 transpose in each
+ * 128-bit chunk. */
+AI void load_t4(__m512i *v, const uint8_t *const *rows, size_t off) {
+    __m512i r[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_castsi128_si512(_mm_loadu_si128((const void *)(rows[i] + off)));
+        r[i] = _mm512_inserti32x4(r[i], _mm_loadu_si128((const void *)(rows[4 + i] + off)), 1);
+        r[i] = _mm512_inserti32x4(r[i], _mm_loadu_si128((const void *)(rows[8 + i] + off)), 2);
+        r[i] = _mm512_inserti32x4(r[i], _mm_loadu_si128((const void *)(rows[12 + i] + off)), 3);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(r[2], r[3]), t3 = _mm512_unpackhi_epi32(r[2], r[3]);
+    v[0] = _mm512_unpacklo_epi64(t0, t2);
+    v[1] = _mm512_unpackhi_epi64(t0, t2);
+    v[2] = _mm512_unpacklo_epi64(t1, t3);
+    v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* Scales and mins of a Q4_K/Q5_K panel block into pk[64..81] (the block's
+ * first 16 bytes: d, dmin, 12 bytes of 6-bit scales and mins). */
+AI void pack_k4_scales(__m512i *pk, const uint8_t *const *prow, size_t off) {
+    __m512i h[4];
+    load_t4(h, prow, off);
+    const __m512i u0 = h[1], u1 = h[2], u2 = h[3];
     const __m512i lo6 = _mm512_set1_epi32(0x3f3f3f3f), lo4 = _mm512_set1_epi32(0x0f0f0f0f);
     const __m512i lo2 = _mm512_set1_epi32(0x03030303), ff = _mm512_set1_epi32(0xff);
     const __m512i sc03 = _mm512_and_si512(u0, lo6), mn03 = _mm512_and_si512(u1, lo6);
@@ -257,7 +293,7 @@ AI void pack_k4_scales(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k)
         const __m512i mv = _mm512_and_si512(_mm512_srli_epi32(m, sh), ff);
         pk[72 + g] = _mm512_or_si512(mv, _mm512_slli_epi32(mv, 16));
     }
-    const __m512i dd = gat(idx, k, wb);
+    const __m512i dd = h[0];
     pk[80] = _mm512_castps_si512(half_lanes(dd, 0));
     pk[81] = _mm512_castps_si512(half_lanes(dd, 1));
 }

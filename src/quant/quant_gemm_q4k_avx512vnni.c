@@ -14,6 +14,9 @@
 
 AI void pack_q4_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
                  const uint8_t *const *prow, size_t off) {
+    (void)wb;
+    (void)idx;
+    (void)k;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
@@ -26,7 +29,7 @@ AI void pack_q4_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
             pk[16 * c + 8 + t] = _mm512_and_si512(_mm512_srli_epi32(v[q], 4), m4); /* 2c + 1 */
         }
     }
-    pack_k4_scales(pk, wb, idx, k);
+    pack_k4_scales(pk, prow, off);
 }
 
 void quant_vnni_gemm_q4_K(float *y, int64_t ldy, const uint8_t *w, size_t w_stride,
