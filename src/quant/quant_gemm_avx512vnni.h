@@ -73,15 +73,17 @@ AI void panel_rows(const uint8_t **rows, const uint8_t *wp, size_t w_stride, int
     for (int j = 0; j < NP; j++) rows[j] = wp + (size_t)(j < nc ? j : nc - 1) * w_stride;
 }
 
-/* The same block of the next panel's rows, fetched while this one is
- * computed: a panel's 16 rows are 16 streams, more than the hardware
- * prefetchers follow, and from memory (a model larger than the caches)
- * the products waited on every line. Addresses past the matrix are only
- * prefetched, never read. */
-AI void prefetch_next(const uint8_t *const *rows, size_t off, int bytes) {
-#pragma GCC unroll 16
-    for (int j = 0; j < NP; j++)
-        for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)rows[j] + off + o, _MM_HINT_T0);
+/* The panel PF_PANELS ahead (NP w_stride contiguous bytes) is fetched into
+ * L2 while this one is computed, part i of nparts with block i: a panel's
+ * 16 rows are 16 streams, more than the hardware prefetchers follow, and
+ * from memory (a model larger than the caches) the products waited on
+ * every line (`moe bench qmatmul --n 32768`, 4 rows: 5.5 ms without, 4.5 ms
+ * with, 3.5 ms for the same work in cache). */
+#define PF_PANELS 2
+AI void prefetch_part(const uint8_t *p, size_t bytes, int64_t i, int64_t nparts) {
+    const size_t part = (bytes + (size_t)nparts - 1) / (size_t)nparts;
+    for (size_t o = part * (size_t)i; o < part * (size_t)(i + 1); o += 64)
+        _mm_prefetch((const char *)p + o, _MM_HINT_T1);
 }
 
 /* In place: r[q] lane j = (before) r[j] lane q, a 16 x 16 dword transpose
@@ -175,7 +177,8 @@ AI void load_t8(__m512i *v, const uint8_t *const *rows, size_t off) {
                 for (int b = 0; b < nblk; b++) {                                        \
                     PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k,       \
                          prow, (size_t)(b0 + b) * (WBYTES));                            \
-                    prefetch_next(prow, NP * w_stride + (size_t)(b0 + b) * (WBYTES), (WBYTES)); \
+                    if (j0 + PF_PANELS * NP < ncols)                                    \
+                        prefetch_part(wp + PF_PANELS * NP * w_stride, NP * w_stride, b0 + b, nb); \
                 }                                                                       \
                 for (int64_t m0 = 0; m0 < M; m0 += MR) {                                \
                     const int mr = M - m0 < MR ? (int)(M - m0) : MR;                    \
