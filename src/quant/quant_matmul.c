@@ -39,12 +39,13 @@ size_t quant_matmul_work_size(quant_type type, int64_t M, int64_t K) {
 }
 
 /* From this many activation rows on, a level's multi-row kernel (which
- * unpacks each weight block once per panel of 16 rows) beats one dot per
- * output: 2 for the types whose panels are unpacked by loads and
- * transposes (AVX-512 Q8_0, Q4_K: 2 rows cost 1.8x one row in Q8_0, 1.75x
- * in Q4_K, against 2x; `moe bench qmatmul`), 3 for the others (gathers). */
+ * unpacks each weight block once per panel of 16 (AVX2: 8) rows) beats one
+ * dot per output: 2 for the types whose panels are unpacked by loads and
+ * transposes (AVX-512 Q8_0 and Q4_K: 2 rows cost 1.3x and 1.8x one row;
+ * AVX2 Q4_K: 1.5x; `moe bench qmatmul`), 3 for the others (gathers). */
 static int64_t gemm_min_rows(int level, quant_type t) {
-    return level == QUANT_LEVEL_AVX512 && (t == QUANT_Q8_0 || t == QUANT_Q4_K) ? 2 : 3;
+    if (t == QUANT_Q4_K && level >= QUANT_LEVEL_AVX2) return 2;
+    return level == QUANT_LEVEL_AVX512 && t == QUANT_Q8_0 ? 2 : 3;
 }
 
 /* Products of a batch whose bookkeeping lives on the stack. */
