@@ -294,6 +294,17 @@ AI void load_t4(__m256i *v, const uint8_t *const *rows, size_t off) {
     v[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
+/* The panel PF_PANELS ahead (NP w_stride contiguous bytes) is fetched into
+ * L2 while this one is computed, part i of nparts with block i: a panel's
+ * rows are more streams than the hardware prefetchers follow (as in
+ * quant_gemm_avx512vnni.h). */
+#define PF_PANELS 4
+AI void prefetch_part(const uint8_t *p, size_t bytes, int64_t i, int64_t nparts) {
+    const size_t part = (bytes + (size_t)nparts - 1) / (size_t)nparts;
+    for (size_t o = part * (size_t)i; o < part * (size_t)(i + 1); o += 64)
+        _mm_prefetch((const char *)p + o, _MM_HINT_T1);
+}
+
 #define GEMM_DRIVER(PACK, TILE, WBYTES, VEC, KC, QKB)                                   \
     do {                                                                                \
         const int64_t nb = n / (QKB);                                                   \
@@ -309,9 +320,12 @@ AI void load_t4(__m256i *v, const uint8_t *const *rows, size_t off) {
             panel_rows(prow, wp, w_stride, nc);                                         \
             for (int64_t b0 = 0; b0 < nb; b0 += (KC)) {                                 \
                 const int nblk = nb - b0 < (KC) ? (int)(nb - b0) : (KC);                \
-                for (int b = 0; b < nblk; b++)                                          \
+                for (int b = 0; b < nblk; b++) {                                        \
                     PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k,       \
                          prow, (size_t)(b0 + b) * (WBYTES));                            \
+                    if (j0 + PF_PANELS * NP < ncols)                                    \
+                        prefetch_part(wp + PF_PANELS * NP * w_stride, NP * w_stride, b0 + b, nb); \
+                }                                                                       \
                 for (int64_t m0 = 0; m0 < M; m0 += MR) {                                \
                     const int mr = M - m0 < MR ? (int)(M - m0) : MR;                    \
                     __m256 acc[MR];                                                     \
