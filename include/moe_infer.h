@@ -199,13 +199,24 @@ MOE_API moe_status moe_infer_seq_set_top_k(moe_infer *m, int seq, int k, moe_err
  * last token's only). Errors: pos + n > ctx_len, a token id out of range. */
 MOE_API moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos,
                                   float *logits, int all_logits, moe_error *err);
-/* Empties the KV cache and the expert statistics. */
+/* Empties the KV cache, the expert statistics and the times. */
 MOE_API void moe_infer_reset(moe_infer *m);
 MOE_API moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err);
 
 /* Tokens routed to each expert since the last reset: counts[l * E + e]
  * for MoE layer l (dense layers give zeros). */
 MOE_API const int64_t *moe_infer_expert_counts(const moe_infer *m);
+
+/* Where the evaluations' time went since the last reset (for benchmarks:
+ * `moe bench serve` prints the split of a batch step). Wall-clock seconds. */
+typedef struct moe_infer_times {
+    double eval_s;      /* inside moe_infer_eval / moe_infer_batch_eval */
+    double expert_mm_s; /* of which the routed experts' quantized products */
+    double other_mm_s;  /* the other quantized products: attention q k v o, routers,
+                           shared experts, dense FFNs, the output head */
+    int64_t n_evals;    /* forward passes (chunks of max_batch rows) */
+} moe_infer_times;
+MOE_API void moe_infer_get_times(const moe_infer *m, moe_infer_times *out);
 
 /* The routing the engine decides, as it decides it: called once per MoE
  * layer per chunk of evaluated tokens (moe_infer_eval cuts its tokens into

@@ -66,6 +66,13 @@ void moe_infer_reset(moe_infer *m) {
     for (int s = 0; s < m->n_seq; s++) m->seq_len[s] = 0;
     const arch_hparams *hp = &m->am->hp;
     memset(m->counts, 0, sizeof(int64_t) * ((size_t)hp->n_layers * hp->n_experts + 1));
+    memset(&m->times, 0, sizeof m->times);
+}
+
+void moe_infer_get_times(const moe_infer *m, moe_infer_times *out) {
+    if (!out) return;
+    if (m) *out = m->times;
+    else memset(out, 0, sizeof *out);
 }
 
 static void set_active(moe_infer *m) {
