@@ -130,6 +130,11 @@ typedef struct moe_infer_info {
     int64_t bytes_active;   /* bytes of weights read per generated token */
     char runs_in[160];      /* which tools run the file: "moe, llama.cpp (arch
                                llama)", or "moe only (hash routing, ...)" */
+    int one_seq_per_step;   /* 1: the routing chooses over a whole evaluated
+                               chunk (expert choice at inference), so a token's
+                               output depends on the others of its step:
+                               moe_infer_batch_eval takes one sequence per step
+                               and `moe serve` runs one sequence at a time */
 } moe_infer_info;
 
 MOE_API void moe_infer_options_default(moe_infer_options *o);

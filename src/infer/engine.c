@@ -301,6 +301,7 @@ static moe_status ctx_checked(moe_infer *m, const moe_infer_options *o, moe_erro
     gguf_get_str(g, "general.architecture", &s, NULL, NULL);
     snprintf(in->arch, sizeof in->arch, "%s", s ? s : "");
     arch_runs_in(m->am, in->runs_in, sizeof in->runs_in);
+    in->one_seq_per_step = hp->select == ARCH_SEL_EC;
     s = NULL;
     /* free text from the file, printed by `moe inspect` and `moe run`: its
      * control characters escaped */
