@@ -210,7 +210,9 @@ static int bench_qmatmul(int argc, char **argv, int nt) {
             return 1;
         }
         if (M == 1) t1 = t;
-        printf("%4d %10.1f %10.2f %10.2f %10.1f\n", M, 1e6 * t, 1e6 * t / M, t1 > 0 ? t / t1 : 0,
+        char ratio[32] = "-";
+        if (t1 > 0) snprintf(ratio, sizeof ratio, "%.2f", t / t1);
+        printf("%4d %10.1f %10.2f %10s %10.1f\n", M, 1e6 * t, 1e6 * t / M, ratio,
                (double)M * N * K / t * 1e-9);
         fflush(stdout);
     }

@@ -46,11 +46,11 @@ static int type_of(const char *name) {
 moe_status moe_bench_qmatmul(const char *type, int M, int N, int K, int n_threads, int iters,
                              double *best_s, moe_error *err) {
     const int t = type ? type_of(type) : -1;
-    if (t < 0) return moe_err(err, MOE_ERR_ARG, "bench qmatmul: unknown type '%s'", type ? type : "(null)");
+    if (t < 0) return moe_err(err, MOE_ERR_ARG, "moe_bench_qmatmul: unknown type '%s'", type ? type : "(null)");
     if (M < 1 || N < 1 || K < 1 || iters < 1 || !best_s)
-        return moe_err(err, MOE_ERR_ARG, "bench qmatmul: M %d, N %d, K %d, iters %d (expected >= 1)",
+        return moe_err(err, MOE_ERR_ARG, "moe_bench_qmatmul: M %d, N %d, K %d, iters %d (expected >= 1)",
                        M, N, K, iters);
-    moe_status st = quant_check_row((quant_type)t, K, "bench qmatmul: K", err);
+    moe_status st = quant_check_row((quant_type)t, K, "moe_bench_qmatmul: K", err);
     if (st != MOE_OK) return st;
     const size_t row = quant_row_size((quant_type)t, K);
     float *wf = rand_floats((size_t)K, 1), *x = rand_floats((size_t)M * K, 2);
@@ -59,7 +59,7 @@ moe_status moe_bench_qmatmul(const char *type, int M, int N, int K, int n_thread
     const size_t ws = quant_matmul_work_size((quant_type)t, M, K);
     void *work = malloc(ws ? ws : 1);
     if (!wf || !x || !y || !w || !work) {
-        st = moe_err(err, MOE_ERR_NOMEM, "bench qmatmul: out of memory for %d x %d", N, K);
+        st = moe_err(err, MOE_ERR_NOMEM, "moe_bench_qmatmul: out of memory for %d x %d", N, K);
         goto done;
     }
     for (int n = 0; n < N && st == MOE_OK; n++) {
