@@ -10,8 +10,10 @@
  * Not for: a file built without the Makefile's *_avx512vnni.c flags.
  *
  * Design: the weight rows are cut in panels of 16 (one per int32 lane); a
- * panel's blocks are unpacked (gathers) into [4-weight group][16 lanes][4
- * bytes] vectors of unsigned quants plus per-lane scales, a few blocks at a
+ * panel's blocks are unpacked (Q8_0, Q4_K, Q5_K scales: loads and
+ * in-register dword transposes; the other types: gathers) into [4-weight
+ * group][16 lanes][4 bytes] vectors of unsigned quants plus per-lane
+ * scales, a few blocks at a
  * time so that they stay in L1/L2; then MR = 8 activation rows at a time run
  * over them: vpdpbusd of the lane's 4 quants with the row's 4 activations
  * (an embedded broadcast) into that row's accumulator. Lane j of row m's
