@@ -423,6 +423,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     moe_status st;
     moe_dist *dist = NULL;
     int rank = 0;
+    const int user_quiet = quiet;
     if (ep) {
         if (moe_dist_init(&dist, ep, &err) != MOE_OK) {
             fprintf(stderr, "moe: %s\n", err.msg);
@@ -507,6 +508,9 @@ int cmd_train(int argc, char **argv, int n_threads) {
     int rc = train_run(t, &o);
     if (rc == 0 && !quiet) printf("saved %s/model.gguf and %s/state.gguf at step %lld\n", out, out,
                                   (long long)moe_trainer_steps_done(t));
+    if (dist && !user_quiet) /* every rank: what went over the network */
+        printf("communication: rank %d received %llu bytes by collectives, %.2f s in them\n", rank,
+               (unsigned long long)moe_dist_bytes_moved(dist), moe_dist_comm_seconds(dist));
     /* a rank that failed alone would leave the others in a collective */
     if (rc && dist) moe_dist_abort(dist, rc);
     moe_trainer_free(t);
