@@ -863,6 +863,10 @@ MOE_API int moe_dist_expert_parallel(const moe_dist *d);
 MOE_API uint64_t moe_dist_bytes_moved(const moe_dist *d);
 MOE_API double moe_dist_comm_seconds(const moe_dist *d);
 MOE_API moe_status moe_dist_barrier(moe_dist *d, moe_error *err);
+/* *value = the largest of every rank's *value (collective): how the ranks
+ * agree, e.g. that a signal reached one of them and all stop after the
+ * same step. NULL d: *value unchanged. */
+MOE_API moe_status moe_dist_max(moe_dist *d, int *value, moe_error *err);
 /* Ends every rank of the job with exit code `code` (MPI_Abort): for a
  * program whose rank failed alone while the others wait; the library
  * itself never calls it. */
