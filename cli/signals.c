@@ -24,7 +24,7 @@ static volatile sig_atomic_t g_sig;   /* the first signal received */
 static volatile sig_atomic_t g_count; /* signals received */
 static volatile sig_atomic_t g_soft;  /* 1: the command stops by itself */
 static volatile sig_atomic_t g_rank = -1; /* this process's rank in an MPI job, or -1 */
-static const char *volatile g_what = "start"; /* what it does now: "step", ... */
+static const char *volatile g_what = "start-up, before step"; /* what it does now: "step", ... */
 static volatile long long g_step;     /* of this step */
 
 /* Appends s to b[*n] (async-signal-safe). */
@@ -45,7 +45,8 @@ static void say_rank(int sig) {
     size_t n = 0;
     put_s(b, sizeof b, &n, "moe: rank ");
     put_i(b, sizeof b, &n, g_rank);
-    put_s(b, sizeof b, &n, sig == SIGINT ? ": SIGINT in " : sig == SIGTERM ? ": SIGTERM in " : ": a signal in ");
+    put_s(b, sizeof b, &n, sig == SIGINT ? ": SIGINT " : sig == SIGTERM ? ": SIGTERM " : ": a signal ");
+    if (g_what[0] != 'a') put_s(b, sizeof b, &n, "in ");
     put_s(b, sizeof b, &n, g_what);
     put_s(b, sizeof b, &n, " ");
     put_i(b, sizeof b, &n, g_step);

@@ -177,7 +177,7 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
         }
         stop = agree_stop(o, &rc);
         if (rc) break;
-        cli_signals_where("the end of step", s.step);
+        cli_signals_where("after step", s.step);
         tok += s.tokens;
         tok_time += s.seconds;
         loss_ema = loss_ema < 0 ? s.loss : 0.9f * loss_ema + 0.1f * s.loss;
@@ -553,6 +553,15 @@ int cmd_train(int argc, char **argv, int n_threads) {
                (unsigned long long)moe_dist_bytes_moved(dist), moe_dist_comm_seconds(dist));
     /* a rank that failed alone would leave the others in a collective */
     if (rc && rc < 128 && dist) moe_dist_abort(dist, rc);
+    if (rc >= 128 && dist) {
+        /* stopped by mpirun's signal, after the checkpoint: mpirun is ending
+           the job, and MPI_Finalize would wait for its daemons until the
+           SIGKILL; leave now (every rank passed train_run's barrier) */
+        moe_trainer_free(t);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
+    }
     moe_trainer_free(t);
     moe_dist_free(dist);
     return rc;
