@@ -230,13 +230,13 @@ def interrupt_checks(d):
     """SIGINT to mpirun mid-run: it sends SIGTERM to every rank (then SIGKILL
     after --mca odls_base_sigkill_timeout seconds, default 1). The ranks
     agree to stop after the same step; rank 0 saves; all leave together.
-      dist/interrupt/save       with a 10 s grace: every rank gone within
+      dist/interrupt/save       with a 5 s grace: every rank gone within
                                 30 s, mpirun non-zero, the checkpoint a
                                 new one at the announced step, which resumes
       dist/interrupt/default    Open MPI's 1 s grace: gone within 30 s; the
                                 checkpoint either byte-identical to before or
                                 a new one that resumes"""
-    for label, grace in (("save", ["--mca", "odls_base_sigkill_timeout", "10"]), ("default", [])):
+    for label, grace in (("save", ["--mca", "odls_base_sigkill_timeout", "5"]), ("default", [])):
         name = "%s/interrupt/%s" % (NAME, label)
         before = {f: sha(os.path.join(d, f)) for f in ("model.gguf", "state.gguf")}
         step0 = checkpoint_step(d)
