@@ -46,6 +46,8 @@ typedef struct train_run_opts {
     const char *run_dir;      /* the run's folder (for the report) */
     const char *report_path;  /* HTML report written here (NULL: none) */
     int64_t report_every;     /* steps between report refreshes (0: at the end only) */
+    moe_dist *dist;           /* one rank of this MPI job, or NULL: a signal to
+                                 any rank stops every rank after the same step */
 } train_run_opts;
 /* Returns 0, 1 (failed), or 128 + the signal when interrupted (after
  * saving a checkpoint). */
@@ -114,6 +116,11 @@ void cli_signals_install(void);
 void cli_signals_soft(int on);
 int cli_signal(void);
 int cli_signal_exit(void);
+/* One rank of an MPI job: a signal prints at once which rank got it, in
+ * what ("step", "validation after step", ...) and which step (set by
+ * cli_signals_where; what must be a string literal). */
+void cli_signals_rank(int rank);
+void cli_signals_where(const char *what, int64_t step);
 
 /* opts.c: option helpers shared by the commands. Each matches argv[*i]
  * against name (and alt, may be NULL); 1 if matched, then *i is past the

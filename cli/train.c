@@ -111,6 +111,28 @@ static int save(moe_trainer *t, const char *dir, int64_t *last_saved) {
     return 0;
 }
 
+/* "rank R: " of a distributed run's messages. */
+static const char *rank_tag(moe_dist *d) {
+    static char b[32];
+    snprintf(b, sizeof b, "rank %d: ", moe_dist_rank(d));
+    return b;
+}
+
+/* The signal to stop at (0: go on): this process's, or in an MPI job the
+ * largest any rank received, so that every rank stops after the same step
+ * and joins the same checkpoint (collective: every rank calls it once
+ * before the first step and once after each). Sets *rc on a failure. */
+static int agree_stop(const train_run_opts *o, int *rc) {
+    int sig = cli_signal();
+    if (!o->dist) return sig;
+    moe_error err;
+    if (moe_dist_max(o->dist, &sig, &err) != MOE_OK) {
+        fprintf(stderr, "moe: %s%s\n", rank_tag(o->dist), err.msg);
+        *rc = 1;
+    }
+    return sig;
+}
+
 int train_run(moe_trainer *t, const train_run_opts *o) {
     const moe_train_config *c = moe_trainer_config(t);
     moe_model *m = moe_trainer_model(t);
@@ -141,14 +163,21 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
             metrics_ok = put_line(metrics, hl, hn);
         }
     }
+    int stop = agree_stop(o, &rc); /* a signal: every rank stops after the same step */
     while (moe_trainer_steps_done(t) < c->steps && (o->until <= 0 || moe_trainer_steps_done(t) < o->until)) {
-        if (cli_signal()) break;
+        if (!o->dist) stop = cli_signal(); /* one process: whenever it came */
+        if (stop || rc) break;
         moe_train_step_info s;
+        cli_signals_where("step", moe_trainer_steps_done(t) + 1);
         if (moe_trainer_step(t, &s, &err) != MOE_OK) {
-            fprintf(stderr, "%smoe: training failed: %s\n", tty ? "\n" : "", err.msg);
+            fprintf(stderr, "%smoe: %straining failed: %s\n", tty ? "\n" : "", o->dist ? rank_tag(o->dist) : "",
+                    err.msg);
             rc = 1;
             break;
         }
+        stop = agree_stop(o, &rc);
+        if (rc) break;
+        cli_signals_where("after step", s.step);
         tok += s.tokens;
         tok_time += s.seconds;
         loss_ema = loss_ema < 0 ? s.loss : 0.9f * loss_ema + 0.1f * s.loss;
@@ -174,7 +203,8 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
                    (long long)s.step, (long long)c->steps, s.loss, s.aux, s.z, s.lr, s.grad_norm, tok / tok_time);
             fflush(stdout);
         }
-        if (do_eval && !cli_signal()) {
+        if (do_eval && !stop) {
+            cli_signals_where("validation after step", s.step);
             /* routing statistics of this training step, before validation
                runs other batches through the layers */
             if (metrics && metrics_ok && (mf = open_memstream(&line, &len))) {
@@ -208,7 +238,8 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
                 fflush(stdout);
             }
         }
-        if (c->save_every > 0 && s.step % c->save_every == 0 && !last && !cli_signal()) {
+        if (c->save_every > 0 && s.step % c->save_every == 0 && !last && !stop) {
+            cli_signals_where("the checkpoint of step", s.step);
             if (!save(t, o->dir, &last_saved)) { rc = 1; break; }
         }
         if (o->report_path && metrics && (last || (o->report_every > 0 && s.step % o->report_every == 0))) {
@@ -230,18 +261,26 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
     }
     if (tty) fprintf(stderr, "\r\033[K");
     if (metrics) fclose(metrics);
+    if (!o->dist) stop = cli_signal();
     const int64_t done = moe_trainer_steps_done(t);
-    if ((rc == 0 || cli_signal()) && done > last_saved) {
+    /* stop: the signal every rank agreed on (one process: its own) */
+    const char *how = stop == SIGINT ? "interrupted" : "terminated";
+    const int quiet_rank = o->dist && moe_dist_rank(o->dist) != 0;
+    if ((rc == 0 || stop) && done > last_saved) {
+        cli_signals_where("the checkpoint of step", done);
         if (!save(t, o->dir, &last_saved)) rc = 1;
-        else if (cli_signal())
-            fprintf(stderr, "moe: %s at step %lld: checkpoint saved; continue with: moe train --resume %s\n",
-                    cli_signal() == 2 ? "interrupted" : "terminated", (long long)done, o->dir ? o->dir : "DIR");
-    } else if (cli_signal() && last_saved >= 0) {
-        fprintf(stderr, "moe: %s at step %lld (the checkpoint of that step is saved)\n",
-                cli_signal() == 2 ? "interrupted" : "terminated", (long long)last_saved);
+        else if (stop && !quiet_rank)
+            fprintf(stderr, "moe: %s at step %lld: checkpoint saved; continue with: moe train --resume %s\n", how,
+                    (long long)done, o->dir ? o->dir : "DIR");
+    } else if (stop && last_saved >= 0 && !quiet_rank) {
+        fprintf(stderr, "moe: %s at step %lld (the checkpoint of that step is saved)\n", how,
+                (long long)last_saved);
     }
+    /* no rank leaves (mpirun ends the others when one exits non-zero)
+       before rank 0 has written the checkpoint */
+    if (o->dist && stop && rc == 0 && moe_dist_barrier(o->dist, &err) != MOE_OK) rc = 1;
     cli_signals_soft(0);
-    if (cli_signal()) return cli_signal_exit();
+    if (stop && rc == 0) return 128 + stop;
     return rc;
 }
 
@@ -427,6 +466,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     moe_status st;
     moe_dist *dist = NULL;
     int rank = 0;
+    const int user_quiet = quiet;
     if (ep) {
         if (moe_dist_init(&dist, ep, &err) != MOE_OK) {
             fprintf(stderr, "moe: %s\n", err.msg);
@@ -507,14 +547,18 @@ int cmd_train(int argc, char **argv, int n_threads) {
     }
     char report[4096];
     snprintf(report, sizeof report, "%s/report.html", out);
-    train_run_opts o = {.quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1, .log_every = 0,
-                        .has_checkpoint = resume != NULL, .dir = out, .until = until, .run_dir = out,
+    if (dist) cli_signals_rank(rank);
+    train_run_opts o = {.dist = dist, .quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1,
+                        .log_every = 0, .has_checkpoint = resume != NULL, .dir = out, .until = until, .run_dir = out,
                         .report_path = report_every >= 0 && !rank ? report : NULL, .report_every = report_every};
     int rc = train_run(t, &o);
     if (rc == 0 && !quiet) printf("saved %s/model.gguf and %s/state.gguf at step %lld\n", out, out,
                                   (long long)moe_trainer_steps_done(t));
+    if (dist && !user_quiet) /* every rank: what went over the network */
+        printf("communication: rank %d received %llu bytes by collectives, %.2f s in them\n", rank,
+               (unsigned long long)moe_dist_bytes_moved(dist), moe_dist_comm_seconds(dist));
     /* a rank that failed alone would leave the others in a collective */
-    if (rc && dist) moe_dist_abort(dist, rc);
+    if (rc && rc < 128 && dist) moe_dist_abort(dist, rc);
     if (dist) {
         /* what each rank holds (its experts' share of the stacked tensors) */
         moe_model *m = moe_trainer_model(t);
@@ -529,6 +573,15 @@ int cmd_train(int argc, char **argv, int n_threads) {
                 "the model's %.2fM parameters (with their gradients and moments)\n", rank, moe_dist_size(dist),
                 cli_status_kb("VmRSS") / 1024.0, cli_status_kb("RssAnon") / 1024.0, cli_status_kb("VmHWM") / 1024.0,
                 held / 1e6, all / 1e6);
+    }
+    if (rc >= 128 && dist) {
+        /* stopped by mpirun's signal, after the checkpoint: mpirun is ending
+           the job, and MPI_Finalize would wait for its daemons until the
+           SIGKILL; leave now (every rank passed train_run's barrier) */
+        moe_trainer_free(t);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
     }
     moe_trainer_free(t);
     moe_dist_free(dist);

@@ -880,6 +880,10 @@ MOE_API moe_status moe_dist_barrier(moe_dist *d, moe_error *err);
  * transfer time on a network; on one machine it measured no faster
  * (docs/SCALING.md). */
 MOE_API void moe_dist_set_overlap(moe_dist *d, int on);
+/* *value = the largest of every rank's *value (collective): how the ranks
+ * agree, e.g. that a signal reached one of them and all stop after the
+ * same step. NULL d: *value unchanged. */
+MOE_API moe_status moe_dist_max(moe_dist *d, int *value, moe_error *err);
 /* Ends every rank of the job with exit code `code` (MPI_Abort): for a
  * program whose rank failed alone while the others wait; the library
  * itself never calls it. */

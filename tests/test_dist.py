@@ -26,8 +26,13 @@ Also:
                       non-zero with one message naming the rank and field
   dist/shard-check    E % EP != 0 is a clear error on every rank
   dist/kill           a rank killed with SIGKILL mid-step: mpirun exits
-                      non-zero within 30 s naming the failed rank; the
-                      checkpoint files are byte-identical to before
+                      non-zero within 30 s naming the failed rank, rank 0
+                      names the step it was in; the checkpoint files are
+                      byte-identical to before
+  dist/interrupt/*    SIGINT to mpirun mid-run: every rank gone within
+                      30 s, a new checkpoint that resumes (with a 30 s
+                      SIGKILL grace) or, with Open MPI's 1 s, that or
+                      the previous one byte-identical (interrupt_checks)
   dist/infer/ARCH/Pp  `moe run --expert-parallel P` (P = 2, 4) of moe synth's
                       mixtral, qwen2moe and deepseek models: the prompt's
                       last logits within 1e-5 relative of one process's,
@@ -49,6 +54,7 @@ import ctypes
 import glob
 import hashlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -259,6 +265,69 @@ def train_resident_checks(tmp):
                     "rank below %.1f (%.1f MB less)" % (p, anon[p], anon[1][0], anon[1][0] - want, want)
     report(name, ok, why, "anonymous resident MB: P=1 %s, P=2 %s, P=4 %s; expert state %.0f MB" % (
         anon.get(1), anon.get(2), anon.get(4), state_mb))
+def checkpoint_step(d):
+    """The step d's checkpoint holds (a resume with nothing left to train says it), or None."""
+    rc, out, err = run([MOE, "--threads", "1", "train", "--resume", d, "--steps", "1"])
+    m = re.search(r"is at step (\d+)", out)
+    return int(m.group(1)) if rc == 0 and m else None
+
+
+def interrupt_checks(d):
+    """SIGINT to mpirun mid-run: it sends SIGTERM to every rank (then SIGKILL
+    after --mca odls_base_sigkill_timeout seconds, default 1). The ranks
+    agree to stop after the same step; rank 0 saves; all leave together.
+      dist/interrupt/save       with a 5 s grace: every rank gone within
+                                30 s, mpirun non-zero, the checkpoint a
+                                new one at the announced step, which resumes
+      dist/interrupt/default    Open MPI's 1 s grace: gone within 30 s; the
+                                checkpoint either byte-identical to before or
+                                a new one that resumes"""
+    for label, grace in (("save", ["--mca", "odls_base_sigkill_timeout", "5"]), ("default", [])):
+        name = "%s/interrupt/%s" % (NAME, label)
+        before = {f: sha(os.path.join(d, f)) for f in ("model.gguf", "state.gguf")}
+        step0 = checkpoint_step(d)
+        cmd = (mpirun(2) + grace + [MOE, "--threads", "1", "train", "--resume", d, "--steps", "1000000",
+                                    "--save-every", "0", "--expert-parallel", "2", "--quiet"])
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+        stepping, t_start = False, time.time()
+        while not stepping and time.time() - t_start < 60 and proc.poll() is None:
+            time.sleep(0.2)  # until rank 0 logs a step of this run: inside the steps
+            with open(os.path.join(d, "metrics.jsonl")) as f:
+                stepping = any('"step":%d,"loss"' % (step0 + 1) in l for l in f) if step0 else False
+        if not stepping:
+            proc.kill()
+            proc.communicate()
+            report(name, False, "the resumed run (from step %s) logged no step in 60 s" % step0)
+            continue
+        proc.send_signal(signal.SIGINT)
+        t_int = time.time()
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            report(name, False, "mpirun was still running 30 s after SIGINT")
+            continue
+        while time.time() - t_int < 30 and (rank_pid(0, d) or rank_pid(1, d)):
+            time.sleep(0.2)
+        dt = time.time() - t_int
+        gone = not rank_pid(0, d) and not rank_pid(1, d)
+        err = err.decode("utf-8", "replace")
+        after = {f: sha(os.path.join(d, f)) for f in before}
+        step1 = checkpoint_step(d)
+        m = re.search(r"terminated at step (\d+): checkpoint saved", err)
+        if after == before:  # the grace ran out (or no step was done: then it says so)
+            saved = "unchanged (step %s)" % step0
+            ok_ckpt = step1 == step0 and (label == "default" or
+                                          "terminated at step %s (the checkpoint of that step is saved)" % step0 in err)
+            m = m or ok_ckpt
+        else:
+            saved = "new, step %s (was %s)" % (step1, step0)
+            ok_ckpt = step1 is not None and step0 is not None and step1 > step0 and (m is None or
+                                                                                   int(m.group(1)) == step1)
+        ok = proc.returncode != 0 and gone and ok_ckpt and (label == "default" or m is not None)
+        report(name, ok, "rc %d, ranks gone %s, checkpoint %s, stderr: %s" % (proc.returncode, gone, saved, err[-500:]),
+               "mpirun rc %d; mpirun and every rank gone %.1f s after SIGINT; checkpoint %s" % (proc.returncode, dt, saved))
 
 
 def main():
@@ -376,14 +445,18 @@ def main():
                 left = [f for f in os.listdir(d) if f not in ("model.gguf", "state.gguf", "tokens.bin",
                                                               "metrics.jsonl", "sources.txt")]
                 named = "rank 1" in err and ("signal 9" in err or "Killed" in err)
-                report("%s/kill" % NAME, proc.returncode != 0 and named and after == before and not left,
-                       "rc %d, named %s, files %s, left over %s, stderr: %s" %
-                       (proc.returncode, named, "same" if after == before else "CHANGED", left, err[-300:]),
-                       "all ranks ended %.1f s after the SIGKILL, rc %d" % (dt, proc.returncode))
+                # the survivor names the step it was in when mpirun ended it
+                m = re.search(r"moe: rank 0: SIGTERM (?:in|after) [a-z ,-]*step (\d+)", err)
+                report("%s/kill" % NAME, proc.returncode != 0 and named and m and after == before and not left,
+                       "rc %d, dead rank named %s, step named %s, files %s, left over %s, stderr: %s" %
+                       (proc.returncode, named, bool(m), "same" if after == before else "CHANGED", left, err[-400:]),
+                       "all ranks ended %.1f s after the SIGKILL, rc %d; rank 1 named by mpirun, step %s by rank 0" %
+                       (dt, proc.returncode, m.group(1) if m else "?"))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
                 report("%s/kill" % NAME, False, "the job was still running 30 s after a rank was killed")
+        interrupt_checks(d)
         infer_checks(tmp)
         train_resident_checks(tmp)
     finally:

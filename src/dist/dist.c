@@ -60,6 +60,19 @@ void moe_dist_set_overlap(moe_dist *d, int on) {
     if (d) d->world.overlap = on ? 1 : 0;
 }
 
+moe_status moe_dist_max(moe_dist *d, int *value, moe_error *err) {
+    moe_err_clear(err);
+    if (!value) return moe_err(err, MOE_ERR_ARG, "moe_dist_max: value is NULL");
+    if (!d) return MOE_OK;
+    int *all = calloc((size_t)d->world.size, sizeof *all);
+    if (!all) return moe_err(err, MOE_ERR_NOMEM, "moe_dist_max: out of memory");
+    moe_status st = d->world.allgather(&d->world, all, value, sizeof *value, err);
+    for (int r = 0; r < d->world.size && st == MOE_OK; r++)
+        if (all[r] > *value) *value = all[r];
+    free(all);
+    return st;
+}
+
 void moe_dist_abort(moe_dist *d, int code) {
     if (d) dist_comm_abort(&d->world, code);
 }
