@@ -270,7 +270,7 @@ def main():
         page = os.path.join(tmp, "report.html")
         rc, out, err = moe("report", run, dense, "-o", page)
         if check("report", rc == 0 and os.path.exists(page), "moe report: rc %d: %s" % (rc, err[-500:])):
-            want = ["report-title", "tab-config", "fig-loss-steps", "fig-loss-wall", "fig-lr", "fig-grad-norm",
+            want = ["report-title", "tab-config", "fig-loss-steps", "fig-loss-wall", "fig-val-steps", "fig-val-late", "fig-val-wall", "fig-lr", "fig-grad-norm",
                     "fig-aux", "fig-z", "fig-tokens-per-s", "fig-maxviol-r0", "fig-dead-r0", "fig-mi-r0",
                     "tab-mi-r0", "run-0", "run-1"]
             want += ["fig-load-r0-l%d" % l for l in (0, 1)] + ["fig-src-r0-l%d" % l for l in (0, 1)]
