@@ -14,16 +14,18 @@ Per configuration (NAMEs, default: every run in OUT, the study's order):
 - s/step: the median of scripts/study_timing.py (interleaved, apart from
   the runs); wall seconds to dense's final loss = steps x s/step, ratio to
   dense's steps x dense's s/step; tokens/s = tokens per step / s/step;
-- max-violation (mean / max over layers), dropped fraction (mean over
-  layers) and experts per token (assignments / tokens, mean over layers) of
-  the training batch of the last evaluation; dead experts: the most in any
-  layer at any evaluation;
+- max-violation (mean / max over layers): "batch" of the training batch of
+  the last evaluation (2048 tokens, the trainer's routing), "val" of the
+  last validation (16 batches from every source, the routing of
+  evaluation: token choice for expert choice); experts per token
+  (assignments / tokens, mean over layers) of the same training batch;
+  dead experts: the most in any layer of any evaluation's batch;
 - I(domain; expert) in bits, mean over layers: "val" from the trainer's
   per-source routing of the last validation (every source, training-mode
   routing); "held-out" from `moe route --json --window 128` (the engine's
   routing) on each domain's first N bytes of CORPUS/heldout;
 - bits per byte per domain: `moe eval` on the same prefixes (default
-  N = 40000 bytes per domain).
+  N = 40000 bytes per domain). Both are cached in MODEL.study.json.
 Capacity sweep: top2 (dropless) and cap2.0 / cap1.25 / cap1.0 with the
 dropped fraction averaged over all evaluations too.
 """
@@ -36,7 +38,7 @@ import tempfile
 
 MOE = os.environ.get("MOE", "build/moe")
 ORDER = ["dense", "top2", "nobal", "top1", "ec", "sigmoid", "fine_shared", "topp", "cap1.0", "cap1.25", "cap2.0",
-         "e16", "e32", "fine_k8"]
+         "e16", "e32", "fine_k8", "fine64_k8"]
 
 
 def read_metrics(d):
@@ -135,6 +137,24 @@ def bpb(model, files):
     return [out.get(d, float("nan")) for d in doms] + [out.get("all", float("nan"))]
 
 
+def cached(model, key, fn):
+    """fn() once per model file and key: kept in MODEL.study.json next to the
+    model (dropped when the model is newer), so that a second table costs nothing"""
+    path = model + ".study.json"
+    c = {}
+    try:
+        if os.path.getmtime(path) >= os.path.getmtime(model):
+            c = json.load(open(path))
+    except (OSError, ValueError):
+        c = {}
+    if key not in c:
+        c[key] = fn()
+        with open(path + ".tmp", "w") as f:
+            json.dump(c, f)
+        os.replace(path + ".tmp", path)
+    return c[key]
+
+
 def fmt(x, f="%.3f"):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f % x
 
@@ -176,9 +196,9 @@ def main():
         files = prefixes(corpus, nbytes, tmp)
         doms = sorted(files)
         print("| config | params total / active | final val loss | steps to dense final | ratio | s/step | "
-              "wall s to dense final | ratio | max-viol (mean / max) | dead | experts/token | "
-              "I(domain; expert) val / held-out |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "wall s to dense final | ratio | max-viol batch (mean / max) | max-viol val (mean / max) | dead | "
+              "experts/token | I(domain; expert) val / held-out |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in names:
             head, steps, val, route, evr = data[n]
             s = reach(val, target) if target is not None else None
@@ -189,23 +209,26 @@ def main():
             mv = [l["max_violation"] for l in lays]
             ept = [sum(l["load"]) / tok for l in lays]
             dead = max([l["dead_experts"] for r in route for l in r["routing"]["layers"]], default=None)
-            mv_val = None
+            mi_val, mvv = None, []
             if evr:
                 el = evr[-1]["eval_routing"]["layers"]
-                mv_val = sum(l["mi_bits"] for l in el) / len(el) if el else None
+                mi_val = sum(l["mi_bits"] for l in el) / len(el) if el else None
+                mvv = [l["max_violation"] for l in el]
             moe = n != "dense" and lays
             model = os.path.join(out, n, "model.gguf")
-            m_held = routed_mi(model, files) if moe else None
-            print("| %s | %.2f M / %.2f M | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            m_held = cached(model, "mi_%d" % nbytes, lambda: routed_mi(model, files)) if moe else None
+            print("| %s | %.2f M / %.2f M | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 n, head.get("params", 0) / 1e6, head.get("active_params", 0) / 1e6,
                 fmt(val[-1][1] if val else None), fmt(s, "%.0f"), fmt(s / d_step if s and d_step else None, "%.2f"),
                 fmt(sps, "%.3f"), fmt(w, "%.0f"), fmt(w / d_wall if w and d_wall else None, "%.2f"),
                 "%s / %s" % (fmt(sum(mv) / len(mv) if mv else None, "%.2f"), fmt(max(mv) if mv else None, "%.2f"))
+                if moe else "-",
+                "%s / %s" % (fmt(sum(mvv) / len(mvv) if mvv else None, "%.2f"), fmt(max(mvv) if mvv else None, "%.2f"))
                 if moe else "-", fmt(dead, "%d") if moe else "-",
                 fmt(sum(ept) / len(ept) if ept else None, "%.2f") if moe else "-",
-                "%s / %s" % (fmt(mv_val), fmt(m_held)) if moe else "-"))
+                "%s / %s" % (fmt(mi_val), fmt(m_held)) if moe else "-"))
             rows.append((n, head, steps, val, route, sps))
-            rows_bpb.append((n, bpb(model, files)))
+            rows_bpb.append((n, cached(model, "bpb_%d" % nbytes, lambda: bpb(model, files))))
         print()
         print("Bits per byte on the first %d bytes of each domain's held-out file (`moe eval`):\n" % nbytes)
         print("| config | " + " | ".join(doms) + " | all |")
