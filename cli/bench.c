@@ -5,6 +5,7 @@
  * Uses only the public API. */
 #include "cli.h"
 #include "moe.h"
+#include "moe_infer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -177,15 +178,57 @@ static int bench_layer(int argc, char **argv, int nt) {
     return 0;
 }
 
+/* The quantized products the engine runs, at the row counts of batch steps:
+ * y[M, N] = x[M, K] w^T for M = 1, 2, 4, 8, 16 (and --m), the expert shape
+ * of the ~1e9 model by default (an expert of a 16-sequence step gets about
+ * 4 rows). */
+static int bench_qmatmul(int argc, char **argv, int nt) {
+    int N = 1024, K = 2048, iters = 50, bad = 0, M1 = 0;
+    const char *type = "q4_K";
+    for (int i = 0; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: moe bench qmatmul [--type T] [--n N] [--k K] [--m M] [--iters N]\n"
+                   "  y[M,N] = x[M,K] w^T, w quantized to T, for M = 1..17 (or only --m M), best of N;\n"
+                   "  defaults --type %s --n %d --k %d --iters %d (an expert's gate of the bench model)\n",
+                   type, N, K, iters);
+            return 0;
+        }
+        if (cli_int_opt("--m", argc, argv, &i, &M1, &bad) || cli_int_opt("--n", argc, argv, &i, &N, &bad) ||
+            cli_int_opt("--k", argc, argv, &i, &K, &bad) || cli_int_opt("--iters", argc, argv, &i, &iters, &bad)) continue;
+        if (!strcmp(argv[i], "--type") && i + 1 < argc) { type = argv[++i]; continue; }
+        return cli_unknown("bench qmatmul", argv[i]);
+    }
+    if (bad) return 2;
+    printf("qmatmul %s  N=%d K=%d  threads=%d  best of %d\n%4s %10s %10s %10s %10s\n", type, N, K, nt,
+           iters, "M", "us", "us/row", "x M=1", "GMAC/s");
+    double t1 = 0;
+    for (int M = M1 > 0 ? M1 : 1; M <= (M1 > 0 ? M1 : 17); M++) {
+        double t;
+        moe_error err;
+        if (moe_bench_qmatmul(type, M, N, K, nt, iters, &t, &err) != MOE_OK) {
+            fprintf(stderr, "moe bench qmatmul: %s\n", err.msg);
+            return 1;
+        }
+        if (M == 1) t1 = t;
+        char ratio[32] = "-";
+        if (t1 > 0) snprintf(ratio, sizeof ratio, "%.2f", t / t1);
+        printf("%4d %10.1f %10.2f %10s %10.1f\n", M, 1e6 * t, 1e6 * t / M, ratio,
+               (double)M * N * K / t * 1e-9);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv, int n_threads) {
-    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | train | dist | decode | prefill | bandwidth | contention | serve\n"); return 2; }
+    if (argc < 1) { fprintf(stderr, "moe bench: which? layer | gemm | qmatmul | train | dist | decode | prefill | bandwidth | contention | serve\n"); return 2; }
     if (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
-        printf("usage: moe bench layer | gemm | train | dist | decode | prefill | bandwidth | contention | serve [options]\n"
+        printf("usage: moe bench layer | gemm | qmatmul | train | dist | decode | prefill | bandwidth | contention | serve [options]\n"
                "  moe bench NAME --help lists the options of each, with their defaults\n");
         return 0;
     }
     if (!strcmp(argv[0], "layer")) return bench_layer(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "gemm")) return bench_gemm(argc - 1, argv + 1, n_threads);
+    if (!strcmp(argv[0], "qmatmul")) return bench_qmatmul(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "train")) return bench_train(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "dist")) return bench_dist(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "decode")) return bench_decode(argc - 1, argv + 1, n_threads);
@@ -193,7 +236,7 @@ int cmd_bench(int argc, char **argv, int n_threads) {
     if (!strcmp(argv[0], "bandwidth")) return bench_bandwidth(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "contention")) return bench_contention(argc - 1, argv + 1, n_threads);
     if (!strcmp(argv[0], "serve")) return bench_serve(argc - 1, argv + 1, n_threads);
-    fprintf(stderr, "moe bench: unknown benchmark '%s' (layer | gemm | train | dist | decode | prefill | "
+    fprintf(stderr, "moe bench: unknown benchmark '%s' (layer | gemm | qmatmul | train | dist | decode | prefill | "
             "bandwidth | contention | serve)\n", argv[0]);
     return 2;
 }

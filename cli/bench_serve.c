@@ -4,11 +4,13 @@
  * the time of a step (each sequence's latency per token), the distinct
  * experts a step touches per MoE layer and the expert weight bytes it reads
  * (each touched expert's weights once per step, whatever the number of its
- * tokens). A step's time is the median over every step of every run (a
- * loaded machine preempts a process for whole time slices, which would
- * swamp a sum), and each S is measured right after a fresh S = 1 run, the
- * ratios taken against that one (a shared machine's load drifts within
- * minutes). Figures are printed, never asserted.
+ * tokens), and where a step's time goes (moe_infer_get_times: the routed
+ * experts' products, the other products, the rest; ms per step, means over
+ * the steps whose median is given). A step's time is the median over every
+ * step of every run (a loaded machine preempts a process for whole time
+ * slices, which would swamp a sum), and each S is measured right after a
+ * fresh S = 1 run, the ratios taken against that one (a shared machine's
+ * load drifts within minutes). Figures are printed, never asserted.
  *
  * Models: --model FILE or --gen ARCH:TYPE (the ~1e9-weight model of `moe
  * bench decode`, default mixtral:q4_K). Only the public API.
@@ -67,6 +69,7 @@ static double expert_bytes(moe_infer *m) {
 typedef struct serve_row {
     int S;
     double tok_s, ms_step, cpu_ms, experts, mib_step;
+    double ex_ms, oth_ms, rest_ms; /* mean per step: expert products, other products, the rest */
 } serve_row;
 
 /* S sequences: a prompt of P each, then N decode steps of S rows; the
@@ -101,7 +104,8 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
         goto done;
     }
     int n_dt = 0;
-    double touched_all = 0;
+    double touched_all = 0, sum_ex = 0, sum_oth = 0, sum_ev = 0;
+    int n_sum = 0;
     for (int it = 0; it <= iters; it++) {
         moe_infer_reset(m);
         /* prompts: sequence s gets its own P tokens */
@@ -130,6 +134,8 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
                 want[s] = 1;
             }
             if (E > 0) memcpy(c0, moe_infer_expert_counts(m), sizeof(int64_t) * (size_t)L * E);
+            moe_infer_times tm0, tm1;
+            moe_infer_get_times(m, &tm0);
             const double t0 = cli_now(), c0t = cpu_now();
             if (moe_infer_batch_eval(m, tok, seq, pos, want, S, lg, &err) != MOE_OK) {
                 fprintf(stderr, "moe bench serve: %s\n", err.msg);
@@ -138,6 +144,13 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
             if (n_run < 4096) {
                 ct_run[n_run] = cpu_now() - c0t;
                 dt_run[n_run++] = cli_now() - t0;
+            }
+            moe_infer_get_times(m, &tm1);
+            if (it > 0 || iters == 0) {
+                sum_ex += tm1.expert_mm_s - tm0.expert_mm_s;
+                sum_oth += tm1.other_mm_s - tm0.other_mm_s;
+                sum_ev += tm1.eval_s - tm0.eval_s;
+                n_sum++;
             }
             if (E > 0) {
                 const int64_t *c = moe_infer_expert_counts(m);
@@ -162,6 +175,11 @@ static int run_S(moe_infer_model *mdl, int S, int P, int N, int iters, int nt, d
     row->ms_step = 1e3 * med;
     row->experts = L_moe > 0 ? touched_best / N / L_moe : 0;
     row->mib_step = touched_best / N * eb / 1048576.0;
+    if (n_sum > 0) {
+        row->ex_ms = 1e3 * sum_ex / n_sum;
+        row->oth_ms = 1e3 * sum_oth / n_sum;
+        row->rest_ms = 1e3 * (sum_ev - sum_ex - sum_oth) / n_sum;
+    }
     ok = 1;
 done:
     free(tok); free(seq); free(pos); free(want); free(lg); free(c0); free(dts); free(cts);
@@ -224,9 +242,9 @@ int bench_serve(int argc, char **argv, int nt) {
            other / 1048576.0, T);
     printf("serve: prompt %d per sequence, %d decode steps x %d runs, median step; one step = one "
            "batch of S rows (one token per sequence)\n", P, N, iters);
-    printf("%4s %11s %11s %8s %10s %10s %11s %9s %14s %16s %10s\n", "S", "S=1 tok/s", "agg tok/s",
-           "x S=1", "ms/step", "lat x S=1", "cpu ms/step", "cpu x S", "experts/layer",
-           "expert MiB/step", "MiB/token");
+    printf("%4s %11s %11s %8s %10s %10s %11s %9s %14s %16s %10s %10s %10s %10s\n", "S",
+           "S=1 tok/s", "agg tok/s", "x S=1", "ms/step", "lat x S=1", "cpu ms/step", "cpu x S",
+           "experts/layer", "expert MiB/step", "MiB/token", "expert mm", "other mm", "rest");
     moe_infer_close(probe);
     int rc = 0;
     for (int S = 1; S <= max_s; S *= 2) {
@@ -239,10 +257,10 @@ int bench_serve(int argc, char **argv, int nt) {
         if (S == 1) r = base;
         /* cpu x S: the aggregate speed-up the CPU time says (S tokens for
            the CPU time of cpu ms/step, against one token for S=1's) */
-        printf("%4d %11.2f %11.2f %8.2f %10.2f %10.2f %11.2f %9.2f %14.2f %16.1f %10.1f\n", S,
-               base.tok_s, r.tok_s, r.tok_s / base.tok_s, r.ms_step, r.ms_step / base.ms_step,
-               r.cpu_ms, S * base.cpu_ms / r.cpu_ms, r.experts, r.mib_step,
-               (r.mib_step + other / 1048576.0) / S);
+        printf("%4d %11.2f %11.2f %8.2f %10.2f %10.2f %11.2f %9.2f %14.2f %16.1f %10.1f %10.2f %10.2f "
+               "%10.2f\n", S, base.tok_s, r.tok_s, r.tok_s / base.tok_s, r.ms_step,
+               r.ms_step / base.ms_step, r.cpu_ms, S * base.cpu_ms / r.cpu_ms, r.experts,
+               r.mib_step, (r.mib_step + other / 1048576.0) / S, r.ex_ms, r.oth_ms, r.rest_ms);
         fflush(stdout);
     }
     moe_infer_model_close(mdl);

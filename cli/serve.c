@@ -235,6 +235,21 @@ static enum MHD_Result run_request(server *sv, struct MHD_Connection *c,
     return send_body(sv, c, status, "application/json", text);
 }
 
+/* Request headers beyond HEADER_LIMIT bytes are answered 431 in OpenAI's
+ * shape. libmicrohttpd answers headers that overflow a connection's memory
+ * pool with an HTML page of its own (no option replaces it), so its pool
+ * (MHD_POOL) is larger than HEADER_LIMIT: only headers beyond the pool's
+ * read buffer (about half of it) still get that page. */
+#define HEADER_LIMIT (64 * 1024)
+#define MHD_POOL (512 * 1024)
+
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value) {
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **con_cls) {
@@ -252,6 +267,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!cr) return MHD_NO;
         *con_cls = cr;
         __atomic_add_fetch(&sv->active, 1, __ATOMIC_SEQ_CST);
+        size_t hb = strlen(method) + strlen(url) + 12; /* the request line */
+        MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_bytes, &hb);
+        if (hb > HEADER_LIMIT) {
+            char msg[96];
+            set_received(sv, c);
+            snprintf(msg, sizeof msg, "the request headers are larger than the limit of %d bytes",
+                     HEADER_LIMIT);
+            return send_err(sv, c, 431, "request_header_fields_too_large", msg);
+        }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > (unsigned long long)limit * 16) {
             set_received(sv, c); /* far too big: answer now (the body is not read) */
@@ -450,7 +474,7 @@ static struct MHD_Daemon *listen_on(server *sv) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)sv->o.port, NULL, NULL, on_request, sv, MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)sv->o.timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_POOL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)sv->o.max_conn,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, sv,

@@ -130,6 +130,11 @@ typedef struct moe_infer_info {
     int64_t bytes_active;   /* bytes of weights read per generated token */
     char runs_in[160];      /* which tools run the file: "moe, llama.cpp (arch
                                llama)", or "moe only (hash routing, ...)" */
+    int one_seq_per_step;   /* 1: the routing chooses over a whole evaluated
+                               chunk (expert choice at inference), so a token's
+                               output depends on the others of its step:
+                               moe_infer_batch_eval takes one sequence per step
+                               and `moe serve` runs one sequence at a time */
 } moe_infer_info;
 
 MOE_API void moe_infer_options_default(moe_infer_options *o);
@@ -199,13 +204,24 @@ MOE_API moe_status moe_infer_seq_set_top_k(moe_infer *m, int seq, int k, moe_err
  * last token's only). Errors: pos + n > ctx_len, a token id out of range. */
 MOE_API moe_status moe_infer_eval(moe_infer *m, const int32_t *tokens, int n, int pos,
                                   float *logits, int all_logits, moe_error *err);
-/* Empties the KV cache and the expert statistics. */
+/* Empties the KV cache, the expert statistics and the times. */
 MOE_API void moe_infer_reset(moe_infer *m);
 MOE_API moe_status moe_infer_set_top_k(moe_infer *m, int k, moe_error *err);
 
 /* Tokens routed to each expert since the last reset: counts[l * E + e]
  * for MoE layer l (dense layers give zeros). */
 MOE_API const int64_t *moe_infer_expert_counts(const moe_infer *m);
+
+/* Where the evaluations' time went since the last reset (for benchmarks:
+ * `moe bench serve` prints the split of a batch step). Wall-clock seconds. */
+typedef struct moe_infer_times {
+    double eval_s;      /* inside moe_infer_eval / moe_infer_batch_eval */
+    double expert_mm_s; /* of which the routed experts' quantized products */
+    double other_mm_s;  /* the other quantized products: attention q k v o, routers,
+                           shared experts, dense FFNs, the output head */
+    int64_t n_evals;    /* forward passes (chunks of max_batch rows) */
+} moe_infer_times;
+MOE_API void moe_infer_get_times(const moe_infer *m, moe_infer_times *out);
 
 /* The routing the engine decides, as it decides it: called once per MoE
  * layer per chunk of evaluated tokens (moe_infer_eval cuts its tokens into
@@ -404,6 +420,17 @@ MOE_API void moe_quantize_options_default(moe_quantize_options *o); /* q8_0 */
  * tensor), NaN/Inf weights, I/O (the output's folder missing ...). */
 MOE_API moe_status moe_quantize(const char *in_path, const char *out_path, const moe_quantize_options *o,
                                 moe_quantize_result *res, moe_error *err);
+
+/* ------------------------------------------------------------ kernels */
+
+/* The best of `iters` timings (seconds, in *best_s) of one quantized product
+ * y[M, N] = x[M, K] w^T with w of `type` ("q4_K", "q8_0", ... any case):
+ * the kernels the engine's projections run, at the row counts a batch step
+ * gives them (`moe bench qmatmul`). Random data; n_threads <= 0: the OpenMP
+ * default. Errors: an unknown type, a K its block size does not divide,
+ * sizes < 1, out of memory. */
+MOE_API moe_status moe_bench_qmatmul(const char *type, int M, int N, int K, int n_threads, int iters,
+                                     double *best_s, moe_error *err);
 
 /* ------------------------------------------------------------- server */
 

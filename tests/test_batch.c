@@ -202,6 +202,42 @@ static void test_refusals(void) {
     moe_infer_close(b);
 }
 
+/* moe_infer_get_times: the products' times are parts of the evaluation's,
+ * counted per forward pass, and a reset clears them (consistency only, no
+ * speed asserted). */
+static void test_times(void) {
+    const char *tn = "batch_times";
+    char path[512];
+    snprintf(path, sizeof path, "%s/mixtral_q4_K.gguf", tmpdir);
+    moe_error err = {0};
+    moe_infer_options o;
+    moe_infer_options_default(&o);
+    o.ctx_len = 16;
+    o.max_batch = 8;
+    o.n_seq = 4;
+    moe_infer *b = NULL;
+    if (moe_infer_open(&b, path, &o, &err) != MOE_OK) { tu_fail(tn, "open: %s", err.msg); return; }
+    const int32_t t[8] = {1, 2, 3, 4, 5, 6, 7, 8}, s[8] = {0, 0, 1, 1, 2, 2, 3, 3};
+    const int32_t p[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+    moe_infer_times a, z;
+    if (moe_infer_batch_eval(b, t, s, p, NULL, 8, NULL, &err) != MOE_OK) {
+        tu_fail(tn, "eval: %s", err.msg);
+    } else {
+        moe_infer_get_times(b, &a);
+        moe_infer_reset(b);
+        moe_infer_get_times(b, &z);
+        if (a.n_evals != 1 || !(a.eval_s > 0) || !(a.expert_mm_s > 0) || !(a.other_mm_s > 0) ||
+            a.expert_mm_s + a.other_mm_s > a.eval_s)
+            tu_fail(tn, "evals %lld, eval %g s, expert products %g s, other %g s",
+                    (long long)a.n_evals, a.eval_s, a.expert_mm_s, a.other_mm_s);
+        else if (z.n_evals != 0 || z.eval_s != 0 || z.expert_mm_s != 0 || z.other_mm_s != 0)
+            tu_fail(tn, "not cleared by moe_infer_reset");
+        else
+            tu_ok(tn);
+    }
+    moe_infer_close(b);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_batch_XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -216,6 +252,7 @@ int main(void) {
     run_case("mixtral_q4_K", "mixtral", "q4_K");
     run_case("qwen2moe_q8_0", "qwen2moe", "q8_0");
     test_refusals();
+    test_times();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) printf("# could not remove %s\n", tmpdir);

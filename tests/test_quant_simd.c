@@ -186,7 +186,7 @@ static void test_rows(int level) {
 static void test_gemm(int level) {
     const quant_kernels *ref = quant_kernels_of(QUANT_LEVEL_SCALAR);
     const quant_kernels *kt = quant_kernels_of(level);
-    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33};
+    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 33};
     static const int Ns[] = {1, 15, 16, 17, 37};
     tu_rng r = {2000 + (uint64_t)level};
     for (int ti = -1; ti < N_TYPES; ti++) {
@@ -211,7 +211,7 @@ static void test_gemm(int level) {
                 fill_acts(&r, at, a, K * 33);
             }
             for (int m = 0; m < 33 && side; m++) quant_act_side_q8_0(a + m * ar, K, side + m * sr);
-            for (int mi = 0; mi < 11 && !bad; mi++)
+            for (int mi = 0; mi < 18 && !bad; mi++)
                 for (int ni = 0; ni < 5 && !bad; ni++) {
                     const int M = Ms[mi], N = Ns[ni];
                     const int64_t ldy = N + 3;
@@ -301,7 +301,7 @@ static void test_act(int level) {
 
 static void test_matmul(void) {
     const quant_kernels *ref = quant_kernels_of(QUANT_LEVEL_SCALAR);
-    static const int Ms[] = {1, 2, 3, 7, 16, 33, 130};
+    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 33, 130};
     static const int Ns[] = {37, 100};
     static const quant_type ts[] = {QUANT_Q4_0, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K,
                                     QUANT_Q3_K, QUANT_F32};
@@ -319,7 +319,7 @@ static void test_matmul(void) {
         if (t == QUANT_F32) fill_f32(&r, (float *)w, K * 100);
         else fill_weights(&r, t, w, K * 100);
         int bad = 0, outs = 0;
-        for (int mi = 0; mi < 7 && !bad; mi++) {
+        for (int mi = 0; mi < (int)(sizeof Ms / sizeof Ms[0]) && !bad; mi++) {
             const int M = Ms[mi];
             fill_floats(&r, x, (int64_t)M * K, mi % 3);
             moe_error err;

@@ -459,11 +459,27 @@ def test_gone(srv, mid):
              "cancelled %d -> %d" % (before, after))
 
 
+def test_big_headers(srv):
+    # request headers over the 64 KiB limit get an OpenAI-shaped 431, not
+    # libmicrohttpd's HTML page, and the server keeps answering
+    got = []
+    for size in (70 * 1024, 200 * 1024):
+        try:
+            st, hd, data = raw(srv, "POST", "/v1/completions", '{"prompt": "a"}',
+                               headers={"X-Big": "b" * size})
+            got.append((size, st, hd.get("content-type", ""), is_error_json(data)))
+        except Exception as e:  # the server closed the connection without an answer
+            got.append((size, repr(e)[:80], "", False))
+    ok = all(len(g) == 4 and g[1] == 431 and g[2].startswith("application/json") and g[3] for g in got)
+    ck.check("serve_big_headers_431_json", ok and raw(srv, "GET", "/health")[0] == 200, str(got))
+
+
 def test_queue_full(model):
     srv = Server(model, "--parallel", "1", "--queue", "1", "--ctx", "2048", "--timeout", "2")
     try:
         test_slow_drip(srv)
         test_gone(srv, srv.model_id)
+        test_big_headers(srv)
         res = []
         lock = threading.Lock()
 

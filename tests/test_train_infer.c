@@ -7,7 +7,9 @@
  * steps so no weight is at init; the file's architecture ("llama" only when
  * llama.cpp computes the same thing, else "moe"); moe_model_load reads the
  * file back to the same logits. Expert choice with ec_inference = 1 routes
- * over the evaluated batch (not causal): compared for the whole prompt only.
+ * over the evaluated batch (not causal): compared for the whole prompt only,
+ * and served (moe_server, 2 sequences) one sequence per step, each
+ * request's greedy text the same as alone.
  * Then files with a newer moe.version or an unknown moe.* key are refused by
  * the engine and by moe_model_load, naming the version or the key. */
 #include "testutil.h"
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* the message of the last failed layer or model call */
@@ -58,6 +61,92 @@ static int compare(const char *name, moe_infer *inf, const int32_t *x, int T, in
     }
     *out = worst / scale;
     return 0;
+}
+
+/* The whole response of r (its JSON body), malloc'd, and its status. */
+static char *collect(moe_server *sv, moe_server_req *r, int *status) {
+    char *all = NULL;
+    size_t n_all = 0;
+    for (int tries = 0; tries < 6000; tries++) { /* 60 s at most */
+        char *t = NULL;
+        size_t len = 0;
+        const int done = moe_server_read(sv, r, 100, &t, &len, status);
+        if (t) {
+            char *p = realloc(all, n_all + len + 1);
+            if (p) {
+                memcpy(p + n_all, t, len);
+                n_all += len;
+                p[n_all] = 0;
+                all = p;
+            }
+            free(t);
+        }
+        if (done) break;
+        const struct timespec ten_ms = {0, 10000000L}; /* a whole body does not wait */
+        nanosleep(&ten_ms, NULL);
+    }
+    moe_server_release(sv, r);
+    return all;
+}
+
+/* The choices of a completion body (its id and time differ between runs). */
+static const char *choices_of(const char *body) {
+    const char *c = body ? strstr(body, "\"choices\"") : NULL;
+    return c ? c : "";
+}
+
+/* An expert-choice model served with 2 sequences: its routing over a step
+ * would mix two requests, so the scheduler runs one sequence per step and
+ * each request's greedy text equals what it gets alone. */
+static void ec_serve(const char *name, const char *path) {
+    char tn[96];
+    snprintf(tn, sizeof tn, "train_infer/%s_serve_one_seq_per_step", name);
+    moe_server_options so = {0};
+    so.parallel = 2;
+    so.ctx_len = 32;
+    so.n_threads = 2;
+    moe_server *sv = NULL;
+    moe_error err;
+    if (moe_server_open(&sv, path, &so, &err) != MOE_OK) { tu_fail(tn, "open: %s", err.msg); return; }
+    static const char *const body[2] = {
+        "{\"prompt\": \"the cat sat\", \"max_tokens\": 6, \"temperature\": 0, \"ignore_eos\": true}",
+        "{\"prompt\": \"a dog ran far away\", \"max_tokens\": 6, \"temperature\": 0, \"ignore_eos\": true}"};
+    char *both[2] = {NULL, NULL}, *alone[2] = {NULL, NULL};
+    int st[4] = {0, 0, 0, 0}, bad = 0;
+    moe_server_req *r[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        int stream = 0;
+        char *ej = NULL;
+        if (moe_server_submit(sv, MOE_SERVER_COMPLETION, body[i], strlen(body[i]), &r[i], &stream,
+                              &ej) != 200) {
+            tu_fail(tn, "submit: %s", ej ? ej : "?");
+            bad = 1;
+        }
+        free(ej);
+    }
+    for (int i = 0; i < 2; i++) if (r[i]) both[i] = collect(sv, r[i], &st[i]);
+    for (int i = 0; i < 2 && !bad; i++) {
+        int stream = 0;
+        char *ej = NULL;
+        moe_server_req *q = NULL;
+        if (moe_server_submit(sv, MOE_SERVER_COMPLETION, body[i], strlen(body[i]), &q, &stream, &ej) == 200)
+            alone[i] = collect(sv, q, &st[2 + i]);
+        free(ej);
+    }
+    if (!bad) {
+        if (st[0] != 200 || st[1] != 200 || st[2] != 200 || st[3] != 200)
+            tu_fail(tn, "statuses %d %d (together), %d %d (alone): %.200s", st[0], st[1], st[2], st[3],
+                    both[0] ? both[0] : "");
+        else if (!*choices_of(both[0]) || !*choices_of(both[1]) ||
+                 strcmp(choices_of(both[0]), choices_of(alone[0])) ||
+                 strcmp(choices_of(both[1]), choices_of(alone[1])))
+            tu_fail(tn, "together %.200s / %.200s, alone %.200s / %.200s", choices_of(both[0]),
+                    choices_of(both[1]), choices_of(alone[0]), choices_of(alone[1]));
+        else
+            tu_ok(tn);
+    }
+    for (int i = 0; i < 2; i++) { free(both[i]); free(alone[i]); }
+    moe_server_close(sv);
 }
 
 static void one(const tcase *tc, const moe_tokenizer *tok) {
@@ -158,6 +247,10 @@ static void one(const tcase *tc, const moe_tokenizer *tok) {
     if (moe_model_forward(m2, x, NULL, 1, T, 0, NULL, &lerr) != MOE_OK) { tu_fail(name, "%s", lerr.msg); goto done; }
     const float *r2 = moe_model_logits(m2);
     for (size_t i = 0; i < (size_t)T * V; i++) worst_load = fmax(worst_load, fabs(r2[i] - ref[i]));
+    if (!causal) {
+        if (!info->one_seq_per_step) tu_fail(name, "moe_infer_info.one_seq_per_step = 0 for expert choice");
+        ec_serve(name, path);
+    }
     double w = fmax(worst, worst_inc);
     if (w > g_worst) { g_worst = w; g_worst_name = name; }
     if (worst <= 1e-5 && worst_inc <= 1e-5 && worst_load == 0.0)

@@ -87,7 +87,7 @@ moe_status moe_infer_batch_eval(moe_infer *m, const int32_t *tokens, const int32
         }
         if (want_logits && want_logits[i]) m->out_rows[n_out++] = i;
     }
-    if (n_runs > 1 && m->am->hp.select == ARCH_SEL_EC)
+    if (n_runs > 1 && m->info.one_seq_per_step)
         return moe_err(err, MOE_ERR_ARG, "moe_infer_batch_eval: expert-choice routing picks "
                        "tokens over the whole step; one sequence per step (%d given)", n_runs);
     if (n_out > 0 && !logits)

@@ -66,6 +66,13 @@ void moe_infer_reset(moe_infer *m) {
     for (int s = 0; s < m->n_seq; s++) m->seq_len[s] = 0;
     const arch_hparams *hp = &m->am->hp;
     memset(m->counts, 0, sizeof(int64_t) * ((size_t)hp->n_layers * hp->n_experts + 1));
+    memset(&m->times, 0, sizeof m->times);
+}
+
+void moe_infer_get_times(const moe_infer *m, moe_infer_times *out) {
+    if (!out) return;
+    if (m) *out = m->times;
+    else memset(out, 0, sizeof *out);
 }
 
 static void set_active(moe_infer *m) {
@@ -294,6 +301,7 @@ static moe_status ctx_checked(moe_infer *m, const moe_infer_options *o, moe_erro
     gguf_get_str(g, "general.architecture", &s, NULL, NULL);
     snprintf(in->arch, sizeof in->arch, "%s", s ? s : "");
     arch_runs_in(m->am, in->runs_in, sizeof in->runs_in);
+    in->one_seq_per_step = hp->select == ARCH_SEL_EC;
     s = NULL;
     /* free text from the file, printed by `moe inspect` and `moe run`: its
      * control characters escaped */

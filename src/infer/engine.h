@@ -75,6 +75,8 @@ struct moe_infer {
     attn_kernel_fn attn;       /* the attention kernel (attn_best_kernel) */
     float *rope_cos, *rope_sin;/* [ctx_len, n_rot/2] */
     int64_t *counts;           /* [L, E] tokens routed per expert */
+    moe_infer_times times;     /* moe_infer_get_times */
+    int in_routed;             /* 1 while the routed experts' products run */
     moe_comm *ep;              /* expert parallelism (infer_set_dist): every rank runs
                                   the same tokens, the experts [e_lo, e_hi) only, and
                                   the MoE blocks' outputs are summed over the ranks;

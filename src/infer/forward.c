@@ -21,6 +21,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -29,10 +30,26 @@
 #include "core/error.h"
 #include "infer/engine.h"
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The seconds since t0 added to the products' time (moe_infer_times). */
+static void add_mm_time(moe_infer *m, double t0) {
+    const double dt = now_s() - t0;
+    if (m->in_routed) m->times.expert_mm_s += dt;
+    else m->times.other_mm_s += dt;
+}
+
 moe_status infer_matmul(moe_infer *m, float *y, const float *x, const arch_mat *w,
                         int64_t i, int64_t M, moe_error *err) {
-    return quant_matmul(y, x, w->data + (size_t)i * w->mat_bytes, w->type, M, w->rows,
-                        w->cols, m->n_threads, m->work, m->work_size, err);
+    const double t0 = now_s();
+    const moe_status st = quant_matmul(y, x, w->data + (size_t)i * w->mat_bytes, w->type, M,
+                                       w->rows, w->cols, m->n_threads, m->work, m->work_size, err);
+    add_mm_time(m, t0);
+    return st;
 }
 
 quant_mm infer_mm(float *y, const float *x, const arch_mat *w, int64_t i, int64_t M) {
@@ -41,7 +58,10 @@ quant_mm infer_mm(float *y, const float *x, const arch_mat *w, int64_t i, int64_
 }
 
 moe_status infer_matmul_batch(moe_infer *m, const quant_mm *p, int n, moe_error *err) {
-    return quant_matmul_batch(p, n, m->n_threads, m->work, m->work_size, err);
+    const double t0 = now_s();
+    const moe_status st = quant_matmul_batch(p, n, m->n_threads, m->work, m->work_size, err);
+    add_mm_time(m, t0);
+    return st;
 }
 
 /* ------------------------------------------------------------ row loops */
@@ -314,8 +334,22 @@ static moe_status at_layer(moe_status st, int l, moe_error *err) {
     return st;
 }
 
+static moe_status forward(moe_infer *m, const int32_t *tokens, int n, float *logits,
+                          int n_out, moe_error *err);
+
 moe_status infer_forward(moe_infer *m, const int32_t *tokens, int n, float *logits,
                          int n_out, moe_error *err) {
+    const double t0 = now_s();
+    m->in_routed = 0;
+    const moe_status st = forward(m, tokens, n, logits, n_out, err);
+    m->in_routed = 0;
+    m->times.eval_s += now_s() - t0;
+    m->times.n_evals++;
+    return st;
+}
+
+static moe_status forward(moe_infer *m, const int32_t *tokens, int n, float *logits,
+                          int n_out, moe_error *err) {
     const arch_hparams *hp = &m->am->hp;
     const int d = hp->d_model;
     const size_t nd = (size_t)n * d;

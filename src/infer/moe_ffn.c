@@ -326,7 +326,10 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
             m->mm[np++] = infer_mm(m->hg + (size_t)r * ff, xe, &ly->gate_exps, e, c);
             m->mm[np++] = infer_mm(m->hu + (size_t)r * ff, xe, &ly->up_exps, e, c);
         }
-        if ((st = infer_matmul_batch(m, m->mm, np, err)) != MOE_OK) return st;
+        m->in_routed = 1;
+        st = infer_matmul_batch(m, m->mm, np, err);
+        m->in_routed = 0;
+        if (st != MOE_OK) return st;
         act_ctx ac = {m->hg, m->hu, NULL, NULL, ff};
         infer_for_rows(m, s1 - s0, (size_t)ff, act_rows, &ac);
         np = 0;
@@ -336,7 +339,10 @@ static moe_status moe_block(moe_infer *m, int l, float *y, const float *xn, int 
             m->mm[np++] = infer_mm(m->yo + (size_t)r * d, m->hg + (size_t)r * ff, &ly->down_exps,
                                    e, c);
         }
-        if ((st = infer_matmul_batch(m, m->mm, np, err)) != MOE_OK) return st;
+        m->in_routed = 1;
+        st = infer_matmul_batch(m, m->mm, np, err);
+        m->in_routed = 0;
+        if (st != MOE_OK) return st;
         scatter_ctx sc = {y, m->yo, m->t_slot, m->t_fill, m->e_w, E, s0, s1, d};
         infer_for_rows(m, n, (size_t)d, scatter_rows, &sc);
     }

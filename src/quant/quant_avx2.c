@@ -241,6 +241,70 @@ AI __m256i pair16(__m256i v) {
     return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v, 16));
 }
 
+/* Q4_K panels are unpacked by loads and in-register transposes rather than
+ * gathers (an 8-lane gather costs ~10 cycles on some cores, and a panel is
+ * unpacked once for all its activation rows: at the few rows of an expert
+ * in a batch step it was most of the product). rows[j]: the address of the
+ * panel's row j, the last real row repeated past nc (lanes computed and
+ * never stored). */
+AI void panel_rows(const uint8_t **rows, const uint8_t *wp, size_t w_stride, int nc) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; j++) rows[j] = wp + (size_t)(j < nc ? j : nc - 1) * w_stride;
+}
+
+/* v[q] lane j = dword q of the 32 bytes at rows[j] + off (q < 8): an 8 x 8
+ * transpose (24 shuffles). */
+AI void load_t8(__m256i *v, const uint8_t *const *rows, size_t off) {
+    __m256i r[8], t[8], u[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_si256((const void *)(rows[j] + off));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4i + s] 128-bit half c: dword 4c + s of rows 4i..4i+3 */
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; s++) {
+        v[s] = _mm256_permute2x128_si256(u[s], u[4 + s], 0x20);
+        v[4 + s] = _mm256_permute2x128_si256(u[s], u[4 + s], 0x31);
+    }
+}
+
+/* v[q] lane j = dword q of the 16 bytes at rows[j] + off (q < 4): rows i
+ * and 4 + i share a vector, then a 4 x 4 transpose in each half. */
+AI void load_t4(__m256i *v, const uint8_t *const *rows, size_t off) {
+    __m256i r[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        r[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const void *)(rows[i] + off))),
+                                       _mm_loadu_si128((const void *)(rows[4 + i] + off)), 1);
+    const __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    v[0] = _mm256_unpacklo_epi64(t0, t2);
+    v[1] = _mm256_unpackhi_epi64(t0, t2);
+    v[2] = _mm256_unpacklo_epi64(t1, t3);
+    v[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* The panel PF_PANELS ahead (NP w_stride contiguous bytes) is fetched into
+ * L2 while this one is computed, part i of nparts with block i: a panel's
+ * rows are more streams than the hardware prefetchers follow (as in
+ * quant_gemm_avx512vnni.h). */
+#define PF_PANELS 4
+AI void prefetch_part(const uint8_t *p, size_t bytes, int64_t i, int64_t nparts) {
+    const size_t part = (bytes + (size_t)nparts - 1) / (size_t)nparts;
+    for (size_t o = part * (size_t)i; o < part * (size_t)(i + 1); o += 64)
+        _mm_prefetch((const char *)p + o, _MM_HINT_T1);
+}
+
 #define GEMM_DRIVER(PACK, TILE, WBYTES, VEC, KC, QKB)                                   \
     do {                                                                                \
         const int64_t nb = n / (QKB);                                                   \
@@ -252,10 +316,16 @@ AI __m256i pair16(__m256i v) {
             const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc),                 \
                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); \
             const uint8_t *wp = w + (size_t)j0 * w_stride;                              \
+            const uint8_t *prow[NP];                                                    \
+            panel_rows(prow, wp, w_stride, nc);                                         \
             for (int64_t b0 = 0; b0 < nb; b0 += (KC)) {                                 \
                 const int nblk = nb - b0 < (KC) ? (int)(nb - b0) : (KC);                \
-                for (int b = 0; b < nblk; b++)                                          \
-                    PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k);      \
+                for (int b = 0; b < nblk; b++) {                                        \
+                    PACK(pk + b * (VEC), wp + (size_t)(b0 + b) * (WBYTES), idx, k,       \
+                         prow, (size_t)(b0 + b) * (WBYTES));                            \
+                    if (j0 + PF_PANELS * NP < ncols)                                    \
+                        prefetch_part(wp + PF_PANELS * NP * w_stride, NP * w_stride, b0 + b, nb); \
+                }                                                                       \
                 for (int64_t m0 = 0; m0 < M; m0 += MR) {                                \
                     const int mr = M - m0 < MR ? (int)(M - m0) : MR;                    \
                     __m256 acc[MR];                                                     \
@@ -284,7 +354,10 @@ AI __m256i pair16(__m256i v) {
 #define Q4_0_VEC 9
 #define Q4_0_KC 32
 
-AI void pack_q4_0(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k) {
+AI void pack_q4_0(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k,
+                 const uint8_t *const *prow, size_t off) {
+    (void)prow;
+    (void)off;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
@@ -334,17 +407,25 @@ void quant_avx2_gemm_q4_0(float *y, int64_t ldy, const uint8_t *w, size_t w_stri
 #define K4_VEC 82 /* 64 kquads, 8 (scale, scale), 8 (min, min), d, dmin */
 #define K4_KC 8
 
-AI void pack_q4_K(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k) {
+AI void pack_q4_K(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k,
+                 const uint8_t *const *prow, size_t off) {
+    (void)wb;
+    (void)idx;
+    (void)k;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
 #pragma GCC unroll 4
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < 4; c++) {
+        __m256i v[8]; /* v[t] lane j: dword 8c + t of row j's quants */
+        load_t8(v, prow, off + 16 + 32 * c);
 #pragma GCC unroll 8
         for (int t = 0; t < 8; t++) {
-            const __m256i g = gat(idx, k, wb + 16 + 32 * c + 4 * t);
-            pk[16 * c + t] = _mm256_and_si256(g, m4);
-            pk[16 * c + 8 + t] = _mm256_and_si256(_mm256_srli_epi32(g, 4), m4);
+            pk[16 * c + t] = _mm256_and_si256(v[t], m4);
+            pk[16 * c + 8 + t] = _mm256_and_si256(_mm256_srli_epi32(v[t], 4), m4);
         }
-    const __m256i u0 = gat(idx, k, wb + 4), u1 = gat(idx, k, wb + 8), u2 = gat(idx, k, wb + 12);
+    }
+    __m256i h[4]; /* d and dmin, then the 12 bytes of scales and mins */
+    load_t4(h, prow, off);
+    const __m256i u0 = h[1], u1 = h[2], u2 = h[3];
     const __m256i lo6 = _mm256_set1_epi32(0x3f3f3f3f), lo4 = _mm256_set1_epi32(0x0f0f0f0f);
     const __m256i lo2 = _mm256_set1_epi32(0x03030303), ff = _mm256_set1_epi32(0xff);
     const __m256i sc03 = _mm256_and_si256(u0, lo6), mn03 = _mm256_and_si256(u1, lo6);
@@ -358,7 +439,7 @@ AI void pack_q4_K(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k) {
         pk[64 + g] = pair16(_mm256_and_si256(_mm256_srli_epi32(g < 4 ? sc03 : sc47, sh), ff));
         pk[72 + g] = pair16(_mm256_and_si256(_mm256_srli_epi32(g < 4 ? mn03 : mn47, sh), ff));
     }
-    const __m256i dd = gat(idx, k, wb);
+    const __m256i dd = h[0];
     pk[80] = _mm256_castps_si256(half8(dd));
     pk[81] = _mm256_castps_si256(half8(_mm256_srli_epi32(dd, 16)));
 }
@@ -419,7 +500,10 @@ void quant_avx2_gemm_q4_K(float *y, int64_t ldy, const uint8_t *w, size_t w_stri
 #define Q6_VEC 89 /* 64 kquads, 16 (scale, scale), 8 scale pairs, d */
 #define Q6_KC 8
 
-AI void pack_q6_K(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k) {
+AI void pack_q6_K(__m256i *pk, const uint8_t *wb, __m256i idx, __m256i k,
+                 const uint8_t *const *prow, size_t off) {
+    (void)prow;
+    (void)off;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++)

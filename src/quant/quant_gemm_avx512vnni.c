@@ -16,10 +16,12 @@
 #define Q8_0_VEC 9 /* 8 kquads (w ^ 0x80) + the scales */
 #define Q8_0_KC 32
 
-AI void pack_q8_0(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
+AI void pack_q8_0(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
+                 const uint8_t *const *prow, size_t off) {
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    load_t8(pk, prow, off + 2); /* the 8 kquads of the 16 rows, transposed */
 #pragma GCC unroll 16
-    for (int t = 0; t < 8; t++) pk[t] = _mm512_xor_si512(gat(idx, k, wb + 2 + 4 * t), k80);
+    for (int t = 0; t < 8; t++) pk[t] = _mm512_xor_si512(pk[t], k80);
     pk[8] = _mm512_castps_si512(half_lanes(gat(idx, k, wb), 0));
 }
 
@@ -71,7 +73,10 @@ void quant_vnni_gemm_q8_0(float *y, int64_t ldy, const uint8_t *w, size_t w_stri
 
 /* ---------------------------------------------------------- Q4_0 panels */
 
-AI void pack_q4_0(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
+AI void pack_q4_0(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
+                 const uint8_t *const *prow, size_t off) {
+    (void)prow;
+    (void)off;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
 #pragma GCC unroll 16
     for (int t = 0; t < 4; t++) {

@@ -12,17 +12,24 @@
 
 /* ---------------------------------------------------------- Q4_K panels */
 
-AI void pack_q4_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
+AI void pack_q4_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
+                 const uint8_t *const *prow, size_t off) {
+    (void)wb;
+    (void)idx;
+    (void)k;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m512i v[16]; /* v[q] lane j: dword 16h + q of row j's quants */
+        load_t16(v, prow, off + 16 + 64 * h);
 #pragma GCC unroll 16
-    for (int c = 0; c < 4; c++)
-#pragma GCC unroll 16
-        for (int t = 0; t < 8; t++) {
-            const __m512i g = gat(idx, k, wb + 16 + 32 * c + 4 * t);
-            pk[16 * c + t] = _mm512_and_si512(g, m4);                          /* group 2c */
-            pk[16 * c + 8 + t] = _mm512_and_si512(_mm512_srli_epi32(g, 4), m4); /* 2c + 1 */
+        for (int q = 0; q < 16; q++) {
+            const int c = 2 * h + q / 8, t = q % 8; /* bytes 32c + 4t.. */
+            pk[16 * c + t] = _mm512_and_si512(v[q], m4);                          /* group 2c */
+            pk[16 * c + 8 + t] = _mm512_and_si512(_mm512_srli_epi32(v[q], 4), m4); /* 2c + 1 */
         }
-    pack_k4_scales(pk, wb, idx, k);
+    }
+    pack_k4_scales(pk, prow, off);
 }
 
 void quant_vnni_gemm_q4_K(float *y, int64_t ldy, const uint8_t *w, size_t w_stride,

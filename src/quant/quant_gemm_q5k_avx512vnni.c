@@ -12,7 +12,8 @@
 
 /* ---------------------------------------------------------- Q5_K panels */
 
-AI void pack_q5_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
+AI void pack_q5_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
+                 const uint8_t *const *prow, size_t off) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
 #pragma GCC unroll 16
     for (int t = 0; t < 8; t++) {
@@ -27,7 +28,7 @@ AI void pack_q5_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
                                                  _mm512_slli_epi32(b1, 4));
         }
     }
-    pack_k4_scales(pk, wb, idx, k);
+    pack_k4_scales(pk, prow, off);
 }
 
 void quant_vnni_gemm_q5_K(float *y, int64_t ldy, const uint8_t *w, size_t w_stride,

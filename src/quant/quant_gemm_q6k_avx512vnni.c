@@ -15,7 +15,10 @@
 #define Q6_VEC 89 /* 64 kquads, 16 scales, 8 scale pairs, d */
 #define Q6_KC 4
 
-AI void pack_q6_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k) {
+AI void pack_q6_K(__m512i *pk, const uint8_t *wb, __m512i idx, __mmask16 k,
+                 const uint8_t *const *prow, size_t off) {
+    (void)prow;
+    (void)off;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(3);
 #pragma GCC unroll 16
     for (int h = 0; h < 2; h++)

@@ -39,9 +39,14 @@ size_t quant_matmul_work_size(quant_type type, int64_t M, int64_t K) {
 }
 
 /* From this many activation rows on, a level's multi-row kernel (which
- * unpacks each weight block once per panel of 16 rows) beats one dot per
- * output. */
-#define GEMM_MIN_ROWS 3
+ * unpacks each weight block once per panel of 16 (AVX2: 8) rows) beats one
+ * dot per output: 2 for the types whose panels are unpacked by loads and
+ * transposes (AVX-512 Q8_0 and Q4_K: 2 rows cost 1.3x and 1.8x one row;
+ * AVX2 Q4_K: 1.5x; `moe bench qmatmul`), 3 for the others (gathers). */
+static int64_t gemm_min_rows(int level, quant_type t) {
+    if (t == QUANT_Q4_K && level >= QUANT_LEVEL_AVX2) return 2;
+    return level == QUANT_LEVEL_AVX512 && t == QUANT_Q8_0 ? 2 : 3;
+}
 
 /* Products of a batch whose bookkeeping lives on the stack. */
 #define MM_STACK 16
@@ -290,7 +295,8 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
         acts = (mm_act *)(jobs + n);
         act_of = (int *)(acts + n);
     }
-    const quant_kernels *kt = quant_kernels_of(quant_level_best());
+    const int level = quant_level_best();
+    const quant_kernels *kt = quant_kernels_of(level);
     mm_batch b = {.jobs = jobs, .acts = acts};
     uint8_t *next = work ? (uint8_t *)work + index : NULL; /* NULL: nothing to quantize */
     int64_t units = 0;
@@ -324,7 +330,7 @@ moe_status quant_matmul_batch(const quant_mm *p, int n, int n_threads, void *wor
                 j->a = a;
             }
             /* the kernels index a panel's rows with 32-bit offsets */
-            if (q->M >= GEMM_MIN_ROWS && j->w_row <= (size_t)INT32_MAX / 16)
+            if (q->M >= gemm_min_rows(level, q->type) && j->w_row <= (size_t)INT32_MAX / 16)
                 j->gemm = kt->gemm[q->type];
         } else if (j->w_row <= (size_t)INT32_MAX / 16) {
             /* float weights: a level's kernel runs several sequential sums in

@@ -4,7 +4,9 @@
  *
  * For: admitting queued requests into free sequences, building each step
  * (one decode row per generating request first, then prompt chunks up to
- * the context's max_batch rows), sampling (presence and frequency penalties,
+ * the context's max_batch rows; for an expert-choice model, whose routing
+ * over a step would mix the sequences, one sequence per step in turn),
+ * sampling (presence and frequency penalties,
  * then the request's sampler), stop strings and EOS, releasing text to the
  * HTTP side, cancellation, statistics. Not for: HTTP (http.c) or checking
  * requests (request.c).
@@ -29,6 +31,8 @@ struct sched {
     moe_infer *ctx;
     const moe_vocab *v;
     int V, n_seq, max_batch, ctx_len, top_k, n_counts;
+    int one_seq;                 /* expert choice: one sequence per step (moe_infer_info) */
+    int next_seq;                /* one_seq: the slot to look at first, round robin */
     pthread_t th;
     int started;
     pthread_mutex_t mu;
@@ -225,9 +229,18 @@ static void next_token(sched *s, serve_req *r, float *lg, double t) {
  * results). */
 static void step(sched *s) {
     int n = 0;
+    /* an expert-choice model: the running sequences take turns, one per
+     * step (its routing over a step would mix them), the next one after
+     * the last served */
+    int only = -1;
+    for (int k = 0; k < s->n_seq && s->one_seq; k++) {
+        const int i = (s->next_seq + k) % s->n_seq;
+        if (s->slot[i]) { only = i; break; }
+    }
+    if (only >= 0) s->next_seq = (only + 1) % s->n_seq;
     for (int i = 0; i < s->n_seq; i++) { /* decode rows first */
         serve_req *r = s->slot[i];
-        if (!r || r->n_fed < r->n_prompt) continue;
+        if (!r || r->n_fed < r->n_prompt || (only >= 0 && i != only)) continue;
         s->tok[n] = r->last;
         s->seq[n] = i;
         s->pos[n] = r->n_hist - 1;
@@ -236,7 +249,7 @@ static void step(sched *s) {
     }
     for (int i = 0; i < s->n_seq && n < s->max_batch; i++) { /* then prompt chunks */
         serve_req *r = s->slot[i];
-        if (!r || r->n_fed >= r->n_prompt) continue;
+        if (!r || r->n_fed >= r->n_prompt || (only >= 0 && i != only)) continue;
         int c = r->n_prompt - r->n_fed;
         if (c > s->max_batch - n) c = s->max_batch - n;
         for (int j = 0; j < c; j++) {
@@ -331,6 +344,7 @@ moe_status sched_create(sched **out, moe_infer *ctx, int queue_max, moe_error *e
     s->max_batch = moe_infer_max_batch(ctx);
     s->ctx_len = in->ctx_len;
     s->top_k = in->top_k;
+    s->one_seq = in->one_seq_per_step;
     s->n_counts = in->n_layers * in->n_experts;
     s->queue_max = queue_max;
     s->slot = calloc((size_t)s->n_seq, sizeof *s->slot);
