@@ -10,7 +10,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: moe report RUN_DIR... [-o report.html]\n"
                "  one self-contained HTML page (inline SVG, printable) of the runs' metrics.jsonl:\n"
-               "  loss and validation loss vs steps and wall time, lr, gradient norm, aux and z losses,\n"
+               "  loss and validation loss vs steps and wall time (validation alone too, and its second\n"
+               "  half), lr, gradient norm, aux and z losses,\n"
                "  tokens/s (runs overlaid), expert loads per MoE layer over training, max-violation,\n"
                "  dead experts, source x expert heatmaps with I(source; expert), configuration.\n"
                "  -o PATH   output (default: report.html; written atomically)\n");

@@ -420,6 +420,32 @@ def main():
         report("%s/shard-check" % NAME, rc != 0 and "cannot be sharded evenly" in err and err.count("rank") >= 3,
                "rc %d, stderr: %s" % (rc, err[-400:]))
 
+        # the per-source routing of validation (metrics.jsonl's eval_routing) is gathered in an
+        # MPI run too, and equals one process's (counts within 1%: ties may fall otherwise)
+        ev = BASE[:1] + ["10"] + BASE[2:BASE.index("--eval-every") + 1] + ["10"] + BASE[BASE.index("--eval-every") + 2:]
+        got = {}
+        for label, p, ep in (("one", 0, 0), ("mpi", 2, 2)):
+            d = os.path.join(tmp, "evr-" + label)
+            rc, out, err = train(d, ev, p, ep)
+            got[label] = None
+            if rc == 0:
+                with open(os.path.join(d, "metrics.jsonl")) as f:
+                    for line in f:
+                        j = json.loads(line)
+                        if "eval_routing" in j:
+                            got[label] = j["eval_routing"]
+        a, b = got["one"], got["mpi"]
+        ok, why = a is not None and b is not None, "no eval_routing in %s" % ("one" if a is None else "mpi")
+        if ok:
+            ca = [x for l in a["layers"] for row in l["counts"] for x in row]
+            cb = [x for l in b["layers"] for row in l["counts"] for x in row]
+            diff = sum(abs(x - y) for x, y in zip(ca, cb))
+            ok = (a["sources"] == b["sources"] and a["source_tokens"] == b["source_tokens"] and len(ca) == len(cb)
+                  and sum(ca) > 0 and sum(ca) == sum(cb) and diff <= 0.01 * sum(ca))
+            why = "sources %s / %s, tokens %s / %s, assignments %d / %d, differing %d" % (
+                a["sources"], b["sources"], a["source_tokens"], b["source_tokens"], sum(ca), sum(cb), diff)
+        report("%s/eval_routing" % NAME, ok, why)
+
         # a rank killed mid-step: the job ends, the checkpoint is untouched
         d = os.path.join(tmp, "resume")  # holds the 40-step checkpoint
         before = {f: sha(os.path.join(d, f)) for f in ("model.gguf", "state.gguf")}

@@ -270,13 +270,30 @@ def main():
         page = os.path.join(tmp, "report.html")
         rc, out, err = moe("report", run, dense, "-o", page)
         if check("report", rc == 0 and os.path.exists(page), "moe report: rc %d: %s" % (rc, err[-500:])):
-            want = ["report-title", "tab-config", "fig-loss-steps", "fig-loss-wall", "fig-lr", "fig-grad-norm",
+            want = ["report-title", "tab-config", "fig-loss-steps", "fig-loss-wall", "fig-val-steps", "fig-val-late", "fig-val-wall", "fig-lr", "fig-grad-norm",
                     "fig-aux", "fig-z", "fig-tokens-per-s", "fig-maxviol-r0", "fig-dead-r0", "fig-mi-r0",
                     "tab-mi-r0", "run-0", "run-1"]
             want += ["fig-load-r0-l%d" % l for l in (0, 1)] + ["fig-src-r0-l%d" % l for l in (0, 1)]
             render_checks("report", exe, page, want, tmp)
             text = open(page, encoding="utf-8").read()
             check("report/legend", run in text and dense in text, "the runs are not both named on the page")
+            # docs/STUDY.md's figures: scripts/study_figures.py exports figures as standalone SVG files
+            figs = os.path.join(tmp, "figs")
+            r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "study_figures.py"), page, figs,
+                                "fig-val-late=val", "fig-load-r0-l1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            ok, why = r.returncode == 0, "rc %d: %s" % (r.returncode, r.stderr.decode()[-300:])
+            for f in ("val.svg", "fig-load-r0-l1.svg"):
+                try:
+                    root = ET.parse(os.path.join(figs, f)).getroot()
+                    style = root.find("{http://www.w3.org/2000/svg}style")
+                    if root.tag != "{http://www.w3.org/2000/svg}svg" or style is None or ".ft" not in style.text:
+                        ok, why = False, "%s: not an <svg> with the page's style rules" % f
+                except (OSError, ET.ParseError) as e:
+                    ok, why = False, "%s: %s" % (f, e)
+            r2 = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "study_figures.py"), page, figs,
+                                 "fig-no-such"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            check("report/export_svg", ok and r2.returncode != 0 and b"fig-no-such" in r2.stderr, why if not ok else
+                  "an unknown figure id: rc %d" % r2.returncode)
         rc, out, err = moe("report", os.path.join(tmp, "nothing"), "-o", os.path.join(tmp, "x.html"))
         check("report/missing", rc != 0 and "metrics.jsonl" in err and not os.path.exists(os.path.join(tmp, "x.html")),
               "rc %d, %s" % (rc, err.strip()))

@@ -70,6 +70,32 @@ static void fig_runs(sb *b, const rp_run *runs, int n, const char *id, const cha
     free(names);
 }
 
+/* Validation loss only, one line with markers per run (the training loss's
+ * noise hides differences of a few hundredths); late: only the evaluations
+ * in the second half of the longest run (the end, where runs are compared). */
+static void fig_val(sb *b, const rp_run *runs, int n, const char *id, const char *title, const char *xl, get_fn vx,
+                    int late) {
+    svg_series *s = calloc((size_t)n + 1, sizeof *s);
+    if (!s) { b->oom = 1; return; }
+    double last = 0;
+    for (int i = 0; i < n; i++) {
+        const dvec *st = g_vstep(&runs[i]);
+        for (int j = 0; j < st->n; j++) if (st->v[j] > last) last = st->v[j];
+    }
+    for (int i = 0; i < n; i++) {
+        const dvec *x = vx(&runs[i]), *y = g_vloss(&runs[i]), *st = g_vstep(&runs[i]);
+        int m = x->n < y->n ? x->n : y->n, a = 0;
+        if (st->n < m) m = st->n;
+        while (late && a < m && st->v[a] < 0.5 * last) a++;
+        s[i] = (svg_series){run_name(&runs[i]), x->v + a, y->v + a, m - a, i, 0, 1};
+    }
+    svg_lines_opts o = {id, title, xl, "validation cross-entropy (nats)", 0, 0, 0};
+    strbuf_puts(b, "<div class=\"cell\">");
+    svg_lines(b, &o, s, n);
+    strbuf_puts(b, "</div>\n");
+    free(s);
+}
+
 static void td_num(sb *b, double x, const char *fmt) {
     strbuf_puts(b, "<td>");
     if (isfinite(x)) strbuf_printf(b, fmt, x); else strbuf_puts(b, "-");
@@ -416,6 +442,9 @@ moe_status moe_report_render(char **out, size_t *out_n, const char *const *dirs,
                  g_vloss, 0);
         fig_runs(&b, runs, n, "fig-loss-wall", "loss vs wall time", "seconds", "cross-entropy (nats)", g_wall, g_loss,
                  g_vwall, g_vloss, 0);
+        fig_val(&b, runs, n, "fig-val-steps", "validation loss vs steps", "step", g_vstep, 0);
+        fig_val(&b, runs, n, "fig-val-late", "validation loss, second half of training", "step", g_vstep, 1);
+        fig_val(&b, runs, n, "fig-val-wall", "validation loss vs wall time", "seconds", g_vwall, 0);
         fig_runs(&b, runs, n, "fig-lr", "learning rate", "step", "lr", g_step, g_lr, NULL, NULL, 0);
         fig_runs(&b, runs, n, "fig-grad-norm", "gradient norm (before clipping)", "step", "norm", g_step, g_gn, NULL, NULL, 1);
         fig_runs(&b, runs, n, "fig-aux", "load-balancing loss (with its coefficient)", "step", "aux", g_step, g_aux, NULL,

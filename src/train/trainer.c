@@ -590,9 +590,11 @@ moe_status moe_trainer_eval(moe_trainer *t, float *val_loss, moe_error *err) {
         const size_t off = t->comm ? (size_t)t->comm->rank * (size_t)Bl * (size_t)mc->ctx_len : 0;
         st = moe_model_forward(t->model, t->x + off, t->y + off, Bl, mc->ctx_len, 0, &loss, &me);
         if (st == MOE_OK && t->comm) st = trainer_dist_loss(t, &loss, &me);
-        /* the per-source routing of one process (in a distributed run the
-           layers hold this rank's share of the batch: not counted) */
-        if (st == MOE_OK && !t->comm) src_routing_add(&t->srcroute, t->model, b, nb, c->batch, mc->ctx_len);
+        /* the per-source routing; in a distributed run every rank's layers
+           hold the routing of the whole batch (layer_dist.c routes the
+           gathered logits of all ranks, in batch order), so each rank counts
+           the same and rank 0 writes it */
+        if (st == MOE_OK) src_routing_add(&t->srcroute, t->model, b, nb, c->batch, mc->ctx_len);
         sum += loss;
     }
     src_routing_end(&t->srcroute);
