@@ -10,7 +10,7 @@
 #   nobal        the same without any balancing (aux 0, z 0)
 #   top1         Switch: top-1 of 8 experts of 384, capacity 1.25, jitter
 #   ec           expert choice, 8 experts of 192, c = 2 (2 experts per token on average)
-#   sigmoid      sigmoid gate, top-2 of 8 x 192, aux-loss-free bias (rate 0.001), no aux
+#   sigmoid      sigmoid gate, top-2 of 8 x 192, aux-loss-free bias (rate 0.01, the preset), no aux
 #   fine_shared  32 experts of 48, top-4, plus a gated shared expert of 192
 #   topp         top-p 0.4 over softmax, at most 2 of 8 x 192 (active FLOPs <= the others)
 #   cap1.0, cap1.25, cap2.0   top2 with capacity factor 1.0 / 1.25 / 2.0
