@@ -48,6 +48,8 @@ typedef struct train_run_opts {
     int64_t report_every;     /* steps between report refreshes (0: at the end only) */
     moe_dist *dist;           /* one rank of this MPI job, or NULL: a signal to
                                  any rank stops every rank after the same step */
+    double dist_timeout;      /* with dist: seconds a collective may wait before
+                                 the watchdog ends the job (0: no watchdog) */
 } train_run_opts;
 /* Returns 0, 1 (failed), or 128 + the signal when interrupted (after
  * saving a checkpoint). */
@@ -121,6 +123,21 @@ int cli_signal_exit(void);
  * cli_signals_where; what must be a string literal). */
 void cli_signals_rank(int rank);
 void cli_signals_where(const char *what, int64_t step);
+/* What cli_signals_where last recorded (any thread may ask). */
+const char *cli_signals_where_now(int64_t *step);
+
+/* watchdog.c: a distributed run's watchdog. A thread polls the collective
+ * in progress (moe_dist_stalled) every 0.5 s; one that has waited more
+ * than timeout seconds (a rank or the connection is gone without a reset)
+ * gets one line on stderr naming the rank, the step (cli_signals_where)
+ * and the collective, then _exit(1): mpirun ends the other ranks. While
+ * paused (a checkpoint, whose ranks legitimately wait for rank 0's write)
+ * it fires never. start: NULL when timeout <= 0 or d is NULL (no thread);
+ * the others accept NULL. */
+typedef struct cli_watchdog cli_watchdog;
+cli_watchdog *cli_watchdog_start(moe_dist *d, double timeout);
+void cli_watchdog_pause(cli_watchdog *w, int on);
+void cli_watchdog_stop(cli_watchdog *w);
 
 /* opts.c: option helpers shared by the commands. Each matches argv[*i]
  * against name (and alt, may be NULL); 1 if matched, then *i is past the

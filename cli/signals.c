@@ -17,6 +17,7 @@
 #include "moe.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,8 +25,10 @@ static volatile sig_atomic_t g_sig;   /* the first signal received */
 static volatile sig_atomic_t g_count; /* signals received */
 static volatile sig_atomic_t g_soft;  /* 1: the command stops by itself */
 static volatile sig_atomic_t g_rank = -1; /* this process's rank in an MPI job, or -1 */
-static const char *volatile g_what = "start-up, before step"; /* what it does now: "step", ... */
-static volatile long long g_step;     /* of this step */
+/* what it does now ("step", ...) and of which step: atomics (lock-free,
+   so async-signal-safe) since the watchdog thread reads them too */
+static _Atomic(const char *) g_what = "start-up, before step";
+static _Atomic long long g_step;
 
 /* Appends s to b[*n] (async-signal-safe). */
 static void put_s(char *b, size_t cap, size_t *n, const char *s) {
@@ -93,4 +96,9 @@ void cli_signals_rank(int rank) { g_rank = rank; }
 void cli_signals_where(const char *what, int64_t step) {
     g_what = what;
     g_step = (long long)step;
+}
+
+const char *cli_signals_where_now(int64_t *step) {
+    if (step) *step = (int64_t)g_step;
+    return g_what;
 }

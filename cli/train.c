@@ -111,6 +111,22 @@ static int save(moe_trainer *t, const char *dir, int64_t *last_saved) {
     return 0;
 }
 
+/* save() with the watchdog paused: the other ranks wait for rank 0's write
+ * (a legitimate wait as long as the disk takes). Distributed, a barrier
+ * (still paused) keeps them until the files are written, so that their next
+ * collective does not count the write as a stall. */
+static int save_paused(moe_trainer *t, const train_run_opts *o, cli_watchdog *wd, int64_t *last_saved) {
+    cli_watchdog_pause(wd, 1);
+    int ok = save(t, o->dir, last_saved);
+    moe_error err;
+    if (ok && o->dist && moe_dist_barrier(o->dist, &err) != MOE_OK) {
+        fprintf(stderr, "moe: rank %d: %s\n", moe_dist_rank(o->dist), err.msg);
+        ok = 0;
+    }
+    cli_watchdog_pause(wd, 0);
+    return ok;
+}
+
 /* "rank R: " of a distributed run's messages. */
 static const char *rank_tag(moe_dist *d) {
     static char b[32];
@@ -163,6 +179,8 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
             metrics_ok = put_line(metrics, hl, hn);
         }
     }
+    /* distributed: a collective stuck longer than --dist-timeout ends the job */
+    cli_watchdog *wd = o->dist ? cli_watchdog_start(o->dist, o->dist_timeout) : NULL;
     int stop = agree_stop(o, &rc); /* a signal: every rank stops after the same step */
     while (moe_trainer_steps_done(t) < c->steps && (o->until <= 0 || moe_trainer_steps_done(t) < o->until)) {
         if (!o->dist) stop = cli_signal(); /* one process: whenever it came */
@@ -240,7 +258,7 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
         }
         if (c->save_every > 0 && s.step % c->save_every == 0 && !last && !stop) {
             cli_signals_where("the checkpoint of step", s.step);
-            if (!save(t, o->dir, &last_saved)) { rc = 1; break; }
+            if (!save_paused(t, o, wd, &last_saved)) { rc = 1; break; }
         }
         if (o->report_path && metrics && (last || (o->report_every > 0 && s.step % o->report_every == 0))) {
             fflush(metrics);
@@ -268,7 +286,7 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
     const int quiet_rank = o->dist && moe_dist_rank(o->dist) != 0;
     if ((rc == 0 || stop) && done > last_saved) {
         cli_signals_where("the checkpoint of step", done);
-        if (!save(t, o->dir, &last_saved)) rc = 1;
+        if (!save_paused(t, o, wd, &last_saved)) rc = 1;
         else if (stop && !quiet_rank)
             fprintf(stderr, "moe: %s at step %lld: checkpoint saved; continue with: moe train --resume %s\n", how,
                     (long long)done, o->dir ? o->dir : "DIR");
@@ -278,7 +296,9 @@ int train_run(moe_trainer *t, const train_run_opts *o) {
     }
     /* no rank leaves (mpirun ends the others when one exits non-zero)
        before rank 0 has written the checkpoint */
+    cli_watchdog_pause(wd, 1);
     if (o->dist && stop && rc == 0 && moe_dist_barrier(o->dist, &err) != MOE_OK) rc = 1;
+    cli_watchdog_stop(wd);
     cli_signals_soft(0);
     if (stop && rc == 0) return 128 + stop;
     return rc;
@@ -402,6 +422,9 @@ static void usage(FILE *f) {
                "                    over EP ranks, batch split over all P (docs/SCALING.md)\n"
                "  --overlap         with --expert-parallel: start each block's gradient all-reduce during\n"
                "                    the backward (measured no faster on one machine: docs/SCALING.md)\n"
+               "  --dist-timeout S  with --expert-parallel: a collective that waits more than S seconds (a rank\n"
+               "                    or the connection is gone) ends the job, naming rank, step and collective\n"
+               "                    (default 300; 0: off; paused while a checkpoint is written)\n"
                "  --until STEP      stop after this step and save (resume later with --resume)\n"
                "options (defaults are the demo's run; --seed -1 picks a random seed and prints it):\n");
     train_opts_usage(f);
@@ -416,10 +439,16 @@ int cmd_train(int argc, char **argv, int n_threads) {
     int ep = 0; /* --expert-parallel: a distributed run (mpirun) */
     int until = 0; /* --until STEP: stop and save there */
     int overlap = 0; /* --overlap: gradient all-reduce during the backward */
+    float dist_timeout = 300; /* --dist-timeout: the watchdog's seconds (0: off) */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(data); return 0; }
         if (cli_int_opt("--expert-parallel", argc, argv, &i, &ep, &bad)) {
             if (!bad && ep < 1) { fprintf(stderr, "moe: --expert-parallel must be >= 1\n"); bad = 1; }
+            if (bad) { free(data); return 2; }
+            continue;
+        }
+        if (cli_float_opt("--dist-timeout", argc, argv, &i, &dist_timeout, &bad)) {
+            if (!bad && !(dist_timeout >= 0)) { fprintf(stderr, "moe: --dist-timeout must be >= 0 (0: off)\n"); bad = 1; }
             if (bad) { free(data); return 2; }
             continue;
         }
@@ -446,7 +475,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     }
     for (int i = 0; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--expert-parallel") ||
-            !strcmp(argv[i], "--until")) { i++; continue; }
+            !strcmp(argv[i], "--until") || !strcmp(argv[i], "--dist-timeout")) { i++; continue; }
         const char *v = NULL;
         if (cli_str_opt("--data", NULL, argc, argv, &i, &v, &bad)) { if (v) data[n_data++] = v; }
         else if (cli_str_opt("--out", NULL, argc, argv, &i, &out, &bad)) {}
@@ -548,7 +577,7 @@ int cmd_train(int argc, char **argv, int n_threads) {
     char report[4096];
     snprintf(report, sizeof report, "%s/report.html", out);
     if (dist) cli_signals_rank(rank);
-    train_run_opts o = {.dist = dist, .quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1,
+    train_run_opts o = {.dist = dist, .dist_timeout = dist_timeout, .quiet = quiet, .metrics_path = rank ? NULL : metrics, .show_routing = 1,
                         .log_every = 0, .has_checkpoint = resume != NULL, .dir = out, .until = until, .run_dir = out,
                         .report_path = report_every >= 0 && !rank ? report : NULL, .report_every = report_every};
     int rc = train_run(t, &o);

@@ -873,6 +873,14 @@ MOE_API int moe_dist_expert_parallel(const moe_dist *d);
 MOE_API uint64_t moe_dist_bytes_moved(const moe_dist *d);
 MOE_API double moe_dist_comm_seconds(const moe_dist *d);
 MOE_API moe_status moe_dist_barrier(moe_dist *d, moe_error *err);
+/* Seconds the collective now in progress on this rank has been waiting (0:
+ * none in progress; always 0 without MPI), and *what (NULL allowed) its
+ * name ("all-to-all-v", "all-reduce", "barrier", ...; NULL when none).
+ * Safe to call from another thread while the rank's own thread is inside
+ * the collective: what a watchdog polls to end a job whose rank or
+ * connection is gone (moe train --dist-timeout; the library never ends
+ * the process itself). */
+MOE_API double moe_dist_stalled(const moe_dist *d, const char **what);
 /* 1: a trainer of d starts the all-reduce of each block's gradients as
  * soon as that block's backward is done, and waits for them before the
  * optimizer step (the results are those of 0 up to the order of fp32

@@ -15,6 +15,13 @@ btl/oob interface lists keep every byte on the veth subnet.
                       the first namespace) each grew by at least the bytes
                       rank 0 says it received by collectives: the exchange
                       crossed the veth, not loopback or shared memory
+  dist-netns/link-down  a run with --dist-timeout 5 and a checkpoint at
+                      step 2; once it is saved, `ip link set VETH down` in
+                      the second namespace: mpirun and both ranks are gone
+                      within 30 s, mpirun exits non-zero, stderr has the
+                      watchdog's "no progress" line naming a rank, the step
+                      and the collective, and model.gguf / state.gguf are
+                      byte-identical to the step-2 checkpoint
   dist-netns/cleanup  the namespaces are gone afterwards
 The namespaces (moe-nt<pid>a/b) are removed in a finally; ones left by a
 test process that no longer runs are removed at the start.
@@ -143,6 +150,7 @@ def main():
         if why:
             skip_or_fail("cannot make network namespaces here (root with CAP_NET_ADMIN is needed): " + why)
         two_hosts(tmp)
+        link_down(tmp)
     finally:
         for n in NS:
             if n in ns_list():
@@ -151,6 +159,106 @@ def main():
     left = [n for n in NS if n in ns_list()]
     report(NAME + "/cleanup", not left, "namespaces left: %s" % left)
     print("%s: %.1f s" % (NAME, time.time() - t0))
+
+
+BASE = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "2", "-x", "OMP_NUM_THREADS",
+        "-x", "ASAN_OPTIONS"]
+
+
+def two_ns_mpirun(tmp, extra=()):
+    """mpirun in the first namespace, one rank per namespace (two_hosts writes the agent and hostfile)."""
+    return (["ip", "netns", "exec", NS[0]] + BASE + list(extra) +
+            ["--hostfile", os.path.join(tmp, "hosts"), "--mca", "plm_rsh_agent", os.path.join(tmp, "agent.sh"),
+             "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", SUBNET,
+             "--mca", "oob_tcp_if_include", SUBNET])
+
+
+def procs_of(mark):
+    """pids of the processes whose command line holds mark (this test's run folder)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == PID:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                if mark.encode() in f.read():
+                    out.append(int(p))
+        except OSError:
+            pass
+    return out
+
+
+def link_down(tmp):
+    """A link that goes down silently mid-run: the watchdog ends the job."""
+    name = NAME + "/link-down"
+    d = os.path.join(tmp, "linkdown")
+    args = [a if a != "20" else "100000" for a in ARGS]  # still running when the link goes
+    # mpirun and the daemon of the cut-off "host" learn that their control
+    # connection is gone by TCP keepalive (Open MPI's default: after 300 s
+    # idle, then 9 probes 20 s apart); shortened here as a job would on a
+    # network where hosts can vanish (docs/SCALING.md, "Faults")
+    ka = ["--mca", "oob_tcp_keepalive_time", "5", "--mca", "oob_tcp_keepalive_intvl", "2",
+          "--mca", "oob_tcp_keepalive_probes", "3"]
+    # and a message to a host that is gone (mpirun's order to end the job)
+    # is given up after a few retransmissions (Linux's default, 15, takes
+    # about 15 minutes); per namespace, so only these two "hosts"
+    for n in NS:
+        sh(["ip", "netns", "exec", n, "sysctl", "-q", "-w", "net.ipv4.tcp_retries2=4"])
+    cmd = two_ns_mpirun(tmp, ka) + [MOE, "--threads", "1", "train"] + args + \
+        ["--expert-parallel", "2", "--dist-timeout", "5", "--save-every", "20", "--quiet", "--out", d]
+    errf = open(os.path.join(tmp, "linkdown.err"), "w+")
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, env=env())
+    files = [os.path.join(d, f) for f in ("model.gguf", "state.gguf")]
+    saved, t_end = None, time.time() + 60
+    try:
+        while time.time() < t_end and p.poll() is None:  # the step-2 checkpoint, then its bytes
+            if all(os.path.exists(f) for f in files):
+                time.sleep(0.2)  # the next checkpoint (step 40) is over a second later
+                saved = [open(f, "rb").read() for f in files]
+                break
+            time.sleep(0.1)
+        if saved is None:
+            errf.seek(0)
+            report(name, False, "no checkpoint within 60 s (mpirun %s): %s" % (p.poll(), errf.read()[-400:]))
+            return
+        # cut the link: drop the second namespace's veth end (no reset reaches either side)
+        rc, _, e = sh(["ip", "-n", NS[1], "link", "set", DEV[1], "down"])
+        if rc:
+            report(name, False, "ip link set down: %s" % e.strip())
+            return
+        t0 = time.time()
+        while time.time() < t0 + 30 and (p.poll() is None or procs_of(tmp)):
+            time.sleep(0.2)
+        gone = time.time() - t0
+        left = procs_of(tmp)  # the ranks, mpirun and Open MPI's daemons (their command lines name tmp)
+        running = p.poll() is None
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for q in procs_of(tmp):
+            try:
+                os.kill(q, 9)
+            except OSError:
+                pass
+    errf.seek(0)
+    err = errf.read()
+    errf.close()
+    m = re.search(r"moe: rank (\d): no progress for \d+ s in ([\w() -]+) \(([a-z ]*step) (\d+)\)", err)
+    same = [open(f, "rb").read() for f in files] == saved
+    why = []
+    if running or left:
+        why.append("still running 30 s after the link went down: mpirun %s, processes %s" %
+                   ("running" if running else "gone", left))
+    if not running and p.returncode == 0:
+        why.append("mpirun exited 0")
+    if not m:
+        why.append("no 'no progress' line naming rank, step and collective")
+    if not same:
+        why.append("the checkpoint files changed")
+    report(name, not why, "; ".join(why) + ": " + err[-600:],
+           "gone %.1f s after the link went down, mpirun exit %s; %s" %
+           (gone, p.returncode, m.group(0) if m else ""))
 
 
 def two_hosts(tmp):
@@ -167,8 +275,7 @@ def two_hosts(tmp):
     hosts = os.path.join(tmp, "hosts")
     with open(hosts, "w") as f:
         f.write("".join("%s slots=1\n" % a for a in ADDR))
-    base = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "2", "-x", "OMP_NUM_THREADS",
-            "-x", "ASAN_OPTIONS"]
+    base = BASE
     train = [MOE, "--threads", "1", "train"] + ARGS + ["--expert-parallel", "2"]
 
     ref = os.path.join(tmp, "loopback")
@@ -178,10 +285,7 @@ def two_hosts(tmp):
         return
     got = os.path.join(tmp, "netns")
     c0 = counters()
-    cmd = (["ip", "netns", "exec", NS[0]] + base +
-           ["--hostfile", hosts, "--mca", "plm_rsh_agent", agent, "--mca", "btl", "self,tcp",
-            "--mca", "btl_tcp_if_include", SUBNET, "--mca", "oob_tcp_if_include", SUBNET] +
-           train + ["--out", got])
+    cmd = two_ns_mpirun(tmp) + train + ["--out", got]
     try:
         rc, out, err = sh(cmd, timeout=300)
     except subprocess.TimeoutExpired:

@@ -17,7 +17,9 @@
 #include "moe.h"
 #include "core/error.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct moe_comm moe_comm;
@@ -58,6 +60,12 @@ struct moe_comm {
                               (of the communicator it was split from, when parent) */
     double seconds;        /* wall time spent inside collectives, likewise */
     moe_comm *parent;      /* the communicator split made this one from, or NULL */
+    /* the collective in progress (kept on the root communicator, written by
+       the thread that calls the collectives, read by any other, e.g. a
+       watchdog through moe_dist_stalled): when it began (CLOCK_MONOTONIC
+       nanoseconds; 0: none in progress) and its name (a string literal) */
+    _Atomic int64_t busy_since_ns;
+    _Atomic(const char *) busy_what;
     int overlap;           /* 1: a trainer starts the all-reduce of each block's
                               gradients as soon as its backward is done
                               (trainer_dist.c); 0 (default): all after the

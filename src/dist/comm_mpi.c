@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <time.h>
 
 /* Weak references: libmoe.so and the moe command link libmpi (make's
  * MPI_LIBS), but a program linked fully static against libmoe.a, where no
@@ -45,8 +46,23 @@ int dist_comm_has_mpi(void) { return MPI_Init_thread != NULL; }
 #define CHECK_RC(what, rc)                                                                \
     if ((rc) != MPI_SUCCESS) return moe_err(err, MOE_ERR_IO, "MPI %s failed (code %d)", what, rc)
 
-/* Each collective's wall time goes to the root communicator's seconds. */
-static void tick(moe_comm *c, double t0) { comm_root(c)->seconds += MPI_Wtime() - t0; }
+/* Each collective says what it is and when it began (begin: for
+ * moe_dist_stalled, read by another thread), and its wall time goes to the
+ * root communicator's seconds (tick, which also marks it finished). */
+static double begin(moe_comm *c, const char *what) {
+    moe_comm *r = comm_root(c);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    atomic_store(&r->busy_what, what);
+    atomic_store(&r->busy_since_ns, ns ? ns : 1);
+    return MPI_Wtime();
+}
+static void tick(moe_comm *c, double t0) {
+    moe_comm *r = comm_root(c);
+    r->seconds += MPI_Wtime() - t0;
+    atomic_store(&r->busy_since_ns, 0);
+}
 
 static MPI_Comm mc(moe_comm *c) {
     MPI_Comm m;
@@ -56,7 +72,7 @@ static MPI_Comm mc(moe_comm *c) {
 
 static moe_status ar_f32(moe_comm *c, float *buf, size_t n, moe_error *err) {
     CHECK_N("all-reduce", n);
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "all-reduce");
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, mc(c));
     tick(c, t0);
     CHECK_RC("all-reduce", rc);
@@ -68,7 +84,7 @@ static moe_status iar_f32(moe_comm *c, float *buf, size_t n, moe_comm_req *req, 
     CHECK_N("all-reduce", n);
     _Static_assert(sizeof(MPI_Request) <= sizeof(void *), "MPI_Request fits the request's impl pointer");
     MPI_Request r;
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "all-reduce (start)");
     int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, mc(c), &r);
     tick(c, t0);
     CHECK_RC("all-reduce (started)", rc);
@@ -80,7 +96,7 @@ static moe_status iar_f32(moe_comm *c, float *buf, size_t n, moe_comm_req *req, 
 /* The time spent here is the part of the started collectives that the
  * computation in between did not hide. */
 static moe_status waitall(moe_comm *c, moe_comm_req *reqs, int n, moe_error *err) {
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "all-reduce (wait)");
     int rc = MPI_SUCCESS;
     for (int i = 0; i < n && rc == MPI_SUCCESS; i++) {
         MPI_Request r;
@@ -95,7 +111,7 @@ static moe_status waitall(moe_comm *c, moe_comm_req *reqs, int n, moe_error *err
 
 static moe_status ar_f64(moe_comm *c, double *buf, size_t n, moe_error *err) {
     CHECK_N("all-reduce", n);
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "all-reduce");
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, mc(c));
     tick(c, t0);
     CHECK_RC("all-reduce", rc);
@@ -106,7 +122,7 @@ static moe_status ar_f64(moe_comm *c, double *buf, size_t n, moe_error *err) {
 static moe_status ag(moe_comm *c, void *dst, const void *src, size_t bytes, moe_error *err) {
     CHECK_N("all-gather", bytes);
     int rc;
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "all-gather");
     if (dst == src) rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_BYTE, dst, (int)bytes, MPI_BYTE, mc(c));
     else rc = MPI_Allgather(src, (int)bytes, MPI_BYTE, dst, (int)bytes, MPI_BYTE, mc(c));
     tick(c, t0);
@@ -117,7 +133,7 @@ static moe_status ag(moe_comm *c, void *dst, const void *src, size_t bytes, moe_
 
 static moe_status gat(moe_comm *c, void *dst, const void *src, size_t bytes, int root, moe_error *err) {
     CHECK_N("gather", bytes * (size_t)c->size);
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "gather");
     int rc = MPI_Gather(src, (int)bytes, MPI_BYTE, dst, (int)bytes, MPI_BYTE, root, mc(c));
     tick(c, t0);
     CHECK_RC("gather", rc);
@@ -127,7 +143,7 @@ static moe_status gat(moe_comm *c, void *dst, const void *src, size_t bytes, int
 
 static moe_status rs_f32(moe_comm *c, float *dst, const float *src, size_t n, moe_error *err) {
     CHECK_N("reduce-scatter", n);
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "reduce-scatter");
     int rc = MPI_Reduce_scatter_block(src, dst, (int)n, MPI_FLOAT, MPI_SUM, mc(c));
     tick(c, t0);
     CHECK_RC("reduce-scatter", rc);
@@ -137,7 +153,7 @@ static moe_status rs_f32(moe_comm *c, float *dst, const float *src, size_t n, mo
 
 static moe_status a2av(moe_comm *c, const float *send, const int *scount, const int *sdispl, float *recv,
                        const int *rcount, const int *rdispl, moe_error *err) {
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "all-to-all-v");
     int rc = MPI_Alltoallv(send, scount, sdispl, MPI_FLOAT, recv, rcount, rdispl, MPI_FLOAT, mc(c));
     tick(c, t0);
     CHECK_RC("all-to-all-v", rc);
@@ -148,7 +164,7 @@ static moe_status a2av(moe_comm *c, const float *send, const int *scount, const 
 
 static moe_status bc(moe_comm *c, void *buf, size_t bytes, int root, moe_error *err) {
     CHECK_N("broadcast", bytes);
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "broadcast");
     int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, mc(c));
     tick(c, t0);
     CHECK_RC("broadcast", rc);
@@ -157,7 +173,7 @@ static moe_status bc(moe_comm *c, void *buf, size_t bytes, int root, moe_error *
 }
 
 static moe_status bar(moe_comm *c, moe_error *err) {
-    double t0 = MPI_Wtime();
+    double t0 = begin(c, "barrier");
     int rc = MPI_Barrier(mc(c));
     tick(c, t0);
     CHECK_RC("barrier", rc);
@@ -168,7 +184,9 @@ static void fill(moe_comm *c, MPI_Comm w);
 
 static moe_status split(moe_comm *c, int color, int key, moe_comm *out, moe_error *err) {
     MPI_Comm s;
+    (void)begin(c, "comm split");
     int rc = MPI_Comm_split(mc(c), color, key, &s);
+    atomic_store(&comm_root(c)->busy_since_ns, 0);
     CHECK_RC("comm split", rc);
     fill(out, s);
     out->parent = c;

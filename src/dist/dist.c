@@ -9,6 +9,7 @@
 #include "train/trainer_internal.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 struct moe_dist {
     moe_comm world;   /* every rank of the job */
@@ -49,6 +50,20 @@ int moe_dist_size(const moe_dist *d) { return d ? d->world.size : 1; }
 int moe_dist_expert_parallel(const moe_dist *d) { return d ? d->ep : 1; }
 uint64_t moe_dist_bytes_moved(const moe_dist *d) { return d ? d->world.bytes_moved : 0; }
 double moe_dist_comm_seconds(const moe_dist *d) { return d ? d->world.seconds : 0.0; }
+
+double moe_dist_stalled(const moe_dist *d, const char **what) {
+    if (what) *what = NULL;
+    if (!d) return 0.0;
+    /* const: the fields are only read (atomically) */
+    moe_comm *w = (moe_comm *)&d->world;
+    int64_t since = atomic_load(&w->busy_since_ns);
+    if (!since) return 0.0;
+    if (what) *what = atomic_load(&w->busy_what);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double s = ((double)ts.tv_sec * 1e9 + (double)ts.tv_nsec - (double)since) / 1e9;
+    return s > 0 ? s : 0.0;
+}
 
 moe_status moe_dist_barrier(moe_dist *d, moe_error *err) {
     moe_err_clear(err);
