@@ -29,6 +29,11 @@ Also:
                       non-zero within 30 s naming the failed rank, rank 0
                       names the step it was in; the checkpoint files are
                       byte-identical to before
+  dist/stall          rank 1 stopped (SIGSTOP: alive, connections open)
+                      mid-step with --dist-timeout 3: rank 0's watchdog
+                      names itself, the step and the collective, mpirun
+                      exits non-zero within 30 s, the checkpoint files
+                      are byte-identical
   dist/interrupt/*    SIGINT to mpirun mid-run: every rank gone within
                       30 s, a new checkpoint that resumes (with a 30 s
                       SIGKILL grace) or, with Open MPI's 1 s, that or
@@ -272,6 +277,48 @@ def checkpoint_step(d):
     return int(m.group(1)) if rc == 0 and m else None
 
 
+def stall_check(d):
+    """A rank that stops answering (SIGSTOP: alive, its connections open,
+    like a host whose link went down) is found by the others' watchdog."""
+    name = "%s/stall" % NAME
+    before = {f: sha(os.path.join(d, f)) for f in ("model.gguf", "state.gguf")}
+    cmd = mpirun(2) + [MOE, "--threads", "1", "train", "--resume", d, "--steps", "1000000", "--save-every", "0",
+                       "--expert-parallel", "2", "--dist-timeout", "3", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+    pid, t_start = None, time.time()
+    while pid is None and time.time() - t_start < 30 and proc.poll() is None:
+        time.sleep(0.2)
+        pid = rank_pid(1, d)
+    if pid is None:
+        proc.kill()
+        proc.communicate()
+        report(name, False, "rank 1 of the resumed run never appeared")
+        return
+    time.sleep(1.0)  # well inside the steps
+    os.kill(pid, signal.SIGSTOP)
+    t_stop = time.time()
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        report(name, False, "the job was still running 30 s after a rank stopped answering")
+        return
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    dt = time.time() - t_stop
+    err = err.decode("utf-8", "replace")
+    after = {f: sha(os.path.join(d, f)) for f in before}
+    m = re.search(r"moe: rank 0: no progress for \d+ s in ([\w() -]+) \(([a-z ]*step) (\d+)\)", err)
+    report(name, proc.returncode != 0 and m and after == before,
+           "rc %d, watchdog line %s, files %s, stderr: %s" %
+           (proc.returncode, bool(m), "same" if after == before else "CHANGED", err[-400:]),
+           "the job ended %.1f s after rank 1 stopped, rc %d; %s" % (dt, proc.returncode, m.group(0) if m else ""))
+
+
 def interrupt_checks(d):
     """SIGINT to mpirun mid-run: it sends SIGTERM to every rank (then SIGKILL
     after --mca odls_base_sigkill_timeout seconds, default 1). The ranks
@@ -482,6 +529,7 @@ def main():
                 proc.kill()
                 proc.communicate()
                 report("%s/kill" % NAME, False, "the job was still running 30 s after a rank was killed")
+        stall_check(d)
         interrupt_checks(d)
         infer_checks(tmp)
         train_resident_checks(tmp)

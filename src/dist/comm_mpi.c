@@ -2,6 +2,9 @@
  * mpi.h. MPI_COMM_WORLD keeps MPI's default handler, errors are fatal: a
  * dead rank or a broken connection ends every rank of the job (mpirun names
  * the rank), which is what a collective that can never complete must do.
+ * A connection that breaks silently raises no error: each collective
+ * records when it began and its name (begin, tick), so that a watchdog in
+ * the program sees how long it has waited (moe_dist_stalled).
  * Sizes above INT_MAX elements are refused (one call per collective). */
 #include "dist/comm_impl.h"
 
