@@ -68,12 +68,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dist_util  # noqa: E402
+from dist_util import env, report  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOE = os.environ.get("MOE_BIN") or os.path.join(ROOT, "build", "moe")
 LIB = os.environ.get("MOE_LIB") or os.path.join(ROOT, "build", "libmoe.so")
 NAME = "dist"
 BOUND = 1e-5
-failed = 0
 
 BASE = ["--steps", "30", "--batch", "4", "--ctx", "32", "--d", "32", "--layers", "2", "--heads", "2",
         "--kv-heads", "1", "--experts", "4", "--k", "2", "--expert-dff", "32", "--vocab", "300",
@@ -90,30 +93,8 @@ SETUPS = [
 RANKS = [(2, 2), (4, 4), (4, 2)]  # (P, EP)
 
 
-def report(name, ok, why="", extra=""):
-    global failed
-    if ok:
-        print("ok %s%s" % (name, " (%s)" % extra if extra else ""))
-    else:
-        failed += 1
-        print("FAIL %s: %s" % (name, why))
-    sys.stdout.flush()
-
-
 def skip_or_fail(why):
-    if os.environ.get("CI"):
-        report(NAME, False, why + " (required under CI)")
-        sys.exit(1)
-    print("SKIPPED %s: %s" % (NAME, why))
-    sys.exit(0)
-
-
-def env():
-    e = dict(os.environ)
-    e.pop("LD_PRELOAD", None)  # make sanitize preloads ASan for Python, not for mpirun
-    e["OMP_NUM_THREADS"] = "1"
-    e["ASAN_OPTIONS"] = "detect_leaks=0"  # Open MPI keeps its allocations to exit
-    return e
+    dist_util.skip_or_fail(NAME, why)
 
 
 def mpirun(p):
@@ -536,7 +517,7 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%s: %.1f s" % (NAME, time.time() - t0))
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if dist_util.failed() else 0)
 
 
 if __name__ == "__main__":

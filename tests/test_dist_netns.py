@@ -38,6 +38,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dist_util  # noqa: E402
+from dist_util import env, report  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOE = os.environ.get("MOE_BIN") or os.path.join(ROOT, "build", "moe")
 LIB = os.environ.get("MOE_LIB") or os.path.join(ROOT, "build", "libmoe.so")
@@ -51,33 +55,10 @@ SUBNET = "10.77.0.0/24"
 ARGS = ["--steps", "20", "--batch", "4", "--ctx", "32", "--d", "32", "--layers", "2", "--heads", "2",
         "--kv-heads", "1", "--experts", "4", "--k", "2", "--expert-dff", "32", "--vocab", "300",
         "--corpus-bytes", "60000", "--eval-every", "0", "--seed", "3", "--lr", "3e-3", "--warmup", "3"]
-failed = 0
-
-
-def report(name, ok, why="", extra=""):
-    global failed
-    if ok:
-        print("ok %s%s" % (name, " (%s)" % extra if extra else ""))
-    else:
-        failed += 1
-        print("FAIL %s: %s" % (name, why))
-    sys.stdout.flush()
 
 
 def skip_or_fail(why):
-    if os.environ.get("CI"):
-        report(NAME, False, why + " (required under CI)")
-        sys.exit(1)
-    print("SKIPPED %s: %s" % (NAME, why))
-    sys.exit(0)
-
-
-def env():
-    e = dict(os.environ)
-    e.pop("LD_PRELOAD", None)  # make sanitize preloads ASan for Python, not for mpirun
-    e["OMP_NUM_THREADS"] = "1"
-    e["ASAN_OPTIONS"] = "detect_leaks=0"  # Open MPI keeps its allocations to exit
-    return e
+    dist_util.skip_or_fail(NAME, why)
 
 
 def sh(cmd, timeout=60):
@@ -322,4 +303,4 @@ if __name__ == "__main__":
         main()
     finally:
         sys.stdout.flush()
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if dist_util.failed() else 0)
